@@ -1,0 +1,174 @@
+// Package wire owns the JSON message types and header names that cross the
+// network between robonet nodes and clients, and the wire version. It is the
+// contract that `nats sub` readers and other implementations rely on: field
+// names here never change meaning; new fields are added, old ones kept.
+//
+// It does not build subjects (package subjects) or send anything (package mesh).
+package wire
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Version is the wire version every robonet message carries in HdrVer.
+const Version = "rn/1"
+
+// Header names carried by every message a node or operator sends (HCTH).
+const (
+	HdrVer  = "Rn-Ver"
+	HdrFrom = "Rn-From"
+	HdrSeq  = "Rn-Seq"
+	HdrPrev = "Rn-Prev"
+	HdrSig  = "Rn-Sig"
+)
+
+// MaxMessage is the largest robonet payload a node accepts from the network
+// unless a message type documents a larger limit.
+const MaxMessage = 1 << 20
+
+// Member states as shown by `robonet nodes`.
+const (
+	StateAlive   = "alive"   // heartbeats arriving
+	StateSuspect = "suspect" // heartbeats late, route still up
+	StateOffline = "offline" // registered but not live: crashed, partitioned, or stopped
+	StateLeaving = "leaving" // shutting down cleanly
+)
+
+// Endpoints are where a node can be reached.
+type Endpoints struct {
+	Client  string `json:"client,omitempty"`  // NATS client listen address
+	Cluster string `json:"cluster,omitempty"` // NATS route listen address, empty for a single node
+}
+
+// NodeInfo is a node's durable declaration, kept in the rn_nodes bucket under
+// its chevron: written on join and on change, never for liveness.
+type NodeInfo struct {
+	Chevron   string            `json:"chevron"`
+	Name      string            `json:"name"`
+	Pubkey    string            `json:"pubkey"`
+	Server    string            `json:"server"` // the embedded nats-server's name (stable, from the key)
+	Caps      []string          `json:"caps"`
+	Tags      map[string]string `json:"tags"`
+	Version   string            `json:"version"`
+	OS        string            `json:"os,omitempty"`
+	Arch      string            `json:"arch,omitempty"`
+	Endpoints Endpoints         `json:"endpoints"`
+	Started   time.Time         `json:"started"`
+}
+
+// Heartbeat is published on rn.<chevron>.evt.hb every second.
+type Heartbeat struct {
+	Chevron string    `json:"chevron"`
+	Name    string    `json:"name"`
+	Pubkey  string    `json:"pubkey"`
+	Server  string    `json:"server"`
+	Seq     uint64    `json:"seq"`
+	Sent    time.Time `json:"sent"`
+	Started time.Time `json:"started"`
+	Load    float64   `json:"load"` // 1-minute load average divided by CPUs
+	Leader  bool      `json:"leader"`
+	Version string    `json:"version"`
+}
+
+// Member is one row of the live registry: the declaration joined with what
+// liveness says. `robonet nodes --json` prints an array of these.
+type Member struct {
+	Chevron  string            `json:"chevron"`
+	Name     string            `json:"name"`
+	Pubkey   string            `json:"pubkey"`
+	Server   string            `json:"server"`
+	State    string            `json:"state"`
+	Leader   bool              `json:"leader"`
+	Caps     []string          `json:"caps"`
+	Tags     map[string]string `json:"tags"`
+	Load     float64           `json:"load"`
+	Version  string            `json:"version"`
+	Started  time.Time         `json:"started"`
+	LastSeen time.Time         `json:"last_seen,omitzero"`
+	OS       string            `json:"os,omitempty"`
+	Arch     string            `json:"arch,omitempty"`
+	Client   string            `json:"client,omitempty"`
+}
+
+// Status describes a swarm as seen from one node (`robonet status --json`).
+type Status struct {
+	Swarm       string    `json:"swarm"`
+	Chevron     string    `json:"chevron"`     // the answering node
+	Name        string    `json:"name"`        // the answering node
+	State       string    `json:"state"`       // the answering node's own state
+	Leader      string    `json:"leader"`      // the lease holder's chevron, "" when none
+	LeaderName  string    `json:"leader_name"` // the lease holder's name
+	Token       uint64    `json:"token"`       // the lease's fencing token
+	Members     int       `json:"members"`     // live members
+	Known       int       `json:"known"`       // registered members, live or not
+	MetaLeader  string    `json:"meta_leader"` // JetStream meta leader (server name)
+	Clustered   bool      `json:"clustered"`   // JetStream clustered (false: single node)
+	Replicas    int       `json:"replicas"`    // replicas of the swarm's buckets
+	Version     string    `json:"version"`
+	Started     time.Time `json:"started"`
+	JetStreamOK bool      `json:"jetstream_ok"` // the node's JetStream is current
+}
+
+// Lease is the value of the swarm-leader key in rn_leader.
+type Lease struct {
+	Chevron string    `json:"chevron"`
+	Name    string    `json:"name"`
+	Pubkey  string    `json:"pubkey"`
+	Server  string    `json:"server"`
+	Token   uint64    `json:"token"` // the revision that created the lease; 0 in the creating write
+	Renewed time.Time `json:"renewed"`
+}
+
+// Event is the body of join, leave and leader events. Chevron is the node the
+// event is about; By is the node that observed it when that is another node
+// (a crash is reported by the swarm leader).
+type Event struct {
+	Kind    string    `json:"kind"`
+	Chevron string    `json:"chevron"`
+	Name    string    `json:"name,omitempty"`
+	Pubkey  string    `json:"pubkey,omitempty"`
+	By      string    `json:"by,omitempty"`
+	Reason  string    `json:"reason,omitempty"`
+	Token   uint64    `json:"token,omitempty"`
+	Time    time.Time `json:"time"`
+}
+
+// Error is an error that crosses the wire: a stable code and a human message.
+type Error struct {
+	Code string `json:"code"`
+	Msg  string `json:"msg"`
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Msg }
+
+// Error codes.
+const (
+	CodeBadRequest = "bad_request"
+	CodeInternal   = "internal"
+	CodeDenied     = "denied"
+	CodeNotFound   = "not_found"
+)
+
+// Reply wraps a query answer: exactly one of Data and Error is set.
+type Reply struct {
+	Data  json.RawMessage `json:"data,omitempty"`
+	Error *Error          `json:"error,omitempty"`
+}
+
+// ErrTooLarge is returned for payloads over the size limit.
+var ErrTooLarge = errors.New("message too large")
+
+// Decode unmarshals a payload from the network into v, refusing payloads over
+// MaxMessage and trailing data.
+func Decode(data []byte, v any) error {
+	if len(data) > MaxMessage {
+		return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(data), MaxMessage)
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("decode %T: %w", v, err)
+	}
+	return nil
+}
