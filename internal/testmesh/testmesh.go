@@ -1,0 +1,386 @@
+// Package testmesh starts real in-process robonet swarms for tests: embedded
+// nats-servers on ephemeral ports, data in t.TempDir(), everything shut down
+// in t.Cleanup. It also has the polling helper tests use instead of sleeps.
+package testmesh
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/robonet-mesh/robonet/mesh"
+	"github.com/robonet-mesh/robonet/node"
+	"github.com/robonet-mesh/robonet/wire"
+)
+
+// Swarm is a set of in-process nodes.
+type Swarm struct {
+	t      testing.TB
+	mu     sync.Mutex
+	nodes  []*node.Node
+	opts   []node.Options
+	routes []string
+	done   *atomic.Bool
+	base   node.Options
+}
+
+// Option adjusts the options of node i before it starts.
+type Option func(i int, o *node.Options)
+
+// WithChevrons gives node i the chevron cs[i] ("" = auto-number).
+func WithChevrons(cs ...string) Option {
+	return func(i int, o *node.Options) {
+		if i < len(cs) {
+			o.Chevron = cs[i]
+		}
+	}
+}
+
+// WithCaps gives node i the capabilities caps[i].
+func WithCaps(caps ...[]string) Option {
+	return func(i int, o *node.Options) {
+		if i < len(caps) {
+			o.Caps = caps[i]
+		}
+	}
+}
+
+// Start starts n nodes at once and waits until every one is ready. One node
+// runs standalone; two or more form a swarm whose every member lists every
+// route address (its own included, as nats-server allows).
+func Start(t testing.TB, n int, options ...Option) *Swarm {
+	t.Helper()
+	s := &Swarm{t: t, done: new(atomic.Bool)}
+	if n > 1 {
+		s.routes = ReservePorts(t, n)
+	}
+	for i := 0; i < n; i++ {
+		o := s.options(i, options)
+		s.opts = append(s.opts, o)
+	}
+	s.nodes = make([]*node.Node, n)
+	t.Cleanup(s.shutdown)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			s.nodes[i], errs[i] = s.startNode(s.opts[i])
+		}(i)
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("start node %d: %v", i, err)
+		}
+	}
+	return s
+}
+
+func (s *Swarm) options(i int, options []Option) node.Options {
+	o := node.Options{
+		DataDir: filepath.Join(s.t.TempDir(), fmt.Sprintf("n%d", i)),
+		Listen:  "127.0.0.1:0",
+		Swarm:   "test",
+		Logger:  Logger(s.t, s.done),
+	}
+	if len(s.routes) > 0 {
+		o.Cluster = s.routes[i%len(s.routes)]
+		o.Join = append([]string(nil), s.routes...)
+		if i >= len(s.routes) {
+			o.Cluster = "127.0.0.1:0"
+		}
+	}
+	for _, opt := range options {
+		opt(i, &o)
+	}
+	return o
+}
+
+func (s *Swarm) startNode(o node.Options) (*node.Node, error) {
+	nd, err := node.New(o)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := nd.Start(ctx); err != nil {
+		return nil, err
+	}
+	return nd, nil
+}
+
+// Add starts one more member that joins the existing swarm.
+func (s *Swarm) Add(options ...Option) *node.Node {
+	s.t.Helper()
+	s.mu.Lock()
+	i := len(s.nodes)
+	o := s.options(i, options)
+	o.Cluster = "127.0.0.1:0"
+	s.opts = append(s.opts, o)
+	s.nodes = append(s.nodes, nil)
+	s.mu.Unlock()
+	nd, err := s.startNode(o)
+	if err != nil {
+		s.t.Fatalf("add node %d: %v", i, err)
+	}
+	s.mu.Lock()
+	s.nodes[i] = nd
+	s.mu.Unlock()
+	return nd
+}
+
+// Node returns node i (nil once stopped).
+func (s *Swarm) Node(i int) *node.Node {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.nodes[i]
+}
+
+// Len is how many nodes the swarm has had.
+func (s *Swarm) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.nodes)
+}
+
+// Options returns the options node i was started with.
+func (s *Swarm) Options(i int) node.Options {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.opts[i]
+}
+
+// Kill stops node i as a crash looks to the others (see node.Kill).
+func (s *Swarm) Kill(i int) {
+	s.mu.Lock()
+	nd := s.nodes[i]
+	s.nodes[i] = nil
+	s.mu.Unlock()
+	if nd != nil {
+		nd.Kill()
+	}
+}
+
+// Stop shuts node i down cleanly.
+func (s *Swarm) Stop(i int) {
+	s.mu.Lock()
+	nd := s.nodes[i]
+	s.nodes[i] = nil
+	s.mu.Unlock()
+	if nd != nil {
+		_ = nd.Shutdown(context.Background())
+	}
+}
+
+// Restart starts node i again with the same options and data dir.
+func (s *Swarm) Restart(i int) *node.Node {
+	s.t.Helper()
+	s.Stop(i)
+	nd, err := s.startNode(s.Options(i))
+	if err != nil {
+		s.t.Fatalf("restart node %d: %v", i, err)
+	}
+	s.mu.Lock()
+	s.nodes[i] = nd
+	s.mu.Unlock()
+	return nd
+}
+
+// Live returns the running nodes.
+func (s *Swarm) Live() []*node.Node {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*node.Node
+	for _, n := range s.nodes {
+		if n != nil {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// Leaders returns the indexes of the nodes that believe they lead now.
+func (s *Swarm) Leaders() []int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []int
+	for i, n := range s.nodes {
+		if n != nil && n.IsLeader() {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// Client connects to node i with its operator key.
+func (s *Swarm) Client(i int) *mesh.Client {
+	s.t.Helper()
+	nd := s.Node(i)
+	c, err := mesh.Connect(context.Background(), mesh.Options{Server: nd.ClientURL(), SeedFile: nd.OperatorSeedPath()})
+	if err != nil {
+		s.t.Fatalf("client for node %d: %v", i, err)
+	}
+	s.t.Cleanup(c.Close)
+	return c
+}
+
+// WaitAlive waits until every running node sees exactly the running nodes as
+// alive (and nothing else as alive).
+func (s *Swarm) WaitAlive(timeout time.Duration) {
+	s.t.Helper()
+	CheckFor(s.t, timeout, 50*time.Millisecond, func() error {
+		live := s.Live()
+		want := map[string]bool{}
+		for _, n := range live {
+			want[n.Chevron().String()] = true
+		}
+		for _, n := range live {
+			alive := map[string]bool{}
+			for _, m := range n.Members() {
+				if m.State == wire.StateAlive {
+					alive[m.Chevron] = true
+				}
+			}
+			if len(alive) != len(want) {
+				return fmt.Errorf("node %s sees %d alive, want %d", n.Chevron(), len(alive), len(want))
+			}
+			for c := range want {
+				if !alive[c] {
+					return fmt.Errorf("node %s does not see %s alive", n.Chevron(), c)
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// WaitLeader waits until exactly one running node leads and every running
+// node agrees who it is; it returns that node's index.
+func (s *Swarm) WaitLeader(timeout time.Duration) int {
+	s.t.Helper()
+	idx := -1
+	CheckFor(s.t, timeout, 50*time.Millisecond, func() error {
+		ls := s.Leaders()
+		if len(ls) != 1 {
+			return fmt.Errorf("%d leaders: %v", len(ls), ls)
+		}
+		chev := s.Node(ls[0]).Chevron().String()
+		for _, n := range s.Live() {
+			if st := n.Status(); st.Leader != chev {
+				return fmt.Errorf("node %s thinks the leader is %q, not %s", n.Chevron(), st.Leader, chev)
+			}
+		}
+		idx = ls[0]
+		return nil
+	})
+	return idx
+}
+
+func (s *Swarm) shutdown() {
+	s.mu.Lock()
+	nodes := append([]*node.Node(nil), s.nodes...)
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, n := range nodes {
+		if n != nil {
+			wg.Add(1)
+			go func() { defer wg.Done(); n.Kill() }()
+		}
+	}
+	wg.Wait()
+	s.done.Store(true)
+}
+
+// CheckFor polls f every interval until it returns nil, failing the test with
+// f's last error after timeout.
+func CheckFor(t testing.TB, timeout, interval time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var err error
+	for {
+		if err = f(); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %v", timeout, err)
+		}
+		time.Sleep(interval)
+	}
+}
+
+// ReservePorts returns n free loopback addresses. The listeners are closed
+// before returning, so another process could take one in between; routes must
+// know their peers before any server starts, and this is the usual trade.
+func ReservePorts(t testing.TB, n int) []string {
+	t.Helper()
+	var ls []net.Listener
+	var out []string
+	for i := 0; i < n; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls = append(ls, l)
+		out = append(out, l.Addr().String())
+	}
+	for _, l := range ls {
+		l.Close()
+	}
+	return out
+}
+
+// Logger returns a logger that writes to t at the level in ROBONET_TEST_LOG
+// (debug, info, warn; default warn) and goes quiet once done is set, so a
+// late log line cannot fail a finished test.
+func Logger(t testing.TB, done *atomic.Bool) *slog.Logger {
+	level := slog.LevelWarn
+	switch strings.ToLower(os.Getenv("ROBONET_TEST_LOG")) {
+	case "debug":
+		level = slog.LevelDebug
+	case "info":
+		level = slog.LevelInfo
+	case "error":
+		level = slog.LevelError
+	}
+	return slog.New(slog.NewTextHandler(tlogWriter{t: t, done: done}, &slog.HandlerOptions{Level: level}))
+}
+
+type tlogWriter struct {
+	t    testing.TB
+	done *atomic.Bool
+}
+
+func (w tlogWriter) Write(p []byte) (int, error) {
+	if !w.done.Load() {
+		w.t.Log(strings.TrimRight(string(p), "\n"))
+	}
+	return len(p), nil
+}
+
+// CheckNoLeaks fails t if goroutines from robonet's packages are still
+// running a few seconds after the test: every Start must be matched by a
+// Shutdown that waits for what it started.
+func CheckNoLeaks(t testing.TB) {
+	t.Helper()
+	CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+		buf := make([]byte, 1<<20)
+		stacks := string(buf[:runtime.Stack(buf, true)])
+		for _, g := range strings.Split(stacks, "\n\n") {
+			if strings.Contains(g, "robonet-mesh/robonet/node.") || strings.Contains(g, "robonet-mesh/robonet/mesh.") {
+				return fmt.Errorf("leaked goroutine:\n%s", g)
+			}
+		}
+		return nil
+	})
+}

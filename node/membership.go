@@ -1,0 +1,342 @@
+package node
+
+import (
+	"encoding/json"
+	"runtime"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/shirou/gopsutil/v4/load"
+
+	"github.com/robonet-mesh/robonet/subjects"
+	"github.com/robonet-mesh/robonet/wire"
+)
+
+// subscribeMembership listens to every node's heartbeats and leave events.
+func (n *Node) subscribeMembership() error {
+	for _, subj := range subjects.EventWildcards(subjects.EvtHeartbeat) {
+		if _, err := n.nc.Subscribe(subj, n.onHeartbeat); err != nil {
+			return err
+		}
+	}
+	for _, subj := range subjects.EventWildcards(subjects.EvtLeave) {
+		if _, err := n.nc.Subscribe(subj, n.onLeave); err != nil {
+			return err
+		}
+	}
+	for _, subj := range subjects.EventWildcards(subjects.EvtLeader) {
+		if _, err := n.nc.Subscribe(subj, n.onLeaderEvent); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// onLeaderEvent learns of lease changes on core NATS, seconds before a
+// KV watch whose consumer was on a dead server recovers.
+func (n *Node) onLeaderEvent(m *nats.Msg) {
+	from, _, ok := subjects.ParseEvent(m.Subject)
+	if !ok {
+		return
+	}
+	var e wire.Event
+	if err := wire.Decode(m.Data, &e); err != nil || e.Chevron != from.String() || e.Token == 0 {
+		return
+	}
+	l := wire.Lease{Chevron: e.Chevron, Name: e.Name, Pubkey: e.Pubkey, Token: e.Token}
+	n.reg.observeLease(l, e.Reason == "acquired")
+}
+
+func (n *Node) onHeartbeat(m *nats.Msg) {
+	from, _, ok := subjects.ParseEvent(m.Subject)
+	if !ok {
+		return
+	}
+	var hb wire.Heartbeat
+	if err := wire.Decode(m.Data, &hb); err != nil || hb.Chevron != from.String() || hb.Pubkey == "" {
+		n.log.Debug("dropping malformed heartbeat", "subject", m.Subject)
+		return
+	}
+	if hb.Pubkey == n.pub {
+		return
+	}
+	n.reg.onHeartbeat(hb, time.Now())
+}
+
+func (n *Node) onLeave(m *nats.Msg) {
+	if _, _, ok := subjects.ParseEvent(m.Subject); !ok {
+		return
+	}
+	var e wire.Event
+	if err := wire.Decode(m.Data, &e); err != nil || e.Chevron == "" || e.Pubkey == n.pub {
+		return
+	}
+	if _, err := subjects.Parse(e.Chevron); err != nil {
+		return
+	}
+	n.reg.onLeave(e.Chevron, time.Now())
+}
+
+// watchRoutes polls the embedded server's routes. Polling in-process costs
+// microseconds and needs no system-account plumbing.
+func (n *Node) watchRoutes() {
+	defer n.wg.Done()
+	if !n.Clustered() {
+		return
+	}
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for {
+		rz, err := n.srv.Routez(&server.RoutezOptions{})
+		if err == nil {
+			up := map[string]bool{}
+			for _, r := range rz.Routes {
+				if r.RemoteName != "" {
+					up[r.RemoteName] = true
+				}
+			}
+			n.reg.setRoutes(up, time.Now())
+		}
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// watchNodes mirrors rn_nodes into the registry, and the leader key too.
+// The watches are nats.go ordered consumers living on one server each; when
+// that server dies they need two missed 5 s heartbeats to notice, so the
+// node restarts them whenever it sees a member go offline (rewatch).
+func (n *Node) watchNodes() error {
+	w, lw, err := n.openWatches()
+	if err != nil {
+		return err
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		defer func() { w.Stop(); lw.Stop() }()
+		for {
+			select {
+			case <-n.ctx.Done():
+				return
+			case <-n.rewatch:
+				nw, nlw, err := n.openWatches()
+				if err != nil {
+					n.log.Debug("rewatch", "err", err)
+					continue
+				}
+				w.Stop()
+				lw.Stop()
+				w, lw = nw, nlw
+			case e, ok := <-w.Updates():
+				if !ok {
+					select {
+					case n.rewatch <- struct{}{}:
+					default:
+					}
+					w = stoppedWatcher{}
+					continue
+				}
+				n.onNodeEntry(e)
+			case e, ok := <-lw.Updates():
+				if !ok {
+					lw = stoppedWatcher{}
+					continue
+				}
+				n.onLeaseEntry(e)
+			}
+		}
+	}()
+	return nil
+}
+
+func (n *Node) openWatches() (jetstream.KeyWatcher, jetstream.KeyWatcher, error) {
+	w, err := n.kvs.nodes.WatchAll(n.ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	lw, err := n.kvs.leader.Watch(n.ctx, leaseKey)
+	if err != nil {
+		w.Stop()
+		return nil, nil, err
+	}
+	return w, lw, nil
+}
+
+// stoppedWatcher stands in for a watch whose channel closed until rewatch.
+type stoppedWatcher struct{}
+
+func (stoppedWatcher) Updates() <-chan jetstream.KeyValueEntry { return nil }
+func (stoppedWatcher) Stop() error                             { return nil }
+
+func (n *Node) onNodeEntry(e jetstream.KeyValueEntry) {
+	if e == nil {
+		return
+	}
+	if e.Operation() != jetstream.KeyValuePut {
+		n.reg.setInfo(e.Key(), nil)
+		return
+	}
+	var info wire.NodeInfo
+	if _, err := subjects.Parse(e.Key()); err != nil || wire.Decode(e.Value(), &info) != nil || info.Chevron != e.Key() {
+		n.log.Warn("ignoring malformed registry entry", "key", e.Key())
+		return
+	}
+	n.reg.setInfo(e.Key(), &info)
+}
+
+func (n *Node) onLeaseEntry(e jetstream.KeyValueEntry) {
+	if e == nil {
+		return
+	}
+	var l wire.Lease
+	if e.Operation() != jetstream.KeyValuePut || wire.Decode(e.Value(), &l) != nil {
+		n.reg.observeLease(wire.Lease{}, false)
+		n.ls.kick()
+		return
+	}
+	if l.Token == 0 {
+		l.Token = e.Revision()
+	}
+	n.reg.observeLease(l, true)
+}
+
+func (n *Node) heartbeat() { n.beat(n.chev, n.name, n.IsLeader()) }
+
+func (n *Node) beat(chev subjects.Chevron, name string, leader bool) {
+	hb := wire.Heartbeat{
+		Chevron: chev.String(), Name: name, Pubkey: n.pub, Server: n.ServerName(),
+		Seq: n.hbSeq.Add(1), Sent: time.Now().UTC(), Started: n.started,
+		Load: loadPerCPU(), Leader: leader, Version: Version,
+	}
+	n.reg.setSelf(hb)
+	data, err := json.Marshal(hb)
+	if err != nil {
+		return
+	}
+	if err := n.nc.Publish(subjects.Event(chev, subjects.EvtHeartbeat), data); err != nil {
+		n.log.Debug("heartbeat", "err", err)
+	}
+}
+
+// beatBeforeClaim heartbeats a chevron the node already knows (given or
+// saved) while it waits for JetStream, until stop is closed: membership does
+// not need JetStream, and a node auto-numbering at the same time skips a
+// number it hears alive (a single node restarted to grow a swarm keeps its 1).
+func (n *Node) beatBeforeClaim(chev subjects.Chevron, name string, stop <-chan struct{}) {
+	defer n.wg.Done()
+	t := time.NewTicker(n.opts.Timing.Heartbeat)
+	defer t.Stop()
+	for {
+		n.beat(chev, name, false)
+		select {
+		case <-stop:
+			return
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (n *Node) beatLoop() {
+	defer n.wg.Done()
+	t := time.NewTicker(n.opts.Timing.Heartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+			n.heartbeat()
+		}
+	}
+}
+
+// monitorLoop notices members going offline (the lowest live chevron reports
+// crashes as leave events), and lets the leader keep the buckets' replicas and the
+// lease stream's leadership where they belong.
+func (n *Node) monitorLoop() {
+	defer n.wg.Done()
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	prev := map[string]string{}
+	lost := map[string]time.Time{} // crashed members not yet announced by us
+	var lastSlow time.Time
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		cur := n.reg.states(now, n.chev.String())
+		leader := n.IsLeader()
+		for chev, st := range cur {
+			was := prev[chev]
+			// states lists only members heard since this node started, so a
+			// first sight as offline ("" before) is a loss too: the crash
+			// fell between two ticks of this loop.
+			if st == wire.StateOffline && was != wire.StateOffline {
+				n.log.Info("member offline", "chevron", chev)
+				select { // its server may have carried our watches
+				case n.rewatch <- struct{}{}:
+				default:
+				}
+				if !n.reg.leftCleanly(chev) {
+					lost[chev] = now
+				}
+			}
+			if st == wire.StateAlive && (was == "" || was == wire.StateOffline) {
+				n.log.Info("member alive", "chevron", chev)
+			}
+		}
+		prev = cur
+		// A loss stays pending until whoever is the reporter now announces
+		// it: the reporter at the moment of the crash may be leaving too.
+		for chev, at := range lost {
+			switch {
+			case cur[chev] != wire.StateOffline || now.Sub(at) > time.Minute:
+				delete(lost, chev)
+			case n.reg.reporter(now, n.chev.String()):
+				n.publishEvent(wire.Event{Kind: subjects.EvtLeave, Chevron: chev, By: n.chev.String(), Reason: "lost"})
+				delete(lost, chev)
+			}
+		}
+		if now.Sub(lastSlow) < 2*time.Second {
+			continue
+		}
+		lastSlow = now
+		n.reg.forget(now, time.Hour)
+		n.refreshReplicas()
+		if leader {
+			n.scaleBuckets(n.ctx)
+			n.ls.moveStreamLeader(n.ctx)
+		}
+	}
+}
+
+func (n *Node) refreshReplicas() {
+	st, err := n.kvs.nodes.Status(n.ctx)
+	if err != nil {
+		return
+	}
+	if si, ok := st.(interface{ StreamInfo() *jetstream.StreamInfo }); ok && si.StreamInfo() != nil {
+		n.kvs.replicas.Store(int64(si.StreamInfo().Config.Replicas))
+	}
+}
+
+// loadPerCPU is the 1-minute load average divided by the CPU count, 0 when
+// the platform does not report one.
+func loadPerCPU() float64 {
+	avg, err := load.Avg()
+	if err != nil {
+		return 0
+	}
+	return avg.Load1 / float64(runtime.NumCPU())
+}

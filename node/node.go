@@ -1,0 +1,368 @@
+package node
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+
+	"github.com/robonet-mesh/robonet/command"
+	"github.com/robonet-mesh/robonet/subjects"
+	"github.com/robonet-mesh/robonet/wire"
+)
+
+// ErrStopped is returned by Start on a node that was shut down.
+var ErrStopped = errors.New("node stopped")
+
+// Node is one robonet daemon. Create it with New, then Start; Shutdown (or
+// Kill, in tests) ends it. Its accessors are safe for concurrent use.
+type Node struct {
+	opts Options
+	log  *slog.Logger
+
+	dd    *dataDir
+	kp    nkeys.KeyPair // the node's identity
+	pub   string
+	opPub string
+
+	srv  *server.Server
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	kvs  buckets
+	reg  *registry
+	ls   *lease
+	info wire.NodeInfo // set once claimed, then read-only
+
+	cat    *command.Catalogue
+	cmds   *CommandHost
+	files  command.FileStore
+	config command.ConfigStore
+
+	started time.Time
+	chev    subjects.Chevron
+	name    string
+
+	fatal   atomic.Pointer[string]
+	ctx     context.Context // canceled by Shutdown/Kill; loops run under it
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	ready   atomic.Bool
+	stopped atomic.Bool
+	stop    sync.Once
+	hbSeq   atomic.Uint64
+	rewatch chan struct{} // restart the KV watches (see watchNodes)
+	// heardGrace is set once auto-numbering has waited to hear the
+	// heartbeats of nodes that know their chevron (claim runs in Start only).
+	heardGrace bool
+}
+
+// New validates opts; it starts nothing.
+func New(opts Options) (*Node, error) {
+	o, err := opts.validate()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Node{opts: o, log: o.Logger, ctx: ctx, cancel: cancel, rewatch: make(chan struct{}, 1)}, nil
+}
+
+// Start brings the node up and returns once it has claimed its chevron,
+// registered itself and begun heartbeating. In a swarm it waits for
+// JetStream, which needs two members: ctx bounds that wait. On error
+// everything started is stopped again and nothing in the data dir is lost.
+func (n *Node) Start(ctx context.Context) (err error) {
+	if n.stopped.Load() {
+		return ErrStopped
+	}
+	defer func() {
+		if err != nil {
+			n.teardown(false)
+		}
+	}()
+	n.started = time.Now().UTC().Truncate(time.Millisecond)
+	if n.dd, err = openDataDir(n.opts.DataDir); err != nil {
+		return err
+	}
+	if n.kp, err = n.dd.seed(NodeSeedFile); err != nil {
+		return err
+	}
+	opKP, err := n.dd.seed(OperatorSeedFile)
+	if err != nil {
+		return err
+	}
+	n.pub, _ = n.kp.PublicKey()
+	n.opPub, _ = opKP.PublicKey()
+	saved, err := n.dd.loadState()
+	if err != nil {
+		return err
+	}
+	if saved.Swarm != "" && saved.Swarm != n.opts.Swarm {
+		return fmt.Errorf("%w: %s belongs to swarm %q, not %q (pass --swarm %s or another --data)",
+			ErrOptions, n.opts.DataDir, saved.Swarm, n.opts.Swarm, saved.Swarm)
+	}
+
+	if err := checkListen("--listen", n.opts.Listen); err != nil {
+		return err
+	}
+	if n.opts.Cluster != "" {
+		if err := checkListen("--cluster", n.opts.Cluster); err != nil {
+			return err
+		}
+		if err := probeJoin(ctx, n.opts.Swarm, n.opts.Join); err != nil {
+			return err
+		}
+	}
+	so, err := n.serverOptions()
+	if err != nil {
+		return err
+	}
+	if n.srv, err = server.NewServer(so); err != nil {
+		return fmt.Errorf("nats server: %w", err)
+	}
+	n.srv.SetLoggerV2(natsLogger{l: n.log, fatal: &n.fatal}, true, false, false)
+	n.srv.Start()
+	if !n.srv.ReadyForConnections(10 * time.Second) {
+		if f := n.fatal.Load(); f != nil {
+			return fmt.Errorf("nats server: %s", *f)
+		}
+		return errors.New("nats server: not ready for connections after 10s")
+	}
+	n.nc, err = nats.Connect("", nats.InProcessServer(n.srv), nats.Name("robonet-node"),
+		nats.Nkey(n.pub, n.kp.Sign), nats.MaxReconnects(-1), nats.NoCallbacksAfterClientClose())
+	if err != nil {
+		return fmt.Errorf("connect to own server: %w", err)
+	}
+	if n.js, err = jetstream.New(n.nc); err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	n.reg = newRegistry(n.opts.Timing, n.opts.Cluster != "")
+	if err := n.subscribeMembership(); err != nil {
+		return err
+	}
+	n.wg.Add(1)
+	go n.watchRoutes()
+
+	if n.opts.Cluster != "" {
+		n.log.Info("waiting for JetStream (a swarm needs two members)", "join", n.opts.Join)
+	}
+	stopEarly := make(chan struct{})
+	if want := cmp.Or(n.opts.Chevron, saved.Chevron); want != "" && n.opts.Cluster != "" {
+		c, _ := subjects.Parse(want)
+		n.wg.Add(1)
+		go n.beatBeforeClaim(c, cmp.Or(n.opts.Name, saved.Name, "rn"+want), stopEarly)
+	}
+	n.kvs, err = n.ensureBuckets(ctx)
+	if err == nil {
+		err = n.claim(ctx, saved)
+	}
+	close(stopEarly)
+	if err != nil {
+		return err
+	}
+	if err := n.dd.saveState(savedState{Chevron: n.chev.String(), Name: n.name, Swarm: n.opts.Swarm}); err != nil {
+		return err
+	}
+	n.ls = newLease(n)
+	if err := n.watchNodes(); err != nil {
+		return err
+	}
+	if err := n.serveQueries(); err != nil {
+		return err
+	}
+	n.files, n.config = fileStore{n.kvs.files}, configStore{n.kvs.config}
+	if err := n.serveCommands(); err != nil {
+		return err
+	}
+	n.heartbeat()
+	n.wg.Add(3)
+	go n.beatLoop()
+	go n.ls.run(n.ctx)
+	go n.monitorLoop()
+	n.publishEvent(wire.Event{Kind: subjects.EvtJoin, Chevron: n.chev.String(), Name: n.name, Pubkey: n.pub})
+	n.ready.Store(true)
+	return nil
+}
+
+// Shutdown leaves the swarm cleanly: a leave event first (so members drop the
+// node at once), the lease released, the registry entry removed, then the
+// server's lame-duck shutdown. It is idempotent and waits for every goroutine.
+func (n *Node) Shutdown(ctx context.Context) error {
+	n.teardown(true)
+	return nil
+}
+
+// Kill stops the node the way a crash would look to the others: no leave
+// event, no lease release, no registry removal; connections just drop. It is
+// for tests; the embedded server still steps down its Raft leaders on
+// shutdown, so real SIGKILL figures come from separate processes (bench/).
+func (n *Node) Kill() { n.teardown(false) }
+
+func (n *Node) teardown(graceful bool) {
+	n.stop.Do(func() {
+		n.stopped.Store(true)
+		wasReady := n.ready.Swap(false)
+		if graceful && wasReady {
+			n.publishEvent(wire.Event{Kind: subjects.EvtLeave, Chevron: n.chev.String(), Name: n.name,
+				Pubkey: n.pub, Reason: "shutdown"})
+			_ = n.nc.FlushTimeout(time.Second)
+		}
+		if !graceful && n.nc != nil {
+			// A crash says nothing more: no replies, no events.
+			n.nc.Close()
+		}
+		n.cancel() // running commands see their context end and answer "canceled"
+		if n.cmds != nil {
+			n.cmds.Stop()
+		}
+		n.wg.Wait()
+		if graceful && wasReady {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			n.ls.release(ctx)
+			cancel()
+			ctx, cancel = context.WithTimeout(context.Background(), 12*time.Second)
+			n.deregister(ctx)
+			cancel()
+		}
+		if n.nc != nil {
+			n.nc.Close()
+		}
+		if n.srv != nil {
+			if graceful {
+				n.srv.LameDuckShutdown()
+			}
+			n.srv.Shutdown()
+			n.srv.WaitForShutdown()
+		}
+		if n.dd != nil {
+			n.dd.close()
+		}
+	})
+}
+
+// Done is closed when the node has been stopped.
+func (n *Node) Done() <-chan struct{} { return n.ctx.Done() }
+
+// Chevron is the node's claimed address (zero before Start returns).
+func (n *Node) Chevron() subjects.Chevron { return n.chev }
+
+// Name is the node's human name.
+func (n *Node) Name() string { return n.name }
+
+// Pubkey is the node's nkey public key.
+func (n *Node) Pubkey() string { return n.pub }
+
+// ServerName is the embedded nats-server's name.
+func (n *Node) ServerName() string { return serverName(n.pub) }
+
+// ClientURL is where NATS clients connect.
+func (n *Node) ClientURL() string { return n.srv.ClientURL() }
+
+// ClusterAddr is the route listen address, "" for a single node.
+func (n *Node) ClusterAddr() string {
+	if a := n.srv.ClusterAddr(); a != nil {
+		return a.String()
+	}
+	return ""
+}
+
+// DataDir is the node's absolute data directory.
+func (n *Node) DataDir() string { return n.opts.DataDir }
+
+// OperatorSeedPath is the local operator's credentials file.
+func (n *Node) OperatorSeedPath() string { return n.dd.file(OperatorSeedFile) }
+
+// Clustered reports whether the node runs JetStream clustered (a swarm
+// member) rather than standalone (a single node).
+func (n *Node) Clustered() bool { return n.opts.Cluster != "" }
+
+// IsLeader reports whether this node holds the swarm-leader lease now.
+func (n *Node) IsLeader() bool { return n.ls != nil && n.ls.isLeader(time.Now()) }
+
+// LeaderToken is the fencing token of the lease this node holds, 0 if none.
+func (n *Node) LeaderToken() uint64 {
+	if n.ls == nil {
+		return 0
+	}
+	return n.ls.tokenIfLeader(time.Now())
+}
+
+// Members is the node's live view of the swarm.
+func (n *Node) Members() []wire.Member {
+	return n.reg.members(time.Now(), n.self())
+}
+
+// Status is the swarm as this node sees it.
+func (n *Node) Status() wire.Status {
+	now := time.Now()
+	st := wire.Status{
+		Swarm: n.opts.Swarm, Chevron: n.chev.String(), Name: n.name, State: wire.StateAlive,
+		Version: Version, Started: n.started, Clustered: n.Clustered(),
+	}
+	if !n.ready.Load() {
+		st.State = wire.StateLeaving
+	}
+	members := n.reg.members(now, n.self())
+	st.Known = len(members)
+	for _, m := range members {
+		if m.State == wire.StateAlive || m.State == wire.StateSuspect {
+			st.Members++
+		}
+		if m.Leader {
+			st.Leader, st.LeaderName = m.Chevron, m.Name
+		}
+	}
+	if l, ok := n.reg.currentLease(); ok {
+		st.Token = l.Token
+	}
+	if jsz, err := n.srv.Jsz(&server.JSzOptions{}); err == nil {
+		if jsz.Meta != nil {
+			st.MetaLeader = jsz.Meta.Leader
+		} else if !n.Clustered() {
+			st.MetaLeader = n.ServerName()
+		}
+	}
+	st.JetStreamOK = n.srv.JetStreamIsCurrent() || !n.Clustered()
+	if n.kvs.replicas != nil {
+		st.Replicas = int(n.kvs.replicas.Load())
+	}
+	return st
+}
+
+// self is the node's own row, built from what it knows directly.
+func (n *Node) self() wire.Member {
+	var load float64
+	if hb := n.reg.selfBeat(); hb != nil {
+		load = hb.Load
+	}
+	return wire.Member{
+		Chevron: n.chev.String(), Name: n.name, Pubkey: n.pub, Server: n.ServerName(),
+		State: wire.StateAlive, Leader: n.IsLeader(), Caps: n.info.Caps, Tags: n.info.Tags,
+		Load: load, Version: Version, Started: n.started, LastSeen: time.Now().UTC(),
+		OS: runtime.GOOS, Arch: runtime.GOARCH, Client: n.info.Endpoints.Client,
+	}
+}
+
+func (n *Node) publishEvent(e wire.Event) {
+	if n.chev.IsZero() {
+		return
+	}
+	e.Time = time.Now().UTC()
+	data, err := json.Marshal(e)
+	if err != nil {
+		return
+	}
+	if err := n.nc.Publish(subjects.Event(n.chev, e.Kind), data); err != nil {
+		n.log.Warn("publish event", "kind", e.Kind, "err", err)
+	}
+}

@@ -1,0 +1,273 @@
+package node
+
+import (
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/robonet-mesh/robonet/subjects"
+	"github.com/robonet-mesh/robonet/wire"
+)
+
+// registry is the node's in-memory view of the swarm: declarations from the
+// rn_nodes watch, liveness from heartbeats, leaves and the server's routes.
+// It is pure bookkeeping: callers pass the time in.
+type registry struct {
+	timing    Timing
+	clustered bool
+
+	mu sync.Mutex // guards the fields below; never held across I/O
+	// infos are the declarations, by chevron.
+	infos map[string]wire.NodeInfo
+	// live is the last heartbeat from each chevron and when it arrived.
+	live map[string]*liveEntry
+	// routed is the set of servers this node has a route to; lostAt records
+	// when a route went away.
+	routed map[string]bool
+	lostAt map[string]time.Time
+	// lease is the newest lease seen (by token), from the rn_leader watch or
+	// from leader events; leaseOK is false once it was released or lost.
+	lease   wire.Lease
+	leaseOK bool
+	self    *wire.Heartbeat
+}
+
+type liveEntry struct {
+	hb     wire.Heartbeat
+	recv   time.Time
+	leftAt time.Time // a leave event after the last heartbeat
+}
+
+func newRegistry(t Timing, clustered bool) *registry {
+	return &registry{
+		timing: t, clustered: clustered,
+		infos: map[string]wire.NodeInfo{}, live: map[string]*liveEntry{},
+		routed: map[string]bool{}, lostAt: map[string]time.Time{},
+	}
+}
+
+func (r *registry) onHeartbeat(hb wire.Heartbeat, now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e := r.live[hb.Chevron]
+	if e != nil && e.hb.Pubkey == hb.Pubkey && e.hb.Started.Equal(hb.Started) && hb.Seq <= e.hb.Seq {
+		return // late or duplicate
+	}
+	r.live[hb.Chevron] = &liveEntry{hb: hb, recv: now}
+}
+
+func (r *registry) setSelf(hb wire.Heartbeat) {
+	r.mu.Lock()
+	r.self = &hb
+	r.mu.Unlock()
+}
+
+func (r *registry) selfBeat() *wire.Heartbeat {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.self
+}
+
+func (r *registry) onLeave(chev string, now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if e := r.live[chev]; e != nil {
+		e.leftAt = now
+	}
+}
+
+func (r *registry) setInfo(chev string, info *wire.NodeInfo) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if info == nil {
+		delete(r.infos, chev)
+		return
+	}
+	r.infos[chev] = *info
+}
+
+func (r *registry) setRoutes(servers map[string]bool, now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for s := range r.routed {
+		if !servers[s] {
+			r.lostAt[s] = now
+		}
+	}
+	for s := range servers {
+		delete(r.lostAt, s)
+	}
+	r.routed = servers
+}
+
+// observeLease records news of the lease. Tokens only grow, so older news
+// (a lagging watch after a faster event, or the reverse) is ignored: a holder
+// with a higher token replaces the view, and an end (ok false) clears it only
+// if it ends the token in view. An end with token 0 (a deletion seen on the
+// watch) ends whatever is in view.
+func (r *registry) observeLease(l wire.Lease, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case ok && l.Token >= r.lease.Token:
+		r.lease, r.leaseOK = l, true
+	case !ok && (l.Token == 0 || l.Token == r.lease.Token):
+		r.leaseOK = false
+	}
+}
+
+func (r *registry) currentLease() (wire.Lease, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.lease, r.leaseOK
+}
+
+// stateLocked judges a member other than self.
+func (r *registry) stateLocked(chev string, now time.Time) string {
+	e := r.live[chev]
+	if e == nil {
+		return wire.StateOffline
+	}
+	if !e.leftAt.IsZero() {
+		return wire.StateOffline
+	}
+	// Route loss is the fast path: a crashed process's sockets are closed by
+	// its kernel, and a peer we have no route to cannot hear us anyway.
+	if lost, ok := r.lostAt[e.hb.Server]; ok && r.clustered && !e.recv.After(lost) {
+		return wire.StateOffline
+	}
+	age := now.Sub(e.recv)
+	switch {
+	case age > r.timing.OfflineAfter:
+		return wire.StateOffline
+	case age > r.timing.SuspectAfter:
+		return wire.StateSuspect
+	}
+	return wire.StateAlive
+}
+
+// members lists every node known by declaration or by heartbeat, self
+// included, in chevron order.
+func (r *registry) members(now time.Time, self wire.Member) []wire.Member {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	seen := map[string]bool{self.Chevron: true}
+	out := []wire.Member{self}
+	add := func(chev string) {
+		if seen[chev] {
+			return
+		}
+		seen[chev] = true
+		m := wire.Member{Chevron: chev, State: r.stateLocked(chev, now)}
+		if info, ok := r.infos[chev]; ok {
+			m.Name, m.Pubkey, m.Server = info.Name, info.Pubkey, info.Server
+			m.Caps, m.Tags, m.Version, m.Started = info.Caps, info.Tags, info.Version, info.Started
+			m.OS, m.Arch, m.Client = info.OS, info.Arch, info.Endpoints.Client
+		}
+		if e := r.live[chev]; e != nil {
+			m.Load, m.LastSeen = e.hb.Load, e.hb.Sent
+			// The heartbeat is fresher than a declaration read through a KV
+			// watch (which lags for seconds when its consumer's server dies).
+			if m.Name == "" || m.Pubkey == e.hb.Pubkey {
+				m.Name, m.Pubkey, m.Server, m.Version, m.Started = e.hb.Name, e.hb.Pubkey, e.hb.Server, e.hb.Version, e.hb.Started
+			}
+		}
+		m.Leader = r.leaseOK && r.lease.Chevron == chev && m.State != wire.StateOffline
+		out = append(out, m)
+	}
+	for chev := range r.infos {
+		add(chev)
+	}
+	for chev, e := range r.live {
+		// A node that left cleanly and removed its declaration is gone.
+		if _, declared := r.infos[chev]; !declared && r.stateLocked(chev, now) == wire.StateOffline && !e.leftAt.IsZero() {
+			continue
+		}
+		add(chev)
+	}
+	sort.Slice(out, func(i, j int) bool { return subjects.CompareText(out[i].Chevron, out[j].Chevron) < 0 })
+	return out
+}
+
+// states snapshots every other member's state, for transition detection.
+func (r *registry) states(now time.Time, self string) map[string]string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[string]string{}
+	for chev := range r.live {
+		if chev != self {
+			out[chev] = r.stateLocked(chev, now)
+		}
+	}
+	return out
+}
+
+// heardAlive is the set of chevrons other keys are heartbeating now.
+func (r *registry) heardAlive(now time.Time, self string) map[string]bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[string]bool{}
+	for chev, e := range r.live {
+		if e.hb.Pubkey != self && r.stateLocked(chev, now) != wire.StateOffline {
+			out[chev] = true
+		}
+	}
+	return out
+}
+
+// aliveServers is the set of server names of members alive now.
+func (r *registry) aliveServers(now time.Time) map[string]bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[string]bool{}
+	for chev, e := range r.live {
+		if r.stateLocked(chev, now) == wire.StateAlive {
+			out[e.hb.Server] = true
+		}
+	}
+	return out
+}
+
+// leftCleanly reports whether chev announced its own leave after its last
+// heartbeat (so nobody needs to report it lost).
+func (r *registry) leftCleanly(chev string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e := r.live[chev]
+	return e != nil && !e.leftAt.IsZero()
+}
+
+// reporter reports whether self should announce members lost: the lowest
+// live chevron in its view. It depends on heartbeats only, not on the lease:
+// a leader that cannot renew (its lease stream electing a leader for seconds)
+// must not leave a crash unreported. Views can differ for a moment, so a
+// loss may be announced twice; leave events are idempotent.
+func (r *registry) reporter(now time.Time, self string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for chev := range r.live {
+		if chev != self && r.stateLocked(chev, now) == wire.StateAlive && subjects.CompareText(chev, self) < 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// forget drops liveness for nodes gone long enough that nobody needs their
+// last heartbeat; declarations stay until deleted from rn_nodes.
+func (r *registry) forget(now time.Time, after time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for chev, e := range r.live {
+		if now.Sub(e.recv) > after {
+			if _, declared := r.infos[chev]; !declared {
+				delete(r.live, chev)
+			}
+		}
+	}
+	for s, at := range r.lostAt {
+		if now.Sub(at) > after {
+			delete(r.lostAt, s)
+		}
+	}
+}

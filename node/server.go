@@ -1,0 +1,189 @@
+package node
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// ErrJoin is wrapped when a --join address is not a member of this swarm.
+var ErrJoin = errors.New("join")
+
+// natsLogger bridges nats-server's logger into slog. Notices become Debug so
+// `robonet up` stays a few lines; Fatalf records the message and never exits.
+type natsLogger struct {
+	l     *slog.Logger
+	fatal *atomic.Pointer[string]
+}
+
+func (g natsLogger) Noticef(f string, v ...any) { g.l.Debug(fmt.Sprintf(f, v...), "src", "nats") }
+func (g natsLogger) Warnf(f string, v ...any)   { g.l.Warn(fmt.Sprintf(f, v...), "src", "nats") }
+func (g natsLogger) Errorf(f string, v ...any)  { g.l.Error(fmt.Sprintf(f, v...), "src", "nats") }
+func (g natsLogger) Debugf(f string, v ...any)  { g.l.Debug(fmt.Sprintf(f, v...), "src", "nats") }
+func (g natsLogger) Tracef(f string, v ...any)  {}
+func (g natsLogger) Fatalf(f string, v ...any) {
+	msg := fmt.Sprintf(f, v...)
+	g.fatal.CompareAndSwap(nil, &msg)
+	g.l.Error(msg, "src", "nats", "fatal", true)
+}
+
+// serverName is the embedded server's name: stable for the node's lifetime
+// because JetStream's Raft peer id is derived from it, so it comes from the
+// key, never from the human name (which may change).
+func serverName(pub string) string { return "rn-" + pub[1:11] }
+
+func (n *Node) serverOptions() (*server.Options, error) {
+	o := n.opts
+	host, port, _ := splitHostPort(o.Listen)
+	so := &server.Options{
+		ServerName:          serverName(n.pub),
+		Host:                host,
+		Port:                port,
+		NoSigs:              true,
+		JetStream:           true,
+		StoreDir:            n.dd.file(storeSingle),
+		LameDuckDuration:    o.Timing.LameDuck,
+		LameDuckGracePeriod: o.Timing.LameDuck / 4,
+		MaxPayload:          MaxPayload,
+		Nkeys: []*server.NkeyUser{
+			{Nkey: n.pub},
+			{Nkey: n.opPub},
+		},
+	}
+	if port == 0 {
+		so.Port = server.RANDOM_PORT
+	}
+	if o.Cluster == "" {
+		return so, nil
+	}
+	chost, cport, _ := splitHostPort(o.Cluster)
+	so.StoreDir = n.dd.file(storeSwarm)
+	so.Cluster.Name = o.Swarm
+	so.Cluster.Host = chost
+	so.Cluster.Port = cport
+	if cport == 0 {
+		so.Cluster.Port = server.RANDOM_PORT
+	}
+	// Routes are pinged every 2 s so a silently dead peer (no FIN, e.g. a
+	// partition) is dropped and redialled within seconds, not the default minutes.
+	so.Cluster.PingInterval = 2 * time.Second
+	so.Cluster.MaxPingsOut = 3
+	routes := o.Join
+	if len(routes) == 0 {
+		// A founder with no one to join still needs a configured route for
+		// JetStream clustering; a route to itself is recognised and skipped.
+		routes = []string{loopbackFor(o.Cluster)}
+	}
+	for _, r := range routes {
+		u, err := url.Parse("nats-route://" + r)
+		if err != nil {
+			return nil, fmt.Errorf("%w: --join %q: %v", ErrOptions, r, err)
+		}
+		so.Routes = append(so.Routes, u)
+	}
+	return so, nil
+}
+
+func loopbackFor(addr string) string {
+	host, port, _ := net.SplitHostPort(addr)
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// checkListen fails early and clearly when an address is taken; nats-server
+// would otherwise only log it and never become ready.
+func checkListen(flag, addr string) error {
+	_, port, _ := splitHostPort(addr)
+	if port == 0 {
+		return nil
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", flag, addr, err)
+	}
+	return l.Close()
+}
+
+// probeJoin checks every reachable --join address: it must greet like a
+// nats-server route port of a robonet node in this swarm. Unreachable
+// addresses are not an error: in a swarm starting at once they come later.
+// A connection that closes without a word is tried again a few times (a
+// node binds its ports for a moment to check them before its server starts).
+func probeJoin(ctx context.Context, swarm string, addrs []string) error {
+	for _, a := range addrs {
+		var err error
+		for attempt := 0; attempt < 4; attempt++ {
+			var silent bool
+			if silent, err = probeOne(ctx, swarm, a); err == nil || !silent {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(300 * time.Millisecond):
+			}
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// probeOne probes one address; silent reports that it closed without a word.
+func probeOne(ctx context.Context, swarm, a string) (silent bool, err error) {
+	d := net.Dialer{Timeout: time.Second}
+	c, err := d.DialContext(ctx, "tcp", a)
+	if err != nil {
+		return false, nil
+	}
+	_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	line, err := bufio.NewReaderSize(c, 64<<10).ReadString('\n')
+	c.Close()
+	if err != nil && line == "" {
+		var ne net.Error
+		timeout := errors.As(err, &ne) && ne.Timeout()
+		return !timeout, fmt.Errorf("%w %s: not a robonet node (no NATS greeting: %v)", ErrJoin, a, err)
+	}
+	info, ok := strings.CutPrefix(strings.TrimSpace(line), "INFO ")
+	if !ok {
+		return false, fmt.Errorf("%w %s: not a robonet node (it said %q)", ErrJoin, a, clip(line, 40))
+	}
+	var gi struct {
+		Name     string `json:"server_name"`
+		Cluster  string `json:"cluster"`
+		ClientID uint64 `json:"client_id"`
+	}
+	if err := json.Unmarshal([]byte(info), &gi); err != nil {
+		return false, fmt.Errorf("%w %s: not a robonet node (bad INFO: %v)", ErrJoin, a, err)
+	}
+	switch {
+	case gi.ClientID != 0:
+		return false, fmt.Errorf("%w %s: that is a NATS client port; --join takes a node's cluster address (default port 6222)", ErrJoin, a)
+	case !strings.HasPrefix(gi.Name, "rn-"):
+		return false, fmt.Errorf("%w %s: a NATS server (%q) but not a robonet node", ErrJoin, a, gi.Name)
+	case gi.Cluster != "" && gi.Cluster != swarm:
+		return false, fmt.Errorf("%w %s: that node belongs to swarm %q, not %q (set --swarm)", ErrJoin, a, gi.Cluster, swarm)
+	}
+	return false, nil
+}
+
+func clip(s string, n int) string {
+	s = strings.TrimSpace(s)
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}
