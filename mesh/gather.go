@@ -1,0 +1,385 @@
+package mesh
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
+
+	"github.com/robonet-mesh/robonet/subjects"
+	"github.com/robonet-mesh/robonet/wire"
+)
+
+// Per-node statuses of a gather.
+const (
+	StatusOK      = wire.StatusOK
+	StatusError   = wire.StatusError
+	StatusDenied  = wire.StatusDenied
+	StatusTimeout = "timeout" // expected, did not answer in time
+	StatusOffline = "offline" // in the set but not live in the registry: not sent to
+)
+
+// MaxReply is the largest command reply a client accepts (the nodes'
+// max_payload).
+const MaxReply = 8 << 20
+
+// ErrNoMatch is returned when a selector matches no node; the message names
+// the selector and what it was matched against.
+var ErrNoMatch = errors.New("no nodes matched")
+
+// GatherRequest is one command for the nodes a selector names.
+type GatherRequest struct {
+	Selector string          // node reference: chevron prefix, name, all, or filters
+	Verb     string          // a catalogue verb
+	Args     json.RawMessage // the verb's JSON arguments
+	Input    json.RawMessage // structured input from an earlier step (compositions)
+	Timeout  time.Duration   // how long to wait for each batch; default 10 s
+	Batch    int             // send to this many nodes at a time; 0: all at once
+	Limit    int             // at most this many nodes (in chevron order); 0: no cap
+	From     string          // the requester's display name
+}
+
+// NodeResult is one node's part of a gather.
+type NodeResult struct {
+	Chevron    string          `json:"chevron"`
+	Name       string          `json:"name"`
+	Status     string          `json:"status"`
+	Ms         float64         `json:"ms"` // round trip seen by the client
+	Output     json.RawMessage `json:"output,omitempty"`
+	Text       string          `json:"text,omitempty"`
+	Error      string          `json:"error,omitempty"`
+	Code       string          `json:"code,omitempty"`
+	Unexpected bool            `json:"unexpected,omitempty"` // answered a prefix publish without being in the expected set
+}
+
+// Summary counts a gather's outcome.
+type Summary struct {
+	Total   int     `json:"total"`
+	OK      int     `json:"ok"`
+	Error   int     `json:"error"`
+	Timeout int     `json:"timeout"`
+	Offline int     `json:"offline"`
+	Denied  int     `json:"denied"`
+	P50     float64 `json:"p50_ms"`
+	P99     float64 `json:"p99_ms"`
+	Line    string  `json:"line"`
+}
+
+// GatherResult is every expected node's result, in chevron order, and the summary.
+type GatherResult struct {
+	Selector string       `json:"selector"`
+	Verb     string       `json:"verb"`
+	Results  []NodeResult `json:"results"`
+	Summary  Summary      `json:"summary"`
+}
+
+// OK reports whether every node answered ok.
+func (r GatherResult) OK() bool { return r.Summary.OK == r.Summary.Total }
+
+// Resolve returns the registry members a selector names, in chevron order.
+func Resolve(sel subjects.Selector, members []wire.Member) []wire.Member {
+	var out []wire.Member
+	for _, m := range members {
+		c, err := subjects.Parse(m.Chevron)
+		if err != nil {
+			continue
+		}
+		t := subjects.Target{Chevron: c, Name: m.Name, Caps: m.Caps, Tags: m.Tags, OS: m.OS, Load: m.Load}
+		if sel.Match(t) {
+			out = append(out, m)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return subjects.CompareText(out[i].Chevron, out[j].Chevron) < 0 })
+	return out
+}
+
+func noMatch(sel string, members []wire.Member) error {
+	live, caps, names := 0, map[string]bool{}, []string{}
+	for _, m := range members {
+		if m.State != wire.StateOffline {
+			live++
+		}
+		for _, c := range m.Caps {
+			caps[c] = true
+		}
+		if len(names) < 8 {
+			names = append(names, m.Chevron+" "+m.Name)
+		}
+	}
+	var cl []string
+	for c := range caps {
+		cl = append(cl, c)
+	}
+	sort.Strings(cl)
+	return fmt.Errorf("%w %q among %d nodes (%d live; nodes: %s; caps: %s)", ErrNoMatch, sel, len(members), live,
+		strings.Join(names, ", "), strings.Join(cl, ","))
+}
+
+// Gather resolves req.Selector against the live registry of the node the
+// client is connected to, sends the command (once to the prefix subject when
+// the set is a whole prefix, else to each node), and waits until every
+// expected node answered or the batch's timeout passed. progress, if not
+// nil, sees each result as it is settled.
+func (c *Client) Gather(ctx context.Context, req GatherRequest, progress func(NodeResult)) (GatherResult, error) {
+	res := GatherResult{Selector: req.Selector, Verb: req.Verb}
+	sel, err := subjects.ParseSelector(req.Selector)
+	if err != nil {
+		return res, err
+	}
+	if err := subjects.ValidToken(req.Verb); err != nil {
+		return res, fmt.Errorf("verb: %w", err)
+	}
+	if req.Timeout <= 0 {
+		req.Timeout = 10 * time.Second
+	}
+	if req.Batch < 0 || req.Limit < 0 {
+		return res, fmt.Errorf("--batch %d / --limit %d: must not be negative", req.Batch, req.Limit)
+	}
+	members, err := c.Nodes(ctx)
+	if err != nil {
+		return res, err
+	}
+	set := Resolve(sel, members)
+	if len(set) == 0 {
+		return res, noMatch(req.Selector, members)
+	}
+	return c.GatherSet(ctx, req, sel, set, progress)
+}
+
+// GatherSet sends req to an already resolved set (what Gather does after
+// asking the registry); sel decides whether one prefix publish reaches the
+// whole set. Programs that keep their own view of the swarm call it directly.
+func (c *Client) GatherSet(ctx context.Context, req GatherRequest, sel subjects.Selector, set []wire.Member, progress func(NodeResult)) (GatherResult, error) {
+	res := GatherResult{Selector: req.Selector, Verb: req.Verb}
+	if req.Timeout <= 0 {
+		req.Timeout = 10 * time.Second
+	}
+	if req.Limit > 0 && len(set) > req.Limit {
+		set = set[:req.Limit]
+	}
+	results := map[string]*NodeResult{}
+	var order []string
+	var send []wire.Member
+	for _, m := range set {
+		r := &NodeResult{Chevron: m.Chevron, Name: m.Name, Status: StatusTimeout}
+		results[m.Chevron] = r
+		order = append(order, m.Chevron)
+		if m.State == wire.StateOffline {
+			r.Status, r.Error = StatusOffline, "not live in the registry"
+			if progress != nil {
+				progress(*r)
+			}
+			continue
+		}
+		send = append(send, m)
+	}
+
+	body, err := json.Marshal(wire.Request{Verb: req.Verb, Args: req.Args, ID: nuid.Next(), From: req.From,
+		TimeoutMs: req.Timeout.Milliseconds(), Input: req.Input})
+	if err != nil {
+		return res, err
+	}
+	inbox := c.nc.NewInbox()
+	ch := make(chan *nats.Msg, len(send)+64)
+	sub, err := c.nc.ChanSubscribe(inbox, ch)
+	if err != nil {
+		return res, err
+	}
+	defer sub.Unsubscribe()
+	_ = sub.SetPendingLimits(-1, -1)
+
+	prefix, whole := sel.Prefix()
+	oneShot := whole && req.Limit == 0 && (req.Batch == 0 || req.Batch >= len(send)) && len(send) == len(set)
+	batch := len(send)
+	if req.Batch > 0 && req.Batch < batch {
+		batch = req.Batch
+	}
+	sent := map[string]time.Time{}
+	outstanding := map[string]bool{} // expected nodes of the current batch not yet settled
+	settle := func(m *nats.Msg) {
+		if len(m.Data) > MaxReply {
+			return
+		}
+		var wr wire.Result
+		if json.Unmarshal(m.Data, &wr) != nil || wr.Chevron == "" {
+			return
+		}
+		r, ok := results[wr.Chevron]
+		if !ok {
+			// A node under the prefix the registry view did not list yet: it
+			// ran the command, so it is reported.
+			r = &NodeResult{Chevron: wr.Chevron, Name: wr.Name, Unexpected: true}
+			results[wr.Chevron] = r
+			order = append(order, wr.Chevron)
+		} else if r.Status != StatusTimeout {
+			return // a duplicate
+		}
+		delete(outstanding, wr.Chevron)
+		r.Status = wr.Status
+		r.Output, r.Text = wr.Output, wr.Text
+		if wr.Error != nil {
+			r.Error, r.Code = wr.Error.Msg, wr.Error.Code
+		}
+		if t, ok := sent[wr.Chevron]; ok {
+			r.Ms = float64(time.Since(t).Microseconds()) / 1000
+		} else if t, ok := sent[""]; ok {
+			r.Ms = float64(time.Since(t).Microseconds()) / 1000
+		}
+		if progress != nil {
+			progress(*r)
+		}
+	}
+	for start := 0; start < len(send); start += batch {
+		part := send[start:min(start+batch, len(send))]
+		for _, m := range part {
+			if results[m.Chevron].Status == StatusTimeout {
+				outstanding[m.Chevron] = true
+			}
+		}
+		if oneShot {
+			subj, err := subjects.Cmd(prefix, req.Verb)
+			if err != nil {
+				return res, err
+			}
+			sent[""] = time.Now()
+			if err := c.nc.PublishMsg(&nats.Msg{Subject: subj, Reply: inbox, Data: body}); err != nil {
+				return res, fmt.Errorf("publish %s: %w", subj, err)
+			}
+		} else {
+			for _, m := range part {
+				cv, err := subjects.Parse(m.Chevron)
+				if err != nil {
+					continue
+				}
+				subj, err := subjects.Cmd(cv, req.Verb)
+				if err != nil {
+					return res, err
+				}
+				sent[m.Chevron] = time.Now()
+				if err := c.nc.PublishMsg(&nats.Msg{Subject: subj, Reply: inbox, Data: body}); err != nil {
+					return res, fmt.Errorf("publish %s: %w", subj, err)
+				}
+			}
+		}
+		if err := c.nc.Flush(); err != nil {
+			return res, fmt.Errorf("flush: %w", err)
+		}
+		deadline := time.NewTimer(req.Timeout)
+	collect:
+		for len(outstanding) > 0 {
+			select {
+			case m := <-ch:
+				settle(m)
+			case <-deadline.C:
+				break collect
+			case <-ctx.Done():
+				deadline.Stop()
+				return res, ctx.Err()
+			}
+		}
+		deadline.Stop()
+		clear(outstanding)
+		// Answers already queued (e.g. unexpected nodes) are taken too.
+		for drained := false; !drained; {
+			select {
+			case m := <-ch:
+				settle(m)
+			default:
+				drained = true
+			}
+		}
+		if progress != nil {
+			for _, m := range part {
+				if r := results[m.Chevron]; r.Status == StatusTimeout {
+					r.Error = fmt.Sprintf("no answer within %v", req.Timeout)
+					progress(*r)
+				}
+			}
+		}
+	}
+	for _, chev := range order {
+		r := results[chev]
+		if r.Status == StatusTimeout && r.Error == "" {
+			r.Error = fmt.Sprintf("no answer within %v", req.Timeout)
+		}
+		res.Results = append(res.Results, *r)
+	}
+	sortByChevron(res.Results)
+	res.Summary = summarize(res.Results)
+	return res, nil
+}
+
+// sortByChevron orders results by chevron, parsing each once.
+func sortByChevron(rs []NodeResult) {
+	keys := make(map[string]subjects.Chevron, len(rs))
+	for _, r := range rs {
+		keys[r.Chevron], _ = subjects.Parse(r.Chevron)
+	}
+	sort.SliceStable(rs, func(i, j int) bool {
+		a, b := keys[rs[i].Chevron], keys[rs[j].Chevron]
+		if a.IsZero() || b.IsZero() {
+			return rs[i].Chevron < rs[j].Chevron
+		}
+		return a.Compare(b) < 0
+	})
+}
+
+func summarize(rs []NodeResult) Summary {
+	s := Summary{Total: len(rs)}
+	var ms []float64
+	for _, r := range rs {
+		switch r.Status {
+		case StatusOK:
+			s.OK++
+		case StatusError:
+			s.Error++
+		case StatusTimeout:
+			s.Timeout++
+		case StatusOffline:
+			s.Offline++
+		case StatusDenied:
+			s.Denied++
+		}
+		if r.Status == StatusOK || r.Status == StatusError || r.Status == StatusDenied {
+			ms = append(ms, r.Ms)
+		}
+	}
+	sort.Float64s(ms)
+	s.P50, s.P99 = percentile(ms, 0.50), percentile(ms, 0.99)
+	parts := []string{fmt.Sprintf("%d ok", s.OK)}
+	for _, p := range []struct {
+		n    int
+		name string
+	}{{s.Error, "error"}, {s.Denied, "denied"}, {s.Timeout, "timeout"}, {s.Offline, "offline"}} {
+		if p.n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", p.n, p.name))
+		}
+	}
+	s.Line = fmt.Sprintf("%s of %d", strings.Join(parts, ", "), s.Total)
+	if len(ms) > 0 {
+		s.Line += fmt.Sprintf(" · p50 %s p99 %s", fmtMs(s.P50), fmtMs(s.P99))
+	}
+	return s
+}
+
+func percentile(sorted []float64, p float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(math.Ceil(p*float64(len(sorted)))) - 1
+	return sorted[max(0, min(i, len(sorted)-1))]
+}
+
+func fmtMs(ms float64) string {
+	if ms < 10 {
+		return fmt.Sprintf("%.1f ms", ms)
+	}
+	return fmt.Sprintf("%.0f ms", ms)
+}
