@@ -1,0 +1,66 @@
+package main
+
+import (
+	"fmt"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/robonet-mesh/robonet/node"
+)
+
+func newStatusCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "Show this swarm: name, leader, member count, JetStream meta leader, the node's own state",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			c, err := g.connect(ctx)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			st, err := c.Status(ctx)
+			if err != nil {
+				return err
+			}
+			if g.json {
+				return printJSON(cmd.OutOrStdout(), st)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 2, 4, 2, ' ', 0)
+			leader := "none (no lease holder right now)"
+			if st.Leader != "" {
+				leader = fmt.Sprintf("%s (%s), token %d", st.LeaderName, st.Leader, st.Token)
+			}
+			js := "standalone (single node)"
+			if st.Clustered {
+				js = "clustered"
+				if !st.JetStreamOK {
+					js += ", NOT current (no quorum?)"
+				}
+			}
+			fmt.Fprintf(tw, "swarm\t%s\n", st.Swarm)
+			fmt.Fprintf(tw, "node\t%s (%s), %s, version %s\n", st.Name, st.Chevron, st.State, st.Version)
+			fmt.Fprintf(tw, "leader\t%s\n", leader)
+			fmt.Fprintf(tw, "members\t%d live, %d known\n", st.Members, st.Known)
+			fmt.Fprintf(tw, "jetstream\t%s, meta leader %s, buckets R%d\n", js, orDash(st.MetaLeader), st.Replicas)
+			return tw.Flush()
+		},
+	}
+}
+
+func newVersionCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print robonet's version",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if g.json {
+				return printJSON(cmd.OutOrStdout(), map[string]string{"version": node.Version})
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), "robonet", node.Version)
+			return nil
+		},
+	}
+}

@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/robonet-mesh/robonet/node"
+)
+
+func newUpCmd(g *globals) *cobra.Command {
+	var (
+		o        node.Options
+		tags     string
+		logLevel string
+		wait     time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "up",
+		Short: "Run a node (default: a single-node mesh, chevron 1, clients on 127.0.0.1:4222)",
+		Long: `Run a robonet node in the foreground until Ctrl-C or SIGTERM.
+
+With no --cluster and no --join the node is a single-node mesh (JetStream standalone).
+With --cluster and/or --join it is a swarm member: it routes to the --join addresses
+and JetStream runs clustered (it needs two members before the swarm's state can be written;
+buckets become R3 once three are up).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			level, err := parseLevel(logLevel)
+			if err != nil {
+				return err
+			}
+			if tags != "" {
+				if o.Tags, err = node.ParseTags(tags); err != nil {
+					return err
+				}
+			}
+			o.DataDir = g.data
+			o.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+			n, err := node.New(o)
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			startCtx, cancel := context.WithTimeout(ctx, wait)
+			defer cancel()
+			began := time.Now()
+			if err := n.Start(startCtx); err != nil {
+				return err
+			}
+			printUp(cmd, n, time.Since(began))
+			select {
+			case <-ctx.Done():
+			case <-n.Done():
+			}
+			fmt.Fprintln(cmd.ErrOrStderr(), "robonet: shutting down (lame duck)…")
+			sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer scancel()
+			if err := n.Shutdown(sctx); err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.ErrOrStderr(), "robonet: stopped cleanly")
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Name, "name", "", "node name (default rn<chevron>)")
+	f.StringVar(&o.Chevron, "chevron", "", "address zone.region.swarm.node, e.g. 3.12.7.1 (default: saved one, else lowest free number)")
+	f.StringVar(&o.Listen, "listen", node.DefaultListen, "NATS client listen address")
+	f.StringVar(&o.Cluster, "cluster", "", "NATS route listen address (default "+node.DefaultCluster+" when --join is set)")
+	f.StringSliceVar(&o.Join, "join", nil, "cluster addresses of other nodes, host:port,host:port")
+	f.StringVar(&o.Swarm, "swarm", node.DefaultSwarm, "swarm name (the NATS cluster name)")
+	f.StringSliceVar(&o.Caps, "caps", nil, "declared capabilities, e.g. gpu,ai")
+	f.StringVar(&tags, "tags", "", "tags key=value,key=value, e.g. role=camera")
+	f.StringSliceVar(&o.ExecAllow, "exec-allow", nil, "programs exec may run as a mutate command (others are dangerous), e.g. systemctl,journalctl")
+	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error (logs go to stderr)")
+	f.DurationVar(&wait, "wait", 10*time.Minute, "how long to wait for the swarm's JetStream before giving up")
+	return cmd
+}
+
+func printUp(cmd *cobra.Command, n *node.Node, took time.Duration) {
+	w := cmd.OutOrStdout()
+	mode := "single node, JetStream standalone"
+	if n.Clustered() {
+		mode = "swarm member, JetStream clustered"
+	}
+	fmt.Fprintf(w, "robonet %s: node %s up as chevron %s in swarm %q (%s), ready in %s\n",
+		node.Version, n.Name(), n.Chevron(), n.Status().Swarm, mode, took.Round(time.Millisecond))
+	fmt.Fprintf(w, "  clients   %s (nkey auth)\n", n.ClientURL())
+	if a := n.ClusterAddr(); a != "" {
+		fmt.Fprintf(w, "  routes    %s (others: robonet up --join <this host>:%s)\n", a, a[strings.LastIndex(a, ":")+1:])
+	} else {
+		fmt.Fprintln(w, "  routes    none (to grow: restart with --cluster 0.0.0.0:6222, see README)")
+	}
+	fmt.Fprintf(w, "  data      %s\n", n.DataDir())
+	fmt.Fprintf(w, "  creds     %s\n", n.OperatorSeedPath())
+	fmt.Fprintf(w, "  nats CLI  robonet nats-context --data %s && nats --context robonet sub 'rn.>'\n", n.DataDir())
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	switch strings.ToLower(s) {
+	case "debug":
+		return slog.LevelDebug, nil
+	case "info", "":
+		return slog.LevelInfo, nil
+	case "warn", "warning":
+		return slog.LevelWarn, nil
+	case "error":
+		return slog.LevelError, nil
+	}
+	return 0, fmt.Errorf("--log-level %q: want debug, info, warn or error", s)
+}
