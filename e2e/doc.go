@@ -1,0 +1,30 @@
+//go:build e2e
+
+// Package e2e is robonet's multi-host end-to-end suite. It builds the real
+// robonet binary and runs every node as its own process in its own Linux
+// network namespace, joined by a bridge that lives in a further namespace, so
+// nodes talk over real TCP between real addresses and the suite can cut,
+// drop and restore links, SIGKILL and SIGTERM processes, and restart them on
+// the same data dir. Every observation goes through the CLI (`robonet nodes
+// --json`, `robonet status --json`) run inside the observed node's namespace:
+// the suite checks what an operator would see, not the node's internals.
+//
+// It owns no robonet code and imports none: the JSON it decodes is the CLI's
+// contract. It does not touch the machine's own network namespace beyond
+// reading its routes to pick a private subnet that collides with none of them;
+// the node namespaces have no default route, so no packet leaves the suite's
+// namespaces.
+//
+// The suite needs root, iproute2 (`ip`) and network namespaces, and iptables
+// for the silent-drop partition. Without them its tests skip, except when
+// CI=true, where they fail. Run it with e2e/run (which installs what is
+// missing) or:
+//
+//	go test -tags e2e -count=1 -v -timeout 20m ./e2e/
+//
+// Timing targets (DESIGN.md) are logged as measured figures and summarised at
+// the end of the run; the tests assert behaviour under generous deadlines,
+// never a timing, because the suite shares a small machine with other work.
+// E2E_LOG_LEVEL sets the nodes' --log-level (default info); the tail of every
+// node's log is printed when a test fails.
+package e2e
