@@ -2,14 +2,12 @@ package mesh
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -63,15 +61,12 @@ func ValidMacroName(name string) error {
 // Macros is the set of named compositions in rn_macros. It is safe for
 // concurrent use; it holds no state beyond the bucket's handles.
 //
-// Reads go to the bucket's stream leader (the JetStream API's STREAM.INFO
-// and STREAM.MSG.GET), not to the direct-get path the KV client uses, which
-// any replica answers: a replica that has not applied the latest write yet
-// would make a macro just set look missing or old to the next command.
+// Reads go to the bucket's stream leader (STREAM.INFO, and LeaderKV for
+// values), so a macro just set is never missing or old to the next command.
 type Macros struct {
 	kv     jetstream.KeyValue
 	stream jetstream.Stream // the bucket's stream, KV_rn_macros
-	nc     *nats.Conn
-	api    string // JetStream API prefix, ending in '.'
+	leader *LeaderKV
 }
 
 // NewMacros binds the rn_macros bucket through js (a node's, a test's, or a
@@ -93,15 +88,7 @@ func NewMacros(ctx context.Context, js jetstream.JetStream) (*Macros, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bucket %s: %w", MacroBucket, err)
 	}
-	o := js.Options()
-	api := jetstream.DefaultAPIPrefix
-	switch {
-	case o.APIPrefix != "":
-		api = strings.TrimSuffix(o.APIPrefix, ".") + "."
-	case o.Domain != "":
-		api = "$JS." + o.Domain + ".API."
-	}
-	return &Macros{kv: kv, stream: stream, nc: js.Conn(), api: api}, nil
+	return &Macros{kv: kv, stream: stream, leader: NewLeaderKV(js, MacroBucket)}, nil
 }
 
 // Macros binds the rn_macros bucket through the client's connection.
@@ -216,68 +203,13 @@ func (m *Macros) Delete(ctx context.Context, name string) error {
 	return nil
 }
 
-// withDefaultTimeout gives ctx a 5 s deadline when it has none: a NATS
-// request needs one.
-func withDefaultTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
-	if _, ok := ctx.Deadline(); ok {
-		return ctx, func() {}
-	}
-	return context.WithTimeout(ctx, 5*time.Second)
-}
-
-// msgGetResponse is the JetStream API's answer to STREAM.MSG.GET.
-type msgGetResponse struct {
-	Error *struct {
-		Code        int    `json:"code"`
-		ErrCode     int    `json:"err_code"`
-		Description string `json:"description"`
-	} `json:"error"`
-	Message *struct {
-		Seq  uint64    `json:"seq"`
-		Hdrs []byte    `json:"hdrs"` // base64 in the JSON
-		Data []byte    `json:"data"`
-		Time time.Time `json:"time"`
-	} `json:"message"`
-}
-
-// last reads the newest value of key name from the stream leader; found is
-// false when there is none or it is a delete or purge marker.
+// last reads the newest value of macro name from the stream leader.
 func (m *Macros) last(ctx context.Context, name string) (mi MacroInfo, found bool, err error) {
-	ctx, cancel := withDefaultTimeout(ctx)
-	defer cancel()
-	req, err := json.Marshal(map[string]string{"last_by_subj": "$KV." + MacroBucket + "." + name})
-	if err != nil {
+	e, found, err := m.leader.Get(ctx, name)
+	if err != nil || !found {
 		return mi, false, err
 	}
-	subj := m.api + "STREAM.MSG.GET." + m.stream.CachedInfo().Config.Name
-	msg, err := m.nc.RequestWithContext(ctx, subj, req)
-	if err != nil {
-		return mi, false, fmt.Errorf("%s: %w", subj, err)
-	}
-	var resp msgGetResponse
-	if err := json.Unmarshal(msg.Data, &resp); err != nil {
-		return mi, false, fmt.Errorf("%s: decode: %w", subj, err)
-	}
-	if resp.Error != nil {
-		if resp.Error.ErrCode == int(jetstream.JSErrCodeMessageNotFound) {
-			return mi, false, nil
-		}
-		return mi, false, fmt.Errorf("%s: %s (code %d)", subj, resp.Error.Description, resp.Error.ErrCode)
-	}
-	if resp.Message == nil {
-		return mi, false, fmt.Errorf("%s: empty answer", subj)
-	}
-	if len(resp.Message.Hdrs) > 0 {
-		h, err := nats.DecodeHeadersMsg(resp.Message.Hdrs)
-		if err != nil {
-			return mi, false, fmt.Errorf("%s: headers: %w", subj, err)
-		}
-		// KV-Operation DEL or PURGE, or a server marker (TTL, purge).
-		if h.Get("KV-Operation") != "" || h.Get(jetstream.MarkerReasonHeader) != "" {
-			return mi, false, nil
-		}
-	}
-	return MacroInfo{Name: name, Text: string(resp.Message.Data), Revision: resp.Message.Seq, Updated: resp.Message.Time.UTC()}, true, nil
+	return MacroInfo{Name: name, Text: string(e.Value), Revision: e.Revision, Updated: e.Created}, true, nil
 }
 
 // macroRefs returns the names of the macros e calls, in order, duplicates

@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/robonet-mesh/robonet/command"
+	"github.com/robonet-mesh/robonet/mesh"
 	"github.com/robonet-mesh/robonet/subjects"
 	"github.com/robonet-mesh/robonet/wire"
 )
@@ -180,7 +181,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	if err := n.serveQueries(); err != nil {
 		return err
 	}
-	n.files, n.config = fileStore{n.kvs.files}, configStore{n.kvs.config}
+	leaderRead := mesh.NewLeaderKV(n.js, BucketConfig) // Last serves rn_files too
+	n.files = fileStore{obs: n.kvs.files, read: leaderRead}
+	n.config = configStore{kv: n.kvs.config, read: leaderRead}
 	if err := n.serveCommands(); err != nil {
 		return err
 	}

@@ -5,18 +5,24 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/robonet-mesh/robonet/command"
+	"github.com/robonet-mesh/robonet/mesh"
 )
 
 // fileStore serves the file verb from the rn_files object store.
-type fileStore struct{ obs jetstream.ObjectStore }
+type fileStore struct {
+	obs  jetstream.ObjectStore
+	read *mesh.LeaderKV // for the object's metadata, from the stream leader
+}
 
 func (f fileStore) Put(ctx context.Context, name string, r io.Reader) (string, int64, error) {
 	h := sha256.New()
@@ -27,13 +33,27 @@ func (f fileStore) Put(ctx context.Context, name string, r io.Reader) (string, i
 	return hex.EncodeToString(h.Sum(nil)), int64(info.Size), nil
 }
 
+// Get asks the stream leader which version of name is current, then reads
+// that version: the object store client reads metadata with direct gets,
+// which a replica that has not applied the latest put yet may answer with
+// "not found" or the previous version.
 func (f fileStore) Get(ctx context.Context, name string, w io.Writer) (string, int64, error) {
-	res, err := f.obs.Get(ctx, name)
-	if errors.Is(err, jetstream.ErrObjectNotFound) {
-		return "", 0, fmt.Errorf("%s %q: %w", BucketFiles, name, command.ErrNotFound)
-	}
+	meta, found, err := f.read.Last(ctx, "OBJ_"+BucketFiles, "$O."+BucketFiles+".M."+base64.URLEncoding.EncodeToString([]byte(name)))
 	if err != nil {
 		return "", 0, fmt.Errorf("%s: %w", BucketFiles, err)
+	}
+	var want jetstream.ObjectInfo
+	if found {
+		if err := json.Unmarshal(meta.Value, &want); err != nil {
+			return "", 0, fmt.Errorf("%s %q: metadata: %v", BucketFiles, name, err)
+		}
+	}
+	if !found || want.Deleted {
+		return "", 0, fmt.Errorf("%s %q: %w", BucketFiles, name, command.ErrNotFound)
+	}
+	res, err := f.current(ctx, name, want.NUID)
+	if err != nil {
+		return "", 0, err
 	}
 	defer res.Close()
 	info, err := res.Info()
@@ -50,6 +70,31 @@ func (f fileStore) Get(ctx context.Context, name string, w io.Writer) (string, i
 	return digest, int64(info.Size), nil
 }
 
+// current opens version nuid of name, waiting (up to ctx's deadline) for
+// the replica this node reads from to catch up with the leader.
+func (f fileStore) current(ctx context.Context, name, nuid string) (jetstream.ObjectResult, error) {
+	wait := 20 * time.Millisecond
+	for {
+		res, err := f.obs.Get(ctx, name)
+		if err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
+			return nil, fmt.Errorf("%s: %w", BucketFiles, err)
+		}
+		if err == nil {
+			info, ierr := res.Info()
+			if ierr == nil && info.NUID == nuid {
+				return res, nil
+			}
+			res.Close()
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%s %q: this node's replica has not caught up with the stream leader: %w", BucketFiles, name, ctx.Err())
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, 500*time.Millisecond)
+	}
+}
+
 // hexDigest turns the object store's "SHA-256=<base64url>" into hex.
 func hexDigest(d string) (string, error) {
 	b64, ok := strings.CutPrefix(d, "SHA-256=")
@@ -63,18 +108,23 @@ func hexDigest(d string) (string, error) {
 	return hex.EncodeToString(raw), nil
 }
 
-// configStore serves the config verb from the rn_config bucket.
-type configStore struct{ kv jetstream.KeyValue }
+// configStore serves the config verb from the rn_config bucket. Reads go
+// to the stream leader, so a value set through one node is read back
+// through any other at once.
+type configStore struct {
+	kv   jetstream.KeyValue
+	read *mesh.LeaderKV
+}
 
 func (c configStore) Get(ctx context.Context, key string) ([]byte, uint64, error) {
-	e, err := c.kv.Get(ctx, key)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, 0, fmt.Errorf("%s %q: %w", BucketConfig, key, command.ErrNotFound)
-	}
+	e, found, err := c.read.Get(ctx, key)
 	if err != nil {
 		return nil, 0, fmt.Errorf("%s: %w", BucketConfig, err)
 	}
-	return e.Value(), e.Revision(), nil
+	if !found {
+		return nil, 0, fmt.Errorf("%s %q: %w", BucketConfig, key, command.ErrNotFound)
+	}
+	return e.Value, e.Revision, nil
 }
 
 func (c configStore) Set(ctx context.Context, key string, value []byte) (uint64, error) {
