@@ -44,6 +44,7 @@ type GatherRequest struct {
 	Batch    int             // send to this many nodes at a time; 0: all at once
 	Limit    int             // at most this many nodes (in chevron order); 0: no cap
 	From     string          // the requester's display name
+	Approval string          // rn_approvals id for a dangerous command (header Rn-Approval)
 }
 
 // NodeResult is one node's part of a gather.
@@ -249,7 +250,7 @@ func (c *Client) GatherSet(ctx context.Context, req GatherRequest, sel subjects.
 				return res, err
 			}
 			sent[""] = time.Now()
-			if err := c.nc.PublishMsg(&nats.Msg{Subject: subj, Reply: inbox, Data: body}); err != nil {
+			if err := c.nc.PublishMsg(c.command(subj, inbox, body, req)); err != nil {
 				return res, fmt.Errorf("publish %s: %w", subj, err)
 			}
 		} else {
@@ -263,7 +264,7 @@ func (c *Client) GatherSet(ctx context.Context, req GatherRequest, sel subjects.
 					return res, err
 				}
 				sent[m.Chevron] = time.Now()
-				if err := c.nc.PublishMsg(&nats.Msg{Subject: subj, Reply: inbox, Data: body}); err != nil {
+				if err := c.nc.PublishMsg(c.command(subj, inbox, body, req)); err != nil {
 					return res, fmt.Errorf("publish %s: %w", subj, err)
 				}
 			}
@@ -382,4 +383,13 @@ func fmtMs(ms float64) string {
 		return fmt.Sprintf("%.1f ms", ms)
 	}
 	return fmt.Sprintf("%.0f ms", ms)
+}
+
+// command builds the message for one publish of req.
+func (c *Client) command(subj, inbox string, body []byte, req GatherRequest) *nats.Msg {
+	m := &nats.Msg{Subject: subj, Reply: inbox, Data: body}
+	if req.Approval != "" {
+		m.Header = nats.Header{wire.HdrApproval: []string{req.Approval}}
+	}
+	return m
 }

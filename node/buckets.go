@@ -11,6 +11,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
+// MaxTokenTTL is the longest a one-time join token may live.
+const MaxTokenTTL = 24 * time.Hour
+
 // Bucket names (DESIGN.md, "State in JetStream").
 const (
 	BucketNodes  = "rn_nodes"
@@ -18,16 +21,27 @@ const (
 	BucketMacros = "rn_macros"
 	BucketConfig = "rn_config"
 	BucketFiles  = "rn_files"
-	leaseKey     = "lease"
+	// Trust (issue 5). DESIGN.md names rn_approvals; rn_users, rn_tokens and
+	// rn_revoked are additions: the identities the servers authenticate, the
+	// one-time join tokens used, and the keys revoked.
+	BucketApprovals = "rn_approvals"
+	BucketUsers     = "rn_users"
+	BucketTokens    = "rn_tokens"
+	BucketRevoked   = "rn_revoked"
+	leaseKey        = "lease"
 )
 
 type buckets struct {
-	nodes    jetstream.KeyValue
-	leader   jetstream.KeyValue
-	macros   jetstream.KeyValue
-	config   jetstream.KeyValue
-	files    jetstream.ObjectStore
-	replicas *atomic.Int64 // current replicas of the swarm's buckets
+	nodes     jetstream.KeyValue
+	leader    jetstream.KeyValue
+	macros    jetstream.KeyValue
+	config    jetstream.KeyValue
+	approvals jetstream.KeyValue
+	users     jetstream.KeyValue
+	tokens    jetstream.KeyValue
+	revoked   jetstream.KeyValue
+	files     jetstream.ObjectStore
+	replicas  *atomic.Int64 // current replicas of the swarm's buckets
 }
 
 func (n *Node) bucketConfigs(replicas int) []jetstream.KeyValueConfig {
@@ -44,6 +58,15 @@ func (n *Node) bucketConfigs(replicas int) []jetstream.KeyValueConfig {
 			History: 5, Storage: jetstream.FileStorage, Replicas: replicas},
 		{Bucket: BucketConfig, Description: "robonet: propagated configuration",
 			History: 5, Storage: jetstream.FileStorage, Replicas: replicas},
+		{Bucket: BucketApprovals, Description: "robonet: quorum approvals for dangerous commands",
+			History: 1, Storage: jetstream.FileStorage, Replicas: replicas, TTL: 7 * 24 * time.Hour},
+		{Bucket: BucketUsers, Description: "robonet: users (name -> role, nkey)",
+			History: 1, Storage: jetstream.FileStorage, Replicas: replicas},
+		// A token lives at most MaxTokenTTL, so its used id need not outlive it by much.
+		{Bucket: BucketTokens, Description: "robonet: one-time join tokens used (id -> node key)",
+			History: 1, Storage: jetstream.FileStorage, Replicas: replicas, TTL: 2 * MaxTokenTTL},
+		{Bucket: BucketRevoked, Description: "robonet: revoked keys (public key -> reason)",
+			History: 1, Storage: jetstream.FileStorage, Replicas: replicas},
 	}
 }
 
@@ -87,6 +110,7 @@ func (n *Node) ensureBuckets(ctx context.Context) (buckets, error) {
 		attempt = min(attempt*2, 4*time.Second)
 		if err == nil {
 			b.nodes, b.leader, b.macros, b.config, b.files = kvs[0], kvs[1], kvs[2], kvs[3], obs
+			b.approvals, b.users, b.tokens, b.revoked = kvs[4], kvs[5], kvs[6], kvs[7]
 			if st, err := b.nodes.Status(ctx); err == nil {
 				if si, ok := st.(interface{ StreamInfo() *jetstream.StreamInfo }); ok {
 					b.replicas.Store(int64(si.StreamInfo().Config.Replicas))

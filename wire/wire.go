@@ -25,6 +25,11 @@ const (
 	HdrSig  = "Rn-Sig"
 )
 
+// HdrApproval carries the id of the rn_approvals record that authorises a
+// dangerous command; it is covered by nothing but the record itself, which
+// names the verb and the digest of the arguments it approves.
+const HdrApproval = "Rn-Approval"
+
 // MaxMessage is the largest robonet payload a node accepts from the network
 // unless a message type documents a larger limit.
 const MaxMessage = 1 << 20
@@ -150,6 +155,9 @@ const (
 	CodeInternal   = "internal"
 	CodeDenied     = "denied"
 	CodeNotFound   = "not_found"
+	// CodeApprovalRequired: a dangerous command without a satisfied approval;
+	// the status is denied and the client may ask for a quorum and resend.
+	CodeApprovalRequired = "approval_required"
 )
 
 // Reply wraps a query answer: exactly one of Data and Error is set.
