@@ -64,6 +64,7 @@ func Connect(ctx context.Context, opts Options) (*Client, error) {
 		opts.Timeout = max(time.Until(d), time.Millisecond)
 	}
 	nc, err := nats.Connect(opts.Server, nats.Name(opts.Name), nats.Nkey(pub, kp.Sign),
+		nats.CustomInboxPrefix(subjects.Inbox(pub)),
 		nats.Timeout(opts.Timeout), nats.NoCallbacksAfterClientClose())
 	if err != nil {
 		switch {

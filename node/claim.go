@@ -158,7 +158,9 @@ func (n *Node) claimChevron(ctx context.Context, c subjects.Chevron, claims map[
 		name = "rn" + c.String()
 	}
 	info := wire.NodeInfo{
-		Chevron: c.String(), Name: name, Pubkey: n.pub, Server: serverName(n.pub),
+		Operator: n.opPub,
+		Joined:   n.routes.joined(),
+		Chevron:  c.String(), Name: name, Pubkey: n.pub, Server: serverName(n.pub),
 		Caps: n.opts.Caps, Tags: n.opts.Tags, Version: Version, OS: runtime.GOOS, Arch: runtime.GOARCH,
 		Endpoints: wire.Endpoints{Client: n.srv.ClientURL(), Cluster: n.ClusterAddr()},
 		Started:   n.started,

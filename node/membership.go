@@ -112,60 +112,96 @@ func (n *Node) watchRoutes() {
 // that server dies they need two missed 5 s heartbeats to notice, so the
 // node restarts them whenever it sees a member go offline (rewatch).
 func (n *Node) watchNodes() error {
-	w, lw, err := n.openWatches()
+	ws, err := n.openWatches()
 	if err != nil {
 		return err
 	}
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		defer func() { w.Stop(); lw.Stop() }()
+		defer func() { ws.stop() }()
 		for {
 			select {
 			case <-n.ctx.Done():
 				return
 			case <-n.rewatch:
-				nw, nlw, err := n.openWatches()
+				nws, err := n.openWatches()
 				if err != nil {
 					n.log.Debug("rewatch", "err", err)
 					continue
 				}
-				w.Stop()
-				lw.Stop()
-				w, lw = nw, nlw
-			case e, ok := <-w.Updates():
+				ws.stop()
+				ws = nws
+			case e, ok := <-ws.nodes.Updates():
 				if !ok {
-					select {
-					case n.rewatch <- struct{}{}:
-					default:
-					}
-					w = stoppedWatcher{}
+					n.askRewatch()
+					ws.nodes = stoppedWatcher{}
 					continue
 				}
 				n.onNodeEntry(e)
-			case e, ok := <-lw.Updates():
+			case e, ok := <-ws.leader.Updates():
 				if !ok {
-					lw = stoppedWatcher{}
+					ws.leader = stoppedWatcher{}
 					continue
 				}
 				n.onLeaseEntry(e)
+			case e, ok := <-ws.users.Updates():
+				if !ok {
+					n.askRewatch()
+					ws.users = stoppedWatcher{}
+					continue
+				}
+				n.onUserEntry(e)
+			case e, ok := <-ws.revoked.Updates():
+				if !ok {
+					n.askRewatch()
+					ws.revoked = stoppedWatcher{}
+					continue
+				}
+				n.onRevokedEntry(e)
 			}
 		}
 	}()
 	return nil
 }
 
-func (n *Node) openWatches() (jetstream.KeyWatcher, jetstream.KeyWatcher, error) {
-	w, err := n.kvs.nodes.WatchAll(n.ctx)
-	if err != nil {
-		return nil, nil, err
+func (n *Node) askRewatch() {
+	select {
+	case n.rewatch <- struct{}{}:
+	default:
 	}
-	lw, err := n.kvs.leader.Watch(n.ctx, leaseKey)
-	if err != nil {
-		w.Stop()
-		return nil, nil, err
+}
+
+// watches are the KV watches the node keeps open.
+type watches struct{ nodes, leader, users, revoked jetstream.KeyWatcher }
+
+func (ws watches) stop() {
+	for _, w := range []jetstream.KeyWatcher{ws.nodes, ws.leader, ws.users, ws.revoked} {
+		if w != nil {
+			_ = w.Stop()
+		}
 	}
-	return w, lw, nil
+}
+
+func (n *Node) openWatches() (watches, error) {
+	var ws watches
+	var err error
+	if ws.nodes, err = n.kvs.nodes.WatchAll(n.ctx); err != nil {
+		return ws, err
+	}
+	if ws.leader, err = n.kvs.leader.Watch(n.ctx, leaseKey); err != nil {
+		ws.stop()
+		return watches{}, err
+	}
+	if ws.users, err = n.kvs.users.WatchAll(n.ctx); err != nil {
+		ws.stop()
+		return watches{}, err
+	}
+	if ws.revoked, err = n.kvs.revoked.WatchAll(n.ctx); err != nil {
+		ws.stop()
+		return watches{}, err
+	}
+	return ws, nil
 }
 
 // stoppedWatcher stands in for a watch whose channel closed until rewatch.
@@ -180,6 +216,8 @@ func (n *Node) onNodeEntry(e jetstream.KeyValueEntry) {
 	}
 	if e.Operation() != jetstream.KeyValuePut {
 		n.reg.setInfo(e.Key(), nil)
+		n.ids.setNode(e.Key(), nil)
+		n.authChanged()
 		return
 	}
 	var info wire.NodeInfo
@@ -188,6 +226,8 @@ func (n *Node) onNodeEntry(e jetstream.KeyValueEntry) {
 		return
 	}
 	n.reg.setInfo(e.Key(), &info)
+	n.ids.setNode(e.Key(), &info)
+	n.authChanged()
 }
 
 func (n *Node) onLeaseEntry(e jetstream.KeyValueEntry) {

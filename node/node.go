@@ -54,6 +54,15 @@ type Node struct {
 	chev    subjects.Chevron
 	name    string
 
+	// Trust (auth.go, routeauth.go): the identities the server accepts,
+	// the route admission, and what the server was started with.
+	ids        *identities
+	authKick   chan struct{}
+	so         *server.Options
+	routes     *routeAuth // nil for a single node
+	tokensKV   atomic.Pointer[jetstream.KeyValue]
+	leaderRead *mesh.LeaderKV
+
 	fatal   atomic.Pointer[string]
 	ctx     context.Context // canceled by Shutdown/Kill; loops run under it
 	cancel  context.CancelFunc
@@ -75,7 +84,8 @@ func New(opts Options) (*Node, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Node{opts: o, log: o.Logger, ctx: ctx, cancel: cancel, rewatch: make(chan struct{}, 1)}, nil
+	return &Node{opts: o, log: o.Logger, ctx: ctx, cancel: cancel, rewatch: make(chan struct{}, 1),
+		ids: newIdentities(), authKick: make(chan struct{}, 1)}, nil
 }
 
 // Start brings the node up and returns once it has claimed its chevron,
@@ -120,7 +130,10 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		if err := checkListen("--cluster", n.opts.Cluster); err != nil {
 			return err
 		}
-		if err := probeJoin(ctx, n.opts.Swarm, n.opts.Join); err != nil {
+		if n.routes, err = n.credential(); err != nil {
+			return err
+		}
+		if err := probeJoin(ctx, n.opts.Swarm, n.opts.Join, n.routes.tlsConfig()); err != nil {
 			return err
 		}
 	}
@@ -139,7 +152,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		}
 		return errors.New("nats server: not ready for connections after 10s")
 	}
+	n.so = so
 	n.nc, err = nats.Connect("", nats.InProcessServer(n.srv), nats.Name("robonet-node"),
+		nats.CustomInboxPrefix(subjects.Inbox(n.pub)),
 		nats.Nkey(n.pub, n.kp.Sign), nats.MaxReconnects(-1), nats.NoCallbacksAfterClientClose())
 	if err != nil {
 		return fmt.Errorf("connect to own server: %w", err)
@@ -165,6 +180,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	}
 	n.kvs, err = n.ensureBuckets(ctx)
 	if err == nil {
+		n.tokensKV.Store(&n.kvs.tokens)
+		n.leaderRead = mesh.NewLeaderKV(n.js, BucketConfig) // Last reads any bucket
+
 		err = n.claim(ctx, saved)
 	}
 	close(stopEarly)
@@ -181,12 +199,14 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	if err := n.serveQueries(); err != nil {
 		return err
 	}
-	leaderRead := mesh.NewLeaderKV(n.js, BucketConfig) // Last serves rn_files too
-	n.files = fileStore{obs: n.kvs.files, read: leaderRead}
-	n.config = configStore{kv: n.kvs.config, read: leaderRead}
+	n.files = fileStore{obs: n.kvs.files, read: n.leaderRead}
+	n.config = configStore{kv: n.kvs.config, read: n.leaderRead}
 	if err := n.serveCommands(); err != nil {
 		return err
 	}
+	n.wg.Add(1)
+	go n.authLoop()
+	n.authChanged()
 	n.heartbeat()
 	n.wg.Add(3)
 	go n.beatLoop()

@@ -18,6 +18,7 @@ import (
 	"github.com/robonet-mesh/robonet/mesh"
 	"github.com/robonet-mesh/robonet/node"
 	"github.com/robonet-mesh/robonet/subjects"
+	"github.com/robonet-mesh/robonet/trust"
 	"github.com/robonet-mesh/robonet/wire"
 )
 
@@ -356,17 +357,21 @@ func TestSingleNodeGrowsIntoASwarm(t *testing.T) {
 	_ = single.Shutdown(context.Background())
 
 	routes := testmesh.ReservePorts(t, 2)
+	secret, err := trust.GenerateSecret()
+	if err != nil {
+		t.Fatal(err)
+	}
 	var wg sync.WaitGroup
 	var first, second *node.Node
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		first = start(node.Options{DataDir: dir, Listen: "127.0.0.1:0", Swarm: "grow", Cluster: routes[0]})
+		first = start(node.Options{DataDir: dir, Listen: "127.0.0.1:0", Swarm: "grow", Cluster: routes[0], Token: secret})
 	}()
 	go func() {
 		defer wg.Done()
 		second = start(node.Options{DataDir: filepath.Join(t.TempDir(), "second"), Listen: "127.0.0.1:0", Swarm: "grow",
-			Cluster: routes[1], Join: routes[:1]})
+			Cluster: routes[1], Join: routes[:1], Token: secret})
 	}()
 	wg.Wait()
 	if t.Failed() {

@@ -83,6 +83,11 @@ type Options struct {
 	Logger *slog.Logger
 	// Timing overrides heartbeat and lease timing; zero fields take defaults.
 	Timing Timing
+	// Token admits the node to a swarm: the swarm secret ("rnsec_…", from
+	// `robonet token generate` or a founder's data dir), saved in the data
+	// dir, or a one-time join token ("rntok_…", `robonet token create`).
+	// Empty: the saved secret; a founder (no Join) generates one.
+	Token string
 	// NoSigs leaves signal handling to the caller (always true in a library).
 	NoSigs bool
 }

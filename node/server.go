@@ -3,9 +3,11 @@ package node
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/url"
@@ -27,10 +29,19 @@ type natsLogger struct {
 }
 
 func (g natsLogger) Noticef(f string, v ...any) { g.l.Debug(fmt.Sprintf(f, v...), "src", "nats") }
-func (g natsLogger) Warnf(f string, v ...any)   { g.l.Warn(fmt.Sprintf(f, v...), "src", "nats") }
-func (g natsLogger) Errorf(f string, v ...any)  { g.l.Error(fmt.Sprintf(f, v...), "src", "nats") }
-func (g natsLogger) Debugf(f string, v ...any)  { g.l.Debug(fmt.Sprintf(f, v...), "src", "nats") }
-func (g natsLogger) Tracef(f string, v ...any)  {}
+func (g natsLogger) Warnf(f string, v ...any) {
+	msg := fmt.Sprintf(f, v...)
+	if strings.Contains(msg, "will not be verified") {
+		// The routes' InsecureSkipVerify is deliberate: routeAuth verifies
+		// peers against the swarm's keys, not against a CA.
+		g.l.Debug(msg, "src", "nats")
+		return
+	}
+	g.l.Warn(msg, "src", "nats")
+}
+func (g natsLogger) Errorf(f string, v ...any) { g.l.Error(fmt.Sprintf(f, v...), "src", "nats") }
+func (g natsLogger) Debugf(f string, v ...any) { g.l.Debug(fmt.Sprintf(f, v...), "src", "nats") }
+func (g natsLogger) Tracef(f string, v ...any) {}
 func (g natsLogger) Fatalf(f string, v ...any) {
 	msg := fmt.Sprintf(f, v...)
 	g.fatal.CompareAndSwap(nil, &msg)
@@ -55,10 +66,7 @@ func (n *Node) serverOptions() (*server.Options, error) {
 		LameDuckDuration:    o.Timing.LameDuck,
 		LameDuckGracePeriod: o.Timing.LameDuck / 4,
 		MaxPayload:          MaxPayload,
-		Nkeys: []*server.NkeyUser{
-			{Nkey: n.pub},
-			{Nkey: n.opPub},
-		},
+		Nkeys:               n.nkeyUsers(),
 	}
 	if port == 0 {
 		so.Port = server.RANDOM_PORT
@@ -78,6 +86,12 @@ func (n *Node) serverOptions() (*server.Options, error) {
 	// partition) is dropped and redialled within seconds, not the default minutes.
 	so.Cluster.PingInterval = 2 * time.Second
 	so.Cluster.MaxPingsOut = 3
+	// Routes are mutual TLS with node certificates; routeAuth admits peers.
+	so.Cluster.TLSConfig = n.routes.tlsConfig()
+	so.Cluster.TLSTimeout = 2
+	// Gossiped (implicit) routes are retried this many times: a new member
+	// may be refused by a peer that has not seen its registration yet.
+	so.Cluster.ConnectRetries = 30
 	routes := o.Join
 	if len(routes) == 0 {
 		// A founder with no one to join still needs a configured route for
@@ -116,17 +130,18 @@ func checkListen(flag, addr string) error {
 	return l.Close()
 }
 
-// probeJoin checks every reachable --join address: it must greet like a
-// nats-server route port of a robonet node in this swarm. Unreachable
-// addresses are not an error: in a swarm starting at once they come later.
-// A connection that closes without a word is tried again a few times (a
-// node binds its ports for a moment to check them before its server starts).
-func probeJoin(ctx context.Context, swarm string, addrs []string) error {
+// probeJoin checks every reachable --join address: it must be the route
+// port of a robonet node in this swarm that admits this node's certificate
+// (tc is the routes' TLS). Unreachable addresses are not an error: in a
+// swarm starting at once they come later. A connection that closes without
+// a word is tried again a few times (a node binds its ports for a moment to
+// check them before its server starts).
+func probeJoin(ctx context.Context, swarm string, addrs []string, tc *tls.Config) error {
 	for _, a := range addrs {
 		var err error
 		for attempt := 0; attempt < 4; attempt++ {
 			var silent bool
-			if silent, err = probeOne(ctx, swarm, a); err == nil || !silent {
+			if silent, err = probeOne(ctx, swarm, a, tc); err == nil || !silent {
 				break
 			}
 			select {
@@ -143,41 +158,84 @@ func probeJoin(ctx context.Context, swarm string, addrs []string) error {
 }
 
 // probeOne probes one address; silent reports that it closed without a word.
-func probeOne(ctx context.Context, swarm, a string) (silent bool, err error) {
+// A route port of a robonet node says nothing until the client starts TLS;
+// anything that greets in plain text is something else.
+func probeOne(ctx context.Context, swarm, a string, tc *tls.Config) (silent bool, err error) {
 	d := net.Dialer{Timeout: time.Second}
 	c, err := d.DialContext(ctx, "tcp", a)
 	if err != nil {
 		return false, nil
 	}
-	_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
-	line, err := bufio.NewReaderSize(c, 64<<10).ReadString('\n')
-	c.Close()
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	br := bufio.NewReaderSize(c, 64<<10)
+	line, err := br.ReadString('\n')
+	var ne net.Error
+	if err != nil && line == "" && errors.As(err, &ne) && ne.Timeout() {
+		return probeTLS(c, swarm, a, tc)
+	}
 	if err != nil && line == "" {
-		var ne net.Error
-		timeout := errors.As(err, &ne) && ne.Timeout()
-		return !timeout, fmt.Errorf("%w %s: not a robonet node (no NATS greeting: %v)", ErrJoin, a, err)
+		return true, fmt.Errorf("%w %s: not a robonet node (no NATS greeting: %v)", ErrJoin, a, err)
 	}
-	info, ok := strings.CutPrefix(strings.TrimSpace(line), "INFO ")
-	if !ok {
-		return false, fmt.Errorf("%w %s: not a robonet node (it said %q)", ErrJoin, a, clip(line, 40))
-	}
-	var gi struct {
-		Name     string `json:"server_name"`
-		Cluster  string `json:"cluster"`
-		ClientID uint64 `json:"client_id"`
-	}
-	if err := json.Unmarshal([]byte(info), &gi); err != nil {
-		return false, fmt.Errorf("%w %s: not a robonet node (bad INFO: %v)", ErrJoin, a, err)
+	gi, err := parseInfo(line)
+	if err != nil {
+		return false, fmt.Errorf("%w %s: %v", ErrJoin, a, err)
 	}
 	switch {
 	case gi.ClientID != 0:
 		return false, fmt.Errorf("%w %s: that is a NATS client port; --join takes a node's cluster address (default port 6222)", ErrJoin, a)
 	case !strings.HasPrefix(gi.Name, "rn-"):
 		return false, fmt.Errorf("%w %s: a NATS server (%q) but not a robonet node", ErrJoin, a, gi.Name)
-	case gi.Cluster != "" && gi.Cluster != swarm:
+	}
+	return false, fmt.Errorf("%w %s: a robonet node without route TLS (an older version?)", ErrJoin, a)
+}
+
+// probeTLS completes the probe over TLS: the peer's certificate must be a
+// node's, and the peer must admit ours.
+func probeTLS(c net.Conn, swarm, a string, tc *tls.Config) (silent bool, err error) {
+	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+	tlc := tls.Client(c, tc)
+	if err := tlc.Handshake(); err != nil {
+		if errors.Is(err, io.EOF) {
+			return true, fmt.Errorf("%w %s: closed during TLS: %v", ErrJoin, a, err)
+		}
+		return false, fmt.Errorf("%w %s: TLS with the route port failed (%v): is --token right for this swarm?", ErrJoin, a, err)
+	}
+	// With TLS 1.3 the server checks our certificate after the handshake
+	// completes on our side: its verdict arrives as an alert or its INFO.
+	line, err := bufio.NewReaderSize(tlc, 64<<10).ReadString('\n')
+	if err != nil && line == "" {
+		if errors.Is(err, io.EOF) {
+			return true, fmt.Errorf("%w %s: closed after TLS: %v", ErrJoin, a, err)
+		}
+		return false, fmt.Errorf("%w %s: the node refused this node's credential (%v): is --token right, unexpired and unused?", ErrJoin, a, err)
+	}
+	gi, err := parseInfo(line)
+	if err != nil {
+		return false, fmt.Errorf("%w %s: %v", ErrJoin, a, err)
+	}
+	if gi.Cluster != "" && gi.Cluster != swarm {
 		return false, fmt.Errorf("%w %s: that node belongs to swarm %q, not %q (set --swarm)", ErrJoin, a, gi.Cluster, swarm)
 	}
 	return false, nil
+}
+
+type greeting struct {
+	Name     string `json:"server_name"`
+	Cluster  string `json:"cluster"`
+	ClientID uint64 `json:"client_id"`
+}
+
+func parseInfo(line string) (greeting, error) {
+	var gi greeting
+	info, ok := strings.CutPrefix(strings.TrimSpace(line), "INFO ")
+	if !ok {
+		return gi, fmt.Errorf("not a robonet node (it said %q)", clip(line, 40))
+	}
+	if err := json.Unmarshal([]byte(info), &gi); err != nil {
+		return gi, fmt.Errorf("not a robonet node (bad INFO: %v)", err)
+	}
+	return gi, nil
 }
 
 func clip(s string, n int) string {

@@ -33,6 +33,14 @@ const (
 	QueryNodes  = "nodes"
 	QueryStatus = "status"
 	QueryQueue  = "rn"
+
+	// Trust queries (issue 5). Each node answers them for itself
+	// (rn.sys.<q>.<server>); NATS permissions decide who may ask.
+	QueryTrust      = "trust"      // the node's ledger (observers up)
+	QueryQuarantine = "quarantine" // quarantine a peer (operators up)
+	QueryRelease    = "release"    // release a quarantined peer (operators up)
+	QueryToken      = "token"      // issue a one-time join token (admins)
+	QueryRevoke     = "revoke"     // revoke a key swarm-wide (admins)
 )
 
 // ErrSubject is wrapped by every subject validation error.
@@ -162,3 +170,23 @@ func Query(name string) string { return Root + ".sys." + name }
 // QueryAt is the subject of a query for the node whose embedded server is
 // named server.
 func QueryAt(name, server string) string { return Root + ".sys." + name + "." + server }
+
+// InboxRoot is where replies go: identity pub's inbox prefix is
+// "_rn.inbox.<pub>", and each identity may subscribe only under its own.
+const InboxRoot = "_rn.inbox"
+
+// Inbox is the reply-subject prefix of the identity with public key pub.
+func Inbox(pub string) string { return InboxRoot + "." + pub }
+
+// CmdPermissions are the subjects on which a command for verb may be
+// published, at every prefix depth ("*" is the verb for any verb): what a
+// publish permission lists to allow exactly that verb.
+func CmdPermissions(verb string) []string {
+	out := []string{Root + ".cmd." + verb}
+	pre := Root
+	for i := 0; i < MaxTokens; i++ {
+		pre += ".*"
+		out = append(out, pre+".cmd."+verb)
+	}
+	return out
+}

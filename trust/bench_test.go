@@ -130,3 +130,16 @@ func BenchmarkObserveReplay(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkCheckPeerCertificate is the route acceptor's cost per connection
+// for a certificate carrying a proof, before its admission rule.
+func BenchmarkCheckPeerCertificate(b *testing.B) {
+	kp := serverKey(b, 1)
+	c := nodeCert(b, kp, RouteCredential{Proof: RouteProof(fixedSecret(1), pubOf(b, kp))}, t0)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := CheckPeerCertificate(c.Certificate, t0); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -9,7 +9,7 @@
 // events, persist chain state or ledgers, record which join tokens were used,
 // store approvals, or decide which command needs which tier: package node and
 // package mesh do, with the values this package returns. Randomness is used
-// only to generate secrets and token ids.
+// only to generate secrets, token ids and certificate serial numbers.
 //
 // # Headers
 //
@@ -105,4 +105,25 @@
 // score to tier 0 (read-only) .. 3 (critical) with thresholds Tier1, Tier2,
 // Tier3 (0.05, 0.5, 0.85). Anomalies, replays and late messages are recorded
 // but do not enter the score.
+//
+// # Route certificates
+//
+// A node's route TLS certificate (NodeCertificate) is self-signed by the
+// Ed25519 key of its nkey, with a single CN, the nkey's public key text, as
+// its subject. Peers check it with CheckPeerCertificate from
+// tls.Config.VerifyPeerCertificate, in place of chain and name verification:
+// exactly one certificate, whose key is the nkey its CN names. They then admit
+// the key if it is a member, or carries a route proof that passes
+// CheckRouteProof, or an unused join token that passes ParseToken. The
+// credential travels in the non-critical extension 1.3.6.1.4.1.999999.1.1 (an
+// unregistered private arc), absent when there is none, whose extnValue is a
+// DER OCTET STRING of u8(1) ‖ u8(kind) ‖ body: kind 1, a route proof of 32
+// bytes; kind 2, a join token's text of TokenTextLen bytes. A route proof is
+//
+//	HMAC-SHA256(secret, "robonet/route-proof\x00" ‖ be16(len(pubkey)) ‖ pubkey)
+//
+// bound to the key, not to a connection: the TLS handshake proves the peer
+// holds the key. NodeCertificate's random serial number is the only other use
+// of randomness. A resumed TLS session skips VerifyPeerCertificate, so route
+// configurations disable session tickets.
 package trust

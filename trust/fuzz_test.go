@@ -2,6 +2,8 @@ package trust
 
 import (
 	"bytes"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/hex"
 	"errors"
 	"maps"
@@ -231,4 +233,93 @@ func FuzzObserve(f *testing.F) {
 			}
 		}
 	})
+}
+
+// FuzzCheckPeerCertificate feeds CheckPeerCertificate arbitrary certificate
+// bytes (raw, n copies of it, at t0+offset), and arbitrary route credential
+// extension bytes (ext) in a properly signed node certificate, so the
+// credential parser is reached past the signature. Invariants: no panic;
+// every error wraps ErrPeerCert; an accepted certificate names a valid user
+// or server nkey that is its own key, and carries at most one well-formed
+// credential; an accepted extension is the one canonical encoding.
+func FuzzCheckPeerCertificate(f *testing.F) {
+	kp := serverKey(f, 1)
+	pub := pubOf(f, kp)
+	secret := fixedSecret(1)
+	valid := nodeCert(f, kp, RouteCredential{}, t0).Certificate[0]
+	withProof := nodeCert(f, kp, RouteCredential{Proof: RouteProof(secret, pub)}, t0).Certificate[0]
+	withToken := nodeCert(f, userKey(f, 2), RouteCredential{Token: testToken(f, secret)}, t0).Certificate[0]
+	proofExt, _ := encodeRouteCredential(RouteCredential{Proof: RouteProof(secret, pub)})
+	tokenExt, _ := encodeRouteCredential(RouteCredential{Token: testToken(f, secret)})
+	impostor := signCert(f, template(f, pubOf(f, serverKey(f, 2)), t0), nil, edKey(f, kp))
+	badSig := bytes.Clone(withProof)
+	badSig[len(badSig)-1] ^= 0x80
+
+	f.Add(valid, uint8(1), int64(0), []byte(nil))
+	f.Add(withProof, uint8(1), int64(0), proofExt)
+	f.Add(withToken, uint8(1), int64(-time.Hour), tokenExt)
+	f.Add(valid, uint8(2), int64(0), proofExt[:len(proofExt)-1])
+	f.Add(valid, uint8(1), int64(21*365*24*time.Hour), append(bytes.Clone(tokenExt), 0))
+	f.Add(impostor, uint8(1), int64(0), []byte{4, 2, 1, 3})
+	f.Add(badSig, uint8(1), int64(0), []byte{4, 0x82, 1, 1})
+	f.Add(valid[:len(valid)/2], uint8(1), int64(0), []byte{})
+	f.Add(bytes.Repeat([]byte{0x30, 0x82}, 16), uint8(0), int64(0), []byte{0x04})
+	f.Fuzz(func(t *testing.T, raw []byte, n uint8, offset int64, ext []byte) {
+		raws := make([][]byte, n%3)
+		for i := range raws {
+			raws[i] = raw
+		}
+		checkPeerCertInvariants(t, raws, t0.Add(time.Duration(offset)))
+
+		if len(ext) == 0 || len(ext) > 256 {
+			return
+		}
+		tmpl := template(t, pub, t0)
+		tmpl.ExtraExtensions = []pkix.Extension{{Id: oidRouteCredential, Value: ext}}
+		der := signCert(t, tmpl, nil, edKey(t, kp))
+		pc := checkPeerCertInvariants(t, [][]byte{der}, t0)
+		if pc.Pub == "" {
+			return
+		}
+		if pc.Pub != pub {
+			t.Fatalf("accepted %s, want %s", pc.Pub, pub)
+		}
+		if again, err := encodeRouteCredential(pc.Cred); err != nil || !bytes.Equal(again, ext) {
+			t.Fatalf("accepted a non-canonical extension %x (canonical %x, %v)", ext, again, err)
+		}
+	})
+}
+
+// checkPeerCertInvariants returns what CheckPeerCertificate accepted, or a
+// zero PeerCert after checking its error.
+func checkPeerCertInvariants(t *testing.T, raw [][]byte, now time.Time) PeerCert {
+	t.Helper()
+	pc, err := CheckPeerCertificate(raw, now)
+	if err != nil {
+		if !errors.Is(err, ErrPeerCert) {
+			t.Fatalf("error %v does not wrap ErrPeerCert", err)
+		}
+		if pc.Pub != "" || !pc.Cred.IsZero() {
+			t.Fatalf("PeerCert %+v with error %v", pc, err)
+		}
+		return PeerCert{}
+	}
+	if err := CheckKey(pc.Pub); err != nil {
+		t.Fatalf("accepted an invalid key: %v", err)
+	}
+	if len(pc.Cred.Proof) > 0 && pc.Cred.Token != "" {
+		t.Fatalf("accepted two credentials: %+v", pc.Cred)
+	}
+	if (pc.Cred.Proof != nil && len(pc.Cred.Proof) != RouteProofSize) || (pc.Cred.Token != "" && checkTokenText(pc.Cred.Token) != nil) {
+		t.Fatalf("accepted a malformed credential: %+v", pc.Cred)
+	}
+	cert, err := x509.ParseCertificate(raw[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := keyBytes(pc.Pub)
+	if err != nil || !key.Equal(cert.PublicKey) || cert.Subject.CommonName != pc.Pub || now.Before(cert.NotBefore) || now.After(cert.NotAfter) {
+		t.Fatalf("accepted %+v from a certificate of key %x, CN %q, valid %v..%v at %v", pc, cert.PublicKey, cert.Subject.CommonName, cert.NotBefore, cert.NotAfter, now)
+	}
+	return pc
 }

@@ -38,6 +38,10 @@ func GenerateSecret() (string, error) {
 	return SecretPrefix + b64.EncodeToString(b[:]), nil
 }
 
+// FormatSecret is the text form of a 32-byte secret (the inverse of
+// ParseSecret).
+func FormatSecret(secret []byte) string { return SecretPrefix + b64.EncodeToString(secret) }
+
 // ParseSecret decodes a secret's text form (as GenerateSecret prints it,
 // without surrounding white space) into its 32 bytes.
 func ParseSecret(s string) ([]byte, error) {

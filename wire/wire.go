@@ -62,6 +62,38 @@ type NodeInfo struct {
 	Arch      string            `json:"arch,omitempty"`
 	Endpoints Endpoints         `json:"endpoints"`
 	Started   time.Time         `json:"started"`
+	// Operator is the public key of the node's local operator (the nkey in
+	// its data dir): an admin identity every node accepts.
+	Operator string `json:"operator,omitempty"`
+	// Joined says how the node was admitted: "secret" or "token:<id>".
+	Joined string `json:"joined,omitempty"`
+}
+
+// Roles of the identities a swarm knows.
+const (
+	RoleAdmin    = "admin"    // everything, including users, tokens and revocation
+	RoleOperator = "operator" // commands of every tier, macros, approvals
+	RoleObserver = "observer" // subscribe rn.>, publish only read-verb commands and queries
+	RoleNode     = "node"     // a member node's own key
+)
+
+// User is a person or program allowed to connect, stored in rn_users under
+// its name.
+type User struct {
+	Name  string    `json:"name"`
+	Role  string    `json:"role"`
+	Nkey  string    `json:"nkey"` // public user key, 'U…'
+	Added time.Time `json:"added"`
+	By    string    `json:"by,omitempty"` // public key of the admin who added it
+}
+
+// Revocation is stored in rn_revoked under the revoked public key.
+type Revocation struct {
+	Pubkey  string    `json:"pubkey"`
+	Reason  string    `json:"reason"`
+	At      time.Time `json:"at"`
+	By      string    `json:"by,omitempty"`
+	Chevron string    `json:"chevron,omitempty"`
 }
 
 // Heartbeat is published on rn.<chevron>.evt.hb every second.

@@ -19,6 +19,7 @@ import (
 
 	"github.com/robonet-mesh/robonet/mesh"
 	"github.com/robonet-mesh/robonet/node"
+	"github.com/robonet-mesh/robonet/trust"
 	"github.com/robonet-mesh/robonet/wire"
 )
 
@@ -31,7 +32,11 @@ type Swarm struct {
 	routes []string
 	done   *atomic.Bool
 	base   node.Options
+	secret string // the swarm secret every member starts with
 }
+
+// Secret is the swarm secret the members were started with.
+func (s *Swarm) Secret() string { return s.secret }
 
 // Option adjusts the options of node i before it starts.
 type Option func(i int, o *node.Options)
@@ -62,6 +67,10 @@ func Start(t testing.TB, n int, options ...Option) *Swarm {
 	s := &Swarm{t: t, done: new(atomic.Bool)}
 	if n > 1 {
 		s.routes = ReservePorts(t, n)
+	}
+	var err error
+	if s.secret, err = trust.GenerateSecret(); err != nil {
+		t.Fatal(err)
 	}
 	for i := 0; i < n; i++ {
 		o := s.options(i, options)
@@ -97,6 +106,7 @@ func (s *Swarm) options(i int, options []Option) node.Options {
 	if len(s.routes) > 0 {
 		o.Cluster = s.routes[i%len(s.routes)]
 		o.Join = append([]string(nil), s.routes...)
+		o.Token = s.secret
 		if i >= len(s.routes) {
 			o.Cluster = "127.0.0.1:0"
 		}

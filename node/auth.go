@@ -1,0 +1,355 @@
+package node
+
+import (
+	"fmt"
+	"maps"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+
+	"github.com/robonet-mesh/robonet/command"
+	"github.com/robonet-mesh/robonet/subjects"
+	"github.com/robonet-mesh/robonet/wire"
+)
+
+// UserNameRE is what a user's name must look like (it is its rn_users key).
+var UserNameRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]{0,63}$`)
+
+// identities is what the node's server authenticates and how far each key
+// is trusted, rebuilt from rn_users, rn_nodes (node and operator keys) and
+// rn_revoked. The node's own key and its local operator's are always there.
+type identities struct {
+	mu      sync.Mutex
+	users   map[string]wire.User        // by name
+	infos   map[string]wire.NodeInfo    // by chevron
+	revoked map[string]wire.Revocation  // by public key
+	byKey   map[string]string           // public key → role (derived)
+	keyChev map[string]subjects.Chevron // node public key → chevron (derived)
+	applied string                      // the Nkeys set last given to the server
+}
+
+func newIdentities() *identities {
+	return &identities{users: map[string]wire.User{}, infos: map[string]wire.NodeInfo{},
+		revoked: map[string]wire.Revocation{}, byKey: map[string]string{}, keyChev: map[string]subjects.Chevron{}}
+}
+
+// rebuildLocked derives byKey and keyChev. ids.mu must be held.
+func (ids *identities) rebuildLocked() {
+	ids.byKey = map[string]string{}
+	ids.keyChev = map[string]subjects.Chevron{}
+	for _, u := range ids.users {
+		ids.byKey[u.Nkey] = u.Role
+	}
+	for chev, in := range ids.infos {
+		if in.Operator != "" {
+			ids.byKey[in.Operator] = wire.RoleAdmin
+		}
+		if in.Pubkey != "" {
+			ids.byKey[in.Pubkey] = wire.RoleNode
+			if c, err := subjects.Parse(chev); err == nil {
+				ids.keyChev[in.Pubkey] = c
+			}
+		}
+	}
+	for pub := range ids.revoked {
+		delete(ids.byKey, pub)
+	}
+}
+
+func (ids *identities) setNode(chev string, info *wire.NodeInfo) {
+	ids.mu.Lock()
+	defer ids.mu.Unlock()
+	if info == nil {
+		delete(ids.infos, chev)
+	} else {
+		ids.infos[chev] = *info
+	}
+	ids.rebuildLocked()
+}
+
+func (ids *identities) setUser(name string, u *wire.User) {
+	ids.mu.Lock()
+	defer ids.mu.Unlock()
+	if u == nil {
+		delete(ids.users, name)
+	} else {
+		ids.users[name] = *u
+	}
+	ids.rebuildLocked()
+}
+
+func (ids *identities) setRevoked(pub string, r *wire.Revocation) {
+	ids.mu.Lock()
+	defer ids.mu.Unlock()
+	if r == nil {
+		delete(ids.revoked, pub)
+	} else {
+		ids.revoked[pub] = *r
+	}
+	ids.rebuildLocked()
+}
+
+// role returns the role of pub; ok is false for an unknown or revoked key.
+func (ids *identities) role(pub string) (string, bool) {
+	ids.mu.Lock()
+	defer ids.mu.Unlock()
+	r, ok := ids.byKey[pub]
+	return r, ok
+}
+
+func (ids *identities) isRevoked(pub string) bool {
+	ids.mu.Lock()
+	defer ids.mu.Unlock()
+	_, ok := ids.revoked[pub]
+	return ok
+}
+
+// nodeChevron returns the chevron node key pub registered, if any.
+func (ids *identities) nodeChevron(pub string) (subjects.Chevron, bool) {
+	ids.mu.Lock()
+	defer ids.mu.Unlock()
+	c, ok := ids.keyChev[pub]
+	return c, ok
+}
+
+// userList returns the users sorted by name.
+func (ids *identities) userList() []wire.User {
+	ids.mu.Lock()
+	defer ids.mu.Unlock()
+	out := slices.Collect(maps.Values(ids.users))
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// roleOf is the role of pub as this node sees it: its own key is a node,
+// its local operator an admin, then what the buckets say.
+func (n *Node) roleOf(pub string) (string, bool) {
+	switch {
+	case pub == "":
+		return "", false
+	case n.ids.isRevoked(pub):
+		return "", false
+	case pub == n.pub:
+		return wire.RoleNode, true
+	case pub == n.opPub:
+		return wire.RoleAdmin, true
+	}
+	return n.ids.role(pub)
+}
+
+// checkUser validates a rn_users record read from the network.
+func checkUser(key string, u wire.User) error {
+	if !UserNameRE.MatchString(key) || u.Name != key {
+		return fmt.Errorf("name %q (key %q)", clip(u.Name, 64), clip(key, 64))
+	}
+	switch u.Role {
+	case wire.RoleAdmin, wire.RoleOperator, wire.RoleObserver:
+	default:
+		return fmt.Errorf("user %s: role %q (want admin, operator or observer)", key, clip(u.Role, 32))
+	}
+	if !nkeys.IsValidPublicUserKey(u.Nkey) {
+		return fmt.Errorf("user %s: nkey %q is not a public user key", key, clip(u.Nkey, 64))
+	}
+	return nil
+}
+
+func (n *Node) onUserEntry(e jetstream.KeyValueEntry) {
+	if e == nil {
+		return
+	}
+	if e.Operation() != jetstream.KeyValuePut {
+		n.ids.setUser(e.Key(), nil)
+		n.authChanged()
+		return
+	}
+	var u wire.User
+	if err := wire.Decode(e.Value(), &u); err != nil {
+		n.log.Warn("ignoring malformed user entry", "key", e.Key(), "err", err)
+		return
+	}
+	if err := checkUser(e.Key(), u); err != nil {
+		n.log.Warn("ignoring bad user entry", "err", err)
+		return
+	}
+	n.ids.setUser(e.Key(), &u)
+	n.authChanged()
+}
+
+func (n *Node) onRevokedEntry(e jetstream.KeyValueEntry) {
+	if e == nil {
+		return
+	}
+	pub := e.Key()
+	if e.Operation() != jetstream.KeyValuePut {
+		n.ids.setRevoked(pub, nil)
+		n.authChanged()
+		return
+	}
+	var r wire.Revocation
+	if err := wire.Decode(e.Value(), &r); err != nil || r.Pubkey != pub {
+		// Revocation fails safe: a malformed record still revokes its key.
+		r = wire.Revocation{Pubkey: pub, Reason: "malformed revocation record"}
+	}
+	n.ids.setRevoked(pub, &r)
+	n.authChanged()
+	if pub == n.pub {
+		n.log.Error("this node's key was revoked by the swarm", "reason", r.Reason)
+	}
+}
+
+// authChanged asks the auth loop to bring the server's authorization (and
+// the route pins) up to date; calls coalesce.
+func (n *Node) authChanged() {
+	select {
+	case n.authKick <- struct{}{}:
+	default:
+	}
+}
+
+func (n *Node) authLoop() {
+	defer n.wg.Done()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-n.authKick:
+			if err := n.applyAuth(); err != nil {
+				n.log.Warn("reload authorization", "err", err)
+			}
+		}
+	}
+}
+
+// readVerbs are the verbs an observer may send: read-only for every
+// argument.
+func readVerbs(cat *command.Catalogue) []string {
+	var out []string
+	for _, s := range cat.List() {
+		if s.Risk == command.Read && s.RiskFor == nil && s.Tier <= command.TierObserve {
+			out = append(out, s.Name)
+		}
+	}
+	return out
+}
+
+// queryPerms lists the query subjects a role may publish.
+func queryPerms(names ...string) []string {
+	var out []string
+	for _, q := range names {
+		out = append(out, subjects.Query(q), subjects.Query(q)+".*")
+	}
+	return out
+}
+
+// jsRead is the JetStream API an operator needs: stream and consumer reads,
+// watches, and direct gets; no stream or consumer administration.
+var jsRead = []string{
+	"$JS.API.INFO", "$JS.API.STREAM.INFO.*", "$JS.API.STREAM.NAMES", "$JS.API.STREAM.LIST",
+	"$JS.API.STREAM.MSG.GET.*", "$JS.API.DIRECT.GET.>",
+	"$JS.API.CONSUMER.CREATE.>", "$JS.API.CONSUMER.DELETE.>", "$JS.API.CONSUMER.INFO.>",
+	"$JS.API.CONSUMER.MSG.NEXT.>", "$JS.ACK.>", "$JS.FC.>",
+}
+
+// Permissions returns what identity pub with role may publish and
+// subscribe (the node's own key is unrestricted and not passed here). Every
+// role subscribes only to rn.> and its own inbox (subjects.Inbox(pub)).
+func Permissions(role, pub string, readVerbs []string) *server.Permissions {
+	sub := &server.SubjectPermission{Allow: []string{subjects.Root + ".>", subjects.Inbox(pub) + ".>"}}
+	var pubAllow []string
+	switch role {
+	case wire.RoleAdmin:
+		pubAllow = []string{">"}
+	case wire.RoleOperator:
+		pubAllow = append(pubAllow, subjects.CmdPermissions("*")...)
+		pubAllow = append(pubAllow, queryPerms(subjects.QueryNodes, subjects.QueryStatus, subjects.QueryTrust, subjects.QueryQuarantine, subjects.QueryRelease)...)
+		pubAllow = append(pubAllow, jsRead...)
+		pubAllow = append(pubAllow, "$KV."+BucketMacros+".>", "$KV."+BucketApprovals+".>")
+	default: // observer
+		for _, v := range readVerbs {
+			pubAllow = append(pubAllow, subjects.CmdPermissions(v)...)
+		}
+		pubAllow = append(pubAllow, queryPerms(subjects.QueryNodes, subjects.QueryStatus, subjects.QueryTrust)...)
+	}
+	return &server.Permissions{Publish: &server.SubjectPermission{Allow: pubAllow}, Subscribe: sub}
+}
+
+// nkeyUsers is the server's Nkeys list: this node and its local operator,
+// then every user and every other node's operator that is not revoked.
+func (n *Node) nkeyUsers() []*server.NkeyUser {
+	rv := readVerbs(n.catalogueForPerms())
+	out := []*server.NkeyUser{{Nkey: n.pub}, {Nkey: n.opPub, Permissions: Permissions(wire.RoleAdmin, n.opPub, rv)}}
+	n.ids.mu.Lock()
+	keys := make([]string, 0, len(n.ids.byKey))
+	for k := range n.ids.byKey {
+		keys = append(keys, k)
+	}
+	roles := maps.Clone(n.ids.byKey)
+	n.ids.mu.Unlock()
+	sort.Strings(keys)
+	for _, k := range keys {
+		role := roles[k]
+		if k == n.pub || k == n.opPub || role == wire.RoleNode || n.ids.isRevoked(k) {
+			continue // other nodes never connect as clients here: they route
+		}
+		out = append(out, &server.NkeyUser{Nkey: k, Permissions: Permissions(role, k, rv)})
+	}
+	return out
+}
+
+// catalogueForPerms is the catalogue that decides the read verbs; before
+// the node serves commands, a default one.
+func (n *Node) catalogueForPerms() *command.Catalogue {
+	if n.cat != nil {
+		return n.cat
+	}
+	cat, _ := command.New(command.Options{})
+	return cat
+}
+
+// applyAuth reloads the server's authorization and route pins when they
+// changed. A removed or revoked identity is disconnected by the reload.
+func (n *Node) applyAuth() error {
+	users := n.nkeyUsers()
+	var b strings.Builder
+	for _, u := range users {
+		b.WriteString(u.Nkey)
+		if u.Permissions != nil {
+			fmt.Fprintf(&b, "%v%v", u.Permissions.Publish.Allow, u.Permissions.Subscribe.Allow)
+		}
+		b.WriteByte('\n')
+	}
+	key := b.String()
+	n.ids.mu.Lock()
+	same := key == n.ids.applied
+	n.ids.mu.Unlock()
+	cut := n.routes != nil && n.revokedRouteUp()
+	if same && !cut {
+		return nil
+	}
+	o := *n.so
+	o.Nkeys = users
+	if cut {
+		// Pinning the members for one reload closes the revoked node's
+		// routes; the next reload unpins so new nodes can be admitted.
+		p := o
+		p.Cluster.TLSPinnedCerts = n.memberPins()
+		if err := n.srv.ReloadOptions(&p); err != nil {
+			return err
+		}
+		n.log.Warn("closed routes to revoked keys")
+	}
+	if err := n.srv.ReloadOptions(&o); err != nil {
+		return err
+	}
+	n.ids.mu.Lock()
+	n.ids.applied = key
+	n.ids.mu.Unlock()
+	n.log.Debug("authorization reloaded", "identities", len(users))
+	return nil
+}

@@ -1,0 +1,299 @@
+package node
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+
+	"github.com/robonet-mesh/robonet/trust"
+)
+
+// ErrAdmission is wrapped when a route peer is refused.
+var ErrAdmission = errors.New("route refused")
+
+// routeAuth admits route peers. Routes are mutual TLS with certificates
+// made from each node's nkey (trust.NodeCertificate); this node checks the
+// peer's certificate itself and admits a key that is a registered member,
+// or proves the swarm secret, or carries a valid one-time token that is
+// unused or was used by that same key. Revoked keys are refused first.
+type routeAuth struct {
+	n      *Node
+	secret []byte // nil on a node admitted by a token: it admits members only
+	cert   tls.Certificate // with this node's credential: shown when it dials
+	plain  tls.Certificate // without a token: shown when it accepts (see tlsConfig)
+	cred   string          // "secret", "token" or "member": how this node is admitted
+}
+
+// credential resolves --token and the data dir into this node's route
+// credential, saving a new secret when it is given or generated.
+func (n *Node) credential() (*routeAuth, error) {
+	ra := &routeAuth{n: n}
+	saved, err := n.dd.loadSecret()
+	if err != nil {
+		return nil, err
+	}
+	tok := n.opts.Token
+	var cred trust.RouteCredential
+	switch {
+	case strings.HasPrefix(tok, trust.SecretPrefix):
+		s, err := trust.ParseSecret(tok)
+		if err != nil {
+			return nil, fmt.Errorf("%w: --token: %v", ErrOptions, err)
+		}
+		if saved != nil && string(saved) != string(s) {
+			return nil, fmt.Errorf("%w: --token: %s already holds another swarm secret (%s); use that data dir's swarm, or another --data",
+				ErrOptions, n.opts.DataDir, SecretFile)
+		}
+		if saved == nil {
+			if err := n.dd.saveSecret(s); err != nil {
+				return nil, err
+			}
+		}
+		ra.secret = s
+	case strings.HasPrefix(tok, trust.TokenPrefix):
+		if saved != nil {
+			return nil, fmt.Errorf("%w: --token: a one-time token, but %s already holds the swarm secret", ErrOptions, n.opts.DataDir)
+		}
+		if len(tok) != trust.TokenTextLen {
+			return nil, fmt.Errorf("%w: --token: a join token has %d characters, this one %d", ErrOptions, trust.TokenTextLen, len(tok))
+		}
+		cred.Token = tok
+		ra.cred = "token"
+	case tok != "":
+		return nil, fmt.Errorf("%w: --token: want a swarm secret (%s…) or a join token (%s…)", ErrOptions, trust.SecretPrefix, trust.TokenPrefix)
+	case saved != nil:
+		ra.secret = saved
+	case len(n.opts.Join) == 0:
+		// A founder with no credential: a new swarm, with a new secret.
+		text, err := trust.GenerateSecret()
+		if err != nil {
+			return nil, err
+		}
+		s, _ := trust.ParseSecret(text)
+		if err := n.dd.saveSecret(s); err != nil {
+			return nil, err
+		}
+		ra.secret = s
+		n.log.Info("new swarm secret: start other nodes with --token $(cat FILE), or issue one-time tokens with `robonet token create`",
+			"file", n.dd.file(SecretFile))
+	default:
+		st, _ := n.dd.loadState()
+		if st.Chevron == "" {
+			return nil, fmt.Errorf("%w: --join needs --token: the swarm secret, or a one-time token from `robonet token create`", ErrOptions)
+		}
+		ra.cred = "member" // admitted before: members know this key
+	}
+	if ra.secret != nil {
+		cred.Proof = trust.RouteProof(ra.secret, n.pub)
+		ra.cred = "secret"
+	}
+	cert, err := trust.NodeCertificate(n.kp, cred, time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("route certificate: %w", err)
+	}
+	ra.cert, ra.plain = cert, cert
+	if cred.Token != "" {
+		if ra.plain, err = trust.NodeCertificate(n.kp, trust.RouteCredential{}, time.Now()); err != nil {
+			return nil, fmt.Errorf("route certificate: %w", err)
+		}
+	}
+	return ra, nil
+}
+
+// tlsConfig is the routes' TLS: TLS 1.3, both sides present their node
+// certificate, and verify (below) replaces chain verification. A one-time
+// token travels only in the certificate this node shows when it dials: in
+// TLS 1.3 the accepting side shows its certificate before it has checked
+// the dialer, so a token there would go to anyone who connects. Session
+// tickets are off because a resumed session skips VerifyPeerCertificate.
+func (ra *routeAuth) tlsConfig() *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS13,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return &ra.plain, nil
+		},
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			return &ra.cert, nil
+		},
+		ClientAuth:             tls.RequireAnyClientCert,
+		InsecureSkipVerify:     true, // no CA: VerifyPeerCertificate decides
+		VerifyPeerCertificate:  ra.verify,
+		SessionTicketsDisabled: true,
+	}
+}
+
+func (ra *routeAuth) verify(raw [][]byte, _ [][]*x509.Certificate) error {
+	n := ra.n
+	now := time.Now()
+	pc, err := trust.CheckPeerCertificate(raw, now)
+	if err != nil {
+		n.log.Warn("route refused", "err", err)
+		return fmt.Errorf("%w: %v", ErrAdmission, err)
+	}
+	if err := ra.admit(pc, now); err != nil {
+		n.log.Warn("route refused", "key", pc.Pub, "err", err)
+		return err
+	}
+	return nil
+}
+
+func (ra *routeAuth) admit(pc trust.PeerCert, now time.Time) error {
+	n := ra.n
+	if n.ids.isRevoked(pc.Pub) {
+		return fmt.Errorf("%w: key %s is revoked", ErrAdmission, pc.Pub)
+	}
+	if pc.Pub == n.pub {
+		return nil // a route to ourselves, which nats-server then drops
+	}
+	if _, ok := n.ids.nodeChevron(pc.Pub); ok {
+		return nil
+	}
+	if ra.secret == nil {
+		return fmt.Errorf("%w: key %s is not a member, and this node (admitted by a token) cannot check secrets or tokens", ErrAdmission, pc.Pub)
+	}
+	if len(pc.Cred.Proof) > 0 {
+		if trust.CheckRouteProof(ra.secret, pc.Pub, pc.Cred.Proof) {
+			return nil
+		}
+		return fmt.Errorf("%w: key %s: proof of the swarm secret does not verify (another swarm's secret?)", ErrAdmission, pc.Pub)
+	}
+	if pc.Cred.Token != "" {
+		c, err := trust.ParseToken(pc.Cred.Token, ra.secret, now)
+		if err != nil {
+			return fmt.Errorf("%w: key %s: %v", ErrAdmission, pc.Pub, err)
+		}
+		return ra.useToken(c.ID, pc.Pub)
+	}
+	return fmt.Errorf("%w: key %s is not a member and shows no secret or token", ErrAdmission, pc.Pub)
+}
+
+// useToken records that token id admitted pub; the same key may use it
+// again (it routes to every member), another key may not.
+func (ra *routeAuth) useToken(id, pub string) error {
+	kv := ra.n.tokensKV.Load()
+	if kv == nil {
+		return fmt.Errorf("%w: one-time token %s: the swarm's state is not available yet", ErrAdmission, id)
+	}
+	ctx, cancel := context.WithTimeout(ra.n.ctx, 2*time.Second)
+	defer cancel()
+	_, err := (*kv).Create(ctx, id, []byte(pub))
+	if err == nil {
+		ra.n.log.Info("one-time token used", "id", id, "key", pub)
+		return nil
+	}
+	if !errors.Is(err, jetstream.ErrKeyExists) {
+		return fmt.Errorf("%w: one-time token %s: %v", ErrAdmission, id, err)
+	}
+	e, found, err := ra.n.leaderRead.Last(ctx, "KV_"+BucketTokens, "$KV."+BucketTokens+"."+id)
+	if err != nil {
+		return fmt.Errorf("%w: one-time token %s: %v", ErrAdmission, id, err)
+	}
+	if found && string(e.Value) == pub {
+		return nil
+	}
+	return fmt.Errorf("%w: one-time token %s was already used by another key", ErrAdmission, id)
+}
+
+// spkiPin is nats-server's pin for a node key: the hex SHA-256 of the
+// certificate's SubjectPublicKeyInfo, which for our certificates is the
+// nkey's ed25519 key.
+func spkiPin(pub string) (string, error) {
+	raw, err := nkeys.Decode(nkeys.PrefixByteServer, []byte(pub))
+	if err != nil {
+		if raw, err = nkeys.Decode(nkeys.PrefixByteUser, []byte(pub)); err != nil {
+			return "", err
+		}
+	}
+	der, err := x509.MarshalPKIXPublicKey(ed25519.PublicKey(raw))
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(der)
+	return hex.EncodeToString(sum[:]), nil
+}
+
+// revokedRouteUp reports whether a route to a revoked key is connected.
+func (n *Node) revokedRouteUp() bool {
+	rz, err := n.srv.Routez(nil)
+	if err != nil {
+		return false
+	}
+	n.ids.mu.Lock()
+	names := map[string]bool{}
+	for pub := range n.ids.revoked {
+		if len(pub) > 11 {
+			names[serverName(pub)] = true
+		}
+	}
+	n.ids.mu.Unlock()
+	for _, r := range rz.Routes {
+		if names[r.RemoteName] {
+			return true
+		}
+	}
+	return false
+}
+
+// memberPins pins every registered, unrevoked node: a reload with them
+// makes nats-server close routes whose certificate is not among them
+// (recheckPinnedCerts), which is how a revoked node is cut off at once.
+func (n *Node) memberPins() server.PinnedCertSet {
+	set := server.PinnedCertSet{}
+	add := func(pub string) {
+		if p, err := spkiPin(pub); err == nil {
+			set[p] = struct{}{}
+		}
+	}
+	add(n.pub)
+	n.ids.mu.Lock()
+	for pub := range n.ids.keyChev {
+		if _, bad := n.ids.revoked[pub]; !bad {
+			add(pub)
+		}
+	}
+	n.ids.mu.Unlock()
+	return set
+}
+
+// SecretFile holds the swarm secret in the data dir (mode 0600).
+const SecretFile = "swarm.secret"
+
+func (d *dataDir) loadSecret() ([]byte, error) {
+	b, err := os.ReadFile(d.file(SecretFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	s, err := trust.ParseSecret(strings.TrimSpace(string(b)))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", d.file(SecretFile), err)
+	}
+	return s, nil
+}
+
+func (d *dataDir) saveSecret(s []byte) error {
+	text := trust.FormatSecret(s)
+	return writeFileAtomic(d.file(SecretFile), []byte(text+"\n"), 0o600, false)
+}
+
+// Joined says how this node was admitted, for its NodeInfo.
+func (ra *routeAuth) joined() string {
+	if ra == nil {
+		return ""
+	}
+	return ra.cred
+}
