@@ -31,6 +31,8 @@ const (
 	clientPort  = "4222"
 	clusterPort = "6222"
 	swarmName   = "e2e"
+	// swarmSecret admits the lab's nodes to each other (a fixed test value).
+	swarmSecret = "rnsec_QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkI"
 )
 
 // Node states as `robonet nodes --json` prints them.
@@ -127,7 +129,7 @@ func (n *node) start() {
 	args := []string{"up",
 		"--name", n.name, "--data", n.data,
 		"--listen", "0.0.0.0:" + clientPort, "--cluster", "0.0.0.0:" + clusterPort,
-		"--join", n.join, "--swarm", swarmName,
+		"--join", n.join, "--swarm", swarmName, "--token", swarmSecret,
 		"--log-level", logLevel(),
 	}
 	args = append(args, n.args...)

@@ -1,13 +1,14 @@
 package node
 
 import (
+	"encoding/base64"
 	"fmt"
 	"maps"
 	"regexp"
 	"slices"
 	"sort"
-	"strings"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
@@ -25,13 +26,13 @@ var UserNameRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]{0,63}$`)
 // is trusted, rebuilt from rn_users, rn_nodes (node and operator keys) and
 // rn_revoked. The node's own key and its local operator's are always there.
 type identities struct {
-	mu      sync.Mutex
-	users   map[string]wire.User        // by name
-	infos   map[string]wire.NodeInfo    // by chevron
-	revoked map[string]wire.Revocation  // by public key
-	byKey   map[string]string           // public key → role (derived)
-	keyChev map[string]subjects.Chevron // node public key → chevron (derived)
-	applied string                      // the Nkeys set last given to the server
+	mu        sync.Mutex
+	users     map[string]wire.User        // by name
+	infos     map[string]wire.NodeInfo    // by chevron
+	revoked   map[string]wire.Revocation  // by public key
+	byKey     map[string]string           // public key → role (derived)
+	keyChev   map[string]subjects.Chevron // node public key → chevron (derived)
+	lastRoles map[string]string           // key → role as applyAuth last enforced it
 }
 
 func newIdentities() *identities {
@@ -116,6 +117,23 @@ func (ids *identities) nodeChevron(pub string) (subjects.Chevron, bool) {
 	defer ids.mu.Unlock()
 	c, ok := ids.keyChev[pub]
 	return c, ok
+}
+
+// ownerOf returns the key registered for chev.
+func (ids *identities) ownerOf(chev subjects.Chevron) (string, bool) {
+	ids.mu.Lock()
+	defer ids.mu.Unlock()
+	in, ok := ids.infos[chev.String()]
+	if !ok || in.Pubkey == "" {
+		return "", false
+	}
+	return in.Pubkey, true
+}
+
+// isOwner reports whether pub is the key registered for chev.
+func (ids *identities) isOwner(chev subjects.Chevron, pub string) bool {
+	o, ok := ids.ownerOf(chev)
+	return ok && o == pub
 }
 
 // userList returns the users sorted by name.
@@ -279,77 +297,169 @@ func Permissions(role, pub string, readVerbs []string) *server.Permissions {
 	return &server.Permissions{Publish: &server.SubjectPermission{Allow: pubAllow}, Subscribe: sub}
 }
 
-// nkeyUsers is the server's Nkeys list: this node and its local operator,
-// then every user and every other node's operator that is not revoked.
-func (n *Node) nkeyUsers() []*server.NkeyUser {
-	rv := readVerbs(n.catalogueForPerms())
-	out := []*server.NkeyUser{{Nkey: n.pub}, {Nkey: n.opPub, Permissions: Permissions(wire.RoleAdmin, n.opPub, rv)}}
-	n.ids.mu.Lock()
-	keys := make([]string, 0, len(n.ids.byKey))
-	for k := range n.ids.byKey {
-		keys = append(keys, k)
-	}
-	roles := maps.Clone(n.ids.byKey)
-	n.ids.mu.Unlock()
-	sort.Strings(keys)
-	for _, k := range keys {
-		role := roles[k]
-		if k == n.pub || k == n.opPub || role == wire.RoleNode || n.ids.isRevoked(k) {
-			continue // other nodes never connect as clients here: they route
+// nodePermissions are the node's own connection's: it publishes under its
+// own chevron (when known at connect), answers requests (one reply each),
+// and uses JetStream; it subscribes to rn.> and its own inbox only.
+func (n *Node) nodePermissions() *server.Permissions {
+	pub := []string{"$JS.API.>", "$KV.>", "$O.>", "$JS.ACK.>", "$JS.FC.>"}
+	chev := n.chev
+	if chev.IsZero() {
+		saved, _ := n.dd.loadState()
+		if c, err := subjects.Parse(cmpOr(n.opts.Chevron, saved.Chevron)); err == nil {
+			chev = c
 		}
-		out = append(out, &server.NkeyUser{Nkey: k, Permissions: Permissions(role, k, rv)})
 	}
-	return out
+	if chev.IsZero() {
+		// A first start that auto-numbers learns its chevron after it has
+		// connected; until the next start its own publishes are bounded by
+		// the receivers instead, which drop anything under a chevron not
+		// signed by the key that holds it.
+		pub = append(pub, subjects.Root+".>")
+	} else {
+		pub = append(pub, subjects.Root+"."+chev.String()+".>")
+	}
+	return &server.Permissions{
+		Publish:   &server.SubjectPermission{Allow: pub},
+		Subscribe: &server.SubjectPermission{Allow: []string{subjects.Root + ".>", subjects.Inbox(n.pub) + ".>"}},
+		Response:  &server.ResponsePermission{MaxMsgs: 1, Expires: maxCmdTimeout + time.Minute},
+	}
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// authenticator is the server's client authentication: an nkey
+// challenge (the client signs the server's nonce), then permissions from
+// the key's current role. Identities change without a server reload
+// (ReloadOptions races with JetStream direct gets inside nats-server
+// v2.15.2: getDirectRequest reads s.opts unlocked), and a key whose role
+// changes or that is removed or revoked has its connections closed.
+type authenticator struct{ n *Node }
+
+func (a authenticator) Check(c server.ClientAuthentication) bool {
+	n := a.n
+	if c.Kind() != server.CLIENT {
+		return false
+	}
+	o := c.GetOpts()
+	if o == nil || o.Nkey == "" || len(o.Nkey) > 64 || o.Sig == "" || len(o.Sig) > 256 {
+		return false
+	}
+	kp, err := nkeys.FromPublicKey(o.Nkey)
+	if err != nil {
+		return false
+	}
+	sig, err := base64.RawURLEncoding.DecodeString(o.Sig)
+	if err != nil {
+		if sig, err = base64.StdEncoding.DecodeString(o.Sig); err != nil {
+			return false
+		}
+	}
+	if nonce := c.GetNonce(); len(nonce) == 0 || kp.Verify(nonce, sig) != nil {
+		return false
+	}
+	perms, ok := n.permissionsFor(o.Nkey)
+	if !ok {
+		return false
+	}
+	c.RegisterUser(&server.User{Username: o.Nkey, Permissions: perms})
+	return true
+}
+
+// permissionsFor returns what key pub may do on this node's server; ok is
+// false for a key that may not connect. Other nodes' keys never connect as
+// clients here: nodes route.
+func (n *Node) permissionsFor(pub string) (*server.Permissions, bool) {
+	if pub == n.pub {
+		return n.nodePermissions(), true
+	}
+	role, ok := n.roleOf(pub)
+	if !ok || role == wire.RoleNode {
+		return nil, false
+	}
+	return Permissions(role, pub, readVerbs(n.catalogueForPerms())), true
 }
 
 // catalogueForPerms is the catalogue that decides the read verbs; before
 // the node serves commands, a default one.
 func (n *Node) catalogueForPerms() *command.Catalogue {
-	if n.cat != nil {
-		return n.cat
+	if cat := n.catP.Load(); cat != nil {
+		return cat
 	}
 	cat, _ := command.New(command.Options{})
 	return cat
 }
 
-// applyAuth reloads the server's authorization and route pins when they
-// changed. A removed or revoked identity is disconnected by the reload.
+// applyAuth brings connections in line with the identities: it closes the
+// connections of every key that was removed, revoked or changed role since
+// the last call, and the routes of revoked nodes.
 func (n *Node) applyAuth() error {
-	users := n.nkeyUsers()
-	var b strings.Builder
-	for _, u := range users {
-		b.WriteString(u.Nkey)
-		if u.Permissions != nil {
-			fmt.Fprintf(&b, "%v%v", u.Permissions.Publish.Allow, u.Permissions.Subscribe.Allow)
-		}
-		b.WriteByte('\n')
-	}
-	key := b.String()
 	n.ids.mu.Lock()
-	same := key == n.ids.applied
-	n.ids.mu.Unlock()
-	cut := n.routes != nil && n.revokedRouteUp()
-	if same && !cut {
-		return nil
+	now := maps.Clone(n.ids.byKey)
+	for pub := range n.ids.revoked {
+		delete(now, pub)
 	}
-	o := *n.so
-	o.Nkeys = users
-	if cut {
-		// Pinning the members for one reload closes the revoked node's
-		// routes; the next reload unpins so new nodes can be admitted.
-		p := o
-		p.Cluster.TLSPinnedCerts = n.memberPins()
-		if err := n.srv.ReloadOptions(&p); err != nil {
+	prev := n.ids.lastRoles
+	n.ids.lastRoles = now
+	n.ids.mu.Unlock()
+	for pub, role := range prev {
+		if now[pub] != role {
+			n.disconnect(pub)
+		}
+	}
+	if n.routes != nil && n.revokedRouteUp() {
+		// Pinning the members for one reload makes nats-server close
+		// routes whose certificate is not among them (recheckPinnedCerts);
+		// the next reload unpins so new nodes can be admitted.
+		o := *n.so
+		o.Cluster.TLSPinnedCerts = n.memberPins()
+		if err := n.srv.ReloadOptions(&o); err != nil {
+			return err
+		}
+		o.Cluster.TLSPinnedCerts = nil
+		if err := n.srv.ReloadOptions(&o); err != nil {
 			return err
 		}
 		n.log.Warn("closed routes to revoked keys")
 	}
-	if err := n.srv.ReloadOptions(&o); err != nil {
-		return err
-	}
-	n.ids.mu.Lock()
-	n.ids.applied = key
-	n.ids.mu.Unlock()
-	n.log.Debug("authorization reloaded", "identities", len(users))
 	return nil
+}
+
+// disconnect closes every client connection authenticated as pub.
+func (n *Node) disconnect(pub string) {
+	cz, err := n.srv.Connz(&server.ConnzOptions{User: pub, Username: true, Limit: 4096})
+	if err != nil {
+		return
+	}
+	for _, ci := range cz.Conns {
+		if err := n.srv.DisconnectClientByID(ci.Cid); err == nil {
+			n.log.Info("disconnected a client whose key was removed, revoked or changed role", "key", pub, "cid", ci.Cid)
+		}
+	}
+}
+
+// IsRevoked reports whether the swarm revoked pub (as this node has heard).
+func (n *Node) IsRevoked(pub string) bool { return n.ids.isRevoked(pub) }
+
+// RoutedServers lists the server names this node has routes to.
+func (n *Node) RoutedServers() []string {
+	if n.srv == nil {
+		return nil
+	}
+	rz, err := n.srv.Routez(nil)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, r := range rz.Routes {
+		if r.RemoteName != "" && !slices.Contains(out, r.RemoteName) {
+			out = append(out, r.RemoteName)
+		}
+	}
+	sort.Strings(out)
+	return out
 }

@@ -195,21 +195,19 @@ func (n *Node) claimChevron(ctx context.Context, c subjects.Chevron, claims map[
 		}
 	}
 	n.chev, n.name, n.info = c, name, info
+	n.selfC.Store(&c)
 	return nil
 }
 
 // releaseClaim deletes an entry if it is still ours.
 func (n *Node) releaseClaim(ctx context.Context, chev string) error {
-	e, err := n.kvs.nodes.Get(ctx, chev)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil
-	}
-	if err != nil {
+	e, found, err := n.leaderRead.Last(ctx, "KV_"+BucketNodes, "$KV."+BucketNodes+"."+chev)
+	if err != nil || !found {
 		return err
 	}
 	var info wire.NodeInfo
-	if json.Unmarshal(e.Value(), &info) == nil && info.Pubkey == n.pub {
-		return n.kvs.nodes.Delete(ctx, chev, jetstream.LastRevision(e.Revision()))
+	if json.Unmarshal(e.Value, &info) == nil && info.Pubkey == n.pub {
+		return n.kvs.nodes.Delete(ctx, chev, jetstream.LastRevision(e.Revision))
 	}
 	return nil
 }

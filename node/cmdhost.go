@@ -63,6 +63,9 @@ type CommandHost struct {
 	cat  *command.Catalogue
 	log  *slog.Logger
 	ctx  context.Context // commands run under it
+	// guard admits commands and signs replies; nil runs every command
+	// unsigned and refuses dangerous ones (the bare bus, for benchmarks).
+	guard Guard
 
 	inflight chan struct{}
 	subs     []*nats.Subscription
@@ -71,12 +74,22 @@ type CommandHost struct {
 	wg       sync.WaitGroup // running commands
 }
 
+// Guard is the trust layer in front of a command host (HCTH): Admit decides
+// whether one command may run (drop: say nothing, as for a replay; deny: the
+// refusal to answer with), given the tier the call needs and whether it is
+// dangerous; Sign signs a reply or event before it is sent.
+type Guard interface {
+	Admit(ctx context.Context, m *nats.Msg, req *wire.Request, need int, dangerous bool) (drop bool, deny *wire.Error)
+	Sign(m *nats.Msg) error
+}
+
 // NewCommandHost subscribes a host for chev on nc. Commands run under ctx.
-func NewCommandHost(ctx context.Context, nc *nats.Conn, chev subjects.Chevron, name string, cat *command.Catalogue, log *slog.Logger) (*CommandHost, error) {
+// guard may be nil: see CommandHost.
+func NewCommandHost(ctx context.Context, nc *nats.Conn, chev subjects.Chevron, name string, cat *command.Catalogue, guard Guard, log *slog.Logger) (*CommandHost, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	h := &CommandHost{nc: nc, chev: chev, name: name, cat: cat, log: log, ctx: ctx, inflight: make(chan struct{}, maxInFlight)}
+	h := &CommandHost{nc: nc, chev: chev, name: name, cat: cat, log: log, ctx: ctx, guard: guard, inflight: make(chan struct{}, maxInFlight)}
 	for _, subj := range subjects.CmdSubscriptions(chev) {
 		sub, err := nc.Subscribe(subj, h.onCommand)
 		if err != nil {
@@ -112,7 +125,8 @@ func (n *Node) serveCommands() error {
 		return fmt.Errorf("command catalogue: %w", err)
 	}
 	n.cat = cat
-	n.cmds, err = NewCommandHost(n.ctx, n.nc, n.chev, n.name, cat, n.log)
+	n.catP.Store(cat)
+	n.cmds, err = NewCommandHost(n.ctx, n.nc, n.chev, n.name, cat, hostGuard{n}, n.log)
 	return err
 }
 
@@ -168,14 +182,35 @@ func (h *CommandHost) runCommand(m *nats.Msg) {
 	}
 	ctx, cancel := context.WithTimeout(h.ctx, timeout)
 	defer cancel()
-	if risk, err := h.cat.Risk(req.Verb, req.Args); err == nil && risk == command.Dangerous {
-		// Dangerous verbs need M-of-N approvals, which the trust layer
-		// brings; until then a node refuses them rather than run them unasked.
+	// An unknown verb or bad arguments need no tier to be told so, but the
+	// caller is still checked first: strangers learn nothing.
+	risk, rerr := h.cat.Risk(req.Verb, req.Args)
+	dangerous := rerr == nil && risk == command.Dangerous
+	need := command.TierRead
+	if rerr == nil {
+		need, _ = h.cat.Tier(req.Verb, req.Args)
+	}
+	if h.guard == nil && dangerous {
 		res := wire.Result{ID: req.ID, Status: wire.StatusDenied, Error: &wire.Error{Code: wire.CodeDenied,
 			Msg: fmt.Sprintf("%s is dangerous here (not on this node's --exec-allow list) and needs a quorum approval", req.Verb)}}
 		h.reply(m, res)
 		h.audit(req, res)
 		return
+	}
+	if h.guard != nil {
+		drop, deny := h.guard.Admit(ctx, m, &req, need, dangerous)
+		if drop {
+			return
+		}
+		if deny != nil {
+			res := wire.Result{ID: req.ID, Status: wire.StatusDenied, Error: deny}
+			if deny.Code == wire.CodeBadRequest {
+				res.Status = wire.StatusError
+			}
+			h.reply(m, res)
+			h.audit(req, res)
+			return
+		}
 	}
 	if req.Verb == "exec" && len(req.Input) > 0 {
 		req.Args = withDefault(req.Args, "stdin", string(req.Input))
@@ -196,7 +231,17 @@ func (h *CommandHost) reply(m *nats.Msg, res wire.Result) {
 	if err != nil {
 		return
 	}
-	if err := m.Respond(data); err != nil {
+	if m.Reply == "" {
+		return
+	}
+	out := &nats.Msg{Subject: m.Reply, Data: data}
+	if h.guard != nil {
+		if err := h.guard.Sign(out); err != nil {
+			h.log.Warn("sign reply", "err", err)
+			return
+		}
+	}
+	if err := h.nc.PublishMsg(out); err != nil {
 		h.log.Debug("reply", "err", err)
 	}
 }
@@ -211,7 +256,11 @@ func (h *CommandHost) audit(req wire.Request, res wire.Result) {
 	if err != nil {
 		return
 	}
-	_ = h.nc.Publish(subjects.Event(h.chev, subjects.EvtAudit), data)
+	out := &nats.Msg{Subject: subjects.Event(h.chev, subjects.EvtAudit), Data: data}
+	if h.guard != nil && h.guard.Sign(out) != nil {
+		return
+	}
+	_ = h.nc.PublishMsg(out)
 }
 
 // withDefault sets key in a JSON object when it is absent.

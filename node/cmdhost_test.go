@@ -10,14 +10,16 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/robonet-mesh/robonet/internal/testmesh"
+	"github.com/robonet-mesh/robonet/mesh"
 	"github.com/robonet-mesh/robonet/node"
 	"github.com/robonet-mesh/robonet/wire"
 )
 
-func request(t *testing.T, nc *nats.Conn, subj string, req wire.Request, timeout time.Duration) (wire.Result, error) {
+// request sends a command signed with c's key (HCTH), as robonet does.
+func request(t *testing.T, c *mesh.Client, subj string, req wire.Request, timeout time.Duration) (wire.Result, error) {
 	t.Helper()
 	body, _ := json.Marshal(req)
-	m, err := nc.Request(subj, body, timeout)
+	m, err := signedRequest(c, subj, body, timeout)
 	if err != nil {
 		return wire.Result{}, err
 	}
@@ -26,6 +28,14 @@ func request(t *testing.T, nc *nats.Conn, subj string, req wire.Request, timeout
 		return res, err
 	}
 	return res, nil
+}
+
+func signedRequest(c *mesh.Client, subj string, body []byte, timeout time.Duration) (*nats.Msg, error) {
+	msg := &nats.Msg{Subject: subj, Data: body}
+	if err := c.Signer().SignMsg(msg); err != nil {
+		return nil, err
+	}
+	return c.Conn().RequestMsg(msg, timeout)
 }
 
 // A storm of slow commands: the node answers "busy" beyond its limit at once,
@@ -47,7 +57,7 @@ func TestCommandStormIsBoundedAndAudited(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			args, _ := json.Marshal(map[string]any{"argv": []string{"sleep", "3"}})
-			res, err := request(t, nc, "rn.1.cmd.exec", wire.Request{Verb: "exec", Args: args, ID: fmt.Sprint(i)}, 20*time.Second)
+			res, err := request(t, c, "rn.1.cmd.exec", wire.Request{Verb: "exec", Args: args, ID: fmt.Sprint(i)}, 20*time.Second)
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
@@ -61,7 +71,7 @@ func TestCommandStormIsBoundedAndAudited(t *testing.T) {
 	}
 	// While the storm runs, a ping still gets through.
 	testmesh.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
-		res, err := request(t, nc, "rn.1.cmd.ping", wire.Request{Verb: "ping", ID: "p"}, 2*time.Second)
+		res, err := request(t, c, "rn.1.cmd.ping", wire.Request{Verb: "ping", ID: "p"}, 2*time.Second)
 		if err != nil {
 			return err
 		}
@@ -74,7 +84,7 @@ func TestCommandStormIsBoundedAndAudited(t *testing.T) {
 	if ok+busy != storm || busy == 0 || ok == 0 {
 		t.Fatalf("storm: %d ok, %d busy of %d", ok, busy, storm)
 	}
-	res, err := request(t, nc, "rn.1.cmd.ping", wire.Request{Verb: "ping", ID: "after"}, 5*time.Second)
+	res, err := request(t, c, "rn.1.cmd.ping", wire.Request{Verb: "ping", ID: "after"}, 5*time.Second)
 	if err != nil || res.Status != wire.StatusOK || res.Chevron != "1" {
 		t.Fatalf("ping after the storm: %+v %v", res, err)
 	}
@@ -90,9 +100,9 @@ func TestCommandStormIsBoundedAndAudited(t *testing.T) {
 
 func TestCommandHostRejectsMalformedRequests(t *testing.T) {
 	s := testmesh.Start(t, 1)
-	nc := s.Client(0).Conn()
+	c := s.Client(0)
 	for _, body := range []string{"", "{", `{"verb":"info"}`, `{"verb":"ping","args":[1]}`, `{"verb":"ping","timeout_ms":-5,"args":{"echo":"x"}}`} {
-		m, err := nc.Request("rn.1.cmd.ping", []byte(body), 5*time.Second)
+		m, err := signedRequest(c, "rn.1.cmd.ping", []byte(body), 5*time.Second)
 		if err != nil {
 			t.Fatalf("%q: %v", body, err)
 		}
@@ -111,7 +121,7 @@ func TestCommandHostRejectsMalformedRequests(t *testing.T) {
 		}
 	}
 	// An unknown verb on the subject.
-	res, err := request(t, nc, "rn.1.cmd.frobnicate", wire.Request{Verb: "frobnicate", ID: "x"}, 5*time.Second)
+	res, err := request(t, c, "rn.1.cmd.frobnicate", wire.Request{Verb: "frobnicate", ID: "x"}, 5*time.Second)
 	if err != nil || res.Error == nil || res.Error.Code != wire.CodeUnknownVerb {
 		t.Fatalf("unknown verb: %+v %v", res, err)
 	}

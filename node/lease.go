@@ -145,16 +145,16 @@ func (l *lease) step(ctx context.Context) {
 // ours returns the revision of the stored lease if it is this node's with
 // the given token (an unexpired write of ours), so holding can continue.
 func (l *lease) ours(ctx context.Context, token uint64) (uint64, bool) {
-	e, err := l.n.kvs.leader.Get(ctx, leaseKey)
-	if err != nil {
+	e, found, err := l.n.leaderRead.Last(ctx, "KV_"+BucketLeader, "$KV."+BucketLeader+"."+leaseKey)
+	if err != nil || !found {
 		return 0, false
 	}
 	var v wire.Lease
-	if json.Unmarshal(e.Value(), &v) != nil || v.Pubkey != l.n.pub {
+	if json.Unmarshal(e.Value, &v) != nil || v.Pubkey != l.n.pub {
 		return 0, false
 	}
-	if v.Token == token || (v.Token == 0 && e.Revision() == token) {
-		return e.Revision(), true
+	if v.Token == token || (v.Token == 0 && e.Revision == token) {
+		return e.Revision, true
 	}
 	return 0, false
 }

@@ -31,6 +31,11 @@ func (n *Node) subscribeMembership() error {
 			return err
 		}
 	}
+	for _, subj := range subjects.EventWildcards(subjects.EvtTrust) {
+		if _, err := n.nc.Subscribe(subj, n.onTrustEvent); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -44,6 +49,11 @@ func (n *Node) onLeaderEvent(m *nats.Msg) {
 	var e wire.Event
 	if err := wire.Decode(m.Data, &e); err != nil || e.Chevron != from.String() || e.Token == 0 {
 		return
+	}
+	if from != n.selfChev() {
+		if _, ok := n.verifyNodeMsg(m, from, e.Pubkey); !ok {
+			return
+		}
 	}
 	l := wire.Lease{Chevron: e.Chevron, Name: e.Name, Pubkey: e.Pubkey, Token: e.Token}
 	n.reg.observeLease(l, e.Reason == "acquired")
@@ -62,15 +72,25 @@ func (n *Node) onHeartbeat(m *nats.Msg) {
 	if hb.Pubkey == n.pub {
 		return
 	}
+	if _, ok := n.verifyNodeMsg(m, from, hb.Pubkey); !ok {
+		n.tc.heartbeats.Add(1)
+		return
+	}
 	n.reg.onHeartbeat(hb, time.Now())
 }
 
 func (n *Node) onLeave(m *nats.Msg) {
-	if _, _, ok := subjects.ParseEvent(m.Subject); !ok {
+	from, _, ok := subjects.ParseEvent(m.Subject)
+	if !ok || from == n.selfChev() {
 		return
 	}
 	var e wire.Event
 	if err := wire.Decode(m.Data, &e); err != nil || e.Chevron == "" || e.Pubkey == n.pub {
+		return
+	}
+	// A member reports a crashed peer's leave under its own chevron: the
+	// report must be signed by the key holding that chevron.
+	if _, ok := n.verifyNodeMsg(m, from, e.Pubkey); !ok {
 		return
 	}
 	if _, err := subjects.Parse(e.Chevron); err != nil {
@@ -259,7 +279,7 @@ func (n *Node) beat(chev subjects.Chevron, name string, leader bool) {
 	if err != nil {
 		return
 	}
-	if err := n.nc.Publish(subjects.Event(chev, subjects.EvtHeartbeat), data); err != nil {
+	if err := n.publish(subjects.Event(chev, subjects.EvtHeartbeat), data); err != nil {
 		n.log.Debug("heartbeat", "err", err)
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/robonet-mesh/robonet/command"
 	"github.com/robonet-mesh/robonet/mesh"
 	"github.com/robonet-mesh/robonet/subjects"
+	"github.com/robonet-mesh/robonet/trust"
 	"github.com/robonet-mesh/robonet/wire"
 )
 
@@ -62,6 +63,14 @@ type Node struct {
 	routes     *routeAuth // nil for a single node
 	tokensKV   atomic.Pointer[jetstream.KeyValue]
 	leaderRead *mesh.LeaderKV
+	signer     *mesh.Signer  // HCTH: signs what this node sends
+	ledger     *trust.Ledger // HCTH: judges what it receives
+	tc         trustCounters
+	approvals  *approvalGate
+	catP       atomic.Pointer[command.Catalogue] // n.cat, for the authenticator
+	selfC      atomic.Pointer[subjects.Chevron]  // n.chev, for subscription handlers that run during claim
+	staleMu    sync.Mutex                        // guards stale
+	stale      map[string][]time.Time            // node key → recent stale messages (hcth.go)
 
 	fatal   atomic.Pointer[string]
 	ctx     context.Context // canceled by Shutdown/Kill; loops run under it
@@ -114,6 +123,14 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	}
 	n.pub, _ = n.kp.PublicKey()
 	n.opPub, _ = opKP.PublicKey()
+	if n.signer, err = mesh.NewSigner(n.kp, n.dd.file(ChainFile), mesh.NodeChainBlock); err != nil {
+		return err
+	}
+	tcfg := n.opts.Trust
+	tcfg.TolerateBadSignatures = true // see Options.Trust
+	if n.ledger, err = trust.NewLedger(tcfg); err != nil {
+		return fmt.Errorf("%w: trust: %v", ErrOptions, err)
+	}
 	saved, err := n.dd.loadState()
 	if err != nil {
 		return err
@@ -155,6 +172,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	n.so = so
 	n.nc, err = nats.Connect("", nats.InProcessServer(n.srv), nats.Name("robonet-node"),
 		nats.CustomInboxPrefix(subjects.Inbox(n.pub)),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			n.log.Warn("own connection", "err", err)
+		}),
 		nats.Nkey(n.pub, n.kp.Sign), nats.MaxReconnects(-1), nats.NoCallbacksAfterClientClose())
 	if err != nil {
 		return fmt.Errorf("connect to own server: %w", err)
@@ -199,14 +219,22 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	if err := n.serveQueries(); err != nil {
 		return err
 	}
+	if err := n.serveTrustQueries(); err != nil {
+		return err
+	}
+	n.approvals = newApprovalGate(n.js, n.roleOf, quorumFromConfig(n.js))
 	n.files = fileStore{obs: n.kvs.files, read: n.leaderRead}
 	n.config = configStore{kv: n.kvs.config, read: n.leaderRead}
 	if err := n.serveCommands(); err != nil {
 		return err
 	}
+	// The node may publish under its chevron only once the server's
+	// permissions name it: reload before the first heartbeat.
+	if err := n.applyAuth(); err != nil {
+		return fmt.Errorf("authorization: %w", err)
+	}
 	n.wg.Add(1)
 	go n.authLoop()
-	n.authChanged()
 	n.heartbeat()
 	n.wg.Add(3)
 	go n.beatLoop()
@@ -275,6 +303,15 @@ func (n *Node) teardown(graceful bool) {
 
 // Done is closed when the node has been stopped.
 func (n *Node) Done() <-chan struct{} { return n.ctx.Done() }
+
+// selfChev is the claimed chevron, zero before the claim; safe from any
+// goroutine.
+func (n *Node) selfChev() subjects.Chevron {
+	if c := n.selfC.Load(); c != nil {
+		return *c
+	}
+	return subjects.Chevron{}
+}
 
 // Chevron is the node's claimed address (zero before Start returns).
 func (n *Node) Chevron() subjects.Chevron { return n.chev }
@@ -385,7 +422,7 @@ func (n *Node) publishEvent(e wire.Event) {
 	if err != nil {
 		return
 	}
-	if err := n.nc.Publish(subjects.Event(n.chev, e.Kind), data); err != nil {
+	if err := n.publish(subjects.Event(n.chev, e.Kind), data); err != nil {
 		n.log.Warn("publish event", "kind", e.Kind, "err", err)
 	}
 }

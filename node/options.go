@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/robonet-mesh/robonet/subjects"
+	"github.com/robonet-mesh/robonet/trust"
 )
 
 // Version is the robonet version a node reports.
@@ -88,6 +89,12 @@ type Options struct {
 	// dir, or a one-time join token ("rntok_…", `robonet token create`).
 	// Empty: the saved secret; a founder (no Join) generates one.
 	Token string
+	// Trust configures HCTH scoring: tier thresholds and the ledger's
+	// bounds; zero fields take trust.DefaultConfig. A bad signature under a
+	// subject every identity may publish on (commands) is an anomaly, not a
+	// break (TolerateBadSignatures is forced on for the ledger); under a
+	// node's own chevron (heartbeats, events) it is a break.
+	Trust trust.Config
 	// NoSigs leaves signal handling to the caller (always true in a library).
 	NoSigs bool
 }

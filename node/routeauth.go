@@ -30,7 +30,7 @@ var ErrAdmission = errors.New("route refused")
 // unused or was used by that same key. Revoked keys are refused first.
 type routeAuth struct {
 	n      *Node
-	secret []byte // nil on a node admitted by a token: it admits members only
+	secret []byte          // nil on a node admitted by a token: it admits members only
 	cert   tls.Certificate // with this node's credential: shown when it dials
 	plain  tls.Certificate // without a token: shown when it accepts (see tlsConfig)
 	cred   string          // "secret", "token" or "member": how this node is admitted

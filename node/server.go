@@ -66,7 +66,10 @@ func (n *Node) serverOptions() (*server.Options, error) {
 		LameDuckDuration:    o.Timing.LameDuck,
 		LameDuckGracePeriod: o.Timing.LameDuck / 4,
 		MaxPayload:          MaxPayload,
-		Nkeys:               n.nkeyUsers(),
+		// Clients authenticate through authenticator (auth.go): nkeys,
+		// with permissions from the key's current role.
+		CustomClientAuthentication: authenticator{n},
+		AlwaysEnableNonce:          true,
 	}
 	if port == 0 {
 		so.Port = server.RANDOM_PORT

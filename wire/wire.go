@@ -163,14 +163,17 @@ type Lease struct {
 // event is about; By is the node that observed it when that is another node
 // (a crash is reported by the swarm leader).
 type Event struct {
-	Kind    string    `json:"kind"`
-	Chevron string    `json:"chevron"`
-	Name    string    `json:"name,omitempty"`
-	Pubkey  string    `json:"pubkey,omitempty"`
-	By      string    `json:"by,omitempty"`
-	Reason  string    `json:"reason,omitempty"`
-	Token   uint64    `json:"token,omitempty"`
-	Time    time.Time `json:"time"`
+	Kind    string `json:"kind"`
+	Chevron string `json:"chevron"`
+	Name    string `json:"name,omitempty"`
+	Pubkey  string `json:"pubkey,omitempty"`
+	By      string `json:"by,omitempty"`
+	Reason  string `json:"reason,omitempty"`
+	Token   uint64 `json:"token,omitempty"`
+	// Break marks a trust event that reports an HCTH chain break (proof of
+	// a compromised or cloned key), on which the leader revokes the key.
+	Break bool      `json:"break,omitempty"`
+	Time  time.Time `json:"time"`
 }
 
 // Error is an error that crosses the wire: a stable code and a human message.

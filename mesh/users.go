@@ -1,0 +1,184 @@
+package mesh
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+
+	"github.com/robonet-mesh/robonet/subjects"
+	"github.com/robonet-mesh/robonet/wire"
+)
+
+// Buckets the identity commands write (node.BucketUsers and friends; the
+// names are repeated here because mesh sits below node).
+const (
+	UsersBucket   = "rn_users"
+	RevokedBucket = "rn_revoked"
+	NodesBucket   = "rn_nodes"
+)
+
+// Errors of the identity commands.
+var (
+	ErrUser    = errors.New("user")
+	ErrRevoked = errors.New("revoke")
+)
+
+var userNameRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]{0,63}$`)
+
+// Identities manages the swarm's users and revocations. Writing needs an
+// admin's credentials (the NATS permissions refuse anyone else).
+type Identities struct {
+	users, revoked, nodes jetstream.KeyValue
+	read                  *LeaderKV
+}
+
+// Identities binds the identity buckets through the client's connection.
+func (c *Client) Identities(ctx context.Context) (*Identities, error) {
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	js, err := jetstream.New(c.nc)
+	if err != nil {
+		return nil, err
+	}
+	var ids Identities
+	for _, b := range []struct {
+		name string
+		kv   *jetstream.KeyValue
+	}{{UsersBucket, &ids.users}, {RevokedBucket, &ids.revoked}, {NodesBucket, &ids.nodes}} {
+		kv, err := js.KeyValue(ctx, b.name)
+		if err != nil {
+			return nil, fmt.Errorf("bucket %s: %w (are these admin credentials? is the node ready?)", b.name, err)
+		}
+		*b.kv = kv
+	}
+	ids.read = NewLeaderKV(js, UsersBucket)
+	return &ids, nil
+}
+
+// NewUserKey makes a fresh user nkey; the caller keeps its seed.
+func NewUserKey() (pub string, seed []byte, err error) {
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		return "", nil, err
+	}
+	pub, _ = kp.PublicKey()
+	seed, err = kp.Seed()
+	return pub, seed, err
+}
+
+// AddUser records user name with role and public key pub. It refuses to
+// replace an existing user (remove it first) and a revoked key.
+func (ids *Identities) AddUser(ctx context.Context, name, role, pub, by string, now time.Time) (wire.User, error) {
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	if !userNameRE.MatchString(name) {
+		return wire.User{}, fmt.Errorf("%w name %q: want a letter then letters, digits, '_' or '-', at most 64", ErrUser, name)
+	}
+	switch role {
+	case wire.RoleAdmin, wire.RoleOperator, wire.RoleObserver:
+	default:
+		return wire.User{}, fmt.Errorf("%w %s: role %q: want admin, operator or observer", ErrUser, name, role)
+	}
+	if !nkeys.IsValidPublicUserKey(pub) {
+		return wire.User{}, fmt.Errorf("%w %s: %q is not a public user key (U…)", ErrUser, name, pub)
+	}
+	if _, found, err := ids.read.Last(ctx, "KV_"+RevokedBucket, "$KV."+RevokedBucket+"."+pub); err != nil {
+		return wire.User{}, err
+	} else if found {
+		return wire.User{}, fmt.Errorf("%w %s: key %s is revoked; make a new key", ErrUser, name, pub)
+	}
+	u := wire.User{Name: name, Role: role, Nkey: pub, Added: now.UTC(), By: by}
+	data, _ := json.Marshal(u)
+	if _, err := ids.users.Create(ctx, name, data); err != nil {
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return wire.User{}, fmt.Errorf("%w %s exists (robonet user remove %s first)", ErrUser, name, name)
+		}
+		return wire.User{}, fmt.Errorf("%w %s: %v", ErrUser, name, err)
+	}
+	return u, nil
+}
+
+// Users lists the users, by name. Records that do not decode are skipped.
+func (ids *Identities) Users(ctx context.Context) ([]wire.User, error) {
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	keys, err := ids.users.ListKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []wire.User
+	for k := range keys.Keys() {
+		e, found, err := ids.read.Get(ctx, k)
+		if err != nil {
+			return nil, err
+		}
+		var u wire.User
+		if !found || wire.Decode(e.Value, &u) != nil || u.Name != k {
+			continue
+		}
+		out = append(out, u)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// RemoveUser deletes user name and revokes its key, so every node drops
+// its connections at once and the key cannot come back by mistake.
+func (ids *Identities) RemoveUser(ctx context.Context, name, by string, now time.Time) (wire.User, error) {
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	e, found, err := ids.read.Get(ctx, name)
+	if err != nil {
+		return wire.User{}, err
+	}
+	var u wire.User
+	if !found || wire.Decode(e.Value, &u) != nil {
+		return wire.User{}, fmt.Errorf("%w %q: no such user", ErrUser, name)
+	}
+	if err := ids.Revoke(ctx, u.Nkey, "", "user "+name+" removed", by, now); err != nil {
+		return u, err
+	}
+	if err := ids.users.Delete(ctx, name); err != nil {
+		return u, fmt.Errorf("%w %s: %v", ErrUser, name, err)
+	}
+	return u, nil
+}
+
+// Revoke records pub (a user or node key) in rn_revoked: every node
+// refuses it from then on, disconnects its clients and cuts its routes.
+func (ids *Identities) Revoke(ctx context.Context, pub, chevron, reason, by string, now time.Time) error {
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	if !nkeys.IsValidPublicUserKey(pub) && !nkeys.IsValidPublicServerKey(pub) {
+		return fmt.Errorf("%w: %q is not a public user or server key", ErrRevoked, pub)
+	}
+	data, _ := json.Marshal(wire.Revocation{Pubkey: pub, Reason: reason, At: now.UTC(), By: by, Chevron: chevron})
+	if _, err := ids.revoked.Put(ctx, pub, data); err != nil {
+		return fmt.Errorf("%w %s: %v", ErrRevoked, pub, err)
+	}
+	return nil
+}
+
+// RemoveNode revokes the key of the node at chev and deletes its
+// registration, freeing the chevron.
+func (ids *Identities) RemoveNode(ctx context.Context, m wire.Member, reason, by string, now time.Time) error {
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	if _, err := subjects.Parse(m.Chevron); err != nil {
+		return fmt.Errorf("%w: %v", ErrRevoked, err)
+	}
+	if err := ids.Revoke(ctx, m.Pubkey, m.Chevron, reason, by, now); err != nil {
+		return err
+	}
+	if err := ids.nodes.Delete(ctx, m.Chevron); err != nil {
+		return fmt.Errorf("%w: node %s revoked, but its registration stays: %v", ErrRevoked, m.Chevron, err)
+	}
+	return nil
+}
