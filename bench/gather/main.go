@@ -1,7 +1,13 @@
 // Command gather prints scatter/gather figures: the time for `ping` to be
-// gathered from 100, 1,000 and 10,000 responders, against a bare nats.go
-// request-to-many baseline in the same run (so the figure is a ratio), and
-// the commands per second one node's command host sustains.
+// gathered from 100, 1,000 and 10,000 responders, with HCTH off and on,
+// against a bare nats.go request-to-many baseline in the same run (so the
+// figures are ratios), and the commands per second one node's command host
+// sustains.
+//
+// With HCTH on, the client signs the command and verifies every reply's
+// signature (in parallel, as replies arrive), and each responder verifies
+// the command's signature and signs its reply with its own key, as a node
+// does (a node also runs the command through its ledger, about 1 µs more).
 //
 // Responders are real node.CommandHost instances (the handler path a node
 // runs: decode, catalogue validation, run, reply, audit event) on one
@@ -28,11 +34,13 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 
 	"github.com/robonet-mesh/robonet/command"
 	"github.com/robonet-mesh/robonet/mesh"
 	"github.com/robonet-mesh/robonet/node"
 	"github.com/robonet-mesh/robonet/subjects"
+	"github.com/robonet-mesh/robonet/trust"
 	"github.com/robonet-mesh/robonet/wire"
 )
 
@@ -76,7 +84,7 @@ func run(sizes string, runs, perConn int, cps time.Duration) error {
 	}
 	fmt.Printf("gather ping, %d runs per size, GOMAXPROCS %d, %s\n", runs, runtime.GOMAXPROCS(0), time.Now().Format(time.RFC3339))
 	tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "responders\trobonet p50\tp99\tbare p50\tp99\tratio (p50)\tall answered")
+	fmt.Fprintln(tw, "responders\tbare p50\tHCTH off p50\tp99\tHCTH on p50\tp99\ton/off (p50)\toff/bare\ton/bare\tall answered")
 	for _, f := range strings.Split(sizes, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil || n < 1 || n > 60000 {
@@ -105,7 +113,8 @@ func measure(conn func() (*nats.Conn, error), cat *command.Catalogue, n, runs, p
 		}
 	}()
 	var hosts []*node.CommandHost
-	var members []wire.Member
+	var members, signedMembers []wire.Member
+	verifier := trust.NewVerifier(0) // shared by the responders: one key, cached once
 	var cur *nats.Conn
 	for i := 0; i < n; i++ {
 		if i%perConn == 0 {
@@ -116,13 +125,32 @@ func measure(conn func() (*nats.Conn, error), cat *command.Catalogue, n, runs, p
 			conns = append(conns, c)
 			cur = c
 		}
-		chev, _ := subjects.Flat(uint16(i + 1))
-		h, err := node.NewCommandHost(ctx, cur, chev, "b"+chev.String(), cat, nil)
+		flat, _ := subjects.Flat(uint16(i + 1))
+		chev, _ := subjects.New(8, uint16(i+1)) // HCTH off under zone 8, on under zone 9
+		h, err := node.NewCommandHost(ctx, cur, chev, "b"+chev.String(), cat, nil, nil)
 		if err != nil {
 			return "", err
 		}
 		hosts = append(hosts, h)
 		members = append(members, wire.Member{Chevron: chev.String(), Name: "b" + chev.String(), State: wire.StateAlive})
+		// The same responder with HCTH, under another swarm root's prefix:
+		// its own key, verifying commands and signing replies.
+		kp, err := nkeys.CreateUser()
+		if err != nil {
+			return "", err
+		}
+		chain, err := trust.NewChain(kp, trust.ChainState{})
+		if err != nil {
+			return "", err
+		}
+		pub, _ := kp.PublicKey()
+		schev, _ := subjects.New(9, flat.Tokens()[0])
+		sh, err := node.NewCommandHost(ctx, cur, schev, "s"+schev.String(), cat, benchGuard{verifier, chain}, nil)
+		if err != nil {
+			return "", err
+		}
+		hosts = append(hosts, sh)
+		signedMembers = append(signedMembers, wire.Member{Chevron: schev.String(), Name: "s" + schev.String(), State: wire.StateAlive, Pubkey: pub})
 		// The bare baseline's responders: a plain subscription answering at once.
 		if _, err := cur.Subscribe("bare.ping", func(m *nats.Msg) { _ = m.Respond([]byte(`{"pong":true}`)) }); err != nil {
 			return "", err
@@ -144,18 +172,41 @@ func measure(conn func() (*nats.Conn, error), cat *command.Catalogue, n, runs, p
 	}
 	defer cnc.Close()
 	client := mesh.NewClient(cnc)
-	sel, _ := subjects.ParseSelector("all")
-	var rob, bare []time.Duration
+	dir, err := os.MkdirTemp("", "gather-bench")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(dir)
+	ckp, _ := nkeys.CreateUser()
+	signer, err := mesh.NewSigner(ckp, dir+"/chain", mesh.NodeChainBlock)
+	if err != nil {
+		return "", err
+	}
+	signedClient := mesh.NewClient(cnc).WithSigner(signer).WithVerify()
+	sel, _ := subjects.ParseSelector("8")
+	signedSel, _ := subjects.ParseSelector("9")
+	var off, on, bare []time.Duration
 	complete := true
-	for r := 0; r < runs+1; r++ {
+	gather := func(c *mesh.Client, sel subjects.Selector, set []wire.Member) (time.Duration, error) {
 		t0 := time.Now()
-		res, err := client.GatherSet(ctx, mesh.GatherRequest{Selector: "all", Verb: "ping", Timeout: 30 * time.Second}, sel, members, nil)
+		res, err := c.GatherSet(ctx, mesh.GatherRequest{Selector: sel.String(), Verb: "ping", Timeout: 30 * time.Second}, sel, set, nil)
 		d := time.Since(t0)
 		if err != nil {
-			return "", err
+			return d, err
 		}
 		if res.Summary.OK != n {
 			complete = false
+		}
+		return d, nil
+	}
+	for r := 0; r < runs+1; r++ {
+		d, err := gather(client, sel, members)
+		if err != nil {
+			return "", err
+		}
+		ds, err := gather(signedClient, signedSel, signedMembers)
+		if err != nil {
+			return "", err
 		}
 		b, ok, err := bareGather(cnc, n)
 		if err != nil {
@@ -165,12 +216,43 @@ func measure(conn func() (*nats.Conn, error), cat *command.Catalogue, n, runs, p
 		if r == 0 {
 			continue // warm-up
 		}
-		rob, bare = append(rob, d), append(bare, b)
+		off, on, bare = append(off, d), append(on, ds), append(bare, b)
 	}
-	rp50, rp99 := pct(rob, 0.5), pct(rob, 0.99)
-	bp50, bp99 := pct(bare, 0.5), pct(bare, 0.99)
-	return fmt.Sprintf("%d\t%s\t%s\t%s\t%s\t%.2fx\t%v", n, ms(rp50), ms(rp99), ms(bp50), ms(bp99),
-		float64(rp50)/float64(bp50), complete), nil
+	bp50 := pct(bare, 0.5)
+	fp50, fp99 := pct(off, 0.5), pct(off, 0.99)
+	np50, np99 := pct(on, 0.5), pct(on, 0.99)
+	return fmt.Sprintf("%d\t%s\t%s\t%s\t%s\t%s\t%.2fx\t%.2fx\t%.2fx\t%v", n, ms(bp50), ms(fp50), ms(fp99), ms(np50), ms(np99),
+		float64(np50)/float64(fp50), float64(fp50)/float64(bp50), float64(np50)/float64(bp50), complete), nil
+}
+
+// benchGuard is what a node's guard costs per command: verify the
+// command's signature, sign the reply.
+type benchGuard struct {
+	v     *trust.Verifier
+	chain *trust.Chain
+}
+
+func (g benchGuard) Admit(_ context.Context, m *nats.Msg, _ *wire.Request, _ int, _ bool) (bool, *wire.Error) {
+	h, err := mesh.ParseSigned(m)
+	if err == nil {
+		err = g.v.Verify(h, m.Subject, m.Data)
+	}
+	if err != nil {
+		return false, &wire.Error{Code: wire.CodeDenied, Msg: err.Error()}
+	}
+	return false, nil
+}
+
+func (g benchGuard) Sign(m *nats.Msg) error {
+	h, err := g.chain.Sign(m.Subject, m.Data)
+	if err != nil {
+		return err
+	}
+	if m.Header == nil {
+		m.Header = nats.Header{}
+	}
+	h.SetInto(m.Header)
+	return nil
 }
 
 // bareGather is the baseline: one publish, n plain responders, wait for n replies.
@@ -210,7 +292,7 @@ func commandsPerSecond(conn func() (*nats.Conn, error), cat *command.Catalogue, 
 	}
 	defer hnc.Close()
 	chev, _ := subjects.Flat(1)
-	h, err := node.NewCommandHost(ctx, hnc, chev, "rn1", cat, nil)
+	h, err := node.NewCommandHost(ctx, hnc, chev, "rn1", cat, nil, nil)
 	if err != nil {
 		return err
 	}

@@ -89,6 +89,12 @@ environment, which wins over the file.`,
 		newCommandsCmd(g),
 		newDoCmd(g),
 		newMacroCmd(g),
+		newApprovalsCmd(g),
+		newApproveCmd(g),
+		newTokenCmd(g),
+		newUserCmd(g),
+		newTrustCmd(g),
+		newRevokeCmd(g),
 	)
 	return root
 }

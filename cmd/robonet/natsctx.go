@@ -1,10 +1,12 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -19,14 +21,21 @@ type natsContext struct {
 	Description string `json:"description"`
 	URL         string `json:"url"`
 	NKey        string `json:"nkey"`
+	// InboxPrefix: each identity may subscribe only under its own inbox,
+	// _rn.inbox.<key>, so requests from `nats` must use it.
+	InboxPrefix string `json:"inbox_prefix"`
 }
 
 func newNatsContextCmd(g *globals) *cobra.Command {
-	var name string
+	var name, role, user string
 	cmd := &cobra.Command{
 		Use:   "nats-context",
 		Short: "Write a context for the stock `nats` CLI (then: nats --context robonet sub 'rn.>')",
-		Args:  cobra.NoArgs,
+		Long: `Write a context for the stock nats CLI. Without --role it uses your own credentials (--nkey, or the
+local operator's, an admin). With --role it first adds a user of that role (default name nats-<role>)
+with a fresh key kept in <data>/users/<name>.nk, e.g. --role observer for read-only rights:
+subscribe to rn.>, publish only read-only commands and queries.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := subjects.ValidToken(name); err != nil {
 				return fmt.Errorf("--context: %w", err)
@@ -42,6 +51,19 @@ func newNatsContextCmd(g *globals) *cobra.Command {
 			if _, err := mesh.ReadSeed(seed); err != nil {
 				return fmt.Errorf("%w (run 'robonet up' first, or pass --nkey)", err)
 			}
+			if role != "" {
+				if user == "" {
+					user = "nats-" + role
+				}
+				if seed, err = roleSeed(cmd.Context(), g, role, user); err != nil {
+					return err
+				}
+			}
+			kp, err := mesh.ReadSeed(seed)
+			if err != nil {
+				return err
+			}
+			pub, _ := kp.PublicKey()
 			dir, err := natsContextDir()
 			if err != nil {
 				return err
@@ -54,6 +76,7 @@ func newNatsContextCmd(g *globals) *cobra.Command {
 				Description: "robonet swarm via " + g.server,
 				URL:         g.server,
 				NKey:        seed,
+				InboxPrefix: subjects.Inbox(pub),
 			}, "", "  ")
 			if err := os.WriteFile(path, append(data, '\n'), 0o600); err != nil {
 				return err
@@ -66,7 +89,43 @@ func newNatsContextCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&name, "context", "robonet", "context name")
+	cmd.Flags().StringVar(&role, "role", "", "make a user of this role for the context: admin, operator or observer")
+	cmd.Flags().StringVar(&user, "user", "", "name of that user (default nats-<role>)")
 	return cmd
+}
+
+// roleSeed returns the seed file of local user name, adding the user with
+// role (through the caller's admin credentials) when it has no seed yet.
+func roleSeed(ctx context.Context, g *globals, role, name string) (string, error) {
+	path, err := filepath.Abs(filepath.Join(g.data, "users", name+".nk"))
+	if err != nil {
+		return "", err
+	}
+	if _, err := os.Stat(path); err == nil {
+		return path, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	c, err := g.connect(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	ids, err := c.Identities(ctx)
+	if err != nil {
+		return "", err
+	}
+	pub, seed, err := mesh.NewUserKey()
+	if err != nil {
+		return "", err
+	}
+	if _, err := ids.AddUser(ctx, name, role, pub, signerKey(c), time.Now()); err != nil {
+		return "", permissionHint(err, "adding a user needs an admin's credentials")
+	}
+	if err := writeSeed(path, seed); err != nil {
+		return "", err
+	}
+	return path, nil
 }
 
 // natsContextDir is where the nats CLI looks for contexts.

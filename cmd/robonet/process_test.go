@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/robonet-mesh/robonet/internal/testmesh"
+	"github.com/robonet-mesh/robonet/trust"
 	"github.com/robonet-mesh/robonet/wire"
 )
 
@@ -210,13 +211,20 @@ func TestBinarySingleNode(t *testing.T) {
 	}
 }
 
+// testSecret is a well-formed swarm secret for bad-input cases.
+const testSecret = "rnsec_QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkI"
+
 func TestBinarySwarmSurvivesLeaderSIGKILL(t *testing.T) {
 	routes := testmesh.ReservePorts(t, 3)
 	join := strings.Join(routes, ",")
+	secret, err := trust.GenerateSecret()
+	if err != nil {
+		t.Fatal(err)
+	}
 	var ps []*proc
 	for i := 0; i < 3; i++ {
 		ps = append(ps, startUp(t, filepath.Join(t.TempDir(), fmt.Sprint("d", i)),
-			"--cluster", routes[i], "--join", join, "--swarm", "proc"))
+			"--cluster", routes[i], "--join", join, "--swarm", "proc", "--token", secret))
 	}
 	for _, p := range ps {
 		p.waitReady(t)
@@ -372,7 +380,10 @@ func TestBinaryBadInput(t *testing.T) {
 		{"port in use", []string{"--listen", busy.Addr().String()}, busy.Addr().String()},
 		{"corrupt seed", []string{"--data", corrupt}, filepath.Join(corrupt, "node.nk")},
 		{"data dir is a file", []string{"--data", notDir}, notDir},
-		{"join a non-robonet port", []string{"--join", l.Addr().String(), "--cluster", freeAddr(t)}, l.Addr().String()},
+		{"join a non-robonet port", []string{"--join", l.Addr().String(), "--cluster", freeAddr(t), "--token", testSecret}, l.Addr().String()},
+		{"join without a token", []string{"--join", l.Addr().String(), "--cluster", freeAddr(t)}, "--token"},
+		{"garbage token", []string{"--join", l.Addr().String(), "--cluster", freeAddr(t), "--token", "hunter2"}, "--token"},
+		{"forged token", []string{"--join", l.Addr().String(), "--cluster", freeAddr(t), "--token", "rntok_AAAA"}, "--token"},
 		{"bad tags", []string{"--tags", "=x"}, "=x"},
 		{"bad caps", []string{"--caps", "GPU"}, "GPU"},
 	} {

@@ -28,9 +28,10 @@ var errPartial = errors.New("not every node answered ok")
 
 func newRunCmd(g *globals) *cobra.Command {
 	var (
-		timeout time.Duration
-		batch   int
-		limit   int
+		timeout     time.Duration
+		batch       int
+		limit       int
+		approvalTTL time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "run <nodes> <verb> [args...] [-- argv...]",
@@ -41,6 +42,12 @@ func newRunCmd(g *globals) *cobra.Command {
 The selector is resolved against the live registry first, so every expected node is accounted for:
 ok, error, timeout, offline or denied. Arguments are name=value words or positional words
 (robonet commands lists them); after -- every word is positional (exec's argv).
+
+A dangerous verb (risk class dangerous, e.g. exec of a program not on a node's --exec-allow
+list) needs a quorum of approvals: when nodes refuse it for want of one, run records an
+approval in rn_approvals, prints its id on stderr and waits (up to --approval-ttl) until
+other operators approve it with 'robonet approve <id>'; then it sends the command again,
+with the approval, to those nodes only.
 
 Exit status: 0 when every node answered ok, 2 when some did not, 1 on any other error.`,
 		Example: `  robonet run 3.12 ping
@@ -69,16 +76,23 @@ Exit status: 0 when every node answered ok, 2 when some did not, 1 on any other 
 			if err := cat.Validate(verb, cargs); err != nil {
 				return err
 			}
+			if err := checkApprovalTTL(approvalTTL); err != nil {
+				return err
+			}
 			ctx := cmd.Context()
 			c, err := g.connect(ctx)
 			if err != nil {
 				return err
 			}
 			defer c.Close()
-			res, err := gatherWithProgress(ctx, c, cmd.ErrOrStderr(), g.json, mesh.GatherRequest{
+			req := mesh.GatherRequest{
 				Selector: ref, Verb: verb, Args: cargs, Timeout: timeout, Batch: batch, Limit: limit, From: userName(),
-			})
+			}
+			res, err := gatherWithProgress(ctx, c, cmd.ErrOrStderr(), g.json, req)
 			if err != nil {
+				return err
+			}
+			if res, err = approveAndResend(ctx, cmd.ErrOrStderr(), g, c, req, res, approvalTTL); err != nil {
 				return err
 			}
 			if g.json {
@@ -98,6 +112,7 @@ Exit status: 0 when every node answered ok, 2 when some did not, 1 on any other 
 	f.DurationVar(&timeout, "timeout", 10*time.Second, "how long to wait for answers (per batch)")
 	f.IntVar(&batch, "batch", 0, "send to this many nodes at a time (0: all at once)")
 	f.IntVar(&limit, "limit", 0, "at most this many nodes, in chevron order (0: no cap)")
+	f.DurationVar(&approvalTTL, "approval-ttl", mesh.DefaultApprovalTTL, "how long a dangerous command's approval stays valid, and run waits for it (at most 24h)")
 	return cmd
 }
 

@@ -74,6 +74,7 @@ buckets become R3 once three are up).`,
 	f.StringVar(&o.Cluster, "cluster", "", "NATS route listen address (default "+node.DefaultCluster+" when --join is set)")
 	f.StringSliceVar(&o.Join, "join", nil, "cluster addresses of other nodes, host:port,host:port")
 	f.StringVar(&o.Swarm, "swarm", node.DefaultSwarm, "swarm name (the NATS cluster name)")
+	f.StringVar(&o.Token, "token", "", "swarm secret (rnsec_…, robonet token generate) or one-time join token (rntok_…, robonet token create); default: the secret saved in --data")
 	f.StringSliceVar(&o.Caps, "caps", nil, "declared capabilities, e.g. gpu,ai")
 	f.StringVar(&tags, "tags", "", "tags key=value,key=value, e.g. role=camera")
 	f.StringSliceVar(&o.ExecAllow, "exec-allow", nil, "programs exec may run as a mutate command (others are dangerous), e.g. systemctl,journalctl")

@@ -1,0 +1,479 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
+	"github.com/spf13/cobra"
+
+	"github.com/robonet-mesh/robonet/mesh"
+	"github.com/robonet-mesh/robonet/node"
+	"github.com/robonet-mesh/robonet/subjects"
+	"github.com/robonet-mesh/robonet/trust"
+	"github.com/robonet-mesh/robonet/wire"
+)
+
+func newTokenCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "token",
+		Short: "Swarm secrets and one-time join tokens",
+		Long: `A swarm admits a node that proves it knows the swarm secret, or that shows a one-time join token.
+
+  robonet token generate            a fresh random secret (offline): start every founding node with --token <secret>
+  robonet token create --ttl 15m    a one-time token from a running swarm: robonet up --join ADDR --token <token>
+
+The secret is kept in each node's data dir (swarm.secret, mode 0600); it never crosses the network:
+nodes prove it with an HMAC bound to their key inside their route certificate.`,
+	}
+	gen := &cobra.Command{
+		Use:   "generate",
+		Short: "Print a fresh random swarm secret (offline)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := trust.GenerateSecret()
+			if err != nil {
+				return err
+			}
+			if g.json {
+				return printJSON(cmd.OutOrStdout(), map[string]string{"secret": s})
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), s)
+			return nil
+		},
+	}
+	var ttl time.Duration
+	create := &cobra.Command{
+		Use:   "create",
+		Short: "Issue a one-time join token for one new node (admin)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if ttl < node.MinTokenTTL || ttl > node.MaxTokenTTL {
+				return fmt.Errorf("--ttl %v: want %v to %v", ttl, node.MinTokenTTL, node.MaxTokenTTL)
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
+			defer cancel()
+			c, err := g.connect(ctx)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			var tr node.TokenReply
+			if err := c.Query(ctx, subjects.QueryToken, node.TokenRequest{TTLMs: ttl.Milliseconds()}, &tr); err != nil {
+				return permissionHint(err, "token create needs an admin's credentials")
+			}
+			if g.json {
+				return printJSON(cmd.OutOrStdout(), tr)
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), tr.Token)
+			fmt.Fprintf(cmd.ErrOrStderr(), "one-time token %s, valid until %s: robonet up --join <addr> --token <token>\n",
+				tr.ID, tr.Expires.Local().Format(time.DateTime))
+			return nil
+		},
+	}
+	create.Flags().DurationVar(&ttl, "ttl", 15*time.Minute, "how long the token stays valid")
+	cmd.AddCommand(gen, create)
+	return cmd
+}
+
+// permissionHint explains a request the NATS permissions refused (nats.go
+// then sees only a timeout or no responders).
+func permissionHint(err error, hint string) error {
+	if errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "timeout") || strings.Contains(err.Error(), "no responders") {
+		return fmt.Errorf("%w (%s)", err, hint)
+	}
+	return err
+}
+
+func newUserCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "user",
+		Short: "Add, list and remove the people and programs that may connect (admin)",
+	}
+	var role, out string
+	add := &cobra.Command{
+		Use:   "add <name>",
+		Short: "Add a user with a fresh nkey; prints its seed, or writes it to --out",
+		Long: `Roles: admin (everything), operator (commands of every tier, macros, approvals),
+observer (subscribe to rn.>, publish only read-only commands and queries).
+Every node reloads its authorization at once. The seed is the user's credential:
+give it to them over a channel you trust; robonet keeps only the public key.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
+			defer cancel()
+			c, err := g.connect(ctx)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ids, err := c.Identities(ctx)
+			if err != nil {
+				return err
+			}
+			pub, seed, err := mesh.NewUserKey()
+			if err != nil {
+				return err
+			}
+			u, err := ids.AddUser(ctx, args[0], role, pub, signerKey(c), time.Now())
+			if err != nil {
+				return permissionHint(err, "user add needs an admin's credentials")
+			}
+			if out != "" {
+				if err := writeSeed(out, seed); err != nil {
+					return err
+				}
+			}
+			if g.json {
+				v := map[string]any{"user": u}
+				if out == "" {
+					v["seed"] = string(seed)
+				} else {
+					v["seed_file"] = out
+				}
+				return printJSON(cmd.OutOrStdout(), v)
+			}
+			if out == "" {
+				fmt.Fprintln(cmd.OutOrStdout(), string(seed))
+				fmt.Fprintf(cmd.ErrOrStderr(), "user %s (%s) added, key %s; the line above is its seed: keep it secret (robonet --nkey FILE)\n", u.Name, u.Role, u.Nkey)
+			} else {
+				fmt.Fprintf(cmd.OutOrStdout(), "user %s (%s) added, key %s; seed in %s\n", u.Name, u.Role, u.Nkey, out)
+			}
+			return nil
+		},
+	}
+	add.Flags().StringVar(&role, "role", wire.RoleObserver, "admin, operator or observer")
+	add.Flags().StringVar(&out, "out", "", "write the seed to this file (mode 0600) instead of stdout")
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List the users",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
+			defer cancel()
+			c, err := g.connect(ctx)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ids, err := c.Identities(ctx)
+			if err != nil {
+				return err
+			}
+			users, err := ids.Users(ctx)
+			if err != nil {
+				return err
+			}
+			if g.json {
+				if users == nil {
+					users = []wire.User{}
+				}
+				return printJSON(cmd.OutOrStdout(), users)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 2, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tROLE\tKEY\tADDED")
+			for _, u := range users {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", u.Name, u.Role, u.Nkey, u.Added.Local().Format(time.DateTime))
+			}
+			return tw.Flush()
+		},
+	}
+	remove := &cobra.Command{
+		Use:   "remove <name>",
+		Short: "Remove a user: its key is revoked and its connections are closed at once",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
+			defer cancel()
+			c, err := g.connect(ctx)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ids, err := c.Identities(ctx)
+			if err != nil {
+				return err
+			}
+			u, err := ids.RemoveUser(ctx, args[0], signerKey(c), time.Now())
+			if err != nil {
+				return permissionHint(err, "user remove needs an admin's credentials")
+			}
+			if g.json {
+				return printJSON(cmd.OutOrStdout(), map[string]any{"removed": u})
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "user %s removed; key %s revoked\n", u.Name, u.Nkey)
+			return nil
+		},
+	}
+	cmd.AddCommand(add, list, remove)
+	return cmd
+}
+
+func signerKey(c *mesh.Client) string {
+	if s := c.Signer(); s != nil {
+		return s.PublicKey()
+	}
+	return ""
+}
+
+func writeSeed(path string, seed []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("--out: %w", err)
+	}
+	if _, err := f.Write(append(seed, '\n')); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func newTrustCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "trust",
+		Short: "HCTH trust as the connected node sees it: per key score, tier, chain, gaps, breaks, state",
+		Long: `Every node keeps a ledger of each key it hears from (nodes' heartbeats and events, users' commands):
+chain length, first seen, gaps, replays, anomalies and breaks. The score in [0,1] grows with an
+unbroken chain and with time; tiers start at the scores shown under the table. A break (a fork,
+a bad signature where only the key's owner may publish) quarantines the key and the swarm leader
+revokes it. Users act at their role's tier (admin 3, operator 2, observer 1); nodes at their score's.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
+			defer cancel()
+			c, err := g.connect(ctx)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			var r node.TrustReport
+			if err := c.Query(ctx, subjects.QueryTrust, nil, &r); err != nil {
+				return err
+			}
+			if g.json {
+				if r.Peers == nil {
+					r.Peers = []node.TrustPeer{}
+				}
+				return printJSON(cmd.OutOrStdout(), r)
+			}
+			w := cmd.OutOrStdout()
+			tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "PEER\tROLE\tSCORE\tTIER\tCHAIN\tFIRST SEEN\tGAPS\tREPLAYS\tBREAKS\tSTATE")
+			for _, p := range r.Peers {
+				who := p.Name
+				if p.Chevron != "" {
+					who = p.Name + " (" + p.Chevron + ")"
+				}
+				if who == "" {
+					who = p.Key[:12] + "…"
+				}
+				role := p.Role
+				if role == "" {
+					role = "-"
+				}
+				state := string(p.State)
+				if p.Reason != "" {
+					state += ": " + p.Reason
+				}
+				first := "-"
+				if !p.FirstSeen.IsZero() {
+					first = p.FirstSeen.Local().Format(time.DateTime)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%.3f\t%d\t%d\t%s\t%d\t%d\t%d\t%s\n", who, role, p.Score, p.Tier, p.Length, first, p.Gaps, p.Replays, p.Breaks, state)
+			}
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			ct := r.Counters
+			fmt.Fprintf(w, "\nseen by %s (%s); tiers start at %.2f / %.2f / %.2f\n", r.Name, r.Chevron, r.Tiers[0], r.Tiers[1], r.Tiers[2])
+			fmt.Fprintf(w, "refused: %d unsigned, %d bad headers, %d bad signatures, %d unknown keys, %d denied; %d replays dropped; %d breaks\n",
+				ct.Unsigned, ct.BadHeaders, ct.BadSig, ct.UnknownKey, ct.Denied, ct.Replays, ct.Breaks)
+			return nil
+		},
+	}
+	var reason string
+	action := func(use, short, query string) *cobra.Command {
+		return &cobra.Command{
+			Use:   use + " <node|key>",
+			Short: short,
+			Args:  cobra.ExactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
+				defer cancel()
+				c, err := g.connect(ctx)
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				members, err := c.Nodes(ctx)
+				if err != nil {
+					return err
+				}
+				key, label, err := resolveKey(args[0], members)
+				if err != nil {
+					return err
+				}
+				live := 0
+				for _, m := range members {
+					if m.State != wire.StateOffline {
+						live++
+					}
+				}
+				results, err := askEveryNode(ctx, c, query, node.TrustAction{Key: key, Reason: reason}, live)
+				if err != nil {
+					return permissionHint(err, use+" needs an operator's credentials")
+				}
+				if g.json {
+					return printJSON(cmd.OutOrStdout(), map[string]any{"key": key, "results": results})
+				}
+				ok := 0
+				for _, r := range results {
+					if r.OK {
+						ok++
+					} else {
+						fmt.Fprintf(cmd.ErrOrStderr(), "%s (%s): %s\n", r.Name, r.Chevron, r.Error)
+					}
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s %s on %d of %d live nodes\n", label, use+"d", ok, live)
+				if ok < live {
+					return exitError{code: 2, err: fmt.Errorf("%d of %d nodes did not %s %s", live-ok, live, use, label)}
+				}
+				return nil
+			},
+		}
+	}
+	q := action("quarantine", "Quarantine a peer on every node: trust 0, its messages refused", subjects.QueryQuarantine)
+	q.Flags().StringVar(&reason, "reason", "", "why (recorded in every ledger and the trust event)")
+	r := action("release", "Release a quarantined peer on every node: it starts again at trust 0", subjects.QueryRelease)
+	cmd.AddCommand(q, r)
+	return cmd
+}
+
+// resolveKey turns a node reference (name or chevron) or a public key into
+// the key.
+func resolveKey(ref string, members []wire.Member) (key, label string, err error) {
+	if nkeys.IsValidPublicUserKey(ref) || nkeys.IsValidPublicServerKey(ref) {
+		return ref, ref[:12] + "…", nil
+	}
+	for _, m := range members {
+		if m.Name == ref || m.Chevron == ref {
+			if m.Pubkey == "" {
+				return "", "", fmt.Errorf("node %s: the registry has no key for it", ref)
+			}
+			return m.Pubkey, m.Name + " (" + m.Chevron + ")", nil
+		}
+	}
+	return "", "", fmt.Errorf("%q is neither a node (name or chevron) nor a public key", ref)
+}
+
+// askEveryNode publishes one query that every node answers (no queue
+// group) and gathers answers until want arrived or ctx ends.
+func askEveryNode(ctx context.Context, c *mesh.Client, query string, req any, want int) ([]node.TrustActionResult, error) {
+	nc := c.Conn()
+	inbox := nc.NewInbox()
+	ch := make(chan *nats.Msg, want+16)
+	sub, err := nc.ChanSubscribe(inbox, ch)
+	if err != nil {
+		return nil, err
+	}
+	defer sub.Unsubscribe()
+	data, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	if err := nc.PublishRequest(subjects.Query(query), inbox, data); err != nil {
+		return nil, err
+	}
+	var out []node.TrustActionResult
+	wait := time.NewTimer(3 * time.Second)
+	defer wait.Stop()
+	for len(out) < want {
+		select {
+		case m := <-ch:
+			var rep wire.Reply
+			if wire.Decode(m.Data, &rep) != nil {
+				continue
+			}
+			var r node.TrustActionResult
+			if rep.Error != nil {
+				return out, fmt.Errorf("%s: %w", query, rep.Error)
+			}
+			if wire.Decode(rep.Data, &r) == nil {
+				out = append(out, r)
+			}
+		case <-wait.C:
+			if len(out) == 0 {
+				return nil, fmt.Errorf("%s: no node answered within 3s", query)
+			}
+			return out, nil
+		case <-ctx.Done():
+			return out, ctx.Err()
+		}
+	}
+	return out, nil
+}
+
+func newRevokeCmd(g *globals) *cobra.Command {
+	var reason string
+	cmd := &cobra.Command{
+		Use:   "revoke <node|key>",
+		Short: "Remove a node or key from the swarm for good: every node refuses it and cuts it off at once (admin)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
+			defer cancel()
+			c, err := g.connect(ctx)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			members, err := c.Nodes(ctx)
+			if err != nil {
+				return err
+			}
+			ids, err := c.Identities(ctx)
+			if err != nil {
+				return err
+			}
+			why := reason
+			if why == "" {
+				why = "revoked by an admin"
+			}
+			var m *wire.Member
+			for i := range members {
+				if members[i].Name == args[0] || members[i].Chevron == args[0] || members[i].Pubkey == args[0] {
+					m = &members[i]
+				}
+			}
+			switch {
+			case m != nil:
+				err = ids.RemoveNode(ctx, *m, why, signerKey(c), time.Now())
+			case nkeys.IsValidPublicUserKey(args[0]) || nkeys.IsValidPublicServerKey(args[0]):
+				err = ids.Revoke(ctx, args[0], "", why, signerKey(c), time.Now())
+			default:
+				return fmt.Errorf("%q is neither a node (name or chevron) nor a public key", args[0])
+			}
+			if err != nil {
+				return permissionHint(err, "revoke needs an admin's credentials")
+			}
+			if g.json {
+				return printJSON(cmd.OutOrStdout(), map[string]string{"revoked": args[0], "reason": why})
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s revoked: %s\n", args[0], why)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&reason, "reason", "", "why (recorded in rn_revoked)")
+	return cmd
+}
