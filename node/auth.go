@@ -284,6 +284,7 @@ func Permissions(role, pub string, readVerbs []string) *server.Permissions {
 	case wire.RoleAdmin:
 		pubAllow = []string{">"}
 	case wire.RoleOperator:
+		// not rotate, token or revoke: those are admins'.
 		pubAllow = append(pubAllow, subjects.CmdPermissions("*")...)
 		pubAllow = append(pubAllow, queryPerms(subjects.QueryNodes, subjects.QueryStatus, subjects.QueryTrust, subjects.QueryQuarantine, subjects.QueryRelease)...)
 		pubAllow = append(pubAllow, jsRead...)
@@ -301,7 +302,7 @@ func Permissions(role, pub string, readVerbs []string) *server.Permissions {
 // own chevron (when known at connect), answers requests (one reply each),
 // and uses JetStream; it subscribes to rn.> and its own inbox only.
 func (n *Node) nodePermissions() *server.Permissions {
-	pub := []string{"$JS.API.>", "$KV.>", "$O.>", "$JS.ACK.>", "$JS.FC.>"}
+	pub := []string{"$JS.API.>", "$KV.>", "$O.>", "$JS.ACK.>", "$JS.FC.>", subjects.Query(subjects.QuerySecret) + ".*"}
 	chev := n.chev
 	if chev.IsZero() {
 		saved, _ := n.dd.loadState()

@@ -159,6 +159,7 @@ func (n *Node) claimChevron(ctx context.Context, c subjects.Chevron, claims map[
 	}
 	info := wire.NodeInfo{
 		Operator: n.opPub,
+		XKey:     n.xkeyPub(),
 		Joined:   n.routes.joined(),
 		Chevron:  c.String(), Name: name, Pubkey: n.pub, Server: serverName(n.pub),
 		Caps: n.opts.Caps, Tags: n.opts.Tags, Version: Version, OS: runtime.GOOS, Arch: runtime.GOARCH,

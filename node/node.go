@@ -63,6 +63,7 @@ type Node struct {
 	routes     *routeAuth // nil for a single node
 	tokensKV   atomic.Pointer[jetstream.KeyValue]
 	leaderRead *mesh.LeaderKV
+	xkp        nkeys.KeyPair // curve key: rotated secrets are sealed to it
 	signer     *mesh.Signer  // HCTH: signs what this node sends
 	ledger     *trust.Ledger // HCTH: judges what it receives
 	tc         trustCounters
@@ -123,6 +124,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	}
 	n.pub, _ = n.kp.PublicKey()
 	n.opPub, _ = opKP.PublicKey()
+	if n.xkp, err = n.dd.xkey(); err != nil {
+		return err
+	}
 	if n.signer, err = mesh.NewSigner(n.kp, n.dd.file(ChainFile), mesh.NodeChainBlock); err != nil {
 		return err
 	}
@@ -220,6 +224,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		return err
 	}
 	if err := n.serveTrustQueries(); err != nil {
+		return err
+	}
+	if err := n.serveRotation(); err != nil {
 		return err
 	}
 	n.approvals = newApprovalGate(n.js, n.roleOf, quorumFromConfig(n.js))

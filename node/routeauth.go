@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -29,11 +30,39 @@ var ErrAdmission = errors.New("route refused")
 // or proves the swarm secret, or carries a valid one-time token that is
 // unused or was used by that same key. Revoked keys are refused first.
 type routeAuth struct {
-	n      *Node
+	n    *Node
+	cred string // "secret", "token" or "member": how this node was admitted
+
+	mu     sync.RWMutex    // guards secret, cert and plain (rotation replaces them)
 	secret []byte          // nil on a node admitted by a token: it admits members only
 	cert   tls.Certificate // with this node's credential: shown when it dials
 	plain  tls.Certificate // without a token: shown when it accepts (see tlsConfig)
-	cred   string          // "secret", "token" or "member": how this node is admitted
+}
+
+// currentSecret is the swarm secret this node holds (nil: none).
+func (ra *routeAuth) currentSecret() []byte {
+	if ra == nil {
+		return nil
+	}
+	ra.mu.RLock()
+	defer ra.mu.RUnlock()
+	return ra.secret
+}
+
+// rotate replaces the secret: saved first, then used for new routes (live
+// routes stay up: their peers were admitted already).
+func (ra *routeAuth) rotate(s []byte) error {
+	cert, err := trust.NodeCertificate(ra.n.kp, trust.RouteCredential{Proof: trust.RouteProof(s, ra.n.pub)}, time.Now())
+	if err != nil {
+		return err
+	}
+	if err := ra.n.dd.saveSecret(s); err != nil {
+		return err
+	}
+	ra.mu.Lock()
+	ra.secret, ra.cert, ra.plain = s, cert, cert
+	ra.mu.Unlock()
+	return nil
 }
 
 // credential resolves --token and the data dir into this node's route
@@ -122,10 +151,16 @@ func (ra *routeAuth) tlsConfig() *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS13,
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-			return &ra.plain, nil
+			ra.mu.RLock()
+			defer ra.mu.RUnlock()
+			c := ra.plain
+			return &c, nil
 		},
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
-			return &ra.cert, nil
+			ra.mu.RLock()
+			defer ra.mu.RUnlock()
+			c := ra.cert
+			return &c, nil
 		},
 		ClientAuth:             tls.RequireAnyClientCert,
 		InsecureSkipVerify:     true, // no CA: VerifyPeerCertificate decides
@@ -160,17 +195,25 @@ func (ra *routeAuth) admit(pc trust.PeerCert, now time.Time) error {
 	if _, ok := n.ids.nodeChevron(pc.Pub); ok {
 		return nil
 	}
-	if ra.secret == nil {
+	secret := ra.currentSecret()
+	if secret == nil {
+		if n.selfChev().IsZero() {
+			// A node without the secret (joining with a token, or a
+			// token-admitted member restarting) knows no members until it
+			// has joined: it trusts the nodes it reaches first, as ssh does
+			// a new host. The members it reaches check it properly.
+			return nil
+		}
 		return fmt.Errorf("%w: key %s is not a member, and this node (admitted by a token) cannot check secrets or tokens", ErrAdmission, pc.Pub)
 	}
 	if len(pc.Cred.Proof) > 0 {
-		if trust.CheckRouteProof(ra.secret, pc.Pub, pc.Cred.Proof) {
+		if trust.CheckRouteProof(secret, pc.Pub, pc.Cred.Proof) {
 			return nil
 		}
 		return fmt.Errorf("%w: key %s: proof of the swarm secret does not verify (another swarm's secret?)", ErrAdmission, pc.Pub)
 	}
 	if pc.Cred.Token != "" {
-		c, err := trust.ParseToken(pc.Cred.Token, ra.secret, now)
+		c, err := trust.ParseToken(pc.Cred.Token, secret, now)
 		if err != nil {
 			return fmt.Errorf("%w: key %s: %v", ErrAdmission, pc.Pub, err)
 		}

@@ -463,3 +463,88 @@ func TestClonedNodeKeyIsRevoked(t *testing.T) {
 	t.Logf("fork published -> key revoked and routes cut on both members in %v", time.Since(started).Round(time.Millisecond))
 	pingOK(t, s.Client(0), 2)
 }
+
+// startJoiner starts a node that joins s through node 0 with token.
+func startJoiner(t *testing.T, s *testmesh.Swarm, token string, wait time.Duration) (*node.Node, error) {
+	t.Helper()
+	o := s.Options(0)
+	o.DataDir, o.Cluster, o.Listen, o.Chevron, o.Name = t.TempDir(), "127.0.0.1:0", "127.0.0.1:0", "", ""
+	o.Join, o.Token = []string{s.Node(0).ClusterAddr()}, token
+	n, err := node.New(o)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if err := n.Start(ctx); err != nil {
+		return nil, err
+	}
+	t.Cleanup(n.Kill)
+	return n, nil
+}
+
+// A one-time token admits one node (its key may reuse it with every
+// member), never a second one; an expired token admits nobody.
+func TestOneTimeTokenAdmitsOneNode(t *testing.T) {
+	s := testmesh.Start(t, 2)
+	s.WaitAlive(20 * time.Second)
+	c := s.Client(0)
+	var tr node.TokenReply
+	if err := c.Query(context.Background(), subjects.QueryToken, node.TokenRequest{TTLMs: time.Minute.Milliseconds()}, &tr); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := startJoiner(t, s, tr.Token, 30*time.Second); err != nil {
+		t.Fatalf("first use of a token: %v", err)
+	}
+	s.WaitAlive(20 * time.Second) // waits for the members testmesh started; the joiner is extra
+	if _, err := startJoiner(t, s, tr.Token, 20*time.Second); err == nil || !strings.Contains(err.Error(), "token") {
+		t.Fatalf("second use of a token: %v", err)
+	}
+	raw, err := trust.ParseSecret(s.Secret())
+	if err != nil {
+		t.Fatal(err)
+	}
+	expired, _, err := trust.IssueToken(raw, time.Minute, time.Now().Add(-time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := startJoiner(t, s, expired, 20*time.Second); err == nil || !strings.Contains(err.Error(), "token") {
+		t.Fatalf("expired token: %v", err)
+	}
+	pingOK(t, c, 3)
+}
+
+// Rotating the secret reaches every member (sealed to its xkey); the old
+// secret admits nobody new, the new one does.
+func TestSecretRotation(t *testing.T) {
+	s := testmesh.Start(t, 3)
+	s.WaitAlive(30 * time.Second)
+	var rr node.RotateReply
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.Client(0).Query(ctx, subjects.QueryRotate, nil, &rr); err != nil {
+		t.Fatal(err)
+	}
+	if len(rr.Rotated) != 3 || len(rr.Failed) != 0 {
+		t.Fatalf("rotate: %+v", rr)
+	}
+	var secret string
+	for i := 0; i < 3; i++ {
+		b, err := os.ReadFile(filepath.Join(s.Node(i).DataDir(), node.SecretFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := strings.TrimSpace(string(b))
+		if got == s.Secret() || (secret != "" && got != secret) {
+			t.Fatalf("node %d holds %q…, want one new secret everywhere", i, got[:12])
+		}
+		secret = got
+	}
+	if _, err := startJoiner(t, s, s.Secret(), 20*time.Second); err == nil {
+		t.Fatal("the old secret still admits a node")
+	}
+	if _, err := startJoiner(t, s, secret, 30*time.Second); err != nil {
+		t.Fatalf("the new secret: %v", err)
+	}
+	pingOK(t, s.Client(0), 4)
+}

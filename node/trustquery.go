@@ -45,6 +45,7 @@ type TrustActionResult struct {
 	Chevron string `json:"chevron"`
 	Name    string `json:"name"`
 	OK      bool   `json:"ok"`
+	Self    bool   `json:"self,omitempty"` // the key is this node's own: nothing to do
 	Error   string `json:"error,omitempty"`
 }
 
@@ -164,7 +165,7 @@ func (n *Node) trustAction(data []byte, quarantine bool) (TrustActionResult, err
 		return res, fmt.Errorf("reason of %d bytes (limit 256)", len(a.Reason))
 	}
 	if a.Key == n.pub {
-		res.Error = "a node does not quarantine itself"
+		res.OK, res.Self = true, true // a node does not judge its own key
 		return res, nil
 	}
 	now := time.Now()
@@ -197,14 +198,15 @@ func (n *Node) issueToken(data []byte) (any, error) {
 	if ttl < MinTokenTTL || ttl > MaxTokenTTL {
 		return nil, fmt.Errorf("ttl %v: want %v to %v", ttl, MinTokenTTL, MaxTokenTTL)
 	}
-	if n.routes == nil || n.routes.secret == nil {
+	secret := n.routes.currentSecret()
+	if secret == nil {
 		return nil, fmt.Errorf("node %s holds no swarm secret (a single node, or admitted by a token): ask a node started with the secret", n.name)
 	}
-	tok, id, err := trust.IssueToken(n.routes.secret, ttl, time.Now())
+	tok, id, err := trust.IssueToken(secret, ttl, time.Now())
 	if err != nil {
 		return nil, err
 	}
-	c, err := trust.ParseToken(tok, n.routes.secret, time.Now())
+	c, err := trust.ParseToken(tok, secret, time.Now())
 	if err != nil {
 		return nil, err
 	}

@@ -41,6 +41,8 @@ const (
 	QueryRelease    = "release"    // release a quarantined peer (operators up)
 	QueryToken      = "token"      // issue a one-time join token (admins)
 	QueryRevoke     = "revoke"     // revoke a key swarm-wide (admins)
+	QueryRotate     = "rotate"     // rotate the swarm secret (admins)
+	QuerySecret     = "secret"     // a rotated secret, sealed, node to node
 )
 
 // ErrSubject is wrapped by every subject validation error.

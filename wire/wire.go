@@ -65,8 +65,11 @@ type NodeInfo struct {
 	// Operator is the public key of the node's local operator (the nkey in
 	// its data dir): an admin identity every node accepts.
 	Operator string `json:"operator,omitempty"`
-	// Joined says how the node was admitted: "secret" or "token:<id>".
+	// Joined says how the node was admitted: "secret", "token" or "member".
 	Joined string `json:"joined,omitempty"`
+	// XKey is the node's curve public key (nkeys xkey): a rotated swarm
+	// secret is sealed to it.
+	XKey string `json:"xkey,omitempty"`
 }
 
 // Roles of the identities a swarm knows.
