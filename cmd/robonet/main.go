@@ -95,6 +95,7 @@ environment, which wins over the file.`,
 		newUserCmd(g),
 		newTrustCmd(g),
 		newRevokeCmd(g),
+		newAskCmd(g),
 	)
 	return root
 }
