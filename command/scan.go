@@ -23,18 +23,25 @@ import (
 
 // Scan checks, in the order scan runs and reports them.
 const (
-	CheckDisk    = "disk"    // filesystems nearly full
-	CheckInodes  = "inodes"  // filesystems nearly out of inodes
-	CheckMemory  = "memory"  // memory pressure
-	CheckLoad    = "load"    // 5-minute load above the CPUs
-	CheckZombies = "zombies" // processes nobody reaped
-	CheckSystemd = "systemd" // failed units
-	CheckPorts   = "ports"   // listening ports that were not there at baseline
-	CheckClock   = "clock"   // clock skew against the swarm
+	CheckDisk     = "disk"     // filesystems nearly full
+	CheckInodes   = "inodes"   // filesystems nearly out of inodes
+	CheckMemory   = "memory"   // memory pressure
+	CheckLoad     = "load"     // 5-minute load above the CPUs
+	CheckZombies  = "zombies"  // processes nobody reaped
+	CheckSystemd  = "systemd"  // failed units
+	CheckPorts    = "ports"    // listening ports that were not there at baseline
+	CheckClock    = "clock"    // clock skew against the swarm
+	CheckSentinel = "sentinel" // what other nodes' Sentinels currently report about this node
 )
 
 func scanChecks() []string {
-	return []string{CheckDisk, CheckInodes, CheckMemory, CheckLoad, CheckZombies, CheckSystemd, CheckPorts, CheckClock}
+	return []string{CheckDisk, CheckInodes, CheckMemory, CheckLoad, CheckZombies, CheckSystemd, CheckPorts, CheckClock, CheckSentinel}
+}
+
+// SentinelHost is a Host that knows what the swarm's Sentinels report
+// about it (the node); scan includes those findings.
+type SentinelHost interface {
+	SentinelFindings() []Finding
 }
 
 // Severity grades a finding.
@@ -140,6 +147,12 @@ func (c *Catalogue) scan(ctx context.Context, args json.RawMessage) (Output, err
 			found, err = c.portFindings(ctx)
 		case CheckClock:
 			found, err = c.clockFindings(lim.clockSkew)
+		case CheckSentinel:
+			if sh, ok := c.host.(SentinelHost); ok {
+				found = sh.SentinelFindings()
+			} else {
+				err = errors.New("no sentinel on this node")
+			}
 		}
 		if err != nil {
 			r.Skipped[check] = err.Error()

@@ -286,14 +286,14 @@ func Permissions(role, pub string, readVerbs []string) *server.Permissions {
 	case wire.RoleOperator:
 		// not rotate, token or revoke: those are admins'.
 		pubAllow = append(pubAllow, subjects.CmdPermissions("*")...)
-		pubAllow = append(pubAllow, queryPerms(subjects.QueryNodes, subjects.QueryStatus, subjects.QueryTrust, subjects.QueryQuarantine, subjects.QueryRelease)...)
+		pubAllow = append(pubAllow, queryPerms(subjects.QueryNodes, subjects.QueryStatus, subjects.QueryTrust, subjects.QueryAlerts, subjects.QueryQuarantine, subjects.QueryRelease)...)
 		pubAllow = append(pubAllow, jsRead...)
 		pubAllow = append(pubAllow, "$KV."+BucketMacros+".>", "$KV."+BucketApprovals+".>")
 	default: // observer
 		for _, v := range readVerbs {
 			pubAllow = append(pubAllow, subjects.CmdPermissions(v)...)
 		}
-		pubAllow = append(pubAllow, queryPerms(subjects.QueryNodes, subjects.QueryStatus, subjects.QueryTrust)...)
+		pubAllow = append(pubAllow, queryPerms(subjects.QueryNodes, subjects.QueryStatus, subjects.QueryTrust, subjects.QueryAlerts)...)
 	}
 	return &server.Permissions{Publish: &server.SubjectPermission{Allow: pubAllow}, Subscribe: sub}
 }
@@ -416,6 +416,12 @@ func (n *Node) applyAuth() error {
 		// Pinning the members for one reload makes nats-server close
 		// routes whose certificate is not among them (recheckPinnedCerts);
 		// the next reload unpins so new nodes can be admitted.
+		// The reload also closes every client connection: with custom
+		// authentication nats-server keeps no nkey table, and its
+		// clientHasMovedToDifferentAccount then treats every nkey client as
+		// moved. Clients reconnect at once to the node they were given
+		// (servers do not advertise other nodes' client URLs: NoAdvertise),
+		// so a revocation costs connected clients one reconnect.
 		o := *n.so
 		o.Cluster.TLSPinnedCerts = n.memberPins()
 		if err := n.srv.ReloadOptions(&o); err != nil {

@@ -47,6 +47,9 @@ type hostView struct{ n *Node }
 
 func (h hostView) Status() any    { return h.n.Status() }
 func (h hostView) Caps() []string { return h.n.opts.Caps }
+
+// SentinelFindings makes scan report what other nodes' Sentinels see here.
+func (h hostView) SentinelFindings() []command.Finding { return h.n.SentinelFindings() }
 func (h hostView) ClockOffset() (time.Duration, bool) {
 	return h.n.reg.clockOffset(time.Now())
 }

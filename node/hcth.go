@@ -123,6 +123,9 @@ func (g hostGuard) Admit(ctx context.Context, m *nats.Msg, req *wire.Request, ne
 		return deny(wire.CodeDenied, "%v", err)
 	}
 	req.From = h.From
+	peer := n.peerID(h.From, role)
+	n.sent.Message(peer, now)
+	n.sent.Command(peer, req.Verb, now)
 	tier := n.roleTier(role, h.From, now)
 	if dangerous {
 		if role != wire.RoleAdmin && role != wire.RoleOperator {
@@ -150,7 +153,7 @@ func (g hostGuard) Admit(ctx context.Context, m *nats.Msg, req *wire.Request, ne
 // holds the chevron, or by claimed when the chevron is not registered yet.
 func (n *Node) verifyNodeMsg(m *nats.Msg, chev subjects.Chevron, claimed string) (string, bool) {
 	h, err := mesh.ParseSigned(m)
-	if err != nil {
+	if err != nil || n.ids.isRevoked(h.From) {
 		return "", false
 	}
 	if owner, ok := n.ids.ownerOf(chev); ok {
@@ -161,6 +164,11 @@ func (n *Node) verifyNodeMsg(m *nats.Msg, chev subjects.Chevron, claimed string)
 		return "", false
 	}
 	drop, err := n.observe(h, m.Subject, m.Data, time.Now())
+	if errors.Is(err, trust.ErrQuarantined) && n.hbVerify.Verify(h, m.Subject, m.Data) == nil {
+		// A quarantined node is refused commands, not liveness: its signed
+		// messages still show it is there (the Sentinel watches it too).
+		return h.From, true
+	}
 	if drop || err != nil {
 		if errors.Is(err, trust.ErrStale) && n.ids.isOwner(chev, h.From) && n.staleFrom(h.From) {
 			// One sender never falls a whole window behind its own chain

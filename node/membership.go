@@ -76,7 +76,20 @@ func (n *Node) onHeartbeat(m *nats.Msg) {
 		n.tc.heartbeats.Add(1)
 		return
 	}
-	n.reg.onHeartbeat(hb, time.Now())
+	now := time.Now()
+	n.reg.onHeartbeat(hb, now)
+	peer := from.String()
+	n.sent.Message(peer, now)
+	n.sent.Heartbeat(peer, now)
+	// Delivery latency of the heartbeat stands in for the peer's reply
+	// latency (nodes do not send each other commands): a constant clock
+	// offset between the two is absorbed by the baseline's median.
+	if d := now.Sub(hb.Sent); d > -time.Minute && d < time.Minute {
+		n.sent.Reply(peer, max(d, 0), now)
+	}
+	if hb.CPU > 0 || hb.Mem > 0 || hb.Disk > 0 {
+		n.sent.Gauges(peer, hb.CPU, hb.Mem, hb.Disk, now)
+	}
 }
 
 func (n *Node) onLeave(m *nats.Msg) {
@@ -274,6 +287,7 @@ func (n *Node) beat(chev subjects.Chevron, name string, leader bool) {
 		Seq: n.hbSeq.Add(1), Sent: time.Now().UTC(), Started: n.started,
 		Load: loadPerCPU(), Leader: leader, Version: Version,
 	}
+	hb.CPU, hb.Mem, hb.Disk = n.gauges()
 	n.reg.setSelf(hb)
 	data, err := json.Marshal(hb)
 	if err != nil {
@@ -313,6 +327,15 @@ func (n *Node) beatLoop() {
 		case <-n.ctx.Done():
 			return
 		case <-t.C:
+			if n.opts.BeatDelay != nil {
+				if d := n.opts.BeatDelay(); d > 0 {
+					select {
+					case <-n.ctx.Done():
+						return
+					case <-time.After(min(d, n.opts.Timing.Heartbeat)):
+					}
+				}
+			}
 			n.heartbeat()
 		}
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/robonet-mesh/robonet/command"
 	"github.com/robonet-mesh/robonet/mesh"
+	"github.com/robonet-mesh/robonet/sentinel"
 	"github.com/robonet-mesh/robonet/subjects"
 	"github.com/robonet-mesh/robonet/trust"
 	"github.com/robonet-mesh/robonet/wire"
@@ -68,6 +69,9 @@ type Node struct {
 	ledger     *trust.Ledger // HCTH: judges what it receives
 	tc         trustCounters
 	approvals  *approvalGate
+	sent       *sentinel.Sentinel // behavioural baselines of every peer
+	sst        *sentinelState
+	hbVerify   *trust.Verifier                   // heartbeats of quarantined peers still count for liveness
 	catP       atomic.Pointer[command.Catalogue] // n.cat, for the authenticator
 	selfC      atomic.Pointer[subjects.Chevron]  // n.chev, for subscription handlers that run during claim
 	staleMu    sync.Mutex                        // guards stale
@@ -135,6 +139,10 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	if n.ledger, err = trust.NewLedger(tcfg); err != nil {
 		return fmt.Errorf("%w: trust: %v", ErrOptions, err)
 	}
+	if n.sent, err = sentinel.New(n.opts.Sentinel); err != nil {
+		return fmt.Errorf("%w: sentinel: %v", ErrOptions, err)
+	}
+	n.hbVerify = trust.NewVerifier(0)
 	saved, err := n.dd.loadState()
 	if err != nil {
 		return err
@@ -227,6 +235,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		return err
 	}
 	if err := n.serveRotation(); err != nil {
+		return err
+	}
+	if err := n.startSentinel(); err != nil {
 		return err
 	}
 	n.approvals = newApprovalGate(n.js, n.roleOf, quorumFromConfig(n.js))

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/robonet-mesh/robonet/sentinel"
 	"github.com/robonet-mesh/robonet/subjects"
 	"github.com/robonet-mesh/robonet/trust"
 )
@@ -95,6 +96,17 @@ type Options struct {
 	// break (TolerateBadSignatures is forced on for the ledger); under a
 	// node's own chevron (heartbeats, events) it is a break.
 	Trust trust.Config
+	// Sentinel configures the behavioural baselines (sentinel.Config);
+	// zero fields take sentinel.DefaultConfig.
+	Sentinel sentinel.Config
+	// Gauges, when set, replaces the node's measurement of its busy CPU,
+	// used memory and used disk (fractions 0..1) sent in heartbeats: for
+	// programs that measure differently, and tests.
+	Gauges func() (cpu, mem, disk float64)
+	// BeatDelay, when set, delays each heartbeat by what it returns (at
+	// most one heartbeat interval): to spread beats, and for tests that
+	// inject erratic timing.
+	BeatDelay func() time.Duration
 	// NoSigs leaves signal handling to the caller (always true in a library).
 	NoSigs bool
 }

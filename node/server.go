@@ -95,6 +95,10 @@ func (n *Node) serverOptions() (*server.Options, error) {
 	// Gossiped (implicit) routes are retried this many times: a new member
 	// may be refused by a peer that has not seen its registration yet.
 	so.Cluster.ConnectRetries = 30
+	// Clients talk to the node they were pointed at: other nodes' client
+	// URLs (often 127.0.0.1) mean nothing on the client's machine, and a
+	// client must not fail over to a node that was cut off.
+	so.Cluster.NoAdvertise = true
 	routes := o.Join
 	if len(routes) == 0 {
 		// A founder with no one to join still needs a configured route for

@@ -43,6 +43,7 @@ const (
 	QueryRevoke     = "revoke"     // revoke a key swarm-wide (admins)
 	QueryRotate     = "rotate"     // rotate the swarm secret (admins)
 	QuerySecret     = "secret"     // a rotated secret, sealed, node to node
+	QueryAlerts     = "alerts"     // a node's current Sentinel alerts (every node answers)
 )
 
 // ErrSubject is wrapped by every subject validation error.

@@ -111,6 +111,29 @@ type Heartbeat struct {
 	Load    float64   `json:"load"` // 1-minute load average divided by CPUs
 	Leader  bool      `json:"leader"`
 	Version string    `json:"version"`
+	// CPU, Mem and Disk are the node's gauges as fractions 0..1 (busy CPU,
+	// used memory, used space of the data dir's filesystem), for peers'
+	// Sentinels; absent from nodes that do not measure them.
+	CPU  float64 `json:"cpu,omitempty"`
+	Mem  float64 `json:"mem,omitempty"`
+	Disk float64 `json:"disk,omitempty"`
+}
+
+// Alert is a Sentinel finding a node publishes on rn.<its chevron>.evt.alert
+// about a peer (a node's chevron, or a user's key).
+type Alert struct {
+	Kind     string    `json:"kind"`              // "alert"
+	Peer     string    `json:"peer"`              // chevron of a node, or a key
+	Chevron  string    `json:"chevron,omitempty"` // the peer's chevron when it is a node
+	By       string    `json:"by"`                // the reporting node's chevron
+	Signal   string    `json:"signal"`            // msg_rate, cmd_rate, cmd_mix, reply_latency, hb_jitter, cpu, mem, disk
+	Score    float64   `json:"score"`
+	Value    float64   `json:"value"`
+	Baseline float64   `json:"baseline"`
+	Level    string    `json:"level"`            // alert, quarantine, disconnect
+	Action   string    `json:"action,omitempty"` // what the reporter did: quarantined, revoked
+	Detail   string    `json:"detail,omitempty"`
+	Time     time.Time `json:"time"`
 }
 
 // Member is one row of the live registry: the declaration joined with what

@@ -1,0 +1,252 @@
+package node_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/robonet-mesh/robonet/command"
+	"github.com/robonet-mesh/robonet/internal/testmesh"
+	"github.com/robonet-mesh/robonet/mesh"
+	"github.com/robonet-mesh/robonet/node"
+	"github.com/robonet-mesh/robonet/sentinel"
+	"github.com/robonet-mesh/robonet/trust"
+)
+
+// fastSentinel shrinks the Sentinel's clock so a test sees warm-up and
+// escalation in seconds: 100 ms heartbeats, 300 ms windows.
+func fastSentinel(pinned *atomic.Bool, victim int) testmesh.Option {
+	return func(i int, o *node.Options) {
+		o.Timing.Heartbeat = 100 * time.Millisecond
+		o.Sentinel = sentinel.Config{Window: 300 * time.Millisecond, WarmUp: 8, History: 40, QuarantineAfter: 3,
+			Quiet: time.Minute, Heartbeat: 100 * time.Millisecond, AgreeWindow: 30 * time.Second,
+			Quorum: 1} // this node and one other: a 3-node swarm has only two observers of a peer
+		rng := rand.New(rand.NewPCG(uint64(i), 7))
+		o.Gauges = func() (float64, float64, float64) {
+			if i == victim && pinned.Load() {
+				return 1, 0.4, 0.3
+			}
+			return 0.15 + 0.1*rng.Float64(), 0.4 + 0.02*rng.Float64(), 0.3
+		}
+	}
+}
+
+func warm(t *testing.T, n *node.Node, peer string) {
+	t.Helper()
+	testmesh.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+		for _, f := range n.SentinelView(peer) {
+			if f.Signal == sentinel.CPU && !strings.Contains(f.Detail, "warming") {
+				return nil
+			}
+		}
+		return fmt.Errorf("cpu baseline of %s not warm: %+v", peer, n.SentinelView(peer))
+	})
+}
+
+// A node whose CPU is pinned after a normal baseline: every other node
+// alerts, quarantines it (its commands are refused, its heartbeats still
+// count), `scan` on it reports the Sentinels' findings, and once a quorum
+// of nodes agree it is revoked.
+func TestSentinelEscalatesPinnedCPU(t *testing.T) {
+	var pinned atomic.Bool
+	s := testmesh.Start(t, 3, fastSentinel(&pinned, 2))
+	s.WaitAlive(20 * time.Second)
+	victim := s.Node(2)
+	vchev := victim.Chevron().String()
+	warm(t, s.Node(0), vchev)
+	warm(t, s.Node(1), vchev)
+	for _, i := range []int{0, 1} {
+		if a := s.Node(i).AlertsReport().Alerts; len(a) != 0 {
+			t.Fatalf("alerts before anything happened: %+v", a)
+		}
+	}
+	// The victim scans itself: nothing from the Sentinels yet.
+	c := s.Client(0)
+	c.Conn().SetDisconnectErrHandler(func(_ *nats.Conn, err error) { t.Logf("client disconnected: %v", err) })
+	pinned.Store(true)
+	start := time.Now()
+	testmesh.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+		for _, i := range []int{0, 1} {
+			found := false
+			for _, a := range s.Node(i).AlertsReport().Alerts {
+				found = found || (a.Peer == vchev && a.Signal == string(sentinel.CPU))
+			}
+			if !found {
+				return fmt.Errorf("node %d has no cpu alert about %s", i, vchev)
+			}
+		}
+		return nil
+	})
+	t.Logf("cpu pinned -> alerts on both peers in %v", time.Since(start).Round(time.Millisecond))
+
+	res, err := c.Gather(context.Background(), mesh.GatherRequest{Selector: vchev, Verb: "scan",
+		Args: json.RawMessage(`{"checks":["sentinel"]}`), Timeout: 5 * time.Second}, nil)
+	if err != nil || len(res.Results) != 1 {
+		t.Fatalf("scan: %v %+v", err, res)
+	}
+	var rep command.ScanReport
+	if err := json.Unmarshal(res.Results[0].Output, &rep); err != nil || len(rep.Findings) == 0 || !strings.Contains(rep.Findings[0].Message, "cpu") {
+		t.Fatalf("scan of the victim: %s (%v)", res.Results[0].Output, err)
+	}
+
+	testmesh.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+		if !s.Node(0).IsRevoked(victim.Pubkey()) {
+			p, _ := peerState(s.Node(0), victim.Pubkey())
+			return fmt.Errorf("not revoked yet (ledger state %q)", p)
+		}
+		return nil
+	})
+	t.Logf("cpu pinned -> revoked by quorum in %v", time.Since(start).Round(time.Millisecond))
+	// The other two keep working with each other.
+	testmesh.CheckFor(t, 10*time.Second, 100*time.Millisecond, func() error {
+		for _, m := range s.Node(0).Members() {
+			if m.Chevron == s.Node(1).Chevron().String() && m.State != "alive" {
+				rep := s.Node(0).TrustReport(time.Now())
+				return fmt.Errorf("node 1 is %s in node 0's view; routes %v; counters %+v; alerts %+v", m.State, s.Node(0).RoutedServers(), rep.Counters, s.Node(0).AlertsReport().Alerts)
+			}
+		}
+		return nil
+	})
+	testmesh.CheckFor(t, 10*time.Second, 100*time.Millisecond, func() error {
+		res, err := c.Gather(context.Background(), mesh.GatherRequest{Selector: "all", Verb: "ping", Timeout: 3 * time.Second}, nil)
+		if err != nil {
+			return err
+		}
+		if res.Summary.OK != 2 {
+			return fmt.Errorf("%s; client on %s (victim %s, node0 %s), reconnects %d", res.Summary.Line, c.Conn().ConnectedServerName(), victim.ServerName(), s.Node(0).ServerName(), c.Conn().Stats().Reconnects)
+		}
+		return nil
+	})
+}
+
+func peerState(n *node.Node, pub string) (trust.PeerState, bool) {
+	for _, p := range n.TrustReport(time.Now()).Peers {
+		if p.Key == pub {
+			return p.State, true
+		}
+	}
+	return "", false
+}
+
+// A quiet swarm raises no alert (false positives counted).
+func TestSentinelQuietSwarmRaisesNothing(t *testing.T) {
+	var pinned atomic.Bool
+	s := testmesh.Start(t, 5, fastSentinel(&pinned, -1))
+	s.WaitAlive(30 * time.Second)
+	for i := 1; i < 5; i++ {
+		warm(t, s.Node(0), s.Node(i).Chevron().String())
+	}
+	// Watch for 30 windows of normal life, with commands flowing.
+	c := s.Client(0)
+	deadline := time.Now().Add(30 * 300 * time.Millisecond)
+	falsePositives := 0
+	for time.Now().Before(deadline) {
+		if _, err := c.Gather(context.Background(), mesh.GatherRequest{Selector: "all", Verb: "ping", Timeout: 3 * time.Second}, nil); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 5; i++ {
+			falsePositives += len(s.Node(i).AlertsReport().Alerts)
+		}
+		time.Sleep(300 * time.Millisecond) // paces the watch; nothing waits on it
+	}
+	t.Logf("quiet 5-node swarm over 30 windows: %d false positives", falsePositives)
+	if falsePositives != 0 {
+		var all []string
+		for i := 0; i < 5; i++ {
+			for _, a := range s.Node(i).AlertsReport().Alerts {
+				all = append(all, fmt.Sprintf("%s: %s %s %.1f", a.By, a.Peer, a.Signal, a.Score))
+			}
+		}
+		t.Fatal(errors.New(strings.Join(all, "; ")))
+	}
+}
+
+// A client flooding commands after a normal baseline is alerted on and
+// quarantined by the node it floods: its commands are then refused.
+func TestSentinelQuarantinesACommandFlood(t *testing.T) {
+	var pinned atomic.Bool
+	s := testmesh.Start(t, 1, fastSentinel(&pinned, -1))
+	c := s.Client(0)
+	key, _ := c.KeyPair().PublicKey()
+	nd := s.Node(0)
+	ping := func() mesh.GatherResult {
+		res, err := c.Gather(context.Background(), mesh.GatherRequest{Selector: "all", Verb: "ping", Timeout: 3 * time.Second}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	// A steady two commands per window until the baseline is warm.
+	testmesh.CheckFor(t, 30*time.Second, 150*time.Millisecond, func() error {
+		ping()
+		for _, f := range nd.SentinelView(key) {
+			if f.Signal == sentinel.CmdRate && !strings.Contains(f.Detail, "warming") {
+				return nil
+			}
+		}
+		return errors.New("command baseline not warm")
+	})
+	start := time.Now()
+	testmesh.CheckFor(t, 30*time.Second, 10*time.Millisecond, func() error {
+		for i := 0; i < 40; i++ {
+			if res := ping(); res.Summary.Denied > 0 {
+				return nil
+			}
+		}
+		return errors.New("flood not refused yet")
+	})
+	t.Logf("command flood -> quarantined (commands refused) in %v", time.Since(start).Round(time.Millisecond))
+	if st, _ := peerState(nd, key); st != trust.Quarantined {
+		t.Fatalf("flooding key is %q", st)
+	}
+}
+
+// A node whose heartbeats turn erratic after a regular baseline is alerted
+// on by its peers (hb_jitter).
+func TestSentinelAlertsOnErraticHeartbeats(t *testing.T) {
+	var erratic atomic.Bool
+	var pinned atomic.Bool
+	s := testmesh.Start(t, 3, fastSentinel(&pinned, -1), func(i int, o *node.Options) {
+		if i != 2 {
+			return
+		}
+		var flip atomic.Bool
+		o.BeatDelay = func() time.Duration {
+			// Alternately late and on time: inter-arrivals of ~195 and ~5 ms
+			// where the baseline saw 100.
+			if erratic.Load() && !flip.Swap(!flip.Load()) {
+				return 95 * time.Millisecond
+			}
+			return 0
+		}
+	})
+	s.WaitAlive(20 * time.Second)
+	vchev := s.Node(2).Chevron().String()
+	testmesh.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+		for _, f := range s.Node(0).SentinelView(vchev) {
+			if f.Signal == sentinel.HBJitter && !strings.Contains(f.Detail, "warming") {
+				return nil
+			}
+		}
+		return errors.New("jitter baseline not warm")
+	})
+	erratic.Store(true)
+	start := time.Now()
+	testmesh.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+		for _, a := range s.Node(0).AlertsReport().Alerts {
+			if a.Peer == vchev && a.Signal == string(sentinel.HBJitter) {
+				return nil
+			}
+		}
+		return errors.New("no hb_jitter alert yet")
+	})
+	t.Logf("erratic heartbeats -> hb_jitter alert in %v", time.Since(start).Round(time.Millisecond))
+}
