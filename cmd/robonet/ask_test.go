@@ -2,13 +2,17 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/robonet-mesh/robonet/intents"
 	"github.com/robonet-mesh/robonet/internal/testmesh"
 	"github.com/robonet-mesh/robonet/node"
+	"github.com/robonet-mesh/robonet/sentinel"
 )
 
 // ask end to end on a real node: the headline sentence runs; --dry-run
@@ -46,5 +50,50 @@ func TestAsk(t *testing.T) {
 	}
 	if _, _, err := ask("ping all", "--planner", "magic"); err == nil || !strings.Contains(err.Error(), "--planner") {
 		t.Fatalf("bad --planner: %v", err)
+	}
+}
+
+// The headline: `robonet ask "scan AI nodes for anomalies"` on a swarm where
+// one ai node has an injected anomaly (its CPU pinned after a normal
+// baseline): the summary names that node and the Sentinels' finding.
+func TestAskFindsTheAnomalousAINode(t *testing.T) {
+	t.Setenv("ROBONET_LLM_URL", "")
+	var pinned atomic.Bool
+	s := testmesh.Start(t, 3, func(i int, o *node.Options) {
+		o.Caps = []string{"ai"}
+		o.Timing.Heartbeat = 100 * time.Millisecond
+		o.Sentinel = sentinel.Config{Window: 300 * time.Millisecond, WarmUp: 8, History: 40, QuarantineAfter: 3,
+			Quiet: time.Minute, Heartbeat: 100 * time.Millisecond}
+		o.Gauges = func() (float64, float64, float64) {
+			if i == 2 && pinned.Load() {
+				return 1, 0.4, 0.3
+			}
+			return 0.2, 0.4, 0.3
+		}
+	})
+	s.WaitAlive(20 * time.Second)
+	victim := s.Node(2)
+	testmesh.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+		for _, f := range s.Node(0).SentinelView(victim.Chevron().String()) {
+			if f.Signal == sentinel.CPU && !strings.Contains(f.Detail, "warming") {
+				return nil
+			}
+		}
+		return errors.New("baseline not warm")
+	})
+	pinned.Store(true)
+	nd := s.Node(0)
+	base := []string{"--server", nd.ClientURL(), "--nkey", nd.OperatorSeedPath(), "--data", nd.DataDir()}
+	testmesh.CheckFor(t, 30*time.Second, 200*time.Millisecond, func() error {
+		out, _, _ := rncli(t, append([]string{"ask", "scan AI nodes for anomalies"}, base...)...)
+		i := strings.Index(out, victim.Name()+" ("+victim.Chevron().String()+")")
+		if i < 0 || !strings.Contains(out[i:], "sentinel") || !strings.Contains(out[i:], "cpu") {
+			return fmt.Errorf("summary does not name %s with a sentinel cpu finding:\n%s", victim.Name(), out)
+		}
+		return nil
+	})
+	out, _, err := rncli(t, append([]string{"alerts"}, base...)...)
+	if err != nil || !strings.Contains(out, victim.Chevron().String()) || !strings.Contains(out, "cpu") {
+		t.Fatalf("alerts: %v\n%s", err, out)
 	}
 }

@@ -96,6 +96,7 @@ environment, which wins over the file.`,
 		newTrustCmd(g),
 		newRevokeCmd(g),
 		newAskCmd(g),
+		newAlertsCmd(g),
 	)
 	return root
 }
