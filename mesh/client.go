@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -90,6 +91,13 @@ func Connect(ctx context.Context, opts Options) (*Client, error) {
 		chain = opts.SeedFile + ".chain"
 	}
 	signer, err := NewSigner(kp, chain, ClientChainBlock)
+	if err != nil && opts.ChainFile == "" {
+		// A seed in a read-only place (/etc) keeps its chain in the
+		// user's cache instead.
+		if dir, derr := os.UserCacheDir(); derr == nil {
+			signer, err = NewSigner(kp, filepath.Join(dir, "robonet", pub+".chain"), ClientChainBlock)
+		}
+	}
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("%w %s: %v", ErrConnect, opts.Server, err)

@@ -1,6 +1,8 @@
 package mesh
 
 import (
+	"crypto/rand"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -127,10 +129,20 @@ func (s *Signer) reserve(fresh bool) error {
 	// The block starts after a skip, so its head is fresh even when the
 	// previous block's last messages were never recorded.
 	start := cf.Next
-	if start.Seq > 0 {
-		if start, err = start.Skip(1); err != nil {
+	if start.Seq == 0 {
+		// A new chain starts at a random point: a key whose chain file was
+		// lost, or that is used from a second place with a chain file of
+		// its own, then lands far from its old sequence numbers (receivers
+		// see stale or gapped messages, not a fork that quarantines it).
+		var b [8]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return fmt.Errorf("chain file: %w", err)
+		}
+		if start, err = start.Skip(binary.BigEndian.Uint64(b[:])>>16 + 1); err != nil {
 			return fmt.Errorf("chain file %s: %w", s.path, err)
 		}
+	} else if start, err = start.Skip(1); err != nil {
+		return fmt.Errorf("chain file %s: %w", s.path, err)
 	}
 	if fresh && cf.Next.Seq == s.end {
 		return nil // nobody reserved after us: keep the block
