@@ -212,9 +212,10 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	}
 	n.kvs, err = n.ensureBuckets(ctx)
 	if err == nil {
-		n.tokensKV.Store(&n.kvs.tokens)
 		n.leaderRead = mesh.NewLeaderKV(n.js, BucketConfig) // Last reads any bucket
-
+		// Route admission (server goroutines) reads leaderRead only after
+		// loading tokensKV: the atomic store publishes both.
+		n.tokensKV.Store(&n.kvs.tokens)
 		err = n.claim(ctx, saved)
 	}
 	close(stopEarly)

@@ -33,10 +33,11 @@ type routeAuth struct {
 	n    *Node
 	cred string // "secret", "token" or "member": how this node was admitted
 
-	mu     sync.RWMutex    // guards secret, cert and plain (rotation replaces them)
-	secret []byte          // nil on a node admitted by a token: it admits members only
-	cert   tls.Certificate // with this node's credential: shown when it dials
-	plain  tls.Certificate // without a token: shown when it accepts (see tlsConfig)
+	mu     sync.RWMutex      // guards secret, cert, plain and used
+	used   map[string]string // token id → the key that used it, as learnt here
+	secret []byte            // nil on a node admitted by a token: it admits members only
+	cert   tls.Certificate   // with this node's credential: shown when it dials
+	plain  tls.Certificate   // without a token: shown when it accepts (see tlsConfig)
 }
 
 // currentSecret is the swarm secret this node holds (nil: none).
@@ -219,12 +220,49 @@ func (ra *routeAuth) admit(pc trust.PeerCert, now time.Time) error {
 		}
 		return ra.useToken(c.ID, pc.Pub)
 	}
+	// A node admitted by a token shows it only when it dials; when a member
+	// dials it (nats-server's gossip makes every member do so), it is known
+	// by the token's record of its key.
+	if ra.tokenAdmitted(pc.Pub) {
+		return nil
+	}
 	return fmt.Errorf("%w: key %s is not a member and shows no secret or token", ErrAdmission, pc.Pub)
+}
+
+// tokenAdmitted reports whether a one-time token admitted pub (rn_tokens
+// holds "key.<pub>" for each use).
+func (ra *routeAuth) tokenAdmitted(pub string) bool {
+	ra.mu.RLock()
+	ok := ra.used["key."+pub] != ""
+	ra.mu.RUnlock()
+	if ok {
+		return true
+	}
+	if ra.n.tokensKV.Load() == nil || ra.n.leaderRead == nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ra.n.ctx, 2*time.Second)
+	defer cancel()
+	e, found, err := ra.n.leaderRead.Last(ctx, "KV_"+BucketTokens, "$KV."+BucketTokens+".key."+pub)
+	if err != nil || !found {
+		return false
+	}
+	ra.remember("key."+pub, string(e.Value))
+	return true
 }
 
 // useToken records that token id admitted pub; the same key may use it
 // again (it routes to every member), another key may not.
 func (ra *routeAuth) useToken(id, pub string) error {
+	ra.mu.RLock()
+	seen := ra.used[id]
+	ra.mu.RUnlock()
+	if seen != "" {
+		if seen == pub {
+			return nil
+		}
+		return fmt.Errorf("%w: one-time token %s was already used by another key", ErrAdmission, id)
+	}
 	kv := ra.n.tokensKV.Load()
 	if kv == nil {
 		return fmt.Errorf("%w: one-time token %s: the swarm's state is not available yet", ErrAdmission, id)
@@ -233,7 +271,12 @@ func (ra *routeAuth) useToken(id, pub string) error {
 	defer cancel()
 	_, err := (*kv).Create(ctx, id, []byte(pub))
 	if err == nil {
+		if _, err := (*kv).Put(ctx, "key."+pub, []byte(id)); err != nil {
+			ra.n.log.Warn("record token key", "id", id, "err", err)
+		}
 		ra.n.log.Info("one-time token used", "id", id, "key", pub)
+		ra.remember(id, pub)
+		ra.remember("key."+pub, id)
 		return nil
 	}
 	if !errors.Is(err, jetstream.ErrKeyExists) {
@@ -243,10 +286,25 @@ func (ra *routeAuth) useToken(id, pub string) error {
 	if err != nil {
 		return fmt.Errorf("%w: one-time token %s: %v", ErrAdmission, id, err)
 	}
-	if found && string(e.Value) == pub {
+	if !found {
+		return fmt.Errorf("%w: one-time token %s: its record is not readable yet", ErrAdmission, id)
+	}
+	ra.remember(id, string(e.Value))
+	if string(e.Value) == pub {
 		return nil
 	}
 	return fmt.Errorf("%w: one-time token %s was already used by another key", ErrAdmission, id)
+}
+
+// remember keeps which key used token id, so the joiner's further routes
+// (it dials every member) need no JetStream read during their handshake.
+func (ra *routeAuth) remember(id, pub string) {
+	ra.mu.Lock()
+	defer ra.mu.Unlock()
+	if ra.used == nil || len(ra.used) > 4096 {
+		ra.used = map[string]string{}
+	}
+	ra.used[id] = pub
 }
 
 // spkiPin is nats-server's pin for a node key: the hex SHA-256 of the

@@ -91,7 +91,7 @@ func (n *Node) serverOptions() (*server.Options, error) {
 	so.Cluster.MaxPingsOut = 3
 	// Routes are mutual TLS with node certificates; routeAuth admits peers.
 	so.Cluster.TLSConfig = n.routes.tlsConfig()
-	so.Cluster.TLSTimeout = 2
+	so.Cluster.TLSTimeout = 5 // seconds: admitting a token may read rn_tokens through its stream leader
 	// Gossiped (implicit) routes are retried this many times: a new member
 	// may be refused by a peer that has not seen its registration yet.
 	so.Cluster.ConnectRetries = 30

@@ -493,7 +493,7 @@ func TestOneTimeTokenAdmitsOneNode(t *testing.T) {
 	if err := c.Query(context.Background(), subjects.QueryToken, node.TokenRequest{TTLMs: time.Minute.Milliseconds()}, &tr); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := startJoiner(t, s, tr.Token, 30*time.Second); err != nil {
+	if _, err := startJoiner(t, s, tr.Token, 60*time.Second); err != nil {
 		t.Fatalf("first use of a token: %v", err)
 	}
 	s.WaitAlive(20 * time.Second) // waits for the members testmesh started; the joiner is extra
