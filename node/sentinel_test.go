@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/robonet-mesh/robonet/command"
 	"github.com/robonet-mesh/robonet/internal/testmesh"
 	"github.com/robonet-mesh/robonet/mesh"
@@ -68,9 +66,8 @@ func TestSentinelEscalatesPinnedCPU(t *testing.T) {
 			t.Fatalf("alerts before anything happened: %+v", a)
 		}
 	}
-	// The victim scans itself: nothing from the Sentinels yet.
+	// Now pin the victim's CPU.
 	c := s.Client(0)
-	c.Conn().SetDisconnectErrHandler(func(_ *nats.Conn, err error) { t.Logf("client disconnected: %v", err) })
 	pinned.Store(true)
 	start := time.Now()
 	testmesh.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
