@@ -47,6 +47,7 @@ import (
 	"time"
 
 	"github.com/robonet-mesh/robonet/mesh"
+	"github.com/robonet-mesh/robonet/trust"
 	"github.com/robonet-mesh/robonet/wire"
 )
 
@@ -631,9 +632,13 @@ func (b *bench) startSwarm(ctx context.Context) (*swarm, error) {
 	routes := addrs[3:]
 	join := strings.Join(routes, ",")
 	dir := filepath.Join(b.tmp, s.name)
+	secret, err := trust.GenerateSecret()
+	if err != nil {
+		return s, err
+	}
 	for i := 0; i < 3; i++ {
 		p, err := b.startNode(fmt.Sprintf("%s/n%d", s.name, i), filepath.Join(dir, fmt.Sprint("n", i)), addrs[i],
-			"--cluster", routes[i], "--join", join, "--swarm", s.name)
+			"--cluster", routes[i], "--join", join, "--swarm", s.name, "--token", secret)
 		if err != nil {
 			return s, err
 		}
