@@ -27,7 +27,7 @@ type TrustCounters struct {
 	BadSig     uint64 `json:"bad_signature"` // signatures over other bytes
 	UnknownKey uint64 `json:"unknown_key"`   // signed by no identity this swarm knows
 	Replays    uint64 `json:"replays"`       // dropped silently
-	Denied     uint64 `json:"denied"`        // below the verb's tier, or not approved
+	Denied     uint64 `json:"denied"`        // every command refused (the counts above included)
 	Breaks     uint64 `json:"breaks"`        // chain breaks seen (peer quarantined)
 	Heartbeats uint64 `json:"heartbeats_dropped"`
 }
