@@ -2,16 +2,13 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"sort"
 	"text/tabwriter"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
-	"github.com/robonet-mesh/robonet/mesh"
 	"github.com/robonet-mesh/robonet/node"
 	"github.com/robonet-mesh/robonet/subjects"
 	"github.com/robonet-mesh/robonet/wire"
@@ -38,13 +35,8 @@ nodes agree: the key is revoked swarm-wide).`,
 			if err != nil {
 				return err
 			}
-			live := 0
-			for _, m := range members {
-				if m.State != wire.StateOffline {
-					live++
-				}
-			}
-			reports, err := gatherAlerts(ctx, c, live)
+			live := liveCount(members)
+			reports, err := askEvery[node.AlertsReport](ctx, c, subjects.QueryAlerts, nil, live)
 			if err != nil {
 				return err
 			}
@@ -85,39 +77,4 @@ nodes agree: the key is revoked swarm-wide).`,
 			return nil
 		},
 	}
-}
-
-// gatherAlerts asks every node (no queue group) and collects the answers
-// until want arrived or 3 s passed.
-func gatherAlerts(ctx context.Context, c *mesh.Client, want int) ([]node.AlertsReport, error) {
-	nc := c.Conn()
-	inbox := nc.NewInbox()
-	ch := make(chan *nats.Msg, want+16)
-	sub, err := nc.ChanSubscribe(inbox, ch)
-	if err != nil {
-		return nil, err
-	}
-	defer sub.Unsubscribe()
-	if err := nc.PublishRequest(subjects.Query(subjects.QueryAlerts), inbox, nil); err != nil {
-		return nil, err
-	}
-	var out []node.AlertsReport
-	wait := time.NewTimer(3 * time.Second)
-	defer wait.Stop()
-	for len(out) < want {
-		select {
-		case m := <-ch:
-			var rep wire.Reply
-			var r node.AlertsReport
-			if wire.Decode(m.Data, &rep) != nil || rep.Error != nil || json.Unmarshal(rep.Data, &r) != nil {
-				continue
-			}
-			out = append(out, r)
-		case <-wait.C:
-			return out, nil
-		case <-ctx.Done():
-			return out, ctx.Err()
-		}
-	}
-	return out, nil
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -11,7 +10,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 	"github.com/spf13/cobra"
 
@@ -356,13 +354,8 @@ revokes it. Users act at their role's tier (admin 3, operator 2, observer 1); no
 				if err != nil {
 					return err
 				}
-				live := 0
-				for _, m := range members {
-					if m.State != wire.StateOffline {
-						live++
-					}
-				}
-				results, err := askEveryNode(ctx, c, query, node.TrustAction{Key: key, Reason: reason}, live)
+				live := liveCount(members)
+				results, err := askEvery[node.TrustActionResult](ctx, c, query, node.TrustAction{Key: key, Reason: reason}, live)
 				if err != nil {
 					return permissionHint(err, use+" needs an operator's credentials")
 				}
@@ -411,53 +404,6 @@ func resolveKey(ref string, members []wire.Member) (key, label string, err error
 		}
 	}
 	return "", "", fmt.Errorf("%q is neither a node (name or chevron) nor a public key", ref)
-}
-
-// askEveryNode publishes one query that every node answers (no queue
-// group) and gathers answers until want arrived or ctx ends.
-func askEveryNode(ctx context.Context, c *mesh.Client, query string, req any, want int) ([]node.TrustActionResult, error) {
-	nc := c.Conn()
-	inbox := nc.NewInbox()
-	ch := make(chan *nats.Msg, want+16)
-	sub, err := nc.ChanSubscribe(inbox, ch)
-	if err != nil {
-		return nil, err
-	}
-	defer sub.Unsubscribe()
-	data, err := json.Marshal(req)
-	if err != nil {
-		return nil, err
-	}
-	if err := nc.PublishRequest(subjects.Query(query), inbox, data); err != nil {
-		return nil, err
-	}
-	var out []node.TrustActionResult
-	wait := time.NewTimer(3 * time.Second)
-	defer wait.Stop()
-	for len(out) < want {
-		select {
-		case m := <-ch:
-			var rep wire.Reply
-			if wire.Decode(m.Data, &rep) != nil {
-				continue
-			}
-			var r node.TrustActionResult
-			if rep.Error != nil {
-				return out, fmt.Errorf("%s: %w", query, rep.Error)
-			}
-			if wire.Decode(rep.Data, &r) == nil {
-				out = append(out, r)
-			}
-		case <-wait.C:
-			if len(out) == 0 {
-				return nil, fmt.Errorf("%s: no node answered within 3s", query)
-			}
-			return out, nil
-		case <-ctx.Done():
-			return out, ctx.Err()
-		}
-	}
-	return out, nil
 }
 
 func newRevokeCmd(g *globals) *cobra.Command {
