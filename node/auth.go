@@ -153,6 +153,8 @@ func (n *Node) roleOf(pub string) (string, bool) {
 		return "", false
 	case n.ids.isRevoked(pub):
 		return "", false
+	case n.sentinelBlocked(pub):
+		return "", false
 	case pub == n.pub:
 		return wire.RoleNode, true
 	case pub == n.opPub:

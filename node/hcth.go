@@ -247,7 +247,7 @@ func (n *Node) onBreak(pub string, cause error) {
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
-			n.revoke(pub, chev, "HCTH break: "+reason)
+			n.revoke(pub, chev, "HCTH break: "+reason, nil)
 		}()
 	}
 }
@@ -271,13 +271,14 @@ func (n *Node) onTrustEvent(m *nats.Msg) {
 		return
 	}
 	chev, _ := n.ids.nodeChevron(e.Pubkey)
-	n.revoke(e.Pubkey, chev, fmt.Sprintf("HCTH break reported by %s: %s", from, e.Reason))
+	n.revoke(e.Pubkey, chev, fmt.Sprintf("HCTH break reported by %s: %s", from, e.Reason), nil)
 }
 
 // revoke records pub in rn_revoked; every node then refuses it and cuts its
-// connections and routes.
-func (n *Node) revoke(pub string, chev subjects.Chevron, reason string) {
-	r := wire.Revocation{Pubkey: pub, Reason: reason, At: time.Now().UTC(), By: n.pub}
+// connections and routes. A node may revoke only with a proof (a fork);
+// other revocations are an admin's.
+func (n *Node) revoke(pub string, chev subjects.Chevron, reason string, proof *wire.ForkProof) {
+	r := wire.Revocation{Pubkey: pub, Reason: reason, At: time.Now().UTC(), By: n.pub, Proof: proof}
 	if !chev.IsZero() {
 		r.Chevron = chev.String()
 	}

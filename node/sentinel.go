@@ -152,7 +152,7 @@ func (n *Node) escalate(a wire.Alert, lv sentinel.Level, now time.Time) string {
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
-			n.revoke(pub, c, fmt.Sprintf("sentinel: %s score %.1f, confirmed by a quorum of nodes", a.Signal, a.Score))
+			n.revoke(pub, c, fmt.Sprintf("sentinel: %s score %.1f, confirmed by a quorum of nodes", a.Signal, a.Score), nil)
 		}()
 		n.sst.mu.Lock()
 		n.sst.acted[a.Peer] = "revoked"

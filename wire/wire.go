@@ -97,6 +97,29 @@ type Revocation struct {
 	At      time.Time `json:"at"`
 	By      string    `json:"by,omitempty"`
 	Chevron string    `json:"chevron,omitempty"`
+	// Proof, when set, is the evidence that Pubkey forked its chain: any
+	// node can check it, so a revocation carrying one needs no admin.
+	Proof *ForkProof `json:"proof,omitempty"`
+}
+
+// Evidence is one HCTH-signed message reduced to what its signature covers
+// (trust.VerifyEvidence checks it).
+type Evidence struct {
+	Ver     string `json:"ver"`
+	Seq     uint64 `json:"seq"`
+	Prev    string `json:"prev"`    // the previous chain hash, 64 hex digits
+	Subject string `json:"subject"` // the subject the message was signed for
+	Digest  string `json:"digest"`  // SHA-256 of the payload, 64 hex digits
+	Sig     string `json:"sig"`     // base64url ed25519 signature, as in Rn-Sig
+}
+
+// ForkProof shows that Key signed two messages that cannot both be on one
+// chain: the same seq with different contents, or B at seq A.Seq+1 naming a
+// predecessor other than A.
+type ForkProof struct {
+	Key string   `json:"key"`
+	A   Evidence `json:"a"`
+	B   Evidence `json:"b"`
 }
 
 // Heartbeat is published on rn.<chevron>.evt.hb every second.
