@@ -119,7 +119,7 @@ func (c *Catalogue) builtins() []Spec {
 				},
 				Positional: []string{"op", "name", "path"},
 			},
-			Risk: Mutate, Tier: TierOperate,
+			Risk: Mutate, Tier: TierOperate, TierFor: fileTier,
 			Check:   checkFile,
 			Handler: c.file,
 		},

@@ -118,6 +118,9 @@ type Spec struct {
 	// RiskFor, when set, decides the risk of one call from its validated
 	// arguments.
 	RiskFor func(args json.RawMessage) Risk `json:"-"`
+	// TierFor, when set, raises the tier one call needs above Tier from its
+	// validated arguments (file get writing an executable mode: tier 3).
+	TierFor func(args json.RawMessage) int `json:"-"`
 	// Check, when set, applies the rules a Schema cannot say (paths absolute,
 	// no NUL bytes, fields that go together) to schema-valid arguments.
 	Check   func(args json.RawMessage) error `json:"-"`
@@ -196,6 +199,12 @@ type Options struct {
 	// plus up to 128 KiB of Text: the reply must fit the NATS max_payload.
 	MaxOutput   int
 	MaxFileSize int64 // file: bytes per transfer; 0 means DefaultMaxFileSize
+	// FileRoots are the directories file put reads from and file get writes
+	// to (absolute, existing); none: file answers unavailable.
+	FileRoots []string
+	// Protected are directories no file root may be or contain: the node's
+	// data dir (its seeds, secret and JetStream store).
+	Protected []string
 	// Extra verbs served beside the built-ins (they may not reuse a name).
 	Extra  []Spec
 	Logger *slog.Logger // nil: discard
@@ -215,6 +224,7 @@ type Catalogue struct {
 	log         *slog.Logger
 	maxOutput   int
 	maxFileSize int64
+	roots       []fileRoot
 
 	baseline    map[string]bool // nil when none could be taken
 	baselineErr error
@@ -252,6 +262,10 @@ func New(opts Options) (*Catalogue, error) {
 			return nil, fmt.Errorf("%w: exec allow-list entry %q: want a bare program name or an absolute path", ErrOptions, p)
 		}
 		c.allow[p] = true
+	}
+	var err error
+	if c.roots, err = newFileRoots(opts.FileRoots, opts.Protected); err != nil {
+		return nil, err
 	}
 	if c.maxOutput < 0 || c.maxFileSize < 0 {
 		return nil, fmt.Errorf("%w: negative limit (MaxOutput %d, MaxFileSize %d)", ErrOptions, c.maxOutput, c.maxFileSize)
@@ -382,7 +396,12 @@ func (c *Catalogue) Tier(verb string, args json.RawMessage) (int, error) {
 	if err != nil {
 		return TierCritical, err
 	}
-	return max(c.specs[verb].Tier, TierFor(r)), nil
+	s := c.specs[verb]
+	need := max(s.Tier, TierFor(r))
+	if s.TierFor != nil {
+		need = max(need, s.TierFor(args))
+	}
+	return need, nil
 }
 
 // ArgsFromWords turns the words after a verb on the command line into its

@@ -2,6 +2,7 @@ package command
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -114,6 +115,23 @@ func checkObjectName(name string) error {
 	return nil
 }
 
+// safeMode is the widest mode file get writes for a caller below tier 3:
+// no execute bits, no group or other write.
+const safeMode fs.FileMode = 0o644
+
+// fileTier is the tier one file call needs: a get writing a mode beyond
+// safeMode (executable, or writable by others) needs an admin's tier 3.
+func fileTier(args json.RawMessage) int {
+	var a fileArgs
+	if decodeArgs(args, &a) != nil || a.Op != "get" {
+		return TierOperate
+	}
+	if m, err := parseMode(a.Mode); err == nil && m&^safeMode != 0 {
+		return TierCritical
+	}
+	return TierOperate
+}
+
 // parseMode reads file's mode argument: three or four octal digits, no
 // setuid, setgid or sticky bits.
 func parseMode(s string) (fs.FileMode, error) {
@@ -130,6 +148,9 @@ func parseMode(s string) (fs.FileMode, error) {
 func (c *Catalogue) file(ctx context.Context, args json.RawMessage) (Output, error) {
 	if c.files == nil {
 		return Output{}, fmt.Errorf("%w: no file store", ErrUnavailable)
+	}
+	if len(c.roots) == 0 {
+		return Output{}, fmt.Errorf("%w: no file roots on this node", ErrUnavailable)
 	}
 	var a fileArgs
 	if err := decodeArgs(args, &a); err != nil {
@@ -152,11 +173,17 @@ func (c *Catalogue) file(ctx context.Context, args json.RawMessage) (Output, err
 	return Output{Value: r, Text: fmt.Sprintf("%s %s (%s, sha256 %s)", r.Op, arrow, humanBytes(uint64(r.Size)), r.SHA256)}, nil
 }
 
-// filePut uploads a regular file of this node to the store.
+// filePut uploads a regular file of this node, under one of its file roots,
+// to the store.
 func (c *Catalogue) filePut(ctx context.Context, a fileArgs) (FileReply, error) {
-	f, err := os.Open(a.Path)
+	root, rel, err := c.confine(a.Path)
 	if err != nil {
-		return FileReply{}, localErr(a.Path, err)
+		return FileReply{}, err
+	}
+	defer root.Close()
+	f, err := root.Open(rel)
+	if err != nil {
+		return FileReply{}, c.rootErr(a.Path, err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
@@ -197,20 +224,26 @@ func (c *Catalogue) filePut(ctx context.Context, a fileArgs) (FileReply, error) 
 	return FileReply{Op: "put", Name: a.Name, Path: a.Path, Size: size, SHA256: local}, nil
 }
 
-// fileGet writes an object of the store to a path of this node: into a
-// temporary file beside it, checked, synced, then renamed into place.
+// fileGet writes an object of the store to a path of this node under one of
+// its file roots: into a temporary file beside it, checked, synced, then
+// renamed into place.
 func (c *Catalogue) fileGet(ctx context.Context, a fileArgs) (r FileReply, err error) {
 	mode, err := parseMode(a.Mode)
 	if err != nil {
 		return FileReply{}, err
 	}
-	dir := filepath.Dir(a.Path)
-	if fi, err := os.Stat(dir); err != nil {
-		return FileReply{}, localErr(dir, err)
+	root, rel, err := c.confine(a.Path)
+	if err != nil {
+		return FileReply{}, err
+	}
+	defer root.Close()
+	dir, dirRel := filepath.Dir(a.Path), filepath.Dir(rel)
+	if fi, err := root.Stat(dirRel); err != nil {
+		return FileReply{}, c.rootErr(dir, err)
 	} else if !fi.IsDir() {
 		return FileReply{}, fmt.Errorf("%w: %s is not a directory", ErrNotFound, dir)
 	}
-	if fi, err := os.Lstat(a.Path); err == nil {
+	if fi, err := root.Lstat(rel); err == nil {
 		if !fi.Mode().IsRegular() {
 			return FileReply{}, fmt.Errorf("%w: %s exists and is not a regular file (%s)", ErrExists, a.Path, fi.Mode().Type())
 		}
@@ -218,17 +251,21 @@ func (c *Catalogue) fileGet(ctx context.Context, a fileArgs) (r FileReply, err e
 			return FileReply{}, fmt.Errorf("%w: %s (pass overwrite=true to replace it)", ErrExists, a.Path)
 		}
 	} else if !errors.Is(err, fs.ErrNotExist) {
-		return FileReply{}, localErr(a.Path, err)
+		return FileReply{}, c.rootErr(a.Path, err)
 	}
 
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(a.Path)+".rn-*")
+	var rnd [8]byte
+	_, _ = rand.Read(rnd[:])
+	tmpRel := filepath.Join(dirRel, "."+filepath.Base(rel)+".rn-"+hex.EncodeToString(rnd[:]))
+	tmpName := filepath.Join(dir, filepath.Base(tmpRel))
+	tmp, err := root.OpenFile(tmpRel, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return FileReply{}, localErr(dir, err)
+		return FileReply{}, c.rootErr(dir, err)
 	}
 	defer func() {
 		if err != nil {
 			tmp.Close()
-			os.Remove(tmp.Name())
+			root.Remove(tmpRel)
 		}
 	}()
 	h := sha256.New()
@@ -246,19 +283,19 @@ func (c *Catalogue) fileGet(ctx context.Context, a fileArgs) (r FileReply, err e
 	if a.SHA256 != "" && !strings.EqualFold(local, a.SHA256) {
 		return FileReply{}, fmt.Errorf("%w: %s has sha256 %s, want %s", ErrChecksum, a.Name, local, strings.ToLower(a.SHA256))
 	}
-	if err = tmp.Chmod(mode); err != nil {
-		return FileReply{}, localErr(tmp.Name(), err)
+	if err = tmp.Chmod(mode); err != nil { // on the descriptor: no path race
+		return FileReply{}, localErr(tmpName, err)
 	}
 	if err = tmp.Sync(); err != nil {
-		return FileReply{}, localErr(tmp.Name(), err)
+		return FileReply{}, localErr(tmpName, err)
 	}
 	if err = tmp.Close(); err != nil {
-		return FileReply{}, localErr(tmp.Name(), err)
+		return FileReply{}, localErr(tmpName, err)
 	}
-	if err = os.Rename(tmp.Name(), a.Path); err != nil {
-		return FileReply{}, localErr(a.Path, err)
+	if err = root.Rename(tmpRel, rel); err != nil {
+		return FileReply{}, c.rootErr(a.Path, err)
 	}
-	if d, err := os.Open(dir); err == nil { // make the rename durable; best effort
+	if d, err := root.Open(dirRel); err == nil { // make the rename durable; best effort
 		d.Sync()
 		d.Close()
 	}

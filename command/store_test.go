@@ -32,7 +32,7 @@ func TestFilePutAndGetRoundTrip(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	store := newMemFiles()
-	c := newCatalogue(t, Options{ListenBaseline: []string{}, Files: store})
+	c := newCatalogue(t, Options{ListenBaseline: []string{}, Files: store, FileRoots: []string{dir}})
 	content := bytes.Repeat([]byte("robonet\x00\xff"), 50_000)
 	src := filepath.Join(dir, "src.bin")
 	if err := os.WriteFile(src, content, 0o600); err != nil {
@@ -92,7 +92,7 @@ func TestFileChecksFailures(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	store := newMemFiles()
-	c := newCatalogue(t, Options{ListenBaseline: []string{}, Files: store, MaxFileSize: 1000})
+	c := newCatalogue(t, Options{ListenBaseline: []string{}, Files: store, MaxFileSize: 1000, FileRoots: []string{dir}})
 	small := filepath.Join(dir, "small")
 	os.WriteFile(small, []byte("hello"), 0o644)
 	big := filepath.Join(dir, "big")
@@ -143,7 +143,7 @@ func TestFileGetDetectsCorruptObject(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	store := newMemFiles()
-	c := newCatalogue(t, Options{ListenBaseline: []string{}, Files: store})
+	c := newCatalogue(t, Options{ListenBaseline: []string{}, Files: store, FileRoots: []string{dir}})
 	src := filepath.Join(dir, "src")
 	os.WriteFile(src, []byte("payload"), 0o644)
 	mustOK(t, run(t, c, "file", fileArgsJSON(t, map[string]any{"op": "put", "name": "p", "path": src})))
@@ -165,7 +165,7 @@ func TestFilePutRefusesDevices(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("needs /dev/zero")
 	}
-	c := newCatalogue(t, Options{ListenBaseline: []string{}, Files: newMemFiles()})
+	c := newCatalogue(t, Options{ListenBaseline: []string{}, Files: newMemFiles(), FileRoots: []string{"/dev"}})
 	res := run(t, c, "file", `{"op":"put","name":"zero","path":"/dev/zero"}`)
 	mustCode(t, res, wire.CodeBadRequest)
 }

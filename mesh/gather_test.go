@@ -152,7 +152,7 @@ func TestEveryVerbAcrossNodes(t *testing.T) {
 		t.Fatalf("config get on another node: %+v", res.Results)
 	}
 	// file: put from node 1's disk, get onto node 3's disk, checksums kept.
-	src := filepath.Join(t.TempDir(), "src.txt")
+	src := filepath.Join(s.Node(0).FileRoots()[0], "src.txt")
 	if err := os.WriteFile(src, []byte("payload for the swarm\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +160,7 @@ func TestEveryVerbAcrossNodes(t *testing.T) {
 	if !put.OK() {
 		t.Fatalf("file put: %+v", put.Results)
 	}
-	dst := filepath.Join(t.TempDir(), "dst.txt")
+	dst := filepath.Join(s.Node(2).FileRoots()[0], "dst.txt")
 	get := gather(t, c, three, "file", fmt.Sprintf(`{"op":"get","name":"motd.txt","path":%q}`, dst))
 	if !get.OK() {
 		t.Fatalf("file get: %+v", get.Results)
@@ -177,10 +177,47 @@ func TestEveryVerbAcrossNodes(t *testing.T) {
 		t.Fatalf("checksums: put %q get %q", pr.SHA256, gr.SHA256)
 	}
 	// An unknown file: a clear error, not a hang.
-	res = gather(t, c, three, "file", fmt.Sprintf(`{"op":"get","name":"nope.txt","path":%q}`, filepath.Join(t.TempDir(), "x")))
+	res = gather(t, c, three, "file", fmt.Sprintf(`{"op":"get","name":"nope.txt","path":%q}`, filepath.Join(s.Node(2).FileRoots()[0], "x")))
 	if res.Summary.Error != 1 || res.Results[0].Code != "not_found" {
 		t.Fatalf("missing file: %+v", res.Results)
 	}
 }
 
 func bytesContain(b []byte, s string) bool { return strings.Contains(string(b), s) }
+
+// TestFileCannotReachTheDataDir is the attack of issue 9 on real nodes: put
+// a node's operator seed into the store from one node, write over another
+// node's seed. Both are refused naming the file roots; the seeds stay.
+func TestFileCannotReachTheDataDir(t *testing.T) {
+	s := testmesh.Start(t, 2)
+	s.WaitAlive(20 * time.Second)
+	c := s.Client(0)
+	one, two := s.Node(0), s.Node(1)
+	for _, seed := range []string{"operator.nk", "node.nk", "swarm.secret"} {
+		path := filepath.Join(one.DataDir(), seed)
+		res := gather(t, c, one.Chevron().String(), "file", fmt.Sprintf(`{"op":"put","name":"loot","path":%q}`, path))
+		if res.Summary.Error != 1 || res.Results[0].Code != "bad_request" || !strings.Contains(res.Results[0].Error, one.FileRoots()[0]) {
+			t.Errorf("put %s: %+v", seed, res.Results)
+		}
+	}
+	// Something legitimate is in the store, and cannot land on a seed.
+	src := filepath.Join(one.FileRoots()[0], "motd")
+	if err := os.WriteFile(src, []byte("hi"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if res := gather(t, c, one.Chevron().String(), "file", fmt.Sprintf(`{"op":"put","name":"motd","path":%q}`, src)); !res.OK() {
+		t.Fatalf("legitimate put: %+v", res.Results)
+	}
+	target := filepath.Join(two.DataDir(), "operator.nk")
+	before, err := os.ReadFile(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := gather(t, c, two.Chevron().String(), "file", fmt.Sprintf(`{"op":"get","name":"motd","path":%q,"overwrite":true}`, target))
+	if res.Summary.Error != 1 || res.Results[0].Code != "bad_request" {
+		t.Errorf("get over a seed: %+v", res.Results)
+	}
+	if after, _ := os.ReadFile(target); string(after) != string(before) {
+		t.Error("the operator seed was overwritten")
+	}
+}

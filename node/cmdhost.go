@@ -117,7 +117,13 @@ func (h *CommandHost) Stop() {
 
 // serveCommands builds the node's catalogue and command host.
 func (n *Node) serveCommands() error {
+	roots, err := n.fileRoots()
+	if err != nil {
+		return err
+	}
 	cat, err := command.New(command.Options{
+		FileRoots: roots,
+		Protected: []string{n.opts.DataDir},
 		ExecAllow: n.opts.ExecAllow,
 		Files:     n.files,
 		Config:    n.config,

@@ -81,6 +81,10 @@ type Options struct {
 	// ExecAllow lists programs exec may run as a mutate (tier 2) command; any
 	// other exec is dangerous and refused until quorum approvals exist.
 	ExecAllow []string
+	// FileRoots are the directories the file verb may read (put) and write
+	// (get) under, absolute; empty means <data>/files, created on start. A
+	// root may not be or contain the data dir.
+	FileRoots []string
 	// Logger receives the node's logs, nats-server's bridged in. Nil discards.
 	Logger *slog.Logger
 	// Timing overrides heartbeat and lease timing; zero fields take defaults.
@@ -134,6 +138,21 @@ func (o Options) validate() (Options, error) {
 		return bad("--data %q: %v", o.DataDir, err)
 	}
 	o.DataDir = abs
+	var roots []string
+	for _, r := range o.FileRoots {
+		if r = strings.TrimSpace(r); r == "" {
+			continue
+		}
+		if !filepath.IsAbs(r) {
+			return bad("--file-root %q: want an absolute directory", r)
+		}
+		r = filepath.Clean(r)
+		if r == abs || strings.HasPrefix(abs, r+string(filepath.Separator)) || r == "/" {
+			return bad("--file-root %s contains the data dir %s (its keys, secret and store): choose directories that do not", r, abs)
+		}
+		roots = append(roots, r)
+	}
+	o.FileRoots = roots
 	if o.Chevron != "" {
 		if _, err := subjects.Parse(o.Chevron); err != nil {
 			return bad("--chevron: %v", err)

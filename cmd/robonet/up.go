@@ -77,6 +77,7 @@ buckets become R3 once three are up).`,
 	f.StringVar(&o.Token, "token", "", "swarm secret (rnsec_…, robonet token generate) or one-time join token (rntok_…, robonet token create); default: the secret saved in --data")
 	f.StringSliceVar(&o.Caps, "caps", nil, "declared capabilities, e.g. gpu,ai")
 	f.StringVar(&tags, "tags", "", "tags key=value,key=value, e.g. role=camera")
+	f.StringSliceVar(&o.FileRoots, "file-root", nil, "directories the file verb may read and write under (default <data>/files); never the data dir")
 	f.StringSliceVar(&o.ExecAllow, "exec-allow", nil, "programs exec may run as a mutate command (others are dangerous), e.g. systemctl,journalctl")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error (logs go to stderr)")
 	f.DurationVar(&wait, "wait", 10*time.Minute, "how long to wait for the swarm's JetStream before giving up")
