@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/robonet-mesh/robonet/wire"
 )
 
 // Verdict is what Observe decided about a message. The zero value is Reject,
@@ -107,10 +109,35 @@ type slot struct {
 	gap  bool // a seen entry counted in Gaps
 }
 
+// evidenceRing is how many recent accepted messages per peer a ledger keeps
+// in full (about 200 bytes each), to prove a fork against them.
+const evidenceRing = 64
+
 type peerRec struct {
 	rec  Peer
-	low  uint64 // lowest seq accepted since the last Release
-	ring []slot // Window entries, slot seq%Window; allocated on first accept
+	low  uint64     // lowest seq accepted since the last Release
+	ring []slot     // Window entries, slot seq%Window; allocated on first accept
+	ev   []evidence // evidenceRing entries, slot seq%evidenceRing
+}
+
+// evidenceAt returns the kept evidence of seq s, or nil.
+func (p *peerRec) evidenceAt(s uint64) *evidence {
+	if p.ev == nil {
+		return nil
+	}
+	if e := &p.ev[s%evidenceRing]; e.seq == s {
+		return e
+	}
+	return nil
+}
+
+// proof builds a fork proof from two pieces of evidence; nil when the
+// ledger no longer holds the earlier one.
+func (p *peerRec) proof(a, b *evidence) *wire.ForkProof {
+	if a == nil || b == nil {
+		return nil
+	}
+	return &wire.ForkProof{Key: p.rec.Key, A: a.wire(), B: b.wire()}
 }
 
 // Ledger is a receiver's record of every peer's chain: it judges each
@@ -157,7 +184,8 @@ func (l *Ledger) Observe(h Headers, subject string, payload []byte, now time.Tim
 	}
 	l.mu.Unlock()
 
-	hash, err := l.verifier.verify(h, subject, sha256.Sum256(payload))
+	digest := Hash(sha256.Sum256(payload))
+	hash, err := l.verifier.verify(h, subject, digest)
 	badSig := err != nil && isBadSignature(err)
 	if err != nil && !badSig {
 		return Reject, err
@@ -190,11 +218,12 @@ func (l *Ledger) Observe(h Headers, subject string, payload []byte, now time.Tim
 		p.breakChain(now, "bad signature on seq %d (%s)", h.Seq, shorten(subject))
 		return Break, fmt.Errorf("%w: %w", ErrBreak, err)
 	}
-	return p.apply(h, hash, now, l.window)
+	ev := newEvidence(h, subject, digest)
+	return p.apply(h, hash, &ev, now, l.window)
 }
 
 // apply runs the chain rules for a validly signed message. Lock held.
-func (p *peerRec) apply(h Headers, hash Hash, now time.Time, w uint64) (Verdict, error) {
+func (p *peerRec) apply(h Headers, hash Hash, ev *evidence, now time.Time, w uint64) (Verdict, error) {
 	r := &p.rec
 	s, prev := h.Seq, Hash(h.Prev)
 	if p.ring == nil {
@@ -208,9 +237,9 @@ func (p *peerRec) apply(h Headers, hash Hash, now time.Time, w uint64) (Verdict,
 		r.Replays++
 		return Replay, nil
 	case e.seq == s && e.kind == slotSeen:
-		return p.fork(now, "seq %d: two different messages (chain hashes %s and %s)", s, e.hash, hash)
+		return p.fork(now, p.proof(p.evidenceAt(s), ev), "seq %d: two different messages (chain hashes %s and %s)", s, e.hash, hash)
 	case e.seq == s && e.hash != hash: // claimed by s+1
-		return p.fork(now, "seq %d has chain hash %s, but seq %d named %s as its predecessor", s, hash, s+1, e.hash)
+		return p.fork(now, p.proof(ev, p.evidenceAt(s+1)), "seq %d has chain hash %s, but seq %d named %s as its predecessor", s, hash, s+1, e.hash)
 	case e.seq != s && r.Length > 0 && r.Seq >= w && s <= r.Seq-w:
 		r.Stale++
 		r.Anomalies++
@@ -223,7 +252,7 @@ func (p *peerRec) apply(h Headers, hash Hash, now time.Time, w uint64) (Verdict,
 		pe := &p.ring[(s-1)%w]
 		if pe.seq == s-1 {
 			if pe.hash != prev {
-				return p.fork(now, "seq %d names predecessor %s, but seq %d has chain hash %s", s, prev, s-1, pe.hash)
+				return p.fork(now, p.proof(p.evidenceAt(s-1), ev), "seq %d names predecessor %s, but seq %d has chain hash %s", s, prev, s-1, pe.hash)
 			}
 			linked = pe.kind == slotSeen
 		}
@@ -238,6 +267,10 @@ func (p *peerRec) apply(h Headers, hash Hash, now time.Time, w uint64) (Verdict,
 		r.Late++
 	}
 	*e = slot{seq: s, hash: hash, kind: slotSeen}
+	if p.ev == nil {
+		p.ev = make([]evidence, evidenceRing)
+	}
+	p.ev[s%evidenceRing] = *ev
 	if s > 1 && !linked && !first {
 		e.gap = true
 		r.Gaps++
@@ -266,9 +299,9 @@ func (p *peerRec) apply(h Headers, hash Hash, now time.Time, w uint64) (Verdict,
 	return Accept, nil
 }
 
-func (p *peerRec) fork(now time.Time, format string, args ...any) (Verdict, error) {
+func (p *peerRec) fork(now time.Time, proof *wire.ForkProof, format string, args ...any) (Verdict, error) {
 	p.breakChain(now, format, args...)
-	return Break, fmt.Errorf("%w: %w: %s: %s", ErrBreak, ErrFork, p.rec.Key, p.rec.Reason)
+	return Break, &ForkError{Key: p.rec.Key, Reason: p.rec.Reason, Proof: proof}
 }
 
 func (p *peerRec) breakChain(now time.Time, format string, args ...any) {

@@ -219,10 +219,14 @@ type Event struct {
 	By      string `json:"by,omitempty"`
 	Reason  string `json:"reason,omitempty"`
 	Token   uint64 `json:"token,omitempty"`
-	// Break marks a trust event that reports an HCTH chain break (proof of
-	// a compromised or cloned key), on which the leader revokes the key.
-	Break bool      `json:"break,omitempty"`
-	Time  time.Time `json:"time"`
+	// Break marks a trust event that reports an HCTH chain break seen by
+	// the reporting node (which quarantined the key locally).
+	Break bool `json:"break,omitempty"`
+	// Proof, on a break, shows the key forked its chain; receivers that
+	// verify it quarantine the key too. A break without one is the
+	// reporter's word only and changes nothing elsewhere.
+	Proof *ForkProof `json:"proof,omitempty"`
+	Time  time.Time  `json:"time"`
 }
 
 // Error is an error that crosses the wire: a stable code and a human message.
