@@ -42,7 +42,10 @@ type Config struct {
 	Quiet time.Duration
 	// Quorum is how many distinct other nodes must have reported an alert
 	// about a quarantined peer (Agree) within AgreeWindow for it to go to
-	// disconnect. 1..64. Default 2.
+	// disconnect. 1..64. Default 0: a majority of the nodes that watch the
+	// peer (SetObservers), this node included, clamped to 2..5 — so one
+	// other node in a 3-node swarm, two in a 5-node one, four from 9 nodes
+	// on; two while the number of observers is unknown.
 	Quorum int
 	// AgreeWindow is how long an Agree report counts, and how recent this
 	// node's own last anomalous window about the peer must be. Default 2 minutes.
@@ -99,7 +102,7 @@ func DefaultConfig() Config {
 		QuarantineScore: 15,
 		QuarantineAfter: 18,
 		Quiet:           5 * time.Minute,
-		Quorum:          2,
+		Quorum:          0,
 		AgreeWindow:     2 * time.Minute,
 		Heartbeat:       time.Second,
 		MaxPeers:        1024,
@@ -143,7 +146,6 @@ func (c Config) withDefaults() Config {
 	def(&c.QuarantineScore, d.QuarantineScore)
 	defInt(&c.QuarantineAfter, d.QuarantineAfter)
 	defDur(&c.Quiet, d.Quiet)
-	defInt(&c.Quorum, d.Quorum)
 	defDur(&c.AgreeWindow, d.AgreeWindow)
 	defDur(&c.Heartbeat, d.Heartbeat)
 	defInt(&c.MaxPeers, d.MaxPeers)
@@ -180,8 +182,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: QuarantineAfter %d must be positive", ErrConfig, c.QuarantineAfter)
 	case c.Quiet < time.Millisecond:
 		return fmt.Errorf("%w: Quiet %v must be at least 1ms", ErrConfig, c.Quiet)
-	case c.Quorum < 1 || c.Quorum > 64:
-		return fmt.Errorf("%w: Quorum %d must be in 1..64", ErrConfig, c.Quorum)
+	case c.Quorum < 0 || c.Quorum > 64:
+		return fmt.Errorf("%w: Quorum %d must be in 0..64 (0: a majority of the observers)", ErrConfig, c.Quorum)
 	case c.AgreeWindow < time.Millisecond:
 		return fmt.Errorf("%w: AgreeWindow %v must be at least 1ms", ErrConfig, c.AgreeWindow)
 	case c.Heartbeat < time.Millisecond || c.Heartbeat >= c.Window:

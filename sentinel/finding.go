@@ -40,6 +40,23 @@ const (
 	numSignals
 )
 
+// isBehaviour reports whether signal i measures what a peer does (its
+// messages and commands) rather than how healthy it is. Only behaviour
+// escalates past Alert: a busy, slow or full node is not an attacker.
+func isBehaviour(i int) bool { return i <= sigCmdMix }
+
+// Behaviour reports whether s is a behaviour signal (msg_rate, cmd_rate,
+// cmd_mix), the only kind that escalates past Alert; health signals
+// (reply_latency, hb_jitter, cpu, mem, disk) give alerts and findings only.
+func (s Signal) Behaviour() bool {
+	for i := range numSignals {
+		if signalAt(i) == s {
+			return isBehaviour(i)
+		}
+	}
+	return false
+}
+
 func signalAt(i int) Signal {
 	switch i {
 	case sigMsgRate:

@@ -32,6 +32,9 @@ type Sentinel struct {
 
 	refused atomic.Uint64
 	invalid atomic.Uint64
+
+	observers atomic.Int64    // nodes watching a peer, this one included (SetObservers)
+	busy      [4]atomic.Int64 // window index+1 of recent windows in which this node was busy, slot k%4
 }
 
 // peer is one peer's record. Times are Unix milliseconds.
@@ -69,9 +72,10 @@ type peer struct {
 	levelSince int64
 	evaluated  bool
 	lastEval   int64 // index of the latest evaluated (closed, active) window
-	streak     int   // consecutive anomalous evaluated windows
+	streak     int   // consecutive evaluated windows anomalous in a behaviour signal
 	hasHot     bool
 	lastHot    int64 // end of the latest anomalous window
+	lastBehav  int64 // end of the latest window anomalous in a behaviour signal
 	hotSig     int   // its highest-scoring signal
 	agree      []agreement
 }
@@ -94,7 +98,7 @@ func New(cfg Config) (*Sentinel, error) {
 		hbMs:    float64(cfg.Heartbeat) / float64(time.Millisecond),
 		quietMs: cfg.Quiet.Milliseconds(),
 		agreeMs: cfg.AgreeWindow.Milliseconds(),
-		agreeN:  max(8, 2*cfg.Quorum),
+		agreeN:  max(8, 2*cfg.Quorum, 10),
 		peers:   make(map[string]*peer),
 	}
 	for i := range numSignals {
@@ -105,6 +109,43 @@ func New(cfg Config) (*Sentinel, error) {
 
 // Config returns the sentinel's configuration with defaults filled in.
 func (s *Sentinel) Config() Config { return s.cfg }
+
+// SelfBusy is the busy-CPU fraction at which this node's own timing
+// measurements of its peers stop counting (Self).
+const SelfBusy = 0.75
+
+// Self records this node's own busy CPU (a fraction 0..1). A window in
+// which it reached SelfBusy scores and learns no reply_latency or hb_jitter
+// of any peer: a loaded observer sees everyone late.
+func (s *Sentinel) Self(cpu float64, now time.Time) {
+	if !(cpu >= SelfBusy) || cpu > 1 {
+		return
+	}
+	k := floorDiv(millis(now), s.winMs)
+	s.busy[k%int64(len(s.busy))].Store(k + 1)
+}
+
+// selfBusy reports whether this node was busy in window k.
+func (s *Sentinel) selfBusy(k int64) bool {
+	return s.busy[k%int64(len(s.busy))].Load() == k+1
+}
+
+// SetObservers tells the Sentinel how many nodes watch a peer, this one
+// included (the live members but the peer): with Config.Quorum 0 the
+// disconnect quorum is a majority of them.
+func (s *Sentinel) SetObservers(n int) { s.observers.Store(int64(n)) }
+
+// quorum is how many other reporters a disconnect needs now.
+func (s *Sentinel) quorum() int {
+	if s.cfg.Quorum > 0 {
+		return s.cfg.Quorum
+	}
+	n := s.observers.Load()
+	if n <= 0 {
+		return 2
+	}
+	return int(min(max(n/2+1, 2), 5)) - 1
+}
 
 // Message records that peer sent a message of any kind (command, reply,
 // heartbeat, event): call it for every message received from the peer, in
@@ -422,11 +463,15 @@ func (s *Sentinel) roll(p *peer, ms int64) {
 func (s *Sentinel) settle(p *peer, ms int64) {
 	s.roll(p, ms)
 	for p.level > lvOK {
-		if p.level == lvQuarantine && ms-p.lastHot <= s.agreeMs && s.agreeing(p, ms) >= s.cfg.Quorum {
+		if p.level == lvQuarantine && ms-p.lastBehav <= s.agreeMs && s.agreeing(p, ms) >= s.quorum() {
 			p.level, p.levelSince = lvDisconnect, ms
 			return
 		}
-		due := max(p.lastHot, p.levelSince) + s.quietMs
+		hot := p.lastHot
+		if p.level > lvAlert {
+			hot = p.lastBehav // health alone keeps a peer at alert, never above
+		}
+		due := max(hot, p.levelSince) + s.quietMs
 		if ms < due {
 			return
 		}
@@ -471,11 +516,15 @@ func (s *Sentinel) close(p *peer) {
 	}
 	v[sigReplyLatency], has[sigReplyLatency] = p.lat.take()
 	v[sigHBJitter], has[sigHBJitter] = p.hb.take()
+	if s.selfBusy(k) {
+		// What this node measures of the peer's timing is its own load.
+		has[sigReplyLatency], has[sigHBJitter] = false, false
+	}
 	for g := range p.gauge {
 		v[sigCPU+g], has[sigCPU+g] = p.gauge[g].take()
 	}
 
-	hi, hiSig := -1.0, 0
+	hi, hiSig, hb := -1.0, 0, -1.0
 	var absorbed [numSignals]bool
 	for i := range numSignals {
 		if !has[i] {
@@ -485,6 +534,9 @@ func (s *Sentinel) close(p *peer) {
 		sc, absorbed[i] = s.observe(&p.sig[i], i, v[i], k, start)
 		if sc > hi {
 			hi, hiSig = sc, i
+		}
+		if isBehaviour(i) {
+			hb = max(hb, sc)
 		}
 	}
 	if cmds > 0 {
@@ -496,7 +548,7 @@ func (s *Sentinel) close(p *peer) {
 			p.absorbMix(s.cfg.History)
 		}
 	}
-	s.escalate(p, k, end, hi, hiSig)
+	s.escalate(p, k, end, hi, hiSig, hb)
 }
 
 // observe scores v, the value of signal i in window k (starting at start),
@@ -566,21 +618,27 @@ func (p *peer) absorbMix(history int) {
 }
 
 // escalate advances p's level after evaluated window k (ending at end), whose
-// highest persisted score was hi, on signal hiSig (hi < 0: no signal).
-func (s *Sentinel) escalate(p *peer, k, end int64, hi float64, hiSig int) {
+// highest persisted score was hi, on signal hiSig (hi < 0: no signal), and
+// whose highest behaviour score was hb. Health signals raise alerts only.
+func (s *Sentinel) escalate(p *peer, k, end int64, hi float64, hiSig int, hb float64) {
 	if p.evaluated && k != p.lastEval+1 {
 		p.streak = 0 // an idle window in between: not consecutive
 	}
 	p.evaluated, p.lastEval = true, k
-	if hi < s.cfg.AlertScore {
+	if hb < s.cfg.AlertScore {
 		p.streak = 0
+	}
+	if hi < s.cfg.AlertScore {
 		return
 	}
-	p.streak++
 	p.hasHot, p.lastHot, p.hotSig = true, end, hiSig
 	target := lvAlert
-	if hi >= s.cfg.QuarantineScore || p.streak >= s.cfg.QuarantineAfter {
-		target = lvQuarantine
+	if hb >= s.cfg.AlertScore {
+		p.streak++
+		p.lastBehav = end
+		if hb >= s.cfg.QuarantineScore || p.streak >= s.cfg.QuarantineAfter {
+			target = lvQuarantine
+		}
 	}
 	if p.level < target {
 		p.level++
