@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/robonet-mesh/robonet/subjects"
+	"github.com/robonet-mesh/robonet/trust"
 	"github.com/robonet-mesh/robonet/wire"
 )
 
@@ -22,6 +23,8 @@ const (
 	UsersBucket   = "rn_users"
 	RevokedBucket = "rn_revoked"
 	NodesBucket   = "rn_nodes"
+	// FounderUser is the user record of the swarm's founder (node.FounderUser).
+	FounderUser = "founder"
 )
 
 // Errors of the identity commands.
@@ -37,6 +40,7 @@ var userNameRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]{0,63}$`)
 type Identities struct {
 	users, revoked, nodes jetstream.KeyValue
 	read                  *LeaderKV
+	kp                    nkeys.KeyPair // signs the records (nodes check the signer is an admin)
 }
 
 // Identities binds the identity buckets through the client's connection.
@@ -47,7 +51,10 @@ func (c *Client) Identities(ctx context.Context) (*Identities, error) {
 	if err != nil {
 		return nil, err
 	}
-	var ids Identities
+	ids := Identities{kp: c.kp}
+	if ids.kp == nil {
+		return nil, fmt.Errorf("%w: the client has no key to sign records with", ErrUser)
+	}
 	for _, b := range []struct {
 		name string
 		kv   *jetstream.KeyValue
@@ -95,7 +102,11 @@ func (ids *Identities) AddUser(ctx context.Context, name, role, pub, by string, 
 		return wire.User{}, fmt.Errorf("%w %s: key %s is revoked; make a new key", ErrUser, name, pub)
 	}
 	u := wire.User{Name: name, Role: role, Nkey: pub, Added: now.UTC(), By: by}
-	data, _ := json.Marshal(u)
+	rec, _ := json.Marshal(u)
+	data, err := trust.SignRecord(ids.kp, UsersBucket, name, rec)
+	if err != nil {
+		return wire.User{}, fmt.Errorf("%w %s: %v", ErrUser, name, err)
+	}
 	if _, err := ids.users.Create(ctx, name, data); err != nil {
 		if errors.Is(err, jetstream.ErrKeyExists) {
 			return wire.User{}, fmt.Errorf("%w %s exists (robonet user remove %s first)", ErrUser, name, name)
@@ -120,7 +131,11 @@ func (ids *Identities) Users(ctx context.Context) ([]wire.User, error) {
 			return nil, err
 		}
 		var u wire.User
-		if !found || wire.Decode(e.Value, &u) != nil || u.Name != k {
+		if !found {
+			continue
+		}
+		rec, _, err := trust.OpenRecord(UsersBucket, k, e.Value)
+		if err != nil || wire.Decode(rec, &u) != nil || u.Name != k {
 			continue
 		}
 		out = append(out, u)
@@ -139,11 +154,20 @@ func (ids *Identities) RemoveUser(ctx context.Context, name, by string, now time
 		return wire.User{}, err
 	}
 	var u wire.User
-	if !found || wire.Decode(e.Value, &u) != nil {
+	if !found {
 		return wire.User{}, fmt.Errorf("%w %q: no such user", ErrUser, name)
+	}
+	rec, _, err := trust.OpenRecord(UsersBucket, name, e.Value)
+	if err != nil || wire.Decode(rec, &u) != nil {
+		return wire.User{}, fmt.Errorf("%w %q: no such user (its record does not verify)", ErrUser, name)
 	}
 	if err := ids.Revoke(ctx, u.Nkey, "", "user "+name+" removed", by, now); err != nil {
 		return u, err
+	}
+	if name == FounderUser {
+		// The founder record roots the admin chain for nodes that join
+		// later: it stays, its key is revoked.
+		return u, nil
 	}
 	if err := ids.users.Delete(ctx, name); err != nil {
 		return u, fmt.Errorf("%w %s: %v", ErrUser, name, err)
@@ -159,7 +183,11 @@ func (ids *Identities) Revoke(ctx context.Context, pub, chevron, reason, by stri
 	if !nkeys.IsValidPublicUserKey(pub) && !nkeys.IsValidPublicServerKey(pub) {
 		return fmt.Errorf("%w: %q is not a public user or server key", ErrRevoked, pub)
 	}
-	data, _ := json.Marshal(wire.Revocation{Pubkey: pub, Reason: reason, At: now.UTC(), By: by, Chevron: chevron})
+	rec, _ := json.Marshal(wire.Revocation{Pubkey: pub, Reason: reason, At: now.UTC(), By: by, Chevron: chevron})
+	data, err := trust.SignRecord(ids.kp, RevokedBucket, pub, rec)
+	if err != nil {
+		return fmt.Errorf("%w %s: %v", ErrRevoked, pub, err)
+	}
 	if _, err := ids.revoked.Put(ctx, pub, data); err != nil {
 		return fmt.Errorf("%w %s: %v", ErrRevoked, pub, err)
 	}

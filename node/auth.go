@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 
 	"github.com/robonet-mesh/robonet/command"
 	"github.com/robonet-mesh/robonet/subjects"
+	"github.com/robonet-mesh/robonet/trust"
 	"github.com/robonet-mesh/robonet/wire"
 )
 
@@ -25,31 +27,74 @@ var UserNameRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]{0,63}$`)
 // identities is what the node's server authenticates and how far each key
 // is trusted, rebuilt from rn_users, rn_nodes (node and operator keys) and
 // rn_revoked. The node's own key and its local operator's are always there.
+//
+// Records are believed for who signed them, not for being in the KV: the
+// swarm's admins are the founder's key (pinned on first sight) and every
+// admin user whose record an admin signed; a user counts when an admin
+// signed its record; a revocation when an admin signed it or it carries a
+// fork proof that checks out. A key's revocation takes its own access away,
+// not the records it signed while it was an admin (moving the admin key off
+// the founder node revokes the founder without undoing the admins it made).
 type identities struct {
 	mu        sync.Mutex
-	users     map[string]wire.User        // by name
+	founder   string                      // the swarm founder's operator key, pinned; "" until seen
+	users     map[string]wire.User        // by name: records whose signature verified
+	userBy    map[string]string           // user name → key that signed its record
 	infos     map[string]wire.NodeInfo    // by chevron
-	revoked   map[string]wire.Revocation  // by public key
+	claims    map[string]revocationClaim  // rn_revoked key → a signed or proven revocation
+	revoked   map[string]wire.Revocation  // by public key (derived: the claims that hold)
+	admins    map[string]bool             // keys whose signatures make records (derived)
 	byKey     map[string]string           // public key → role (derived)
 	keyChev   map[string]subjects.Chevron // node public key → chevron (derived)
 	lastRoles map[string]string           // key → role as applyAuth last enforced it
 }
 
-func newIdentities() *identities {
-	return &identities{users: map[string]wire.User{}, infos: map[string]wire.NodeInfo{},
-		revoked: map[string]wire.Revocation{}, byKey: map[string]string{}, keyChev: map[string]subjects.Chevron{}}
+// revocationClaim is one rn_revoked record that verified: its signer, and
+// whether it carries a valid fork proof of its key (then no admin is needed).
+type revocationClaim struct {
+	r      wire.Revocation
+	by     string
+	proven bool
 }
 
-// rebuildLocked derives byKey and keyChev. ids.mu must be held.
+func newIdentities() *identities {
+	return &identities{users: map[string]wire.User{}, userBy: map[string]string{}, infos: map[string]wire.NodeInfo{},
+		claims: map[string]revocationClaim{}, revoked: map[string]wire.Revocation{}, admins: map[string]bool{},
+		byKey: map[string]string{}, keyChev: map[string]subjects.Chevron{}}
+}
+
+// rebuildLocked derives admins, revoked, byKey and keyChev. ids.mu must be
+// held.
 func (ids *identities) rebuildLocked() {
+	// Admins: a fixpoint from the founder over admin records signed by an
+	// admin.
+	ids.admins = map[string]bool{}
+	if ids.founder != "" {
+		ids.admins[ids.founder] = true
+	}
+	for grew := true; grew; {
+		grew = false
+		for name, u := range ids.users {
+			if u.Role == wire.RoleAdmin && !ids.admins[u.Nkey] && ids.admins[ids.userBy[name]] {
+				ids.admins[u.Nkey] = true
+				grew = true
+			}
+		}
+	}
+	ids.revoked = map[string]wire.Revocation{}
+	for _, c := range ids.claims {
+		if c.proven || ids.admins[c.by] {
+			ids.revoked[c.r.Pubkey] = c.r
+		}
+	}
 	ids.byKey = map[string]string{}
 	ids.keyChev = map[string]subjects.Chevron{}
-	for _, u := range ids.users {
-		ids.byKey[u.Nkey] = u.Role
-	}
 	for chev, in := range ids.infos {
 		if in.Operator != "" {
-			ids.byKey[in.Operator] = wire.RoleAdmin
+			// A node's local operator administers its own node (roleOf);
+			// elsewhere it is an operator, so a stolen node disk is not
+			// the swarm.
+			ids.byKey[in.Operator] = wire.RoleOperator
 		}
 		if in.Pubkey != "" {
 			ids.byKey[in.Pubkey] = wire.RoleNode
@@ -58,9 +103,24 @@ func (ids *identities) rebuildLocked() {
 			}
 		}
 	}
+	for name, u := range ids.users {
+		if ids.admins[ids.userBy[name]] {
+			ids.byKey[u.Nkey] = u.Role
+		}
+	}
+	if ids.founder != "" {
+		ids.byKey[ids.founder] = wire.RoleAdmin
+	}
 	for pub := range ids.revoked {
 		delete(ids.byKey, pub)
 	}
+}
+
+// isAdmin reports whether pub's signature makes records (revoked or not).
+func (ids *identities) isAdmin(pub string) bool {
+	ids.mu.Lock()
+	defer ids.mu.Unlock()
+	return ids.admins[pub]
 }
 
 func (ids *identities) setNode(chev string, info *wire.NodeInfo) {
@@ -74,25 +134,36 @@ func (ids *identities) setNode(chev string, info *wire.NodeInfo) {
 	ids.rebuildLocked()
 }
 
-func (ids *identities) setUser(name string, u *wire.User) {
+func (ids *identities) setUser(name string, u *wire.User, by string) {
 	ids.mu.Lock()
 	defer ids.mu.Unlock()
 	if u == nil {
 		delete(ids.users, name)
+		delete(ids.userBy, name)
 	} else {
 		ids.users[name] = *u
+		ids.userBy[name] = by
 	}
 	ids.rebuildLocked()
 }
 
-func (ids *identities) setRevoked(pub string, r *wire.Revocation) {
+// setFounder pins the founder's key the first time; it reports false when
+// a different key was pinned before (the record is then ignored).
+func (ids *identities) setFounder(pub string) bool {
 	ids.mu.Lock()
 	defer ids.mu.Unlock()
-	if r == nil {
-		delete(ids.revoked, pub)
-	} else {
-		ids.revoked[pub] = *r
+	if ids.founder != "" && ids.founder != pub {
+		return false
 	}
+	ids.founder = pub
+	ids.rebuildLocked()
+	return true
+}
+
+func (ids *identities) setClaim(key string, c revocationClaim) {
+	ids.mu.Lock()
+	defer ids.mu.Unlock()
+	ids.claims[key] = c
 	ids.rebuildLocked()
 }
 
@@ -153,15 +224,21 @@ func (n *Node) roleOf(pub string) (string, bool) {
 		return "", false
 	case n.ids.isRevoked(pub):
 		return "", false
-	case n.sentinelBlocked(pub):
-		return "", false
 	case pub == n.pub:
 		return wire.RoleNode, true
 	case pub == n.opPub:
+		// Never blocked by the Sentinel: the node's own operator can
+		// always reach it to release a block.
 		return wire.RoleAdmin, true
+	case n.sentinelBlocked(pub):
+		return "", false
 	}
 	return n.ids.role(pub)
 }
+
+// RoleOf is the role of pub as this node sees it now; false for a key it
+// does not admit.
+func (n *Node) RoleOf(pub string) (string, bool) { return n.roleOf(pub) }
 
 // checkUser validates a rn_users record read from the network.
 func checkUser(key string, u wire.User) error {
@@ -184,43 +261,85 @@ func (n *Node) onUserEntry(e jetstream.KeyValueEntry) {
 		return
 	}
 	if e.Operation() != jetstream.KeyValuePut {
-		n.ids.setUser(e.Key(), nil)
+		if e.Key() == FounderUser {
+			return // the founder stays pinned; `user remove founder` revokes it
+		}
+		n.ids.setUser(e.Key(), nil, "")
 		n.authChanged()
+		return
+	}
+	rec, by, err := trust.OpenRecord(BucketUsers, e.Key(), e.Value())
+	if err != nil {
+		n.badRecord(BucketUsers, e.Key(), err)
 		return
 	}
 	var u wire.User
-	if err := wire.Decode(e.Value(), &u); err != nil {
-		n.log.Warn("ignoring malformed user entry", "key", e.Key(), "err", err)
+	if err := wire.Decode(rec, &u); err != nil {
+		n.badRecord(BucketUsers, e.Key(), err)
 		return
 	}
 	if err := checkUser(e.Key(), u); err != nil {
-		n.log.Warn("ignoring bad user entry", "err", err)
+		n.badRecord(BucketUsers, e.Key(), err)
 		return
 	}
-	n.ids.setUser(e.Key(), &u)
+	if e.Key() == FounderUser {
+		n.onFounder(u, by)
+		return
+	}
+	n.ids.setUser(e.Key(), &u, by)
+	if !n.ids.isAdmin(by) {
+		// Kept: the signer may become known as an admin later.
+		n.log.Warn("user record not signed by an admin (yet): ignored", "user", e.Key(), "signer", by)
+	}
 	n.authChanged()
 }
 
+// onRevokedEntry takes a revocation that an admin signed, or that proves
+// its key forked its chain. Keys are the revoked key ("U…", "N…"), or
+// "<key>.<reporter>" for a node's proven report. Deletes are ignored: a
+// revoked key stays revoked (make a new one).
 func (n *Node) onRevokedEntry(e jetstream.KeyValueEntry) {
-	if e == nil {
+	if e == nil || e.Operation() != jetstream.KeyValuePut {
 		return
 	}
-	pub := e.Key()
-	if e.Operation() != jetstream.KeyValuePut {
-		n.ids.setRevoked(pub, nil)
-		n.authChanged()
+	pub, reporter, _ := strings.Cut(e.Key(), ".")
+	rec, by, err := trust.OpenRecord(BucketRevoked, e.Key(), e.Value())
+	if err != nil {
+		n.badRecord(BucketRevoked, e.Key(), err)
+		return
+	}
+	if reporter != "" && reporter != by && !n.ids.isAdmin(by) {
+		n.badRecord(BucketRevoked, e.Key(), fmt.Errorf("a report under %s signed by %s", clip(reporter, 64), by))
 		return
 	}
 	var r wire.Revocation
-	if err := wire.Decode(e.Value(), &r); err != nil || r.Pubkey != pub {
-		// Revocation fails safe: a malformed record still revokes its key.
-		r = wire.Revocation{Pubkey: pub, Reason: "malformed revocation record"}
+	if err := wire.Decode(rec, &r); err != nil || r.Pubkey != pub {
+		n.badRecord(BucketRevoked, e.Key(), fmt.Errorf("record for %q does not decode to a revocation of that key: %v", clip(pub, 64), err))
+		return
 	}
-	n.ids.setRevoked(pub, &r)
+	c := revocationClaim{r: r, by: by}
+	if r.Proof != nil {
+		if perr := trust.VerifyForkProof(r.Proof); perr == nil && r.Proof.Key == pub {
+			c.proven = true
+		} else if !n.ids.isAdmin(by) {
+			n.badRecord(BucketRevoked, e.Key(), fmt.Errorf("proof does not hold: %v", perr))
+			return
+		}
+	}
+	n.ids.setClaim(e.Key(), c)
+	if !c.proven && !n.ids.isAdmin(by) {
+		n.log.Warn("revocation neither signed by an admin nor proven (yet): no effect", "key", pub, "signer", by)
+	}
 	n.authChanged()
-	if pub == n.pub {
+	if pub == n.pub && n.ids.isRevoked(pub) {
 		n.log.Error("this node's key was revoked by the swarm", "reason", r.Reason)
 	}
+}
+
+// badRecord reports and counts a record that failed its check.
+func (n *Node) badRecord(bucket, key string, err error) {
+	n.tc.badRecords.Add(1)
+	n.log.Warn("ignoring a record that does not verify", "bucket", bucket, "key", clip(key, 80), "err", err)
 }
 
 // authChanged asks the auth loop to bring the server's authorization (and

@@ -30,16 +30,17 @@ type TrustCounters struct {
 	Denied     uint64 `json:"denied"`        // every command refused (the counts above included)
 	Breaks     uint64 `json:"breaks"`        // chain breaks seen (peer quarantined)
 	Heartbeats uint64 `json:"heartbeats_dropped"`
+	BadRecords uint64 `json:"bad_records"` // rn_users/rn_revoked/rn_tokens records that failed their check
 }
 
 type trustCounters struct {
-	unsigned, badHeaders, badSig, unknownKey, replays, denied, breaks, heartbeats atomic.Uint64
+	unsigned, badHeaders, badSig, unknownKey, replays, denied, breaks, heartbeats, badRecords atomic.Uint64
 }
 
 func (c *trustCounters) snapshot() TrustCounters {
 	return TrustCounters{Unsigned: c.unsigned.Load(), BadHeaders: c.badHeaders.Load(), BadSig: c.badSig.Load(),
 		UnknownKey: c.unknownKey.Load(), Replays: c.replays.Load(), Denied: c.denied.Load(),
-		Breaks: c.breaks.Load(), Heartbeats: c.heartbeats.Load()}
+		Breaks: c.breaks.Load(), Heartbeats: c.heartbeats.Load(), BadRecords: c.badRecords.Load()}
 }
 
 // publish signs and publishes what the node says.
@@ -224,39 +225,44 @@ func (n *Node) staleFrom(pub string) bool {
 	return len(ts) >= staleLimit
 }
 
-// onBreak reports a chain break: an evt.trust event from this node, and, on
-// the leader, a revocation of the key swarm-wide.
+// onBreak reports a chain break this node saw: an evt.trust event, and,
+// when the break comes with a fork proof, a revocation record any node can
+// check. A break without proof (a bad signature, a clone seen only through
+// stale messages) stays this node's own quarantine: one member's word must
+// not cut a key off the swarm.
 func (n *Node) onBreak(pub string, cause error) {
 	chev, _ := n.ids.nodeChevron(pub)
 	reason := "chain break"
 	if cause != nil {
 		reason = cause.Error()
 	}
-	n.log.Warn("HCTH chain break: peer quarantined", "key", pub, "chevron", chev, "reason", reason)
+	var proof *wire.ForkProof
+	if fe := (*trust.ForkError)(nil); errors.As(cause, &fe) && fe.Proof != nil && trust.VerifyForkProof(fe.Proof) == nil {
+		proof = fe.Proof
+	}
+	n.log.Warn("HCTH chain break: peer quarantined", "key", pub, "chevron", chev, "reason", reason, "proof", proof != nil)
 	// Published on this node's subject; Chevron names the peer (empty for
 	// a user key), By the reporting node.
-	e := wire.Event{Kind: subjects.EvtTrust, Pubkey: pub, By: n.chev.String(), Reason: reason, Break: true}
+	e := wire.Event{Kind: subjects.EvtTrust, Pubkey: pub, By: n.chev.String(), Reason: reason, Break: true, Proof: proof}
 	if !chev.IsZero() {
 		e.Chevron = chev.String()
 	}
 	n.publishEvent(e)
-	// The leader revokes; when the broken key is the leader's own, the
-	// leader cannot be trusted to, so the member that saw the break does.
-	l, held := n.reg.currentLease()
-	if n.IsLeader() || (held && l.Pubkey == pub) {
+	if proof != nil && pub != n.pub {
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
-			n.revoke(pub, chev, "HCTH break: "+reason, nil)
+			n.revoke(pub, chev, "HCTH fork: "+reason, proof)
 		}()
 	}
 }
 
-// onTrustEvent: the leader revokes a key another member saw break its
-// chain. The report must come signed from a registered node.
+// onTrustEvent takes another member's break report: with a fork proof that
+// verifies, this node quarantines the key at once (the revocation record
+// follows through rn_revoked); without one it is only logged.
 func (n *Node) onTrustEvent(m *nats.Msg) {
 	from, _, ok := subjects.ParseEvent(m.Subject)
-	if !ok || from == n.selfChev() || !n.IsLeader() {
+	if !ok || from == n.selfChev() {
 		return
 	}
 	var e wire.Event
@@ -267,29 +273,43 @@ func (n *Node) onTrustEvent(m *nats.Msg) {
 	if !ok || reporter == e.Pubkey {
 		return
 	}
-	if n.ids.isRevoked(e.Pubkey) {
+	if e.Proof == nil || e.Proof.Key != e.Pubkey {
+		n.log.Info("break reported without proof: not acted on", "key", e.Pubkey, "by", from, "reason", clip(e.Reason, 200))
 		return
 	}
-	chev, _ := n.ids.nodeChevron(e.Pubkey)
-	n.revoke(e.Pubkey, chev, fmt.Sprintf("HCTH break reported by %s: %s", from, e.Reason), nil)
+	if err := trust.VerifyForkProof(e.Proof); err != nil {
+		n.log.Warn("break report with a proof that does not hold", "key", e.Pubkey, "by", from, "err", err)
+		return
+	}
+	if err := n.ledger.Quarantine(e.Pubkey, "fork proven by "+from.String(), time.Now()); err == nil {
+		n.authChanged()
+	}
 }
 
-// revoke records pub in rn_revoked; every node then refuses it and cuts its
-// connections and routes. A node may revoke only with a proof (a fork);
-// other revocations are an admin's.
+// revoke records a node's proven revocation of pub in rn_revoked; every
+// node that verifies the proof then refuses the key and cuts its
+// connections and routes. Other revocations are an admin's (mesh.Revoke).
 func (n *Node) revoke(pub string, chev subjects.Chevron, reason string, proof *wire.ForkProof) {
 	r := wire.Revocation{Pubkey: pub, Reason: reason, At: time.Now().UTC(), By: n.pub, Proof: proof}
 	if !chev.IsZero() {
 		r.Chevron = chev.String()
 	}
-	data, err := json.Marshal(r)
+	rec, err := json.Marshal(r)
+	if err != nil {
+		return
+	}
+	// A node's report lives under its own key in rn_revoked (the only keys
+	// its permissions let it write), signed by it; receivers act on it only
+	// when its proof checks out.
+	key := pub + "." + n.pub
+	data, err := trust.SignRecord(n.kp, BucketRevoked, key, rec)
 	if err != nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
 	defer cancel()
 	for {
-		if _, err = n.kvs.revoked.Put(ctx, pub, data); err == nil {
+		if _, err = n.kvs.revoked.Put(ctx, key, data); err == nil {
 			n.log.Warn("revoked key", "key", pub, "chevron", r.Chevron, "reason", reason)
 			return
 		}

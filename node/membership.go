@@ -288,6 +288,9 @@ func (n *Node) beat(chev subjects.Chevron, name string, leader bool) {
 		Load: loadPerCPU(), Leader: leader, Version: Version,
 	}
 	hb.CPU, hb.Mem, hb.Disk = n.gauges()
+	// A loaded host makes this node see its peers late: its Sentinel
+	// discounts its own timing measurements meanwhile.
+	n.sent.Self(min(max(hb.CPU, hb.Load), 1), time.Now())
 	n.reg.setSelf(hb)
 	data, err := json.Marshal(hb)
 	if err != nil {

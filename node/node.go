@@ -76,6 +76,7 @@ type Node struct {
 	selfC      atomic.Pointer[subjects.Chevron]  // n.chev, for subscription handlers that run during claim
 	staleMu    sync.Mutex                        // guards stale
 	stale      map[string][]time.Time            // node key → recent stale messages (hcth.go)
+	blocks     blockTable                        // Sentinel disconnects (sentinelblock.go)
 
 	fatal   atomic.Pointer[string]
 	ctx     context.Context // canceled by Shutdown/Kill; loops run under it
@@ -124,6 +125,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	}
 	opKP, err := n.dd.seed(OperatorSeedFile)
 	if err != nil {
+		return err
+	}
+	if err := n.loadFounderPin(); err != nil {
 		return err
 	}
 	n.pub, _ = n.kp.PublicKey()
@@ -224,6 +228,11 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	}
 	if err := n.dd.saveState(savedState{Chevron: n.chev.String(), Name: n.name, Swarm: n.opts.Swarm}); err != nil {
 		return err
+	}
+	if n.founds() {
+		if err := n.writeFounder(ctx, opKP); err != nil {
+			return err
+		}
 	}
 	n.ls = newLease(n)
 	if err := n.watchNodes(); err != nil {

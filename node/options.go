@@ -85,6 +85,11 @@ type Options struct {
 	// (get) under, absolute; empty means <data>/files, created on start. A
 	// root may not be or contain the data dir.
 	FileRoots []string
+	// Founder makes this node write the swarm's founder record (its
+	// operator key becomes the first swarm admin) even though it joins
+	// others: for swarms whose members all start together. A node with no
+	// Join always founds. The first founder record written wins.
+	Founder bool
 	// Logger receives the node's logs, nats-server's bridged in. Nil discards.
 	Logger *slog.Logger
 	// Timing overrides heartbeat and lease timing; zero fields take defaults.
@@ -103,6 +108,9 @@ type Options struct {
 	// Sentinel configures the behavioural baselines (sentinel.Config);
 	// zero fields take sentinel.DefaultConfig.
 	Sentinel sentinel.Config
+	// SentinelBlock is how long a Sentinel disconnect lasts on this node
+	// (default DefaultSentinelBlock, an hour).
+	SentinelBlock time.Duration
 	// Gauges, when set, replaces the node's measurement of its busy CPU,
 	// used memory and used disk (fractions 0..1) sent in heartbeats: for
 	// programs that measure differently, and tests.

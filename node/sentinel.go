@@ -15,6 +15,7 @@ import (
 	"github.com/robonet-mesh/robonet/command"
 	"github.com/robonet-mesh/robonet/sentinel"
 	"github.com/robonet-mesh/robonet/subjects"
+	"github.com/robonet-mesh/robonet/trust"
 	"github.com/robonet-mesh/robonet/wire"
 )
 
@@ -90,9 +91,12 @@ func (n *Node) sentinelLoop() {
 // evaluate closes the Sentinel's windows, publishes an alert per anomalous
 // signal, and escalates: quarantine takes the peer's trust to 0 here (its
 // commands are refused; its heartbeats still count for liveness); a
-// disconnect (a quorum of other nodes agreeing) revokes the key swarm-wide.
-// A peer back to ok is released if the Sentinel had quarantined it.
+// disconnect (a quorum of other nodes agreeing) also closes the key's
+// connections here for DefaultSentinelBlock. Both are this node's own
+// decisions, never written to the swarm. A peer back to ok is released if
+// the quarantine was the Sentinel's.
 func (n *Node) evaluate(now time.Time) {
+	n.sent.SetObservers(n.observers())
 	findings := n.sent.Evaluate(now)
 	self := n.selfChev().String()
 	levels := map[string]sentinel.Level{}
@@ -109,14 +113,19 @@ func (n *Node) evaluate(now time.Time) {
 	n.sst.mu.Lock()
 	var release []string
 	for peer, lv := range n.sst.acted {
-		if _, still := levels[peer]; !still && lv == "quarantined" {
+		if lv == "disconnected" {
+			if pub, _ := n.peerKey(peer); pub != "" && n.sentinelBlocked(pub) {
+				continue // the block runs its course
+			}
+		}
+		if cur, still := levels[peer]; !still || cur == sentinel.Alert || cur == sentinel.OK {
 			release = append(release, peer)
 			delete(n.sst.acted, peer)
 		}
 	}
 	n.sst.mu.Unlock()
 	for _, peer := range release {
-		if pub, _ := n.peerKey(peer); pub != "" {
+		if pub, _ := n.peerKey(peer); pub != "" && n.sentinelQuarantined(pub) {
 			if err := n.ledger.Release(pub, now); err == nil {
 				n.log.Info("sentinel: peer back to normal, released", "peer", peer)
 			}
@@ -137,29 +146,40 @@ func (n *Node) evaluate(now time.Time) {
 	n.sst.mu.Unlock()
 }
 
-// escalate acts on a peer's level once per level and says what it did.
+// observers is how many other nodes can watch a peer: the live members
+// other than this node and the peer.
+func (n *Node) observers() int {
+	return max(len(n.reg.heardAlive(time.Now(), n.pub)), 1)
+}
+
+// escalate acts on a peer's level once per level and says what it did. It
+// never takes over a quarantine someone else placed (an operator, the
+// fork detector), so a Sentinel release cannot lift one.
 func (n *Node) escalate(a wire.Alert, lv sentinel.Level, now time.Time) string {
-	pub, chev := n.peerKey(a.Peer)
+	pub, _ := n.peerKey(a.Peer)
 	if pub == "" || pub == n.pub {
 		return ""
 	}
 	n.sst.mu.Lock()
 	done := n.sst.acted[a.Peer]
 	n.sst.mu.Unlock()
+	reason := fmt.Sprintf("%s%s score %.1f", sentinelReason, a.Signal, a.Score)
+	quarantine := func() bool {
+		if p, ok := n.ledger.Peer(pub); ok && p.State == trust.Quarantined && !n.sentinelQuarantined(pub) {
+			return false // someone else's quarantine
+		}
+		return n.ledger.Quarantine(pub, reason, now) == nil
+	}
 	switch {
-	case lv == sentinel.Disconnect && done != "revoked":
-		c, _ := subjects.Parse(chev)
-		n.wg.Add(1)
-		go func() {
-			defer n.wg.Done()
-			n.revoke(pub, c, fmt.Sprintf("sentinel: %s score %.1f, confirmed by a quorum of nodes", a.Signal, a.Score), nil)
-		}()
+	case lv == sentinel.Disconnect && done != "disconnected":
+		quarantine()
+		n.sentinelBlock(pub, reason+", confirmed by a quorum of nodes", now)
 		n.sst.mu.Lock()
-		n.sst.acted[a.Peer] = "revoked"
+		n.sst.acted[a.Peer] = "disconnected"
 		n.sst.mu.Unlock()
-		return "revoked"
+		return "disconnected"
 	case lv == sentinel.Quarantine && done == "":
-		if err := n.ledger.Quarantine(pub, fmt.Sprintf("sentinel: %s score %.1f", a.Signal, a.Score), now); err != nil {
+		if !quarantine() {
 			return ""
 		}
 		n.sst.mu.Lock()

@@ -496,7 +496,15 @@ func TestOneTimeTokenAdmitsOneNode(t *testing.T) {
 	if _, err := startJoiner(t, s, tr.Token, 60*time.Second); err != nil {
 		t.Fatalf("first use of a token: %v", err)
 	}
-	s.WaitAlive(20 * time.Second) // waits for the members testmesh started; the joiner is extra
+	// The members testmesh started see the joiner alive too.
+	testmesh.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+		for _, nd := range s.Live() {
+			if got := alive(nd); got != 3 {
+				return fmt.Errorf("node %s sees %d alive, want 3", nd.Chevron(), got)
+			}
+		}
+		return nil
+	})
 	if _, err := startJoiner(t, s, tr.Token, 20*time.Second); err == nil || !strings.Contains(err.Error(), "token") {
 		t.Fatalf("second use of a token: %v", err)
 	}
@@ -547,4 +555,15 @@ func TestSecretRotation(t *testing.T) {
 		t.Fatalf("the new secret: %v", err)
 	}
 	pingOK(t, s.Client(0), 4)
+}
+
+// alive counts the members nd sees alive.
+func alive(nd *node.Node) int {
+	k := 0
+	for _, m := range nd.Members() {
+		if m.State == wire.StateAlive {
+			k++
+		}
+	}
+	return k
 }

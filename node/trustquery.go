@@ -2,6 +2,7 @@ package node
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -173,7 +174,11 @@ func (n *Node) trustAction(data []byte, quarantine bool) (TrustActionResult, err
 	if quarantine {
 		err = n.ledger.Quarantine(a.Key, "operator: "+a.Reason, now)
 	} else {
+		unblocked := n.sentinelUnblock(a.Key)
 		err = n.ledger.Release(a.Key, now)
+		if unblocked && errors.Is(err, trust.ErrUnknownPeer) {
+			err = nil
+		}
 	}
 	if err != nil {
 		res.Error = err.Error()

@@ -14,12 +14,10 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
 	"github.com/robonet-mesh/robonet/internal/testmesh"
 	"github.com/robonet-mesh/robonet/mesh"
-	"github.com/robonet-mesh/robonet/node"
 	"github.com/robonet-mesh/robonet/subjects"
 	"github.com/robonet-mesh/robonet/wire"
 )
@@ -301,16 +299,11 @@ func TestRunDangerousCommandEndToEnd(t *testing.T) {
 	if err := os.WriteFile(bobFile, append(bobSeed, '\n'), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	js, err := jetstream.New(c.Conn())
+	ids, err := c.Identities(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	users, err := js.KeyValue(ctx, node.BucketUsers)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u, _ := json.Marshal(wire.User{Name: "bob", Role: wire.RoleOperator, Nkey: bobPub, Added: time.Now()})
-	if _, err := users.Put(ctx, "bob", u); err != nil {
+	if _, err := ids.AddUser(ctx, "bob", wire.RoleOperator, bobPub, "", time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	// The node knows bob once it lets him connect.

@@ -64,7 +64,8 @@ func TestTrustCommands(t *testing.T) {
 	}
 	out, _, err := run("user", "list", "--json")
 	var users []wire.User
-	if err != nil || json.Unmarshal([]byte(out), &users) != nil || len(users) != 1 || users[0].Name != "alice" {
+	// The founder (node 0's operator key, the swarm's first admin) and alice.
+	if err != nil || json.Unmarshal([]byte(out), &users) != nil || len(users) != 2 || users[0].Name != "alice" || users[1].Name != node.FounderUser {
 		t.Fatalf("user list: %v %s", err, out)
 	}
 	// alice's key works (through the other node: identities are swarm-wide).

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nkeys"
+
 	"github.com/robonet-mesh/robonet/mesh"
 	"github.com/robonet-mesh/robonet/node"
 	"github.com/robonet-mesh/robonet/trust"
@@ -93,6 +95,7 @@ func Start(t testing.TB, n int, options ...Option) *Swarm {
 			t.Fatalf("start node %d: %v", i, err)
 		}
 	}
+	s.waitFounder()
 	return s
 }
 
@@ -102,6 +105,9 @@ func (s *Swarm) options(i int, options []Option) node.Options {
 		Listen:  "127.0.0.1:0",
 		Swarm:   "test",
 		Logger:  Logger(s.t, s.done),
+		// Node 0 founds: its operator key (Client(0)) is the swarm's
+		// first admin; the others' are operators outside their node.
+		Founder: i == 0,
 	}
 	if len(s.routes) > 0 {
 		o.Cluster = s.routes[i%len(s.routes)]
@@ -130,6 +136,20 @@ func (s *Swarm) startNode(o node.Options) (*node.Node, error) {
 	return nd, nil
 }
 
+// waitFounder waits until every live node knows the founder, so that
+// Client(0)'s admin key works everywhere from the first command.
+func (s *Swarm) waitFounder() {
+	s.t.Helper()
+	CheckFor(s.t, 30*time.Second, 20*time.Millisecond, func() error {
+		for i, nd := range s.nodes {
+			if nd != nil && nd.Founder() == "" {
+				return fmt.Errorf("node %d does not know the founder yet", i)
+			}
+		}
+		return nil
+	})
+}
+
 // Add starts one more member that joins the existing swarm.
 func (s *Swarm) Add(options ...Option) *node.Node {
 	s.t.Helper()
@@ -147,6 +167,12 @@ func (s *Swarm) Add(options ...Option) *node.Node {
 	s.mu.Lock()
 	s.nodes[i] = nd
 	s.mu.Unlock()
+	CheckFor(s.t, 30*time.Second, 20*time.Millisecond, func() error {
+		if nd.Founder() == "" {
+			return fmt.Errorf("node %d does not know the founder yet", i)
+		}
+		return nil
+	})
 	return nd
 }
 
@@ -204,6 +230,12 @@ func (s *Swarm) Restart(i int) *node.Node {
 	s.mu.Lock()
 	s.nodes[i] = nd
 	s.mu.Unlock()
+	CheckFor(s.t, 30*time.Second, 20*time.Millisecond, func() error {
+		if nd.Founder() == "" {
+			return fmt.Errorf("node %d does not know the founder yet", i)
+		}
+		return nil
+	})
 	return nd
 }
 
@@ -240,6 +272,44 @@ func (s *Swarm) Client(i int) *mesh.Client {
 	c, err := mesh.Connect(context.Background(), mesh.Options{Server: nd.ClientURL(), SeedFile: nd.OperatorSeedPath()})
 	if err != nil {
 		s.t.Fatalf("client for node %d: %v", i, err)
+	}
+	s.t.Cleanup(c.Close)
+	return c
+}
+
+// User adds a user with role through node 0's operator and returns a
+// client connected to node i with the user's own key, once every node
+// knows it.
+func (s *Swarm) User(i int, name, role string) *mesh.Client {
+	s.t.Helper()
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	pub, _ := kp.PublicKey()
+	seed, _ := kp.Seed()
+	path := filepath.Join(s.t.TempDir(), name+".nk")
+	if err := os.WriteFile(path, seed, 0o600); err != nil {
+		s.t.Fatal(err)
+	}
+	ids, err := s.Client(0).Identities(context.Background())
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if _, err := ids.AddUser(context.Background(), name, role, pub, "", time.Now()); err != nil {
+		s.t.Fatalf("add user %s: %v", name, err)
+	}
+	CheckFor(s.t, 20*time.Second, 50*time.Millisecond, func() error {
+		for _, nd := range s.Live() {
+			if r, ok := nd.RoleOf(pub); !ok || r != role {
+				return fmt.Errorf("node %s does not know user %s yet", nd.Chevron(), name)
+			}
+		}
+		return nil
+	})
+	c, err := mesh.Connect(context.Background(), mesh.Options{Server: s.Node(i).ClientURL(), SeedFile: path})
+	if err != nil {
+		s.t.Fatalf("client for user %s: %v", name, err)
 	}
 	s.t.Cleanup(c.Close)
 	return c
