@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"regexp"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -23,6 +24,7 @@ const (
 	UsersBucket   = "rn_users"
 	RevokedBucket = "rn_revoked"
 	NodesBucket   = "rn_nodes"
+	SecretsBucket = "rn_secrets"
 	// FounderUser is the user record of the swarm's founder (node.FounderUser).
 	FounderUser = "founder"
 )
@@ -38,9 +40,10 @@ var userNameRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]{0,63}$`)
 // Identities manages the swarm's users and revocations. Writing needs an
 // admin's credentials (the NATS permissions refuse anyone else).
 type Identities struct {
-	users, revoked, nodes jetstream.KeyValue
-	read                  *LeaderKV
-	kp                    nkeys.KeyPair // signs the records (nodes check the signer is an admin)
+	users, revoked, nodes, secrets jetstream.KeyValue
+	read                           *LeaderKV
+	kp                             nkeys.KeyPair // signs the records (nodes check the signer is an admin)
+	c                              *Client       // asks the nodes whether they applied a record
 }
 
 // Identities binds the identity buckets through the client's connection.
@@ -51,14 +54,14 @@ func (c *Client) Identities(ctx context.Context) (*Identities, error) {
 	if err != nil {
 		return nil, err
 	}
-	ids := Identities{kp: c.kp}
+	ids := Identities{kp: c.kp, c: c}
 	if ids.kp == nil {
 		return nil, fmt.Errorf("%w: the client has no key to sign records with", ErrUser)
 	}
 	for _, b := range []struct {
 		name string
 		kv   *jetstream.KeyValue
-	}{{UsersBucket, &ids.users}, {RevokedBucket, &ids.revoked}, {NodesBucket, &ids.nodes}} {
+	}{{UsersBucket, &ids.users}, {RevokedBucket, &ids.revoked}, {NodesBucket, &ids.nodes}, {SecretsBucket, &ids.secrets}} {
 		kv, err := js.KeyValue(ctx, b.name)
 		if err != nil {
 			return nil, fmt.Errorf("bucket %s: %w (are these admin credentials? is the node ready?)", b.name, err)
@@ -80,8 +83,11 @@ func NewUserKey() (pub string, seed []byte, err error) {
 	return pub, seed, err
 }
 
-// AddUser records user name with role and public key pub. It refuses to
-// replace an existing user (remove it first) and a revoked key.
+// AddUser records user name with role and public key pub, signed with the
+// client's key, and returns once every live node has applied it (the user
+// works everywhere at once); a *NotEverywhereError names the live nodes
+// that had not when ctx ended. It refuses to replace an existing user
+// (remove it first) and a revoked key.
 func (ids *Identities) AddUser(ctx context.Context, name, role, pub, by string, now time.Time) (wire.User, error) {
 	ctx, cancel := withDefaultTimeout(ctx)
 	defer cancel()
@@ -107,13 +113,56 @@ func (ids *Identities) AddUser(ctx context.Context, name, role, pub, by string, 
 	if err != nil {
 		return wire.User{}, fmt.Errorf("%w %s: %v", ErrUser, name, err)
 	}
-	if _, err := ids.users.Create(ctx, name, data); err != nil {
+	rev, err := ids.users.Create(ctx, name, data)
+	if err != nil {
 		if errors.Is(err, jetstream.ErrKeyExists) {
 			return wire.User{}, fmt.Errorf("%w %s exists (robonet user remove %s first)", ErrUser, name, name)
 		}
 		return wire.User{}, fmt.Errorf("%w %s: %v", ErrUser, name, err)
 	}
-	return u, nil
+	return u, ids.waitApplied(ctx, rev)
+}
+
+// NotEverywhereError says which live nodes had not applied a user record
+// when the wait ended: the user works on the others.
+type NotEverywhereError struct {
+	Rev   uint64
+	Nodes []string // "chevron (name)"
+}
+
+func (e *NotEverywhereError) Error() string {
+	return fmt.Sprintf("%v: written, but %d live nodes had not applied it yet: %s", ErrUser, len(e.Nodes), strings.Join(e.Nodes, ", "))
+}
+
+func (e *NotEverywhereError) Unwrap() error { return ErrUser }
+
+// waitApplied waits until every live member reports (in its heartbeat)
+// that it applied rn_users up to rev, or ctx ends: then the new user works
+// on every node at once. Offline members apply it when they are back.
+func (ids *Identities) waitApplied(ctx context.Context, rev uint64) error {
+	var behind []string
+	for {
+		ms, err := ids.c.Nodes(ctx)
+		if err == nil {
+			behind = behind[:0]
+			for _, m := range ms {
+				if m.State != wire.StateOffline && m.UsersRev < rev {
+					behind = append(behind, fmt.Sprintf("%s (%s)", m.Chevron, m.Name))
+				}
+			}
+			if len(behind) == 0 {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			if len(behind) == 0 && err != nil {
+				return fmt.Errorf("%w: written, but could not ask the nodes whether they applied it: %v", ErrUser, err)
+			}
+			return &NotEverywhereError{Rev: rev, Nodes: behind}
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // Users lists the users, by name. Records that do not decode are skipped.

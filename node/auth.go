@@ -260,6 +260,11 @@ func (n *Node) onUserEntry(e jetstream.KeyValueEntry) {
 	if e == nil {
 		return
 	}
+	// Applied once this returns, whatever it decides: heartbeats say so.
+	defer func() {
+		for r := n.usersRev.Load(); e.Revision() > r && !n.usersRev.CompareAndSwap(r, e.Revision()); r = n.usersRev.Load() {
+		}
+	}()
 	if e.Operation() != jetstream.KeyValuePut {
 		if e.Key() == FounderUser {
 			return // the founder stays pinned; `user remove founder` revokes it
@@ -284,6 +289,14 @@ func (n *Node) onUserEntry(e jetstream.KeyValueEntry) {
 	}
 	if e.Key() == FounderUser {
 		n.onFounder(u, by)
+		return
+	}
+	if chev, isNode := n.ids.nodeChevron(by); isNode {
+		// Node keys never administer: a node (or whoever holds its key)
+		// wrote this straight into the KV.
+		n.badRecord(BucketUsers, e.Key(), fmt.Errorf("user record signed by node %s's key", chev))
+		n.ids.setUser(e.Key(), nil, "")
+		n.authChanged()
 		return
 	}
 	n.ids.setUser(e.Key(), &u, by)
@@ -386,13 +399,25 @@ func queryPerms(names ...string) []string {
 	return out
 }
 
-// jsRead is the JetStream API an operator needs: stream and consumer reads,
-// watches, and direct gets; no stream or consumer administration.
-var jsRead = []string{
-	"$JS.API.INFO", "$JS.API.STREAM.INFO.*", "$JS.API.STREAM.NAMES", "$JS.API.STREAM.LIST",
-	"$JS.API.STREAM.MSG.GET.*", "$JS.API.DIRECT.GET.>",
-	"$JS.API.CONSUMER.CREATE.>", "$JS.API.CONSUMER.DELETE.>", "$JS.API.CONSUMER.INFO.>",
-	"$JS.API.CONSUMER.MSG.NEXT.>", "$JS.ACK.>", "$JS.FC.>",
+// operatorStreams are the only streams an operator reads through
+// JetStream: the buckets its own commands need (macros for do/macro,
+// approvals for run and approve). Never rn_users, rn_tokens, rn_revoked,
+// rn_secrets, rn_files or rn_config: files and configuration reach
+// operators through the file and config verbs, which the nodes confine.
+var operatorStreams = []string{"KV_" + BucketMacros, "KV_" + BucketApprovals}
+
+// jsRead is the JetStream API an operator needs on streams: info, reads,
+// watches and direct gets; no stream or consumer administration beyond its
+// own consumers.
+func jsRead(streams ...string) []string {
+	out := []string{"$JS.API.INFO"}
+	for _, s := range streams {
+		out = append(out,
+			"$JS.API.STREAM.INFO."+s, "$JS.API.STREAM.MSG.GET."+s, "$JS.API.DIRECT.GET."+s, "$JS.API.DIRECT.GET."+s+".>",
+			"$JS.API.CONSUMER.CREATE."+s, "$JS.API.CONSUMER.CREATE."+s+".>", "$JS.API.CONSUMER.DELETE."+s+".>",
+			"$JS.API.CONSUMER.INFO."+s+".>", "$JS.API.CONSUMER.MSG.NEXT."+s+".>", "$JS.ACK."+s+".>", "$JS.FC."+s+".>")
+	}
+	return out
 }
 
 // Permissions returns what identity pub with role may publish and
@@ -408,7 +433,7 @@ func Permissions(role, pub string, readVerbs []string) *server.Permissions {
 		// not rotate, token or revoke: those are admins'.
 		pubAllow = append(pubAllow, subjects.CmdPermissions("*")...)
 		pubAllow = append(pubAllow, queryPerms(subjects.QueryNodes, subjects.QueryStatus, subjects.QueryTrust, subjects.QueryAlerts, subjects.QueryQuarantine, subjects.QueryRelease)...)
-		pubAllow = append(pubAllow, jsRead...)
+		pubAllow = append(pubAllow, jsRead(operatorStreams...)...)
 		pubAllow = append(pubAllow, "$KV."+BucketMacros+".>", "$KV."+BucketApprovals+".>")
 	default: // observer
 		for _, v := range readVerbs {
@@ -419,11 +444,29 @@ func Permissions(role, pub string, readVerbs []string) *server.Permissions {
 	return &server.Permissions{Publish: &server.SubjectPermission{Allow: pubAllow}, Subscribe: sub}
 }
 
+// nodeJSAPI is the JetStream API a node's own connection uses: creating,
+// scaling and reading the swarm's buckets, moving the lease stream's
+// leadership, and its consumers. Not stream deletion, message deletion or
+// purges (but rn_files', which replacing an object needs), restores or
+// server removal.
+var nodeJSAPI = []string{
+	"$JS.API.INFO", "$JS.API.STREAM.CREATE.*", "$JS.API.STREAM.UPDATE.*", "$JS.API.STREAM.INFO.*",
+	"$JS.API.STREAM.NAMES", "$JS.API.STREAM.LIST", "$JS.API.STREAM.MSG.GET.*", "$JS.API.DIRECT.GET.>",
+	"$JS.API.STREAM.LEADER.STEPDOWN.*", "$JS.API.STREAM.PURGE.OBJ_" + BucketFiles,
+	"$JS.API.CONSUMER.>", "$JS.ACK.>", "$JS.FC.>",
+}
+
 // nodePermissions are the node's own connection's: it publishes under its
 // own chevron (when known at connect), answers requests (one reply each),
-// and uses JetStream; it subscribes to rn.> and its own inbox only.
+// and uses JetStream, writing only its own registry entry, the lease, its
+// own proven revocation reports, used join tokens, and what the config and
+// file verbs store; it subscribes to rn.> and its own inbox only. Records
+// that matter (users, revocations, secrets) are checked by every node
+// whoever writes them: these permissions are the second line.
 func (n *Node) nodePermissions() *server.Permissions {
-	pub := []string{"$JS.API.>", "$KV.>", "$O.>", "$JS.ACK.>", "$JS.FC.>", subjects.Query(subjects.QuerySecret) + ".*"}
+	pub := append([]string{}, nodeJSAPI...)
+	pub = append(pub, "$KV."+BucketLeader+"."+leaseKey, "$KV."+BucketConfig+".>", "$KV."+BucketTokens+".>",
+		"$KV."+BucketRevoked+".*."+n.pub, "$O."+BucketFiles+".>")
 	chev := n.chev
 	if chev.IsZero() {
 		saved, _ := n.dd.loadState()
@@ -435,10 +478,11 @@ func (n *Node) nodePermissions() *server.Permissions {
 		// A first start that auto-numbers learns its chevron after it has
 		// connected; until the next start its own publishes are bounded by
 		// the receivers instead, which drop anything under a chevron not
-		// signed by the key that holds it.
-		pub = append(pub, subjects.Root+".>")
+		// signed by the key that holds it, and registry entries not signed
+		// by the key they name.
+		pub = append(pub, subjects.Root+".>", "$KV."+BucketNodes+".*")
 	} else {
-		pub = append(pub, subjects.Root+"."+chev.String()+".>")
+		pub = append(pub, subjects.Root+"."+chev.String()+".>", "$KV."+BucketNodes+"."+chev.String())
 	}
 	return &server.Permissions{
 		Publish:   &server.SubjectPermission{Allow: pub},
@@ -520,6 +564,7 @@ func (n *Node) catalogueForPerms() *command.Catalogue {
 // connections of every key that was removed, revoked or changed role since
 // the last call, and the routes of revoked nodes.
 func (n *Node) applyAuth() error {
+	n.saveKnownMembers()
 	n.ids.mu.Lock()
 	now := maps.Clone(n.ids.byKey)
 	for pub := range n.ids.revoked {

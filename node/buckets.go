@@ -28,7 +28,10 @@ const (
 	BucketUsers     = "rn_users"
 	BucketTokens    = "rn_tokens"
 	BucketRevoked   = "rn_revoked"
-	leaseKey        = "lease"
+	// BucketSecrets holds each member's rotated swarm secret, sealed to its
+	// xkey and signed by the admin who rotated it (issue 9).
+	BucketSecrets = "rn_secrets"
+	leaseKey      = "lease"
 )
 
 type buckets struct {
@@ -40,6 +43,7 @@ type buckets struct {
 	users     jetstream.KeyValue
 	tokens    jetstream.KeyValue
 	revoked   jetstream.KeyValue
+	secrets   jetstream.KeyValue
 	files     jetstream.ObjectStore
 	replicas  *atomic.Int64 // current replicas of the swarm's buckets
 }
@@ -66,6 +70,8 @@ func (n *Node) bucketConfigs(replicas int) []jetstream.KeyValueConfig {
 		{Bucket: BucketTokens, Description: "robonet: one-time join tokens used (id -> node key)",
 			History: 1, Storage: jetstream.FileStorage, Replicas: replicas, TTL: 2 * MaxTokenTTL},
 		{Bucket: BucketRevoked, Description: "robonet: revoked keys (public key -> reason)",
+			History: 1, Storage: jetstream.FileStorage, Replicas: replicas},
+		{Bucket: BucketSecrets, Description: "robonet: rotated swarm secrets (member key -> sealed secret, admin-signed)",
 			History: 1, Storage: jetstream.FileStorage, Replicas: replicas},
 	}
 }
@@ -110,7 +116,7 @@ func (n *Node) ensureBuckets(ctx context.Context) (buckets, error) {
 		attempt = min(attempt*2, 4*time.Second)
 		if err == nil {
 			b.nodes, b.leader, b.macros, b.config, b.files = kvs[0], kvs[1], kvs[2], kvs[3], obs
-			b.approvals, b.users, b.tokens, b.revoked = kvs[4], kvs[5], kvs[6], kvs[7]
+			b.approvals, b.users, b.tokens, b.revoked, b.secrets = kvs[4], kvs[5], kvs[6], kvs[7], kvs[8]
 			if st, err := b.nodes.Status(ctx); err == nil {
 				if si, ok := st.(interface{ StreamInfo() *jetstream.StreamInfo }); ok {
 					b.replicas.Store(int64(si.StreamInfo().Config.Replicas))

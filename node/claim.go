@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/robonet-mesh/robonet/subjects"
+	"github.com/robonet-mesh/robonet/trust"
 	"github.com/robonet-mesh/robonet/wire"
 )
 
@@ -42,10 +43,14 @@ func (n *Node) readClaims(ctx context.Context) (map[subjects.Chevron]claimed, er
 			if e == nil {
 				return out, nil
 			}
-			var info wire.NodeInfo
 			c, err := subjects.Parse(e.Key())
-			if err != nil || json.Unmarshal(e.Value(), &info) != nil {
-				n.log.Warn("ignoring malformed registry entry", "key", e.Key())
+			if err != nil {
+				n.badRecord(BucketNodes, e.Key(), err)
+				continue
+			}
+			info, err := openNodeInfo(e.Key(), e.Value())
+			if err != nil {
+				n.badRecord(BucketNodes, e.Key(), err)
 				continue
 			}
 			out[c] = claimed{info: info, rev: e.Revision()}
@@ -166,7 +171,13 @@ func (n *Node) claimChevron(ctx context.Context, c subjects.Chevron, claims map[
 		Endpoints: wire.Endpoints{Client: n.srv.ClientURL(), Cluster: n.ClusterAddr()},
 		Started:   n.started,
 	}
-	data, err := json.Marshal(info)
+	rec, err := json.Marshal(info)
+	if err != nil {
+		return err
+	}
+	// Signed by the key it names: no one else can write a registration
+	// for a key, or change one (other nodes check it: openNodeInfo).
+	data, err := trust.SignRecord(n.kp, BucketNodes, c.String(), rec)
 	if err != nil {
 		return err
 	}
@@ -206,8 +217,7 @@ func (n *Node) releaseClaim(ctx context.Context, chev string) error {
 	if err != nil || !found {
 		return err
 	}
-	var info wire.NodeInfo
-	if json.Unmarshal(e.Value, &info) == nil && info.Pubkey == n.pub {
+	if info, err := openNodeInfo(chev, e.Value); err == nil && info.Pubkey == n.pub {
 		return n.kvs.nodes.Delete(ctx, chev, jetstream.LastRevision(e.Revision))
 	}
 	return nil
@@ -238,4 +248,24 @@ func (n *Node) deregister(ctx context.Context) {
 func isWrongSeq(err error) bool {
 	var apiErr *jetstream.APIError
 	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
+
+// openNodeInfo checks a rn_nodes record: signed by the node key it names,
+// for the chevron it is stored under.
+func openNodeInfo(key string, data []byte) (wire.NodeInfo, error) {
+	var info wire.NodeInfo
+	rec, by, err := trust.OpenRecord(BucketNodes, key, data)
+	if err != nil {
+		return info, err
+	}
+	if err := wire.Decode(rec, &info); err != nil {
+		return info, fmt.Errorf("registration %s: %w", key, err)
+	}
+	if info.Chevron != key {
+		return info, fmt.Errorf("registration under %s names chevron %q", key, clip(info.Chevron, 64))
+	}
+	if info.Pubkey != by {
+		return info, fmt.Errorf("registration %s names key %s but is signed by %s", key, clip(info.Pubkey, 64), by)
+	}
+	return info, nil
 }

@@ -150,18 +150,17 @@ func (g hostGuard) Admit(ctx context.Context, m *nats.Msg, req *wire.Request, ne
 }
 
 // verifyNodeMsg checks a message a node publishes under its own chevron
-// (heartbeats, events): signed, accepted by the ledger, and by the key that
-// holds the chevron, or by claimed when the chevron is not registered yet.
-func (n *Node) verifyNodeMsg(m *nats.Msg, chev subjects.Chevron, claimed string) (string, bool) {
+// (heartbeats, events): signed by the key registered for the chevron and
+// accepted by the ledger. A chevron not registered (yet) is dropped before
+// the ledger: only registered keys ever take a place in the ledger or the
+// Sentinel, so throwaway keys cannot fill them. A new node is heard from
+// its first heartbeat after its registration arrived.
+func (n *Node) verifyNodeMsg(m *nats.Msg, chev subjects.Chevron) (string, bool) {
 	h, err := mesh.ParseSigned(m)
 	if err != nil || n.ids.isRevoked(h.From) {
 		return "", false
 	}
-	if owner, ok := n.ids.ownerOf(chev); ok {
-		if owner != h.From {
-			return "", false
-		}
-	} else if h.From != claimed || n.ids.isRevoked(h.From) {
+	if owner, ok := n.ids.ownerOf(chev); !ok || owner != h.From {
 		return "", false
 	}
 	drop, err := n.observe(h, m.Subject, m.Data, time.Now())
@@ -269,7 +268,7 @@ func (n *Node) onTrustEvent(m *nats.Msg) {
 	if err := wire.Decode(m.Data, &e); err != nil || !e.Break || e.Pubkey == "" || e.Pubkey == n.pub {
 		return
 	}
-	reporter, ok := n.verifyNodeMsg(m, from, "")
+	reporter, ok := n.verifyNodeMsg(m, from)
 	if !ok || reporter == e.Pubkey {
 		return
 	}

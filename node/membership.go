@@ -2,6 +2,7 @@ package node
 
 import (
 	"encoding/json"
+	"fmt"
 	"runtime"
 	"time"
 
@@ -51,7 +52,7 @@ func (n *Node) onLeaderEvent(m *nats.Msg) {
 		return
 	}
 	if from != n.selfChev() {
-		if _, ok := n.verifyNodeMsg(m, from, e.Pubkey); !ok {
+		if _, ok := n.verifyNodeMsg(m, from); !ok {
 			return
 		}
 	}
@@ -72,7 +73,7 @@ func (n *Node) onHeartbeat(m *nats.Msg) {
 	if hb.Pubkey == n.pub {
 		return
 	}
-	if _, ok := n.verifyNodeMsg(m, from, hb.Pubkey); !ok {
+	if _, ok := n.verifyNodeMsg(m, from); !ok {
 		n.tc.heartbeats.Add(1)
 		return
 	}
@@ -103,7 +104,7 @@ func (n *Node) onLeave(m *nats.Msg) {
 	}
 	// A member reports a crashed peer's leave under its own chevron: the
 	// report must be signed by the key holding that chevron.
-	if _, ok := n.verifyNodeMsg(m, from, e.Pubkey); !ok {
+	if _, ok := n.verifyNodeMsg(m, from); !ok {
 		return
 	}
 	if _, err := subjects.Parse(e.Chevron); err != nil {
@@ -153,6 +154,7 @@ func (n *Node) watchNodes() error {
 	go func() {
 		defer n.wg.Done()
 		defer func() { ws.stop() }()
+		var pendingSecret jetstream.KeyValueEntry
 		for {
 			select {
 			case <-n.ctx.Done():
@@ -185,6 +187,9 @@ func (n *Node) watchNodes() error {
 					continue
 				}
 				n.onUserEntry(e)
+				if pendingSecret != nil && n.onSecretEntry(pendingSecret) {
+					pendingSecret = nil
+				}
 			case e, ok := <-ws.revoked.Updates():
 				if !ok {
 					n.askRewatch()
@@ -192,6 +197,19 @@ func (n *Node) watchNodes() error {
 					continue
 				}
 				n.onRevokedEntry(e)
+				if pendingSecret != nil && n.onSecretEntry(pendingSecret) {
+					pendingSecret = nil
+				}
+			case e, ok := <-ws.secret.Updates():
+				if !ok {
+					n.askRewatch()
+					ws.secret = stoppedWatcher{}
+					continue
+				}
+				pendingSecret = nil
+				if !n.onSecretEntry(e) {
+					pendingSecret = e // once rn_users has named its signer
+				}
 			}
 		}
 	}()
@@ -206,10 +224,10 @@ func (n *Node) askRewatch() {
 }
 
 // watches are the KV watches the node keeps open.
-type watches struct{ nodes, leader, users, revoked jetstream.KeyWatcher }
+type watches struct{ nodes, leader, users, revoked, secret jetstream.KeyWatcher }
 
 func (ws watches) stop() {
-	for _, w := range []jetstream.KeyWatcher{ws.nodes, ws.leader, ws.users, ws.revoked} {
+	for _, w := range []jetstream.KeyWatcher{ws.nodes, ws.leader, ws.users, ws.revoked, ws.secret} {
 		if w != nil {
 			_ = w.Stop()
 		}
@@ -234,6 +252,10 @@ func (n *Node) openWatches() (watches, error) {
 		ws.stop()
 		return watches{}, err
 	}
+	if ws.secret, err = n.kvs.secrets.Watch(n.ctx, n.pub); err != nil {
+		ws.stop()
+		return watches{}, err
+	}
 	return ws, nil
 }
 
@@ -248,14 +270,32 @@ func (n *Node) onNodeEntry(e jetstream.KeyValueEntry) {
 		return
 	}
 	if e.Operation() != jetstream.KeyValuePut {
+		if live, ok := n.reg.liveKey(e.Key(), time.Now()); ok && !n.ids.isRevoked(live) {
+			// A node that leaves says so first (offline at once); an admin
+			// revokes before removing. A live, unrevoked node's entry
+			// deleted is someone else's write: the node stays.
+			n.badRecord(BucketNodes, e.Key(), fmt.Errorf("registration of live node %s deleted: ignored", e.Key()))
+			return
+		}
 		n.reg.setInfo(e.Key(), nil)
 		n.ids.setNode(e.Key(), nil)
 		n.authChanged()
 		return
 	}
-	var info wire.NodeInfo
-	if _, err := subjects.Parse(e.Key()); err != nil || wire.Decode(e.Value(), &info) != nil || info.Chevron != e.Key() {
-		n.log.Warn("ignoring malformed registry entry", "key", e.Key())
+	if _, err := subjects.Parse(e.Key()); err != nil {
+		n.badRecord(BucketNodes, e.Key(), err)
+		return
+	}
+	info, err := openNodeInfo(e.Key(), e.Value())
+	if err != nil {
+		n.badRecord(BucketNodes, e.Key(), err)
+		return
+	}
+	if live, ok := n.reg.liveKey(e.Key(), time.Now()); ok && live != info.Pubkey {
+		// A live node's chevron taken over by another key: only a
+		// writer other than the node can have done it (the node signs
+		// only its own key). The live owner keeps its chevron.
+		n.badRecord(BucketNodes, e.Key(), fmt.Errorf("registration of live node %s replaced by key %s: ignored", e.Key(), info.Pubkey))
 		return
 	}
 	n.reg.setInfo(e.Key(), &info)
@@ -288,9 +328,16 @@ func (n *Node) beat(chev subjects.Chevron, name string, leader bool) {
 		Load: loadPerCPU(), Leader: leader, Version: Version,
 	}
 	hb.CPU, hb.Mem, hb.Disk = n.gauges()
+	hb.SecretEpoch, hb.UsersRev = n.secretEpoch.Load(), n.usersRev.Load()
 	// A loaded host makes this node see its peers late: its Sentinel
-	// discounts its own timing measurements meanwhile.
-	n.sent.Self(min(max(hb.CPU, hb.Load), 1), time.Now())
+	// discounts its own timing measurements meanwhile. The load average
+	// counts too (other processes' runnable threads delay ours), unless
+	// Options.Gauges measures for the node.
+	busy := hb.CPU
+	if n.opts.Gauges == nil {
+		busy = max(busy, hb.Load)
+	}
+	n.sent.Self(min(busy, 1), time.Now())
 	n.reg.setSelf(hb)
 	data, err := json.Marshal(hb)
 	if err != nil {

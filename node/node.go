@@ -58,25 +58,28 @@ type Node struct {
 
 	// Trust (auth.go, routeauth.go): the identities the server accepts,
 	// the route admission, and what the server was started with.
-	ids        *identities
-	authKick   chan struct{}
-	so         *server.Options
-	routes     *routeAuth // nil for a single node
-	tokensKV   atomic.Pointer[jetstream.KeyValue]
-	leaderRead *mesh.LeaderKV
-	xkp        nkeys.KeyPair // curve key: rotated secrets are sealed to it
-	signer     *mesh.Signer  // HCTH: signs what this node sends
-	ledger     *trust.Ledger // HCTH: judges what it receives
-	tc         trustCounters
-	approvals  *approvalGate
-	sent       *sentinel.Sentinel // behavioural baselines of every peer
-	sst        *sentinelState
-	hbVerify   *trust.Verifier                   // heartbeats of quarantined peers still count for liveness
-	catP       atomic.Pointer[command.Catalogue] // n.cat, for the authenticator
-	selfC      atomic.Pointer[subjects.Chevron]  // n.chev, for subscription handlers that run during claim
-	staleMu    sync.Mutex                        // guards stale
-	stale      map[string][]time.Time            // node key → recent stale messages (hcth.go)
-	blocks     blockTable                        // Sentinel disconnects (sentinelblock.go)
+	ids         *identities
+	authKick    chan struct{}
+	so          *server.Options
+	routes      *routeAuth // nil for a single node
+	tokensKV    atomic.Pointer[jetstream.KeyValue]
+	leaderRead  *mesh.LeaderKV
+	xkp         nkeys.KeyPair // curve key: rotated secrets are sealed to it
+	signer      *mesh.Signer  // HCTH: signs what this node sends
+	ledger      *trust.Ledger // HCTH: judges what it receives
+	tc          trustCounters
+	approvals   *approvalGate
+	sent        *sentinel.Sentinel // behavioural baselines of every peer
+	sst         *sentinelState
+	hbVerify    *trust.Verifier                   // heartbeats of quarantined peers still count for liveness
+	catP        atomic.Pointer[command.Catalogue] // n.cat, for the authenticator
+	selfC       atomic.Pointer[subjects.Chevron]  // n.chev, for subscription handlers that run during claim
+	staleMu     sync.Mutex                        // guards stale
+	stale       map[string][]time.Time            // node key → recent stale messages (hcth.go)
+	blocks      blockTable                        // Sentinel disconnects (sentinelblock.go)
+	secretEpoch atomic.Int64                      // epoch of the rotated swarm secret held (rotate.go)
+	usersRev    atomic.Uint64                     // highest rn_users revision applied (onUserEntry)
+	knownText   string                            // KnownMembersFile as last written; the auth loop's alone
 
 	fatal   atomic.Pointer[string]
 	ctx     context.Context // canceled by Shutdown/Kill; loops run under it
@@ -130,6 +133,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	if err := n.loadFounderPin(); err != nil {
 		return err
 	}
+	n.secretEpoch.Store(n.dd.secretEpoch())
 	n.pub, _ = n.kp.PublicKey()
 	n.opPub, _ = opKP.PublicKey()
 	if n.xkp, err = n.dd.xkey(); err != nil {
@@ -242,9 +246,6 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		return err
 	}
 	if err := n.serveTrustQueries(); err != nil {
-		return err
-	}
-	if err := n.serveRotation(); err != nil {
 		return err
 	}
 	if err := n.startSentinel(); err != nil {
@@ -438,6 +439,7 @@ func (n *Node) self() wire.Member {
 		State: wire.StateAlive, Leader: n.IsLeader(), Caps: n.info.Caps, Tags: n.info.Tags,
 		Load: load, Version: Version, Started: n.started, LastSeen: time.Now().UTC(),
 		OS: runtime.GOOS, Arch: runtime.GOARCH, Client: n.info.Endpoints.Client,
+		SecretEpoch: n.secretEpoch.Load(), UsersRev: n.usersRev.Load(),
 	}
 }
 

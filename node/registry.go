@@ -165,7 +165,7 @@ func (r *registry) members(now time.Time, self wire.Member) []wire.Member {
 			m.OS, m.Arch, m.Client = info.OS, info.Arch, info.Endpoints.Client
 		}
 		if e := r.live[chev]; e != nil {
-			m.Load, m.LastSeen = e.hb.Load, e.hb.Sent
+			m.Load, m.LastSeen, m.SecretEpoch, m.UsersRev = e.hb.Load, e.hb.Sent, e.hb.SecretEpoch, e.hb.UsersRev
 			// The heartbeat is fresher than a declaration read through a KV
 			// watch (which lags for seconds when its consumer's server dies).
 			if m.Name == "" || m.Pubkey == e.hb.Pubkey {

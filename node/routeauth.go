@@ -33,8 +33,9 @@ type routeAuth struct {
 	n    *Node
 	cred string // "secret", "token" or "member": how this node was admitted
 
-	mu     sync.RWMutex      // guards secret, cert, plain and used
+	mu     sync.RWMutex      // guards secret, cert, plain, used and known
 	used   map[string]string // token id → the key that used it, as learnt here
+	known  map[string]bool   // member keys saved in KnownMembersFile by the last run
 	secret []byte            // nil on a node admitted by a token: it admits members only
 	cert   tls.Certificate   // with this node's credential: shown when it dials
 	plain  tls.Certificate   // without a token: shown when it accepts (see tlsConfig)
@@ -134,6 +135,7 @@ func (n *Node) credential() (*routeAuth, error) {
 		return nil, fmt.Errorf("route certificate: %w", err)
 	}
 	ra.cert, ra.plain = cert, cert
+	ra.known = n.dd.loadKnownMembers()
 	if cred.Token != "" {
 		if ra.plain, err = trust.NodeCertificate(n.kp, trust.RouteCredential{}, time.Now()); err != nil {
 			return nil, fmt.Errorf("route certificate: %w", err)
@@ -194,6 +196,12 @@ func (ra *routeAuth) admit(pc trust.PeerCert, now time.Time) error {
 		return nil // a route to ourselves, which nats-server then drops
 	}
 	if _, ok := n.ids.nodeChevron(pc.Pub); ok {
+		return nil
+	}
+	if ra.knownMember(pc.Pub) {
+		// A member this node knew when it last ran: a node restarting
+		// after a rotation it missed holds the old secret, so it cannot
+		// check the members' proofs until it has read its new one.
 		return nil
 	}
 	secret := ra.currentSecret()

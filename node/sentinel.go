@@ -78,12 +78,17 @@ func (n *Node) sentinelLoop() {
 	defer n.wg.Done()
 	t := time.NewTicker(n.sent.Config().Window)
 	defer t.Stop()
+	lastSweep := time.Now()
 	for {
 		select {
 		case <-n.ctx.Done():
 			return
 		case now := <-t.C:
 			n.evaluate(now)
+			if now.Sub(lastSweep) >= sweepEvery {
+				n.sweepDeparted()
+				lastSweep = now
+			}
 		}
 	}
 }
@@ -202,7 +207,7 @@ func (n *Node) onAlert(m *nats.Msg) {
 	if err := wire.Decode(m.Data, &a); err != nil || a.Peer == "" || a.By != from.String() {
 		return
 	}
-	if _, ok := n.verifyNodeMsg(m, from, ""); !ok {
+	if _, ok := n.verifyNodeMsg(m, from); !ok {
 		return
 	}
 	now := time.Now()

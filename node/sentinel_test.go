@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync/atomic"
@@ -219,8 +221,20 @@ func TestSentinelDisconnectIsLocalAndReleasable(t *testing.T) {
 			t.Fatalf("node %d still blocks the key after trust release", i)
 		}
 	}
+	// The block closed the flooder's connection; once released, the key
+	// connects again and every node answers it.
+	seed, _ := flooder.KeyPair().Seed()
+	seedFile := filepath.Join(t.TempDir(), "flooder.nk")
+	if err := os.WriteFile(seedFile, seed, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	testmesh.CheckFor(t, 20*time.Second, 100*time.Millisecond, func() error {
-		res, err := ping(flooder)
+		again, err := mesh.Connect(context.Background(), mesh.Options{Server: s.Node(0).ClientURL(), SeedFile: seedFile})
+		if err != nil {
+			return err
+		}
+		defer again.Close()
+		res, err := ping(again)
 		if err != nil {
 			return err
 		}

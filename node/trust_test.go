@@ -522,41 +522,6 @@ func TestOneTimeTokenAdmitsOneNode(t *testing.T) {
 	pingOK(t, c, 3)
 }
 
-// Rotating the secret reaches every member (sealed to its xkey); the old
-// secret admits nobody new, the new one does.
-func TestSecretRotation(t *testing.T) {
-	s := testmesh.Start(t, 3)
-	s.WaitAlive(30 * time.Second)
-	var rr node.RotateReply
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := s.Client(0).Query(ctx, subjects.QueryRotate, nil, &rr); err != nil {
-		t.Fatal(err)
-	}
-	if len(rr.Rotated) != 3 || len(rr.Failed) != 0 {
-		t.Fatalf("rotate: %+v", rr)
-	}
-	var secret string
-	for i := 0; i < 3; i++ {
-		b, err := os.ReadFile(filepath.Join(s.Node(i).DataDir(), node.SecretFile))
-		if err != nil {
-			t.Fatal(err)
-		}
-		got := strings.TrimSpace(string(b))
-		if got == s.Secret() || (secret != "" && got != secret) {
-			t.Fatalf("node %d holds %q…, want one new secret everywhere", i, got[:12])
-		}
-		secret = got
-	}
-	if _, err := startJoiner(t, s, s.Secret(), 20*time.Second); err == nil {
-		t.Fatal("the old secret still admits a node")
-	}
-	if _, err := startJoiner(t, s, secret, 30*time.Second); err != nil {
-		t.Fatalf("the new secret: %v", err)
-	}
-	pingOK(t, s.Client(0), 4)
-}
-
 // alive counts the members nd sees alive.
 func alive(nd *node.Node) int {
 	k := 0

@@ -269,6 +269,17 @@ func (s *Sentinel) Forget(peer string) {
 	p.mu.Unlock()
 }
 
+// Peers lists the peers the Sentinel keeps a record of.
+func (s *Sentinel) Peers() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.peers))
+	for k := range s.peers {
+		out = append(out, k)
+	}
+	return out
+}
+
 // Agree records that reporter, another node, published an alert about peer
 // at now. It reports whether the report was recorded: reports about a peer
 // this sentinel has no record of, from an empty reporter or from the peer

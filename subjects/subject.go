@@ -42,7 +42,6 @@ const (
 	QueryToken      = "token"      // issue a one-time join token (admins)
 	QueryRevoke     = "revoke"     // revoke a key swarm-wide (admins)
 	QueryRotate     = "rotate"     // rotate the swarm secret (admins)
-	QuerySecret     = "secret"     // a rotated secret, sealed, node to node
 	QueryAlerts     = "alerts"     // a node's current Sentinel alerts (every node answers)
 )
 

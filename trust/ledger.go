@@ -385,6 +385,18 @@ func (l *Ledger) Forget(pub string) error {
 	return nil
 }
 
+// Evict removes pub's record whatever its state, and reports whether there
+// was one: for keys that left the swarm (removed, revoked, no longer
+// registered), which are refused before they reach the ledger, so their
+// quarantine no longer matters and their place must not stay taken.
+func (l *Ledger) Evict(pub string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_, ok := l.peers[pub]
+	delete(l.peers, pub)
+	return ok
+}
+
 // Peer returns a snapshot of the record for pub.
 func (l *Ledger) Peer(pub string) (Peer, bool) {
 	l.mu.Lock()

@@ -140,6 +140,12 @@ type Heartbeat struct {
 	CPU  float64 `json:"cpu,omitempty"`
 	Mem  float64 `json:"mem,omitempty"`
 	Disk float64 `json:"disk,omitempty"`
+	// SecretEpoch is the epoch of the swarm secret the node holds (0: none
+	// rotated to it, or it holds none), so an admin sees who has a rotation.
+	SecretEpoch int64 `json:"secret_epoch,omitempty"`
+	// UsersRev is the rn_users revision the node has applied: a user
+	// added at revision r works on every node whose UsersRev ≥ r.
+	UsersRev uint64 `json:"users_rev,omitempty"`
 }
 
 // Alert is a Sentinel finding a node publishes on rn.<its chevron>.evt.alert
@@ -177,6 +183,12 @@ type Member struct {
 	OS       string            `json:"os,omitempty"`
 	Arch     string            `json:"arch,omitempty"`
 	Client   string            `json:"client,omitempty"`
+	// SecretEpoch: the epoch of the rotated swarm secret the member holds
+	// (its heartbeat's), 0 when none was rotated to it.
+	SecretEpoch int64 `json:"secret_epoch,omitempty"`
+	// UsersRev is the rn_users revision the node has applied: a user
+	// added at revision r works on every node whose UsersRev ≥ r.
+	UsersRev uint64 `json:"users_rev,omitempty"`
 }
 
 // Status describes a swarm as seen from one node (`robonet status --json`).
@@ -267,4 +279,17 @@ func Decode(data []byte, v any) error {
 		return fmt.Errorf("decode %T: %w", v, err)
 	}
 	return nil
+}
+
+// SealedSecret is a rotated swarm secret for one member, stored in
+// rn_secrets under the member's public key as a record an admin signed:
+// the 32 bytes sealed (nkeys xkey) to the member's curve key, so only it
+// can read them. Epoch (Unix nanoseconds of the rotation) only grows: a
+// member installs a record newer than the secret it holds.
+type SealedSecret struct {
+	Member string    `json:"member"` // the member's public node key
+	Epoch  int64     `json:"epoch"`
+	From   string    `json:"from"`   // the sealing curve key (one per rotation)
+	Sealed []byte    `json:"sealed"` // nkeys Seal of the secret to the member's xkey
+	At     time.Time `json:"at"`
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -78,38 +79,52 @@ nodes prove it with an HMAC bound to their key inside their route certificate.`,
 		},
 	}
 	create.Flags().DurationVar(&ttl, "ttl", 15*time.Minute, "how long the token stays valid")
+	var rotateWait time.Duration
 	rotate := &cobra.Command{
 		Use:   "rotate",
 		Short: "Replace the swarm secret on every member (admin); the old one admits nobody new",
-		Long: `The node you are connected to makes a new secret and seals it to each registered member's curve key
-(nkeys xkey) over the mesh; members save it in their data dir. Members that are down keep the old secret: they
-still rejoin (members are admitted by key) but cannot check new tokens until a later rotate reaches them.`,
+		Long: `Makes a new secret in this process, seals it to each registered member's curve key (nkeys xkey) and writes
+it to rn_secrets signed with your admin key; each member checks the signature and installs it. Members that are down
+take it when they are back (they still rejoin meanwhile: members are admitted by key). Waits --wait for every live
+member to report the new secret in its heartbeat; exits 2 when a live one did not.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, cancel := context.WithTimeout(cmd.Context(), 60*time.Second)
+			ctx, cancel := context.WithTimeout(cmd.Context(), rotateWait+30*time.Second)
 			defer cancel()
 			c, err := g.connect(ctx)
 			if err != nil {
 				return err
 			}
 			defer c.Close()
-			var rr node.RotateReply
-			if err := c.Query(ctx, subjects.QueryRotate, nil, &rr); err != nil {
+			ids, err := c.Identities(ctx)
+			if err != nil {
 				return permissionHint(err, "token rotate needs an admin's credentials")
 			}
-			if g.json {
-				return printJSON(cmd.OutOrStdout(), rr)
+			rot, err := ids.RotateSecret(ctx, time.Now())
+			if err != nil {
+				return permissionHint(err, "token rotate needs an admin's credentials")
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "swarm secret rotated on %d members: %s\n", len(rr.Rotated), strings.Join(rr.Rotated, ", "))
-			for _, f := range rr.Failed {
-				fmt.Fprintln(cmd.ErrOrStderr(), "not rotated:", f)
+			rr := waitRotation(ctx, c, rot, rotateWait)
+			if g.json {
+				if err := printJSON(cmd.OutOrStdout(), rr); err != nil {
+					return err
+				}
+			} else {
+				fmt.Fprintf(cmd.OutOrStdout(), "swarm secret rotated on %d members: %s\n", len(rr.Rotated), strings.Join(rr.Rotated, ", "))
+				for _, p := range rr.Pending {
+					fmt.Fprintln(cmd.ErrOrStderr(), "pending (takes it when back):", p)
+				}
+				for _, f := range rr.Failed {
+					fmt.Fprintln(cmd.ErrOrStderr(), "not rotated:", f)
+				}
 			}
 			if len(rr.Failed) > 0 {
-				return exitError{code: 2, err: fmt.Errorf("%d members did not take the new secret", len(rr.Failed))}
+				return exitError{code: 2, err: fmt.Errorf("%d live members did not take the new secret", len(rr.Failed))}
 			}
 			return nil
 		},
 	}
+	rotate.Flags().DurationVar(&rotateWait, "wait", 15*time.Second, "how long to wait for live members to take the new secret")
 	cmd.AddCommand(gen, create, rotate)
 	return cmd
 }
@@ -154,7 +169,8 @@ give it to them over a channel you trust; robonet keeps only the public key.`,
 				return err
 			}
 			u, err := ids.AddUser(ctx, args[0], role, pub, signerKey(c), time.Now())
-			if err != nil {
+			var pending *mesh.NotEverywhereError
+			if err != nil && !errors.As(err, &pending) {
 				return permissionHint(err, "user add needs an admin's credentials")
 			}
 			if out != "" {
@@ -176,6 +192,9 @@ give it to them over a channel you trust; robonet keeps only the public key.`,
 				fmt.Fprintf(cmd.ErrOrStderr(), "user %s (%s) added, key %s; the line above is its seed: keep it secret (robonet --nkey FILE)\n", u.Name, u.Role, u.Nkey)
 			} else {
 				fmt.Fprintf(cmd.OutOrStdout(), "user %s (%s) added, key %s; seed in %s\n", u.Name, u.Role, u.Nkey, out)
+			}
+			if pending != nil {
+				return exitError{code: 2, err: pending}
 			}
 			return nil
 		},
@@ -458,4 +477,62 @@ func newRevokeCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&reason, "reason", "", "why (recorded in rn_revoked)")
 	return cmd
+}
+
+// RotateReply is what token rotate prints with --json.
+type RotateReply struct {
+	Epoch   int64    `json:"epoch"`
+	Rotated []string `json:"rotated"`           // members that hold the new secret
+	Pending []string `json:"pending,omitempty"` // "name: why" for members down now: they take it when back
+	Failed  []string `json:"failed,omitempty"`  // "name: why" for live members that did not take it in time
+}
+
+// waitRotation watches the members' heartbeats (through the member list)
+// until every live member holds rot's epoch or wait passed.
+func waitRotation(ctx context.Context, c *mesh.Client, rot mesh.Rotation, wait time.Duration) RotateReply {
+	rr := RotateReply{Epoch: rot.Epoch}
+	for chev, why := range rot.Skipped {
+		rr.Failed = append(rr.Failed, fmt.Sprintf("%s: %s", chev, why))
+	}
+	deadline := time.Now().Add(wait)
+	var members map[string]wire.Member
+	for {
+		ms, err := c.Nodes(ctx)
+		if err == nil {
+			members = map[string]wire.Member{}
+			for _, m := range ms {
+				members[m.Pubkey] = m
+			}
+			done := true
+			for _, in := range rot.Members {
+				m, ok := members[in.Pubkey]
+				if ok && m.State != wire.StateOffline && m.SecretEpoch < rot.Epoch {
+					done = false
+				}
+			}
+			if done {
+				break
+			}
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	for _, in := range rot.Members {
+		m, ok := members[in.Pubkey]
+		switch {
+		case ok && m.SecretEpoch >= rot.Epoch:
+			rr.Rotated = append(rr.Rotated, in.Name)
+		case !ok || m.State == wire.StateOffline:
+			rr.Pending = append(rr.Pending, in.Name+": offline")
+		default:
+			rr.Failed = append(rr.Failed, fmt.Sprintf("%s: still on epoch %d after %v", in.Name, m.SecretEpoch, wait))
+		}
+	}
+	sort.Strings(rr.Failed)
+	return rr
 }

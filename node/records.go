@@ -1,0 +1,121 @@
+package node
+
+import (
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nkeys"
+
+	"github.com/robonet-mesh/robonet/wire"
+)
+
+// liveKey is the key heartbeating as chev now, if that chevron is not
+// offline.
+func (r *registry) liveKey(chev string, now time.Time) (string, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e := r.live[chev]
+	if e == nil || r.stateLocked(chev, now) == wire.StateOffline {
+		return "", false
+	}
+	return e.hb.Pubkey, true
+}
+
+// KnownMembersFile lists the member node keys this node knew when it last
+// ran (one per line): on a restart it admits them by key before it has read
+// the registry, as members admit it.
+const KnownMembersFile = "members.known"
+
+// loadKnownMembers reads KnownMembersFile; a missing or bad file is empty.
+func (d *dataDir) loadKnownMembers() map[string]bool {
+	out := map[string]bool{}
+	b, err := os.ReadFile(d.file(KnownMembersFile))
+	if err != nil || len(b) > 8<<20 {
+		return out
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k := strings.TrimSpace(line); nkeys.IsValidPublicUserKey(k) {
+			out[k] = true
+		}
+	}
+	return out
+}
+
+func (ra *routeAuth) knownMember(pub string) bool {
+	if ra == nil {
+		return false
+	}
+	ra.mu.RLock()
+	defer ra.mu.RUnlock()
+	return ra.known[pub]
+}
+
+// saveKnownMembers writes the registered, unrevoked member keys when they
+// changed since the last write. Revoked keys leave the file, and the
+// in-memory set is replaced: it stands in only until the registry is read.
+func (n *Node) saveKnownMembers() {
+	n.ids.mu.Lock()
+	keys := make([]string, 0, len(n.ids.keyChev))
+	for k := range n.ids.keyChev {
+		if _, bad := n.ids.revoked[k]; !bad && k != n.pub {
+			keys = append(keys, k)
+		}
+	}
+	n.ids.mu.Unlock()
+	sort.Strings(keys)
+	text := strings.Join(keys, "\n")
+	if text == n.knownText {
+		return
+	}
+	if err := writeFileAtomic(n.dd.file(KnownMembersFile), []byte(text+"\n"), 0o600, false); err != nil {
+		n.log.Warn("save known members", "err", err)
+		return
+	}
+	n.knownText = text
+	if n.routes != nil {
+		known := map[string]bool{}
+		for _, k := range keys {
+			known[k] = true
+		}
+		n.routes.mu.Lock()
+		n.routes.known = known
+		n.routes.mu.Unlock()
+	}
+}
+
+// sweepEvery is how often a node forgets the keys that left the swarm.
+const sweepEvery = 30 * time.Second
+
+// sweepDeparted forgets, in the ledger and the Sentinel, every key this
+// node no longer admits: users removed, nodes deregistered, keys revoked.
+// Together with verifyNodeMsg (only registered keys enter) it keeps both
+// tables to the swarm's real members, however many keys come and go.
+func (n *Node) sweepDeparted() {
+	gone := 0
+	for _, p := range n.ledger.Peers() {
+		if !n.known(p.Key) && n.ledger.Evict(p.Key) {
+			gone++
+		}
+	}
+	for _, peer := range n.sent.Peers() {
+		if pub, _ := n.peerKey(peer); pub == "" || !n.known(pub) {
+			n.sent.Forget(peer)
+			gone++
+		}
+	}
+	if gone > 0 {
+		n.log.Debug("forgot departed keys", "count", gone)
+	}
+}
+
+// known reports whether pub is a user or node of the swarm now (the
+// Sentinel's local blocks do not count as leaving).
+func (n *Node) known(pub string) bool {
+	if pub == n.pub || pub == n.opPub {
+		return true
+	}
+	_, ok := n.ids.role(pub)
+	return ok
+}
