@@ -331,13 +331,8 @@ func (n *Node) beat(chev subjects.Chevron, name string, leader bool) {
 	hb.SecretEpoch, hb.UsersRev = n.secretEpoch.Load(), n.usersRev.Load()
 	// A loaded host makes this node see its peers late: its Sentinel
 	// discounts its own timing measurements meanwhile. The load average
-	// counts too (other processes' runnable threads delay ours), unless
-	// Options.Gauges measures for the node.
-	busy := hb.CPU
-	if n.opts.Gauges == nil {
-		busy = max(busy, hb.Load)
-	}
-	n.sent.Self(min(busy, 1), time.Now())
+	// counts too: other processes' runnable threads delay ours.
+	n.sent.Self(min(max(hb.CPU, hb.Load), 1), time.Now())
 	n.reg.setSelf(hb)
 	data, err := json.Marshal(hb)
 	if err != nil {

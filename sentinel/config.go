@@ -59,6 +59,11 @@ type Config struct {
 	// refused (counted in Stats.Refused), never evicting a known one.
 	// Default 1024.
 	MaxPeers int
+	// SelfBusy is the busy fraction (CPU, or load average per core) of this
+	// node at which its own timing measurements of its peers (reply_latency,
+	// hb_jitter) stop counting for the window (Sentinel.Self): a loaded
+	// observer sees everyone late. Above 1 never mutes. Default 0.75.
+	SelfBusy float64
 
 	// TwoSided scores drops below the baseline as well as rises. Off by
 	// default: a node that finishes its work (cpu, rates and latency fall) is
@@ -106,6 +111,7 @@ func DefaultConfig() Config {
 		AgreeWindow:     2 * time.Minute,
 		Heartbeat:       time.Second,
 		MaxPeers:        1024,
+		SelfBusy:        0.75,
 		RelFloor:        0.2,
 		Floors: Floors{
 			MsgRate:      0.5,
@@ -149,6 +155,7 @@ func (c Config) withDefaults() Config {
 	defDur(&c.AgreeWindow, d.AgreeWindow)
 	defDur(&c.Heartbeat, d.Heartbeat)
 	defInt(&c.MaxPeers, d.MaxPeers)
+	def(&c.SelfBusy, d.SelfBusy)
 	def(&c.RelFloor, d.RelFloor)
 	def(&c.Floors.MsgRate, d.Floors.MsgRate)
 	def(&c.Floors.CmdRate, d.Floors.CmdRate)
@@ -188,6 +195,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: AgreeWindow %v must be at least 1ms", ErrConfig, c.AgreeWindow)
 	case c.Heartbeat < time.Millisecond || c.Heartbeat >= c.Window:
 		return fmt.Errorf("%w: Heartbeat %v must be in 1ms..Window (%v)", ErrConfig, c.Heartbeat, c.Window)
+	case !(c.SelfBusy > 0):
+		return fmt.Errorf("%w: SelfBusy %v must be positive", ErrConfig, c.SelfBusy)
 	case c.MaxPeers < 1:
 		return fmt.Errorf("%w: MaxPeers %d must be positive", ErrConfig, c.MaxPeers)
 	case !(c.RelFloor >= 0 && c.RelFloor <= 1):

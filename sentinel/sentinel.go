@@ -110,15 +110,12 @@ func New(cfg Config) (*Sentinel, error) {
 // Config returns the sentinel's configuration with defaults filled in.
 func (s *Sentinel) Config() Config { return s.cfg }
 
-// SelfBusy is the busy-CPU fraction at which this node's own timing
-// measurements of its peers stop counting (Self).
-const SelfBusy = 0.75
-
-// Self records this node's own busy CPU (a fraction 0..1). A window in
-// which it reached SelfBusy scores and learns no reply_latency or hb_jitter
-// of any peer: a loaded observer sees everyone late.
+// Self records how busy this node is itself (a fraction 0..1: busy CPU,
+// or load average per core). A window in which it reached Config.SelfBusy
+// scores and learns no reply_latency or hb_jitter of any peer: a loaded
+// observer sees everyone late.
 func (s *Sentinel) Self(cpu float64, now time.Time) {
-	if !(cpu >= SelfBusy) || cpu > 1 {
+	if !(cpu >= s.cfg.SelfBusy) || cpu > 1 {
 		return
 	}
 	k := floorDiv(millis(now), s.winMs)
