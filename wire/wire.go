@@ -192,10 +192,15 @@ type Status struct {
 	Known       int       `json:"known"`       // registered members, live or not
 	MetaLeader  string    `json:"meta_leader"` // JetStream meta leader (server name)
 	Clustered   bool      `json:"clustered"`   // JetStream clustered (false: single node)
-	Replicas    int       `json:"replicas"`    // replicas of the swarm's buckets
+	Replicas    int       `json:"replicas"`    // the lowest replica count over the swarm's buckets (0: not read yet)
 	Version     string    `json:"version"`
 	Started     time.Time `json:"started"`
 	JetStreamOK bool      `json:"jetstream_ok"` // the node's JetStream is current
+	// Behind names the buckets (KV and object store) replicated on fewer
+	// servers than the swarm wants: 3 once it has three JetStream servers
+	// or any bucket is R3, else 1. Absent when none is behind; the leader
+	// raises them whenever three JetStream servers are up.
+	Behind []string `json:"behind,omitempty"`
 }
 
 // Lease is the value of the swarm-leader key in rn_leader.
