@@ -14,8 +14,15 @@ import (
 	"github.com/robonet-mesh/robonet/wire"
 )
 
-// subscribeMembership listens to every node's heartbeats and leave events.
+// subscribeMembership listens to every node's heartbeats, leave, leader and
+// trust events, and tier views (tiers.go).
 func (n *Node) subscribeMembership() error {
+	n.reg.setJudge(n.judgeKey)
+	for _, subj := range subjects.EventWildcards(evtTiers) {
+		if _, err := n.nc.Subscribe(subj, n.onTierView); err != nil {
+			return err
+		}
+	}
 	for _, subj := range subjects.EventWildcards(subjects.EvtHeartbeat) {
 		if _, err := n.nc.Subscribe(subj, n.onHeartbeat); err != nil {
 			return err
@@ -399,6 +406,7 @@ func (n *Node) monitorLoop() {
 		}
 		lastSlow = now
 		n.reg.forget(now, time.Hour)
+		n.publishTierView()
 		n.checkReplication(leader)
 		if leader {
 			n.ls.moveStreamLeader(n.ctx)

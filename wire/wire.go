@@ -177,6 +177,25 @@ type Member struct {
 	OS       string            `json:"os,omitempty"`
 	Arch     string            `json:"arch,omitempty"`
 	Client   string            `json:"client,omitempty"`
+	// Tier is the node's HCTH trust tier, 0 (read-only) to 3 (critical), as
+	// the swarm judges it: the lower median of what the answering node's
+	// ledger and each live member's latest TierView give the node's key,
+	// never the node's view of itself; 0 when the answering node has the key
+	// quarantined or revoked (a proven fork quarantines it on every member
+	// at once), or when nobody has judged it yet. Selectors' trust>=N match
+	// on it.
+	Tier int `json:"tier"`
+}
+
+// TierView is one node's judgement of the other nodes, published on
+// rn.<chevron>.evt.tiers every few seconds: the tier its HCTH ledger gives
+// each registered node key it knows (0 for one it quarantined), its own key
+// excepted. Members combine the views into Member.Tier.
+type TierView struct {
+	Chevron string         `json:"chevron"` // the judging node
+	Pubkey  string         `json:"pubkey"`  // the judging node's key
+	Tiers   map[string]int `json:"tiers"`   // node public key -> tier 0..3
+	Sent    time.Time      `json:"sent"`
 }
 
 // Status describes a swarm as seen from one node (`robonet status --json`).
