@@ -295,7 +295,7 @@ func TestRunStatus(t *testing.T) {
 	c := newCatalogue(t, Options{ListenBaseline: []string{}, Host: testHost{status: st}})
 	res := run(t, c, "status", "")
 	mustOK(t, res)
-	if got := outputOf[wire.Status](t, res); got != st {
+	if got := outputOf[wire.Status](t, res); !cmp.Equal(got, st) {
 		t.Errorf("status = %+v, want %+v", got, st)
 	}
 	if !strings.Contains(res.Text, `"chevron": "3.12.7.1"`) {

@@ -94,7 +94,9 @@ func Resolve(sel subjects.Selector, members []wire.Member) []wire.Member {
 		if err != nil {
 			continue
 		}
-		t := subjects.Target{Chevron: c, Name: m.Name, Caps: m.Caps, Tags: m.Tags, OS: m.OS, Load: m.Load}
+		// Trust is the tier the answering node gives the member as the swarm
+		// judges it (wire.Member.Tier), so trust>=N selects on it.
+		t := subjects.Target{Chevron: c, Name: m.Name, Caps: m.Caps, Tags: m.Tags, OS: m.OS, Load: m.Load, Trust: m.Tier}
 		if sel.Match(t) {
 			out = append(out, m)
 		}

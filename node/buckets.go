@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"sort"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -45,7 +48,7 @@ type buckets struct {
 	revoked   jetstream.KeyValue
 	secrets   jetstream.KeyValue
 	files     jetstream.ObjectStore
-	replicas  *atomic.Int64 // current replicas of the swarm's buckets
+	rep       *replication // every bucket's replica count, as last read
 }
 
 func (n *Node) bucketConfigs(replicas int) []jetstream.KeyValueConfig {
@@ -84,7 +87,7 @@ func filesConfig(replicas int) jetstream.ObjectStoreConfig {
 // ensureBuckets creates or binds the swarm's buckets, retrying until
 // JetStream answers (in a swarm that is when a second member has joined).
 func (n *Node) ensureBuckets(ctx context.Context) (buckets, error) {
-	b := buckets{replicas: new(atomic.Int64)}
+	b := buckets{rep: &replication{}}
 	wait := 100 * time.Millisecond
 	lastLog := time.Now()
 	// nats-server does not answer JetStream API requests while the meta group
@@ -117,11 +120,9 @@ func (n *Node) ensureBuckets(ctx context.Context) (buckets, error) {
 		if err == nil {
 			b.nodes, b.leader, b.macros, b.config, b.files = kvs[0], kvs[1], kvs[2], kvs[3], obs
 			b.approvals, b.users, b.tokens, b.revoked, b.secrets = kvs[4], kvs[5], kvs[6], kvs[7], kvs[8]
-			if st, err := b.nodes.Status(ctx); err == nil {
-				if si, ok := st.(interface{ StreamInfo() *jetstream.StreamInfo }); ok {
-					b.replicas.Store(int64(si.StreamInfo().Config.Replicas))
-				}
-			}
+			rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			n.readReplication(rctx, b.rep)
+			cancel()
 			return b, nil
 		}
 		if time.Since(lastLog) > 5*time.Second {
@@ -197,29 +198,183 @@ func (n *Node) jsPeers() int {
 	return peers
 }
 
-// scaleBuckets raises the buckets to R3 once three JetStream peers are
-// current. Only the leader does it; it never scales down on its own, because
-// losing a node is usually temporary and R3 keeps working with one down.
-func (n *Node) scaleBuckets(ctx context.Context) {
-	if n.kvs.replicas.Load() >= 3 || n.jsPeers() < 3 {
-		return
+// replication is what the node last read of its buckets' streams: each
+// bucket's configured replica count. Every node refreshes it (status
+// answers from it, whichever node is asked); the leader raises what is
+// behind. Each bucket is checked on its own: a raise that fails partway
+// leaves the later buckets behind, and that must show.
+type replication struct {
+	mu       sync.Mutex     // guards the fields below; never held across I/O
+	have     map[string]int // bucket -> configured replicas; absent: not read yet
+	peers    int            // JetStream servers up at the last read
+	lastWarn map[string]time.Time
+	busy     atomic.Bool // a check is running (membership.go checkReplication)
+}
+
+// bucketNames lists every bucket of the swarm, KV and object store.
+func (n *Node) bucketNames() []string {
+	var out []string
+	for _, cfg := range n.bucketConfigs(1) {
+		out = append(out, cfg.Bucket)
 	}
-	for _, cfg := range n.bucketConfigs(3) {
-		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		_, err := n.js.UpdateKeyValue(cctx, cfg)
-		cancel()
-		if err != nil {
-			n.log.Warn("scale bucket to R3", "bucket", cfg.Bucket, "err", err)
-			return
+	return append(out, BucketFiles)
+}
+
+// streamOf is the JetStream stream behind a bucket.
+func streamOf(bucket string) string {
+	if bucket == BucketFiles {
+		return "OBJ_" + bucket
+	}
+	return "KV_" + bucket
+}
+
+// readReplication lists the account's streams (one JetStream API request:
+// the meta leader answers for every stream) and records each bucket's
+// configured replicas in rep. A bucket missing from the answer (its stream
+// leader did not answer in time) keeps what was read before.
+func (n *Node) readReplication(ctx context.Context, rep *replication) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	want := map[string]string{} // stream -> bucket
+	for _, b := range n.bucketNames() {
+		want[streamOf(b)] = b
+	}
+	got := map[string]int{}
+	list := n.js.ListStreams(ctx)
+	for si := range list.Info() {
+		if si == nil {
+			continue
+		}
+		if b, ok := want[si.Config.Name]; ok {
+			got[b] = max(si.Config.Replicas, 1)
 		}
 	}
-	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	_, err := n.js.UpdateObjectStore(cctx, filesConfig(3))
-	cancel()
-	if err != nil {
-		n.log.Warn("scale bucket to R3", "bucket", BucketFiles, "err", err)
+	if err := list.Err(); err != nil && len(got) == 0 {
+		n.log.Debug("read bucket replication", "err", err)
+	}
+	peers := n.jsPeers()
+	rep.mu.Lock()
+	defer rep.mu.Unlock()
+	if rep.have == nil {
+		rep.have = map[string]int{}
+	}
+	maps.Copy(rep.have, got)
+	rep.peers = peers
+}
+
+// refreshReplicas reads every bucket's replication again.
+func (n *Node) refreshReplicas() {
+	if n.kvs.rep != nil {
+		n.readReplication(n.ctx, n.kvs.rep)
+	}
+}
+
+// replicaTarget is how many replicas every bucket should have: 3 once the
+// swarm has three JetStream servers up, or once any bucket was raised to 3
+// (a bucket left at R1 then is behind even while a server is down: the
+// buckets never scale down on their own); else 1.
+func replicaTarget(have map[string]int, peers int) int {
+	if peers >= 3 {
+		return 3
+	}
+	for _, r := range have {
+		if r >= 3 {
+			return 3
+		}
+	}
+	return 1
+}
+
+// summary is what status reports: the lowest replica count over every
+// bucket read (0 before the first read) and the buckets below the target,
+// sorted. Safe on a nil replication (before the buckets exist).
+func (r *replication) summary() (lowest int, behind []string) {
+	if r == nil {
+		return 0, nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	target := replicaTarget(r.have, r.peers)
+	for b, c := range r.have {
+		if lowest == 0 || c < lowest {
+			lowest = c
+		}
+		if c < target {
+			behind = append(behind, b)
+		}
+	}
+	sort.Strings(behind)
+	return lowest, behind
+}
+
+// below lists the buckets among names not known to have at least want
+// replicas (never read counts as below: raising is idempotent).
+func (r *replication) below(names []string, want int) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, b := range names {
+		if c, ok := r.have[b]; !ok || c < want {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// warnOnce reports whether a failure to raise bucket should be logged:
+// once a minute per bucket, since the leader retries every few seconds.
+func (r *replication) warnOnce(bucket string, now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.lastWarn == nil {
+		r.lastWarn = map[string]time.Time{}
+	}
+	if now.Sub(r.lastWarn[bucket]) < time.Minute {
+		return false
+	}
+	r.lastWarn[bucket] = now
+	return true
+}
+
+// scaleBuckets raises every bucket below R3 once three JetStream peers are
+// up, each on its own: one that fails is retried on the next call (the
+// leader calls it every few seconds) and does not stop the others. Only the
+// leader does it; it never scales down on its own, because losing a node is
+// usually temporary and R3 keeps working with one down.
+func (n *Node) scaleBuckets(ctx context.Context) {
+	if n.kvs.rep == nil || n.jsPeers() < 3 {
 		return
 	}
-	n.kvs.replicas.Store(3)
-	n.log.Info("buckets now replicated on 3 nodes")
+	behind := n.kvs.rep.below(n.bucketNames(), 3)
+	if len(behind) == 0 {
+		return
+	}
+	cfgs := map[string]jetstream.KeyValueConfig{}
+	for _, cfg := range n.bucketConfigs(3) {
+		cfgs[cfg.Bucket] = cfg
+	}
+	raised := 0
+	for _, b := range behind {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		var err error
+		if b == BucketFiles {
+			_, err = n.js.UpdateObjectStore(cctx, filesConfig(3))
+		} else {
+			_, err = n.js.UpdateKeyValue(cctx, cfgs[b])
+		}
+		cancel()
+		if err != nil {
+			if n.kvs.rep.warnOnce(b, time.Now()) {
+				n.log.Warn("scale bucket to R3 (retrying)", "bucket", b, "err", err)
+			}
+			continue
+		}
+		raised++
+	}
+	n.readReplication(ctx, n.kvs.rep)
+	if raised > 0 {
+		if _, still := n.kvs.rep.summary(); len(still) == 0 {
+			n.log.Info("buckets now replicated on 3 nodes")
+		}
+	}
 }

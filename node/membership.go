@@ -15,8 +15,15 @@ import (
 	"github.com/robonet-mesh/robonet/wire"
 )
 
-// subscribeMembership listens to every node's heartbeats and leave events.
+// subscribeMembership listens to every node's heartbeats, leave, leader and
+// trust events, and tier views (tiers.go).
 func (n *Node) subscribeMembership() error {
+	n.reg.setJudge(n.judgeKey)
+	for _, subj := range subjects.EventWildcards(evtTiers) {
+		if _, err := n.nc.Subscribe(subj, n.onTierView); err != nil {
+			return err
+		}
+	}
 	for _, subj := range subjects.EventWildcards(subjects.EvtHeartbeat) {
 		if _, err := n.nc.Subscribe(subj, n.onHeartbeat); err != nil {
 			return err
@@ -441,22 +448,32 @@ func (n *Node) monitorLoop() {
 		}
 		lastSlow = now
 		n.reg.forget(now, time.Hour)
-		n.refreshReplicas()
+		n.publishTierView()
+		n.checkReplication(leader)
 		if leader {
-			n.scaleBuckets(n.ctx)
 			n.ls.moveStreamLeader(n.ctx)
 		}
 	}
 }
 
-func (n *Node) refreshReplicas() {
-	st, err := n.kvs.nodes.Status(n.ctx)
-	if err != nil {
+// checkReplication reads every bucket's replication and, on the leader,
+// raises the buckets behind, off this loop: JetStream requests can take
+// seconds while a stream elects a leader, and this loop reports crashes.
+// One check runs at a time.
+func (n *Node) checkReplication(leader bool) {
+	rep := n.kvs.rep
+	if rep == nil || !rep.busy.CompareAndSwap(false, true) {
 		return
 	}
-	if si, ok := st.(interface{ StreamInfo() *jetstream.StreamInfo }); ok && si.StreamInfo() != nil {
-		n.kvs.replicas.Store(int64(si.StreamInfo().Config.Replicas))
-	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		defer rep.busy.Store(false)
+		n.refreshReplicas()
+		if leader {
+			n.scaleBuckets(n.ctx)
+		}
+	}()
 }
 
 // loadPerCPU is the 1-minute load average divided by the CPU count, 0 when

@@ -422,9 +422,7 @@ func (n *Node) Status() wire.Status {
 		}
 	}
 	st.JetStreamOK = n.srv.JetStreamIsCurrent() || !n.Clustered()
-	if n.kvs.replicas != nil {
-		st.Replicas = int(n.kvs.replicas.Load())
-	}
+	st.Replicas, st.Behind = n.kvs.rep.summary()
 	return st
 }
 

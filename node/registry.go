@@ -30,6 +30,24 @@ type registry struct {
 	lease   wire.Lease
 	leaseOK bool
 	self    *wire.Heartbeat
+	// views are the other members' latest judgements of the node keys, by
+	// the reporting chevron (see tierOf).
+	views map[string]tierView
+	// judge is this node's own word on a key; nil gives every member tier 0.
+	judge func(pub string) judgement
+}
+
+type tierView struct {
+	pub   string         // the reporter's key, as verified
+	tiers map[string]int // node key -> tier
+	recv  time.Time
+}
+
+// judgement is what this node's own ledger says of a key.
+type judgement struct {
+	tier   int  // the tier its chain has earned here
+	vote   bool // false for this node's own key: nobody judges itself
+	banned bool // quarantined or revoked here: tier 0, whatever others say
 }
 
 type liveEntry struct {
@@ -43,7 +61,23 @@ func newRegistry(t Timing, clustered bool) *registry {
 		timing: t, clustered: clustered,
 		infos: map[string]wire.NodeInfo{}, live: map[string]*liveEntry{},
 		routed: map[string]bool{}, lostAt: map[string]time.Time{},
+		views: map[string]tierView{},
 	}
+}
+
+// setJudge installs this node's judgement of keys, used for Member.Tier.
+func (r *registry) setJudge(f func(pub string) judgement) {
+	r.mu.Lock()
+	r.judge = f
+	r.mu.Unlock()
+}
+
+// onTierView records a member's judgement of the others (already verified
+// as signed by pub, the key holding chev).
+func (r *registry) onTierView(chev, pub string, tiers map[string]int, now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.views[chev] = tierView{pub: pub, tiers: tiers, recv: now}
 }
 
 func (r *registry) onHeartbeat(hb wire.Heartbeat, now time.Time) {
@@ -147,10 +181,82 @@ func (r *registry) stateLocked(chev string, now time.Time) string {
 }
 
 // members lists every node known by declaration or by heartbeat, self
-// included, in chevron order.
+// included, in chevron order, each with its tier (tierOf).
 func (r *registry) members(now time.Time, self wire.Member) []wire.Member {
+	out, views, judge := r.membersAndViews(now, self)
+	if judge == nil {
+		return out
+	}
+	// The judge reads the ledger and the identities: called without r.mu.
+	words := map[string]judgement{}
+	word := func(pub string) judgement {
+		j, ok := words[pub]
+		if !ok {
+			j = judge(pub)
+			words[pub] = j
+		}
+		return j
+	}
+	for i := range out {
+		out[i].Tier = tierOf(out[i].Pubkey, word, views)
+	}
+	return out
+}
+
+// viewMaxAge is how old a member's TierView may be and still count: three
+// of the 2 s publications (monitorLoop) and some slack.
+const viewMaxAge = 7 * time.Second
+
+// tierOf is the tier the swarm gives node key pub (Member.Tier):
+//
+//   - 0 when this node has pub quarantined or revoked: a proven fork
+//     quarantines a key on every member that verifies the proof (onTrustEvent),
+//     so a broken chain shows as tier 0 at once, whoever answers;
+//   - else the lower median of the votes: this node's own ledger's tier for
+//     pub (not when pub is this node's own key) and each live member's latest
+//     view of pub (not pub's view of itself, not a view from a key this node
+//     banned); one member alone can neither raise nor sink a key when three or
+//     more judge it, and with two the lower word counts;
+//   - 0 when nobody has judged pub yet (a new key starts at 0).
+//
+// views holds only live, fresh views (membersAndViews).
+func tierOf(pub string, word func(string) judgement, views []tierView) int {
+	if pub == "" {
+		return 0
+	}
+	own := word(pub)
+	if own.banned {
+		return 0
+	}
+	var votes []int
+	if own.vote {
+		votes = append(votes, own.tier)
+	}
+	for _, v := range views {
+		t, ok := v.tiers[pub]
+		if !ok || v.pub == pub || word(v.pub).banned {
+			continue
+		}
+		votes = append(votes, min(max(t, 0), 3))
+	}
+	if len(votes) == 0 {
+		return 0
+	}
+	sort.Ints(votes)
+	return votes[(len(votes)-1)/2]
+}
+
+// membersAndViews is members without tiers, the views that count now
+// (from members not offline, at most viewMaxAge old), and the judge.
+func (r *registry) membersAndViews(now time.Time, self wire.Member) ([]wire.Member, []tierView, func(string) judgement) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	var views []tierView
+	for chev, v := range r.views {
+		if now.Sub(v.recv) <= viewMaxAge && chev != self.Chevron && r.stateLocked(chev, now) != wire.StateOffline {
+			views = append(views, v)
+		}
+	}
 	seen := map[string]bool{self.Chevron: true}
 	out := []wire.Member{self}
 	add := func(chev string) {
@@ -186,7 +292,7 @@ func (r *registry) members(now time.Time, self wire.Member) []wire.Member {
 		add(chev)
 	}
 	sort.Slice(out, func(i, j int) bool { return subjects.CompareText(out[i].Chevron, out[j].Chevron) < 0 })
-	return out
+	return out, views, r.judge
 }
 
 // states snapshots every other member's state, for transition detection.
@@ -268,6 +374,11 @@ func (r *registry) forget(now time.Time, after time.Duration) {
 	for s, at := range r.lostAt {
 		if now.Sub(at) > after {
 			delete(r.lostAt, s)
+		}
+	}
+	for chev, v := range r.views {
+		if now.Sub(v.recv) > viewMaxAge {
+			delete(r.views, chev)
 		}
 	}
 }

@@ -189,6 +189,25 @@ type Member struct {
 	// UsersRev is the rn_users revision the node has applied: a user
 	// added at revision r works on every node whose UsersRev ≥ r.
 	UsersRev uint64 `json:"users_rev,omitempty"`
+	// Tier is the node's HCTH trust tier, 0 (read-only) to 3 (critical), as
+	// the swarm judges it: the lower median of what the answering node's
+	// ledger and each live member's latest TierView give the node's key,
+	// never the node's view of itself; 0 when the answering node has the key
+	// quarantined or revoked (a proven fork quarantines it on every member
+	// at once), or when nobody has judged it yet. Selectors' trust>=N match
+	// on it.
+	Tier int `json:"tier"`
+}
+
+// TierView is one node's judgement of the other nodes, published on
+// rn.<chevron>.evt.tiers every few seconds: the tier its HCTH ledger gives
+// each registered node key it knows (0 for one it quarantined), its own key
+// excepted. Members combine the views into Member.Tier.
+type TierView struct {
+	Chevron string         `json:"chevron"` // the judging node
+	Pubkey  string         `json:"pubkey"`  // the judging node's key
+	Tiers   map[string]int `json:"tiers"`   // node public key -> tier 0..3
+	Sent    time.Time      `json:"sent"`
 }
 
 // Status describes a swarm as seen from one node (`robonet status --json`).
@@ -204,10 +223,15 @@ type Status struct {
 	Known       int       `json:"known"`       // registered members, live or not
 	MetaLeader  string    `json:"meta_leader"` // JetStream meta leader (server name)
 	Clustered   bool      `json:"clustered"`   // JetStream clustered (false: single node)
-	Replicas    int       `json:"replicas"`    // replicas of the swarm's buckets
+	Replicas    int       `json:"replicas"`    // the lowest replica count over the swarm's buckets (0: not read yet)
 	Version     string    `json:"version"`
 	Started     time.Time `json:"started"`
 	JetStreamOK bool      `json:"jetstream_ok"` // the node's JetStream is current
+	// Behind names the buckets (KV and object store) replicated on fewer
+	// servers than the swarm wants: 3 once it has three JetStream servers
+	// or any bucket is R3, else 1. Absent when none is behind; the leader
+	// raises them whenever three JetStream servers are up.
+	Behind []string `json:"behind,omitempty"`
 }
 
 // Lease is the value of the swarm-leader key in rn_leader.

@@ -22,7 +22,7 @@ func newNodesCmd(g *globals) *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "nodes",
-		Short: "List the swarm's nodes: chevron, name, state, leader, caps, tags, load, version, uptime",
+		Short: "List the swarm's nodes: chevron, name, state, leader, trust tier, caps, tags, load, version, uptime",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -64,7 +64,7 @@ func nonNil(ms []wire.Member) []wire.Member {
 
 func printNodes(w io.Writer, ms []wire.Member, now time.Time) {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "CHEVRON\tNAME\tSTATE\tLEADER\tCAPS\tTAGS\tLOAD\tVERSION\tUPTIME")
+	fmt.Fprintln(tw, "CHEVRON\tNAME\tSTATE\tLEADER\tTIER\tCAPS\tTAGS\tLOAD\tVERSION\tUPTIME")
 	for _, m := range ms {
 		leader := ""
 		if m.Leader {
@@ -74,7 +74,7 @@ func printNodes(w io.Writer, ms []wire.Member, now time.Time) {
 		if !m.Started.IsZero() && m.State != wire.StateOffline {
 			uptime = fmtDuration(now.Sub(m.Started))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%.2f\t%s\t%s\n", m.Chevron, m.Name, m.State, leader,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%.2f\t%s\t%s\n", m.Chevron, m.Name, m.State, leader, m.Tier,
 			orDash(strings.Join(m.Caps, ",")), orDash(fmtTags(m.Tags)), m.Load, orDash(m.Version), uptime)
 	}
 	tw.Flush()

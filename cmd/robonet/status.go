@@ -2,17 +2,19 @@ package main
 
 import (
 	"fmt"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
 	"github.com/robonet-mesh/robonet/node"
+	"github.com/robonet-mesh/robonet/wire"
 )
 
 func newStatusCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "status",
-		Short: "Show this swarm: name, leader, member count, JetStream meta leader, the node's own state",
+		Short: "Show this swarm: name, leader, member count, JetStream meta leader, bucket replication, the node's own state",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -44,10 +46,23 @@ func newStatusCmd(g *globals) *cobra.Command {
 			fmt.Fprintf(tw, "node\t%s (%s), %s, version %s\n", st.Name, st.Chevron, st.State, st.Version)
 			fmt.Fprintf(tw, "leader\t%s\n", leader)
 			fmt.Fprintf(tw, "members\t%d live, %d known\n", st.Members, st.Known)
-			fmt.Fprintf(tw, "jetstream\t%s, meta leader %s, buckets R%d\n", js, orDash(st.MetaLeader), st.Replicas)
+			fmt.Fprintf(tw, "jetstream\t%s, meta leader %s, %s\n", js, orDash(st.MetaLeader), fmtReplication(st))
 			return tw.Flush()
 		},
 	}
+}
+
+// fmtReplication says how the buckets are replicated: the lowest replica
+// count over every bucket, and the buckets behind by name.
+func fmtReplication(st wire.Status) string {
+	if st.Replicas == 0 {
+		return "buckets not read yet"
+	}
+	if len(st.Behind) == 0 {
+		return fmt.Sprintf("buckets R%d", st.Replicas)
+	}
+	return fmt.Sprintf("buckets R%d at the lowest; behind: %s (the leader raises them while 3 JetStream servers are up)",
+		st.Replicas, strings.Join(st.Behind, ", "))
 }
 
 func newVersionCmd(g *globals) *cobra.Command {
