@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -440,4 +441,48 @@ func TestThrowawayKeysDoNotFillTheLedger(t *testing.T) {
 	if err != nil || res.Summary.OK != 3 {
 		t.Fatalf("the new user after the flood: %v %s", err, res.Summary.Line)
 	}
+}
+
+// A forged record of a one-time token's use does not admit a key: the
+// rogue server behind it is refused whether the record is signed by a
+// local operator key or by a member node's key with a token that never
+// was, and the swarm keeps answering.
+func TestForgedTokenUseAdmitsNobody(t *testing.T) {
+	s := testmesh.Start(t, 2)
+	s.WaitAlive(20 * time.Second)
+	admin := s.Client(0)
+	tokens := kvOf(t, admin, node.BucketTokens)
+	for _, signer := range []struct {
+		name string
+		kp   nkeys.KeyPair
+	}{
+		{"operator key", seedOf(t, s.Node(1).OperatorSeedPath())},
+		{"member node key, made-up token", seedOf(t, filepath.Join(s.Node(1).DataDir(), node.NodeSeedFile))},
+	} {
+		t.Run(signer.name, func(t *testing.T) {
+			kp, _ := nkeys.CreateServer()
+			pub, _ := kp.PublicKey()
+			id := fmt.Sprintf("%032x", time.Now().UnixNano())
+			use := wire.TokenUse{ID: id, Pubkey: pub, Token: "rntok_made-up", At: time.Now().UTC()}
+			putSigned(t, tokens, signer.kp, id, use)
+			putSigned(t, tokens, signer.kp, "key."+pub, use)
+			cert, err := trust.NodeCertificate(kp, trust.RouteCredential{}, time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc := &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert},
+				ClientAuth: tls.RequireAnyClientCert, InsecureSkipVerify: true}
+			r, l := rogue(t, s.Node(0).ClusterAddr(), tc)
+			testmesh.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+				if l.fails.Load() < 2 {
+					return errors.New("rogue has not tried twice yet")
+				}
+				return nil
+			})
+			if r.NumRoutes() != 0 {
+				t.Fatalf("a forged token use admitted a rogue: %d routes", r.NumRoutes())
+			}
+		})
+	}
+	pingOK(t, admin, 2)
 }

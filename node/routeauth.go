@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -19,6 +20,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/robonet-mesh/robonet/trust"
+	"github.com/robonet-mesh/robonet/wire"
 )
 
 // ErrAdmission is wrapped when a route peer is refused.
@@ -226,7 +228,7 @@ func (ra *routeAuth) admit(pc trust.PeerCert, now time.Time) error {
 		if err != nil {
 			return fmt.Errorf("%w: key %s: %v", ErrAdmission, pc.Pub, err)
 		}
-		return ra.useToken(c.ID, pc.Pub)
+		return ra.useToken(c.ID, pc.Pub, pc.Cred.Token)
 	}
 	// A node admitted by a token shows it only when it dials; when a member
 	// dials it (nats-server's gossip makes every member do so), it is known
@@ -238,7 +240,7 @@ func (ra *routeAuth) admit(pc trust.PeerCert, now time.Time) error {
 }
 
 // tokenAdmitted reports whether a one-time token admitted pub (rn_tokens
-// holds "key.<pub>" for each use).
+// holds "key.<pub>" for each use, and the token's id names the same key).
 func (ra *routeAuth) tokenAdmitted(pub string) bool {
 	ra.mu.RLock()
 	ok := ra.used["key."+pub] != ""
@@ -251,17 +253,66 @@ func (ra *routeAuth) tokenAdmitted(pub string) bool {
 	}
 	ctx, cancel := context.WithTimeout(ra.n.ctx, 2*time.Second)
 	defer cancel()
-	e, found, err := ra.n.leaderRead.Last(ctx, "KV_"+BucketTokens, "$KV."+BucketTokens+".key."+pub)
-	if err != nil || !found {
+	u, ok := ra.readUse(ctx, "key."+pub)
+	if !ok || u.Pubkey != pub {
 		return false
 	}
-	ra.remember("key."+pub, string(e.Value))
+	byID, ok := ra.readUse(ctx, u.ID)
+	if !ok || byID.Pubkey != pub {
+		return false
+	}
+	ra.remember("key."+pub, u.ID)
 	return true
+}
+
+// readUse reads and checks one rn_tokens record: signed by a registered
+// member for this key, and, when this node holds the swarm secret, naming
+// a token that was valid under it when it was used.
+func (ra *routeAuth) readUse(ctx context.Context, key string) (wire.TokenUse, bool) {
+	e, found, err := ra.n.leaderRead.Last(ctx, "KV_"+BucketTokens, "$KV."+BucketTokens+"."+key)
+	if err != nil || !found {
+		return wire.TokenUse{}, false
+	}
+	u, err := ra.openUse(key, e.Value)
+	if err != nil {
+		ra.n.badRecord(BucketTokens, key, err)
+		return wire.TokenUse{}, false
+	}
+	return u, true
+}
+
+func (ra *routeAuth) openUse(key string, data []byte) (wire.TokenUse, error) {
+	var u wire.TokenUse
+	rec, by, err := trust.OpenRecord(BucketTokens, key, data)
+	if err != nil {
+		return u, err
+	}
+	if _, member := ra.n.ids.nodeChevron(by); !member {
+		return u, fmt.Errorf("token use signed by %s, not a member node", by)
+	}
+	if err := wire.Decode(rec, &u); err != nil {
+		return u, err
+	}
+	if key != u.ID && key != "key."+u.Pubkey {
+		return u, fmt.Errorf("token use for %s (key %s) stored under %s", u.ID, clip(u.Pubkey, 64), key)
+	}
+	if secret := ra.currentSecret(); secret != nil {
+		c, err := trust.ParseToken(u.Token, secret, u.At)
+		if err != nil && !errors.Is(err, trust.ErrTokenMAC) {
+			return u, fmt.Errorf("token use %s: %v", u.ID, err)
+		}
+		// A MAC under another secret is a token of an earlier one (rotated
+		// since): the signer's word stands for it.
+		if err == nil && c.ID != u.ID {
+			return u, fmt.Errorf("token use %s carries token %s", u.ID, c.ID)
+		}
+	}
+	return u, nil
 }
 
 // useToken records that token id admitted pub; the same key may use it
 // again (it routes to every member), another key may not.
-func (ra *routeAuth) useToken(id, pub string) error {
+func (ra *routeAuth) useToken(id, pub, token string) error {
 	ra.mu.RLock()
 	seen := ra.used[id]
 	ra.mu.RUnlock()
@@ -277,9 +328,15 @@ func (ra *routeAuth) useToken(id, pub string) error {
 	}
 	ctx, cancel := context.WithTimeout(ra.n.ctx, 2*time.Second)
 	defer cancel()
-	_, err := (*kv).Create(ctx, id, []byte(pub))
+	rec, _ := json.Marshal(wire.TokenUse{ID: id, Pubkey: pub, Token: token, At: time.Now().UTC()})
+	byID, err := trust.SignRecord(ra.n.kp, BucketTokens, id, rec)
+	if err != nil {
+		return fmt.Errorf("%w: one-time token %s: %v", ErrAdmission, id, err)
+	}
+	_, err = (*kv).Create(ctx, id, byID)
 	if err == nil {
-		if _, err := (*kv).Put(ctx, "key."+pub, []byte(id)); err != nil {
+		byKey, _ := trust.SignRecord(ra.n.kp, BucketTokens, "key."+pub, rec)
+		if _, err := (*kv).Put(ctx, "key."+pub, byKey); err != nil {
 			ra.n.log.Warn("record token key", "id", id, "err", err)
 		}
 		ra.n.log.Info("one-time token used", "id", id, "key", pub)
@@ -290,15 +347,12 @@ func (ra *routeAuth) useToken(id, pub string) error {
 	if !errors.Is(err, jetstream.ErrKeyExists) {
 		return fmt.Errorf("%w: one-time token %s: %v", ErrAdmission, id, err)
 	}
-	e, found, err := ra.n.leaderRead.Last(ctx, "KV_"+BucketTokens, "$KV."+BucketTokens+"."+id)
-	if err != nil {
-		return fmt.Errorf("%w: one-time token %s: %v", ErrAdmission, id, err)
+	u, ok := ra.readUse(ctx, id)
+	if !ok {
+		return fmt.Errorf("%w: one-time token %s: its record is not readable yet or does not verify", ErrAdmission, id)
 	}
-	if !found {
-		return fmt.Errorf("%w: one-time token %s: its record is not readable yet", ErrAdmission, id)
-	}
-	ra.remember(id, string(e.Value))
-	if string(e.Value) == pub {
+	ra.remember(id, u.Pubkey)
+	if u.Pubkey == pub {
 		return nil
 	}
 	return fmt.Errorf("%w: one-time token %s was already used by another key", ErrAdmission, id)

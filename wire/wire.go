@@ -317,3 +317,14 @@ type SealedSecret struct {
 	Sealed []byte    `json:"sealed"` // nkeys Seal of the secret to the member's xkey
 	At     time.Time `json:"at"`
 }
+
+// TokenUse records in rn_tokens that a one-time join token admitted a key,
+// stored under the token's id and under "key.<pubkey>", signed by the
+// member that admitted it. Token is the token itself (used up, bound to
+// Pubkey), so members holding the swarm secret can check it was real.
+type TokenUse struct {
+	ID     string    `json:"id"`
+	Pubkey string    `json:"pubkey"`
+	Token  string    `json:"token"`
+	At     time.Time `json:"at"`
+}
