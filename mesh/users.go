@@ -243,8 +243,8 @@ func (ids *Identities) Revoke(ctx context.Context, pub, chevron, reason, by stri
 	return nil
 }
 
-// RemoveNode revokes the key of the node at chev and deletes its
-// registration, freeing the chevron.
+// RemoveNode revokes the key of the node at chev and its local operator's,
+// and deletes its registration, freeing the chevron.
 func (ids *Identities) RemoveNode(ctx context.Context, m wire.Member, reason, by string, now time.Time) error {
 	ctx, cancel := withDefaultTimeout(ctx)
 	defer cancel()
@@ -253,6 +253,15 @@ func (ids *Identities) RemoveNode(ctx context.Context, m wire.Member, reason, by
 	}
 	if err := ids.Revoke(ctx, m.Pubkey, m.Chevron, reason, by, now); err != nil {
 		return err
+	}
+	// A node taken out is treated as compromised: its local operator key
+	// (an operator everywhere) goes with it.
+	if e, found, err := ids.read.Last(ctx, "KV_"+NodesBucket, "$KV."+NodesBucket+"."+m.Chevron); err == nil && found {
+		if info, err := openNodeRecord(m.Chevron, e.Value); err == nil && info.Pubkey == m.Pubkey && info.Operator != "" {
+			if err := ids.Revoke(ctx, info.Operator, m.Chevron, reason+" (the node's local operator key)", by, now); err != nil {
+				return err
+			}
+		}
 	}
 	if err := ids.nodes.Delete(ctx, m.Chevron); err != nil {
 		return fmt.Errorf("%w: node %s revoked, but its registration stays: %v", ErrRevoked, m.Chevron, err)

@@ -281,7 +281,8 @@ func (n *Node) onNodeEntry(e jetstream.KeyValueEntry) {
 			// A node that leaves says so first (offline at once); an admin
 			// revokes before removing. A live, unrevoked node's entry
 			// deleted is someone else's write: the node stays.
-			n.badRecord(BucketNodes, e.Key(), fmt.Errorf("registration of live node %s deleted: ignored", e.Key()))
+			n.badRecord(BucketNodes, e.Key(), fmt.Errorf("registration of live node %s deleted: ignored while it is live and not revoked", e.Key()))
+			n.deferDelete(e.Key(), live)
 			return
 		}
 		n.reg.setInfo(e.Key(), nil)

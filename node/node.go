@@ -79,6 +79,8 @@ type Node struct {
 	blocks      blockTable                        // Sentinel disconnects (sentinelblock.go)
 	secretEpoch atomic.Int64                      // epoch of the rotated swarm secret held (rotate.go)
 	usersRev    atomic.Uint64                     // highest rn_users revision applied (onUserEntry)
+	deferMu     sync.Mutex                        // guards deferred
+	deferred    map[string]string                 // chevron → key: registration deletes held back (records.go)
 	knownText   string                            // KnownMembersFile as last written; the auth loop's alone
 
 	fatal   atomic.Pointer[string]

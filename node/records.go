@@ -1,6 +1,8 @@
 package node
 
 import (
+	"context"
+	"maps"
 	"os"
 	"sort"
 	"strings"
@@ -108,6 +110,9 @@ func (n *Node) sweepDeparted() {
 	if gone > 0 {
 		n.log.Debug("forgot departed keys", "count", gone)
 	}
+	ctx, cancel := context.WithTimeout(n.ctx, 5*time.Second)
+	defer cancel()
+	n.applyDeferredDeletes(ctx)
 }
 
 // known reports whether pub is a user or node of the swarm now (the
@@ -118,4 +123,42 @@ func (n *Node) known(pub string) bool {
 	}
 	_, ok := n.ids.role(pub)
 	return ok
+}
+
+// deferDelete remembers a registration deleted while its node was live and
+// unrevoked (refused then: nodes announce leaving, admins revoke first —
+// though a revocation can arrive after the delete): the sweep applies the
+// delete once the key is revoked or the node is no longer live, unless the
+// registration came back meanwhile.
+func (n *Node) deferDelete(chev, pub string) {
+	n.deferMu.Lock()
+	defer n.deferMu.Unlock()
+	if n.deferred == nil {
+		n.deferred = map[string]string{}
+	}
+	if len(n.deferred) < 4096 {
+		n.deferred[chev] = pub
+	}
+}
+
+// applyDeferredDeletes runs in the sweep.
+func (n *Node) applyDeferredDeletes(ctx context.Context) {
+	n.deferMu.Lock()
+	pending := maps.Clone(n.deferred)
+	n.deferMu.Unlock()
+	for chev, pub := range pending {
+		live, ok := n.reg.liveKey(chev, time.Now())
+		if ok && live == pub && !n.ids.isRevoked(pub) {
+			continue
+		}
+		n.deferMu.Lock()
+		delete(n.deferred, chev)
+		n.deferMu.Unlock()
+		if _, found, err := n.leaderRead.Last(ctx, "KV_"+BucketNodes, "$KV."+BucketNodes+"."+chev); err != nil || found {
+			continue // unreadable now, or registered again: the watch has it
+		}
+		n.reg.setInfo(chev, nil)
+		n.ids.setNode(chev, nil)
+		n.authChanged()
+	}
 }

@@ -113,3 +113,22 @@ func (n *Node) sentinelQuarantined(pub string) bool {
 	p, ok := n.ledger.Peer(pub)
 	return ok && p.State == "quarantined" && strings.HasPrefix(p.Reason, sentinelReason)
 }
+
+// sentinelForget drops what this node's Sentinel holds about pub (as a
+// user key and as a node's chevron) and what it did about it: an
+// operator's release ends the episode, so the same flood does not block
+// the key again a window later. The baseline is learnt afresh.
+func (n *Node) sentinelForget(pub string) {
+	peers := []string{pub}
+	if c, ok := n.ids.nodeChevron(pub); ok {
+		peers = append(peers, c.String())
+	}
+	for _, p := range peers {
+		n.sent.Forget(p)
+		if n.sst != nil {
+			n.sst.mu.Lock()
+			delete(n.sst.acted, p)
+			n.sst.mu.Unlock()
+		}
+	}
+}

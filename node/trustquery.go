@@ -175,6 +175,7 @@ func (n *Node) trustAction(data []byte, quarantine bool) (TrustActionResult, err
 		err = n.ledger.Quarantine(a.Key, "operator: "+a.Reason, now)
 	} else {
 		unblocked := n.sentinelUnblock(a.Key)
+		n.sentinelForget(a.Key)
 		err = n.ledger.Release(a.Key, now)
 		if unblocked && errors.Is(err, trust.ErrUnknownPeer) {
 			err = nil
