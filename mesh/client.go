@@ -233,7 +233,9 @@ func settleTLS(nc *nats.Conn, pin *nodePin) error {
 // Its commands and queries are unsigned and replies unchecked until
 // WithSigner and WithVerify; nodes refuse unsigned commands and queries
 // unless they run without HCTH (benchmarks of the bare bus).
-func NewClient(nc *nats.Conn) *Client { return &Client{nc: nc, pin: &nodePin{trusted: map[string]bool{}}} }
+func NewClient(nc *nats.Conn) *Client {
+	return &Client{nc: nc, pin: &nodePin{trusted: map[string]bool{}}}
+}
 
 // WithNodeKey makes c trust only node key pub for query replies (see
 // Options.NodeKeys), and returns c.
