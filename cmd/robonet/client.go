@@ -23,15 +23,16 @@ func (g *globals) connect(ctx context.Context) (*mesh.Client, error) {
 	if seed == "" {
 		seed = filepath.Join(g.data, node.OperatorSeedFile)
 	}
-	known, err := mesh.KnownNodesFile()
-	if err != nil {
-		return nil, err
-	}
-	opts := mesh.Options{Server: g.server, SeedFile: seed, KnownNodes: known,
+	opts := mesh.Options{Server: g.server, SeedFile: seed,
 		Notice: func(s string) { fmt.Fprintln(os.Stderr, "robonet: "+s) }}
 	if k := dataDirNodeKey(g.data); k != "" {
 		opts.NodeKeys = []string{k}
 	}
+	known, err := mesh.KnownNodesFile()
+	if err != nil && len(opts.NodeKeys) == 0 {
+		return nil, fmt.Errorf("%w (nowhere to pin node keys: set XDG_CONFIG_HOME or HOME, or run with the node's --data)", err)
+	}
+	opts.KnownNodes = known
 	return mesh.Connect(ctx, opts)
 }
 
