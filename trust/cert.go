@@ -369,9 +369,11 @@ const tagClientCert = "robonet/client-cert\x00"
 // Client-port certificates carry a fixed validity window, so that the same
 // key and names always give the same certificate: clients that keep it as
 // their CA file (the stock nats CLI's context "ca") need no update when the
-// node restarts. NotAfter is RFC 5280's "no well-defined expiration date".
+// node restarts. It starts at the Unix epoch, so a machine that boots
+// without a clock (a board without an RTC, before NTP) still accepts it;
+// NotAfter is RFC 5280's "no well-defined expiration date".
 var (
-	clientCertNotBefore = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	clientCertNotBefore = time.Unix(0, 0).UTC()
 	clientCertNotAfter  = time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
 )
 
