@@ -162,6 +162,11 @@ func (c *Client) Gather(ctx context.Context, req GatherRequest, progress func(No
 // GatherSet sends req to an already resolved set (what Gather does after
 // asking the registry); sel decides whether one prefix publish reaches the
 // whole set. Programs that keep their own view of the swarm call it directly.
+// With verification on, a reply for a member counts only when signed by the
+// member's Pubkey (any valid signature when the set gives none), and a
+// reply naming a chevron outside the set only when signed by the key the
+// verified registry gives that chevron; the rest are counted in
+// Summary.Dropped.
 func (c *Client) GatherSet(ctx context.Context, req GatherRequest, sel subjects.Selector, set []wire.Member, progress func(NodeResult)) (GatherResult, error) {
 	res := GatherResult{Selector: req.Selector, Verb: req.Verb}
 	if req.Timeout <= 0 {
@@ -205,18 +210,12 @@ func (c *Client) GatherSet(ctx context.Context, req GatherRequest, sel subjects.
 	}
 	defer sub.Unsubscribe()
 	_ = sub.SetPendingLimits(-1, -1)
-	keys := make(map[string]string, len(set)) // chevron → the key its replies must be signed with
-	unkeyed := false
+	// chevron → the key its replies must be signed with. A member given
+	// without one (a program's own view, a stand-in) is the caller's word:
+	// any valid signature counts for it.
+	keys := make(map[string]string, len(set))
 	for _, m := range set {
 		keys[m.Chevron] = m.Pubkey
-		unkeyed = unkeyed || m.Pubkey == ""
-	}
-	if unkeyed && c.verifier != nil {
-		// A set built without keys: take them from the verified registry,
-		// since a reply counts only when signed by its chevron's key.
-		if err := c.registryKeys(ctx, keys); err != nil {
-			return res, err
-		}
 	}
 	in, stopVerify := c.verifyReplies(ctx, ch, len(send))
 	defer stopVerify()
@@ -263,7 +262,7 @@ func (c *Client) GatherSet(ctx context.Context, req GatherRequest, sel subjects.
 			return
 		}
 		want, listed := keys[wr.Chevron]
-		if a.err == nil && c.verifier != nil && listed && a.from != want {
+		if a.err == nil && c.verifier != nil && want != "" && a.from != want {
 			a.err = fmt.Errorf("reply for %s signed by %s, but %s registered key %q", wr.Chevron, a.from, wr.Chevron, want)
 		}
 		if a.err != nil {
@@ -412,17 +411,14 @@ type offListReply struct {
 }
 
 // registryKeys fills keys (chevron → registered key) from the verified
-// registry of the node the client is connected to, for the chevrons keys
-// has no key for.
+// registry of the node the client is connected to.
 func (c *Client) registryKeys(ctx context.Context, keys map[string]string) error {
 	members, err := c.Nodes(ctx)
 	if err != nil {
 		return err
 	}
 	for _, m := range members {
-		if keys[m.Chevron] == "" {
-			keys[m.Chevron] = m.Pubkey
-		}
+		keys[m.Chevron] = m.Pubkey
 	}
 	return nil
 }
