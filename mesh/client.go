@@ -338,7 +338,9 @@ func (c *Client) Query(ctx context.Context, name string, req any, v any) error {
 // node ends the wait at once with that error.
 func (c *Client) request(ctx context.Context, subj, srv string, payload []byte) ([]byte, error) {
 	inbox := c.nc.NewInbox()
-	sub, err := c.nc.SubscribeSync(inbox)
+	// A small channel: SubscribeSync's would allocate 64k slots per query.
+	ch := make(chan *nats.Msg, 64)
+	sub, err := c.nc.ChanSubscribe(inbox, ch)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", subj, err)
 	}
@@ -354,12 +356,14 @@ func (c *Client) request(ctx context.Context, subj, srv string, payload []byte) 
 	}
 	var dropped error
 	for {
-		m, err := sub.NextMsgWithContext(ctx)
-		if err != nil {
+		var m *nats.Msg
+		select {
+		case m = <-ch:
+		case <-ctx.Done():
 			if dropped != nil {
 				return nil, fmt.Errorf("%w on %s that verifies (dropped: %w)", ErrNoResponse, subj, dropped)
 			}
-			return nil, fmt.Errorf("%w on %s: %v", ErrNoResponse, subj, err)
+			return nil, fmt.Errorf("%w on %s: %v", ErrNoResponse, subj, ctx.Err())
 		}
 		if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
 			return nil, fmt.Errorf("%w on %s: the server has no robonet node behind it", ErrNoResponse, subj)
