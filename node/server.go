@@ -86,7 +86,7 @@ func (n *Node) serverOptions() (*server.Options, error) {
 		// connection is not a network connection and stays plain.
 		cert, err := trust.ClientCertificate(n.kp, clientNames(host, o.ClientNames))
 		if err != nil {
-			return nil, fmt.Errorf("%w: --listen %s: %v", ErrOptions, o.Listen, err)
+			return nil, fmt.Errorf("%w: --listen %s: the client port's certificate names: %v", ErrOptions, o.Listen, err)
 		}
 		so.TLSConfig = &tls.Config{
 			MinVersion:   tls.VersionTLS13,
