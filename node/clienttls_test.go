@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"io"
@@ -31,6 +32,7 @@ func anyAddr(t *testing.T) (*testmesh.Swarm, string) {
 	s := testmesh.Start(t, 1, func(_ int, o *node.Options) {
 		o.Listen = "0.0.0.0:0"
 		o.ExecAllow = []string{"echo"}
+		o.ClientNames = []string{"node-a.example"}
 	})
 	u, err := url.Parse(s.Node(0).ClientURL())
 	if err != nil {
@@ -197,6 +199,23 @@ func TestNonLoopbackClientPortIsTLSOnly(t *testing.T) {
 	}
 	if _, err := c.Nodes(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+	// The certificate names what clients that check names dial: every
+	// interface's address for 0.0.0.0, localhost, and the extra names.
+	st, err := c.Conn().TLSConnectionState()
+	if err != nil || len(st.PeerCertificates) != 1 {
+		t.Fatalf("TLS state: %v", err)
+	}
+	cert := st.PeerCertificates[0]
+	roots := x509.NewCertPool()
+	roots.AddCert(cert)
+	for _, name := range []string{"127.0.0.1", "localhost", "node-a.example"} {
+		if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, DNSName: name}); err != nil {
+			t.Errorf("the client certificate does not verify for %s: %v", name, err)
+		}
+	}
+	if cert.Subject.CommonName != nd.Pubkey() {
+		t.Errorf("certificate CN %s, want the node key", cert.Subject.CommonName)
 	}
 	c.Close()
 
