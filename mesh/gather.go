@@ -64,12 +64,15 @@ type NodeResult struct {
 
 // Summary counts a gather's outcome.
 type Summary struct {
-	Total   int     `json:"total"`
-	OK      int     `json:"ok"`
-	Error   int     `json:"error"`
-	Timeout int     `json:"timeout"`
-	Offline int     `json:"offline"`
-	Denied  int     `json:"denied"`
+	Total   int `json:"total"`
+	OK      int `json:"ok"`
+	Error   int `json:"error"`
+	Timeout int `json:"timeout"`
+	Offline int `json:"offline"`
+	Denied  int `json:"denied"`
+	// Dropped counts replies that did not count: a bad signature, a key
+	// other than the one the verified registry gives the chevron they name.
+	Dropped int     `json:"dropped"`
 	P50     float64 `json:"p50_ms"`
 	P99     float64 `json:"p99_ms"`
 	Line    string  `json:"line"`
@@ -161,6 +164,11 @@ func (c *Client) Gather(ctx context.Context, req GatherRequest, progress func(No
 // GatherSet sends req to an already resolved set (what Gather does after
 // asking the registry); sel decides whether one prefix publish reaches the
 // whole set. Programs that keep their own view of the swarm call it directly.
+// With verification on, a reply for a member counts only when signed by the
+// member's Pubkey (any valid signature when the set gives none), and a
+// reply naming a chevron outside the set only when signed by the key the
+// verified registry gives that chevron; the rest are counted in
+// Summary.Dropped.
 func (c *Client) GatherSet(ctx context.Context, req GatherRequest, sel subjects.Selector, set []wire.Member, progress func(NodeResult)) (GatherResult, error) {
 	res := GatherResult{Selector: req.Selector, Verb: req.Verb}
 	if req.Timeout <= 0 {
@@ -204,7 +212,10 @@ func (c *Client) GatherSet(ctx context.Context, req GatherRequest, sel subjects.
 	}
 	defer sub.Unsubscribe()
 	_ = sub.SetPendingLimits(-1, -1)
-	keys := make(map[string]string, len(set)) // chevron → the key its replies must be signed with
+	// chevron → the key its replies must be signed with. A member given
+	// without one (a program's own view, a stand-in) is the caller's word:
+	// any valid signature counts for it.
+	keys := make(map[string]string, len(set))
 	for _, m := range set {
 		keys[m.Chevron] = m.Pubkey
 	}
@@ -219,30 +230,12 @@ func (c *Client) GatherSet(ctx context.Context, req GatherRequest, sel subjects.
 	}
 	sent := map[string]time.Time{}
 	outstanding := map[string]bool{} // expected nodes of the current batch not yet settled
-	settle := func(a arrived) {
-		m := a.msg
-		if len(m.Data) > MaxReply {
-			return
-		}
-		var wr wire.Result
-		if json.Unmarshal(m.Data, &wr) != nil || wr.Chevron == "" {
-			return
-		}
-		if a.err == nil && c.verifier != nil {
-			if want := keys[wr.Chevron]; want != "" && a.from != want {
-				a.err = fmt.Errorf("reply for %s signed by %s, but %s registered key %s", wr.Chevron, a.from, wr.Chevron, want)
-			}
-		}
-		if a.err != nil {
-			// A reply whose signature fails cannot be told from a forgery:
-			// it settles nothing, so the node ends as timeout unless its
-			// genuine reply arrives.
-			c.badReplies.Add(1)
-			return
-		}
+	dropped := 0
+	var offList []offListReply // off-list replies waiting for the registry's word
+	record := func(wr wire.Result, ms float64) {
 		r, ok := results[wr.Chevron]
 		if !ok {
-			// A node under the prefix the registry view did not list yet: it
+			// A node under the prefix the registry view did not list: it
 			// ran the command, so it is reported.
 			r = &NodeResult{Chevron: wr.Chevron, Name: wr.Name, Unexpected: true}
 			results[wr.Chevron] = r
@@ -256,14 +249,51 @@ func (c *Client) GatherSet(ctx context.Context, req GatherRequest, sel subjects.
 		if wr.Error != nil {
 			r.Error, r.Code = wr.Error.Msg, wr.Error.Code
 		}
-		if t, ok := sent[wr.Chevron]; ok {
-			r.Ms = float64(time.Since(t).Microseconds()) / 1000
-		} else if t, ok := sent[""]; ok {
-			r.Ms = float64(time.Since(t).Microseconds()) / 1000
-		}
+		r.Ms = ms
 		if progress != nil {
 			progress(*r)
 		}
+	}
+	settle := func(a arrived) {
+		m := a.msg
+		if len(m.Data) > MaxReply {
+			return
+		}
+		var wr wire.Result
+		if json.Unmarshal(m.Data, &wr) != nil || wr.Chevron == "" {
+			return
+		}
+		want, listed := keys[wr.Chevron]
+		if a.err == nil && c.verifier != nil && want != "" && a.from != want {
+			a.err = fmt.Errorf("reply for %s signed by %s, but %s registered key %q", wr.Chevron, a.from, wr.Chevron, want)
+		}
+		if a.err != nil {
+			// A reply whose signature fails cannot be told from a forgery:
+			// it settles nothing, so the node ends as timeout unless its
+			// genuine reply arrives.
+			c.badReplies.Add(1)
+			dropped++
+			return
+		}
+		var ms float64
+		if t, ok := sent[wr.Chevron]; ok {
+			ms = float64(time.Since(t).Microseconds()) / 1000
+		} else if t, ok := sent[""]; ok {
+			ms = float64(time.Since(t).Microseconds()) / 1000
+		}
+		if !listed && c.verifier != nil {
+			// Off the list: any valid signature is not enough. It counts
+			// only when signed by the key the verified registry gives the
+			// chevron it names, checked once the batches are done.
+			if len(offList) < maxOffList {
+				offList = append(offList, offListReply{wr: wr, from: a.from, ms: ms})
+			} else {
+				c.badReplies.Add(1)
+				dropped++
+			}
+			return
+		}
+		record(wr, ms)
 	}
 	for start := 0; start < len(send); start += batch {
 		part := send[start:min(start+batch, len(send))]
@@ -341,6 +371,20 @@ func (c *Client) GatherSet(ctx context.Context, req GatherRequest, sel subjects.
 			}
 		}
 	}
+	if len(offList) > 0 {
+		reg := map[string]string{}
+		if err := c.registryKeys(ctx, reg); err != nil {
+			return res, fmt.Errorf("check %d off-list replies: %w", len(offList), err)
+		}
+		for _, o := range offList {
+			if want := reg[o.wr.Chevron]; want == "" || o.from != want {
+				c.badReplies.Add(1)
+				dropped++
+				continue
+			}
+			record(o.wr, o.ms)
+		}
+	}
 	for _, chev := range order {
 		r := results[chev]
 		if r.Status == StatusTimeout && r.Error == "" {
@@ -350,7 +394,35 @@ func (c *Client) GatherSet(ctx context.Context, req GatherRequest, sel subjects.
 	}
 	sortByChevron(res.Results)
 	res.Summary = summarize(res.Results)
+	if dropped > 0 {
+		res.Summary.Dropped = dropped
+		res.Summary.Line += fmt.Sprintf(" · %d replies dropped (bad signature, or not the registered key of the node they name)", dropped)
+	}
 	return res, nil
+}
+
+// maxOffList bounds the off-list replies one gather keeps for checking.
+const maxOffList = 4096
+
+// offListReply is a verified reply naming a chevron outside the expected
+// set, with the round trip it took.
+type offListReply struct {
+	wr   wire.Result
+	from string
+	ms   float64
+}
+
+// registryKeys fills keys (chevron → registered key) from the verified
+// registry of the node the client is connected to.
+func (c *Client) registryKeys(ctx context.Context, keys map[string]string) error {
+	members, err := c.Nodes(ctx)
+	if err != nil {
+		return err
+	}
+	for _, m := range members {
+		keys[m.Chevron] = m.Pubkey
+	}
+	return nil
 }
 
 // sortByChevron orders results by chevron, parsing each once.

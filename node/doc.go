@@ -2,7 +2,9 @@
 // owns the node's identity (nkey seeds in the data dir), claims its chevron,
 // publishes heartbeats, keeps the live membership view in memory, holds or
 // follows the swarm-leader lease, and answers the swarm queries
-// (rn.sys.nodes, rn.sys.status).
+// (rn.sys.nodes, rn.sys.status, …), each checked for its HCTH signature and
+// its signer's role and answered signed. Its client port serves TLS with a
+// certificate derived from its key on any address but loopback.
 //
 // Liveness never depends on a JetStream write: heartbeats travel on core
 // NATS and route loss is read from the embedded server, because an R3

@@ -65,8 +65,16 @@ type Options struct {
 	Chevron string
 	// DataDir holds the seeds, the saved state and the JetStream store.
 	DataDir string
-	// Listen is the NATS client address, host:port (port 0 picks one).
+	// Listen is the NATS client address, host:port (port 0 picks one). On
+	// any address but loopback the port serves TLS only, with a
+	// certificate derived from the node's key (trust.ClientCertificate).
 	Listen string
+	// ClientNames are host names or addresses, besides the listen address,
+	// "localhost", the host name and (for 0.0.0.0) every interface's
+	// address, that the client port's certificate lists, for clients that
+	// check the name they dialled (the stock nats CLI): a DNS name, or an
+	// address a NAT maps to this node.
+	ClientNames []string
 	// Cluster is the NATS route listen address. Empty and no Join: a single
 	// node with JetStream standalone. Set, or Join set: a swarm member.
 	Cluster string

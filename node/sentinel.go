@@ -262,13 +262,7 @@ func (n *Node) AlertsReport() AlertsReport {
 }
 
 func (n *Node) onAlertsQuery(m *nats.Msg) {
-	if m.Reply == "" {
-		return
-	}
-	var reply wire.Reply
-	reply.Data, _ = json.Marshal(n.AlertsReport())
-	out, _ := json.Marshal(reply)
-	_ = n.respond(m, out)
+	n.answerQuery(m, subjects.QueryAlerts, anyRole, func(string, string, []byte) (any, error) { return n.AlertsReport(), nil })
 }
 
 // gauges measures this node for its heartbeat: busy CPU since the last

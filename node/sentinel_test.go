@@ -245,35 +245,27 @@ func TestSentinelDisconnectIsLocalAndReleasable(t *testing.T) {
 	})
 }
 
-// askAll publishes a query every node answers and counts the answers that
-// carry no error, until want arrived or 5 s passed.
+// askAll publishes a signed query every node answers and counts the
+// verified answers that carry no error, until want arrived or 5 s passed.
 func askAll(t *testing.T, c *mesh.Client, query string, req any, want int) int {
 	t.Helper()
-	data, _ := json.Marshal(req)
-	nc := c.Conn()
-	inbox := nc.NewInbox()
-	sub, err := nc.SubscribeSync(inbox)
+	members, err := c.Nodes(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sub.Unsubscribe()
-	if err := nc.PublishRequest(subjects.Query(query), inbox, data); err != nil {
-		t.Fatal(err)
+	got, err := c.QueryAll(context.Background(), query, req, members, 5*time.Second)
+	if err != nil {
+		t.Fatalf("%s: %v", query, err)
 	}
-	got := 0
-	deadline := time.Now().Add(5 * time.Second)
-	for got < want {
-		m, err := sub.NextMsg(time.Until(deadline))
-		if err != nil {
-			t.Fatalf("%s: %d of %d answers: %v", query, got, want, err)
+	for _, a := range got.Answers {
+		if a.Error != nil {
+			t.Fatalf("%s: answer from %s: %v", query, a.Chevron, a.Error)
 		}
-		var rep wire.Reply
-		if json.Unmarshal(m.Data, &rep) != nil || rep.Error != nil {
-			t.Fatalf("%s: answer %s", query, m.Data)
-		}
-		got++
 	}
-	return got
+	if len(got.Answers) < want {
+		t.Fatalf("%s: %d of %d answers (%d dropped)", query, len(got.Answers), want, got.Dropped)
+	}
+	return len(got.Answers)
 }
 
 func peerState(n *node.Node, pub string) (trust.PeerState, bool) {

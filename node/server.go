@@ -11,11 +11,16 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/robonet-mesh/robonet/mesh"
+	"github.com/robonet-mesh/robonet/trust"
 )
 
 // ErrJoin is wrapped when a --join address is not a member of this swarm.
@@ -51,7 +56,7 @@ func (g natsLogger) Fatalf(f string, v ...any) {
 // serverName is the embedded server's name: stable for the node's lifetime
 // because JetStream's Raft peer id is derived from it, so it comes from the
 // key, never from the human name (which may change).
-func serverName(pub string) string { return "rn-" + pub[1:11] }
+func serverName(pub string) string { return mesh.ServerName(pub) }
 
 func (n *Node) serverOptions() (*server.Options, error) {
 	o := n.opts
@@ -73,6 +78,23 @@ func (n *Node) serverOptions() (*server.Options, error) {
 	}
 	if port == 0 {
 		so.Port = server.RANDOM_PORT
+	}
+	if !loopbackHost(host) {
+		// Anything but loopback crosses a network: TLS only (AllowNonTLS
+		// stays false), with the node's key-derived certificate, which
+		// robonet clients pin by key. The node's own in-process
+		// connection is not a network connection and stays plain.
+		cert, err := trust.ClientCertificate(n.kp, clientNames(host, o.ClientNames))
+		if err != nil {
+			return nil, fmt.Errorf("%w: --listen %s: the client port's certificate names: %v", ErrOptions, o.Listen, err)
+		}
+		so.TLSConfig = &tls.Config{
+			MinVersion:   tls.VersionTLS13,
+			Certificates: []tls.Certificate{cert},
+			ClientAuth:   tls.NoClientCert, // clients prove their nkey in CONNECT
+		}
+		so.TLSTimeout = 5 // seconds
+		so.AllowNonTLS = false
 	}
 	if o.Cluster == "" {
 		return so, nil
@@ -114,6 +136,61 @@ func (n *Node) serverOptions() (*server.Options, error) {
 	}
 	return so, nil
 }
+
+// loopbackHost reports whether a listen host is only reachable from this
+// machine: a loopback address or "localhost". "" and 0.0.0.0 are every
+// interface, so not loopback.
+func loopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// ClientTLS reports whether the node's client port serves TLS only (it
+// listens on a non-loopback address).
+func (n *Node) ClientTLS() bool {
+	host, _, _ := splitHostPort(n.opts.Listen)
+	return !loopbackHost(host)
+}
+
+// clientNames are the names the client-port certificate lists for clients
+// that check one: the listen address (every interface's address when it is
+// 0.0.0.0 or ::), "localhost", the machine's host name and extra, the
+// operator's additions, first, within trust.MaxClientCertNames.
+func clientNames(host string, extra []string) []string {
+	names := append([]string(nil), extra...)
+	names = append(names, "localhost")
+	if h, err := os.Hostname(); err == nil && hostnameRE.MatchString(h) {
+		names = append(names, h)
+	}
+	ip := net.ParseIP(host)
+	switch {
+	case host == "" || ip != nil && ip.IsUnspecified():
+		addrs, _ := net.InterfaceAddrs()
+		for _, a := range addrs {
+			if in, ok := a.(*net.IPNet); ok && !in.IP.IsLinkLocalUnicast() && !in.IP.IsUnspecified() {
+				names = append(names, in.IP.String())
+			}
+		}
+	case ip != nil:
+		names = append(names, ip.String())
+	default:
+		names = append(names, host)
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, nm := range names {
+		if k := strings.ToLower(strings.TrimSuffix(nm, ".")); k != "" && !seen[k] && len(out) < trust.MaxClientCertNames {
+			seen[k] = true
+			out = append(out, nm)
+		}
+	}
+	return out
+}
+
+var hostnameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$`)
 
 func loopbackFor(addr string) string {
 	host, port, _ := net.SplitHostPort(addr)

@@ -1,7 +1,6 @@
 package node
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -65,31 +64,25 @@ type TokenReply struct {
 // MinTokenTTL is the shortest a one-time join token may live.
 const MinTokenTTL = 10 * time.Second
 
-// serveTrustQueries answers trust (this node's ledger), quarantine and
-// release (every node acts: no queue group) and token (the node asked).
+// serveTrustQueries answers trust (this node's ledger; any known key),
+// quarantine and release (every node acts: no queue group; operators and
+// admins) and token (the node asked; admins only). Each query's signature
+// and signer's role are checked here (admitQuery), whatever the
+// connection that carried it may publish.
 func (n *Node) serveTrustQueries() error {
-	type handler func(data []byte) (any, error)
+	type handler struct {
+		need string
+		h    func(data []byte) (any, error)
+	}
 	handlers := map[string]handler{
-		subjects.QueryTrust:      func([]byte) (any, error) { return n.TrustReport(time.Now()), nil },
-		subjects.QueryQuarantine: func(d []byte) (any, error) { return n.trustAction(d, true) },
-		subjects.QueryRelease:    func(d []byte) (any, error) { return n.trustAction(d, false) },
-		subjects.QueryToken:      n.issueToken,
+		subjects.QueryTrust:      {anyRole, func([]byte) (any, error) { return n.TrustReport(time.Now()), nil }},
+		subjects.QueryQuarantine: {wire.RoleOperator, func(d []byte) (any, error) { return n.trustAction(d, true) }},
+		subjects.QueryRelease:    {wire.RoleOperator, func(d []byte) (any, error) { return n.trustAction(d, false) }},
+		subjects.QueryToken:      {wire.RoleAdmin, n.issueToken},
 	}
 	for name, h := range handlers {
 		cb := func(m *nats.Msg) {
-			if m.Reply == "" {
-				return
-			}
-			var reply wire.Reply
-			if len(m.Data) > 64<<10 {
-				reply.Error = &wire.Error{Code: wire.CodeBadRequest, Msg: fmt.Sprintf("request of %d bytes (limit 64 KiB)", len(m.Data))}
-			} else if v, err := h(m.Data); err != nil {
-				reply.Error = &wire.Error{Code: wire.CodeBadRequest, Msg: err.Error()}
-			} else if reply.Data, err = json.Marshal(v); err != nil {
-				reply.Error = &wire.Error{Code: wire.CodeInternal, Msg: err.Error()}
-			}
-			out, _ := json.Marshal(reply)
-			_ = n.respond(m, out)
+			n.answerQuery(m, name, h.need, func(_, _ string, data []byte) (any, error) { return h.h(data) })
 		}
 		var err error
 		if name == subjects.QueryQuarantine || name == subjects.QueryRelease {

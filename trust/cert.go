@@ -15,6 +15,8 @@ import (
 	"fmt"
 	"math"
 	"math/big"
+	"net"
+	"sort"
 	"strings"
 	"time"
 
@@ -359,3 +361,149 @@ func subjectKey(cert *x509.Certificate) (string, error) {
 }
 
 var oidCommonName = asn1.ObjectIdentifier{2, 5, 4, 3}
+
+// tagClientCert keeps a client-port certificate's serial number from
+// colliding with any other hash of the same key (see the tags in hash.go).
+const tagClientCert = "robonet/client-cert\x00"
+
+// Client-port certificates carry a fixed validity window, so that the same
+// key and names always give the same certificate: clients that keep it as
+// their CA file (the stock nats CLI's context "ca") need no update when the
+// node restarts. It starts at the Unix epoch, so a machine that boots
+// without a clock (a board without an RTC, before NTP) still accepts it;
+// NotAfter is RFC 5280's "no well-defined expiration date".
+var (
+	clientCertNotBefore = time.Unix(0, 0).UTC()
+	clientCertNotAfter  = time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
+)
+
+// MaxClientCertNames is how many names a client-port certificate lists.
+const MaxClientCertNames = 64
+
+// ClientCertificate returns the TLS certificate of a node's client port:
+// self-signed by the Ed25519 key of its nkey kp, subject CN the nkey public
+// key (so CheckPeerCertificate accepts it and returns that key, which is how
+// robonet clients pin it), and names, IP addresses or DNS names, as subject
+// alternative names for clients that check a host name (the stock nats CLI,
+// whose context names the certificate itself as its CA file).
+//
+// It is deterministic: the same key and names (in any order, duplicates
+// ignored) give the same DER bytes (Ed25519 signatures are deterministic,
+// the serial number is a hash of key and names, the validity window is
+// fixed), so a copy a client keeps stays valid across restarts. It is also
+// a CA certificate (path length 0) for its own key, so a copy made before
+// the node's names changed still verifies the new certificate: the new one
+// chains to the old by subject and key. Nothing but this key can sign under
+// that subject.
+func ClientCertificate(kp nkeys.KeyPair, names []string) (tls.Certificate, error) {
+	priv, pub, err := nodeKey(kp)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("client certificate: %w", err)
+	}
+	ips, dns, err := clientCertNames(names)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("client certificate for %s: %w", pub, err)
+	}
+	h := sha256.New()
+	h.Write([]byte(tagClientCert))
+	h.Write([]byte(pub))
+	for _, ip := range ips {
+		h.Write([]byte{0})
+		h.Write([]byte(ip.String()))
+	}
+	for _, d := range dns {
+		h.Write([]byte{1})
+		h.Write([]byte(d))
+	}
+	sum := h.Sum(nil)
+	sum[0] &= 0x7f // positive, at most 16 bytes
+	serial := new(big.Int).SetBytes(sum[:16])
+	serial.SetBit(serial, 0, 1) // never zero
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: pub},
+		NotBefore:             clientCertNotBefore,
+		NotAfter:              clientCertNotAfter,
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLenZero:        true,
+		IPAddresses:           ips,
+		DNSNames:              dns,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, priv.Public(), priv)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("client certificate for %s: %w", pub, err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("client certificate for %s: %w", pub, err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: priv, Leaf: leaf}, nil
+}
+
+// clientCertNames splits names into IP addresses and DNS names, sorted and
+// without duplicates.
+func clientCertNames(names []string) ([]net.IP, []string, error) {
+	ipSet, dnsSet := map[string]net.IP{}, map[string]bool{}
+	for _, n := range names {
+		n = strings.TrimSpace(n)
+		if n == "" {
+			continue
+		}
+		if ip := net.ParseIP(strings.Trim(n, "[]")); ip != nil {
+			if v4 := ip.To4(); v4 != nil {
+				ip = v4
+			}
+			if ip.IsUnspecified() {
+				return nil, nil, fmt.Errorf("name %q: an unspecified address names no host", n)
+			}
+			ipSet[ip.String()] = ip
+			continue
+		}
+		d := strings.ToLower(strings.TrimSuffix(n, "."))
+		if !validDNSName(d) {
+			return nil, nil, fmt.Errorf("name %q: not an IP address or a DNS name", shorten(n))
+		}
+		dnsSet[d] = true
+	}
+	if len(ipSet)+len(dnsSet) > MaxClientCertNames {
+		return nil, nil, fmt.Errorf("%d names, at most %d", len(ipSet)+len(dnsSet), MaxClientCertNames)
+	}
+	var ipKeys []string
+	for k := range ipSet {
+		ipKeys = append(ipKeys, k)
+	}
+	sort.Strings(ipKeys)
+	ips := make([]net.IP, 0, len(ipKeys))
+	for _, k := range ipKeys {
+		ips = append(ips, ipSet[k])
+	}
+	dns := make([]string, 0, len(dnsSet))
+	for d := range dnsSet {
+		dns = append(dns, d)
+	}
+	sort.Strings(dns)
+	return ips, dns, nil
+}
+
+// validDNSName accepts a lower-case host name: labels of letters, digits
+// and '-' (not at either end), 1 to 63 bytes each, 253 bytes in all.
+func validDNSName(s string) bool {
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for _, l := range strings.Split(s, ".") {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(l); i++ {
+			c := l[i]
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}

@@ -126,4 +126,15 @@
 // holds the key. NodeCertificate's random serial number is the only other use
 // of randomness. A resumed TLS session skips VerifyPeerCertificate, so route
 // configurations disable session tickets.
+//
+// # Client-port certificates
+//
+// A node's client port, on a non-loopback address, serves ClientCertificate:
+// the same key and CN, no credential, the node's names as subject
+// alternative names, a serial number of SHA-256("robonet/client-cert\x00" ‖
+// pubkey ‖ names), a fixed validity window and the CA flag (path length 0),
+// so the same key and names always give the same bytes and a copy kept as a
+// client's CA file keeps verifying. robonet clients pin the key
+// (CheckPeerCertificate's Pub); clients that verify chains and names (the
+// stock nats CLI) use the certificate as their root.
 package trust

@@ -36,7 +36,7 @@ nodes agree: the key is revoked swarm-wide).`,
 				return err
 			}
 			live := liveCount(members)
-			reports, err := askEvery[node.AlertsReport](ctx, c, subjects.QueryAlerts, nil, live)
+			reports, err := askEvery[node.AlertsReport](ctx, c, subjects.QueryAlerts, nil, members)
 			if err != nil {
 				return err
 			}

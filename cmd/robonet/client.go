@@ -5,24 +5,49 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/robonet-mesh/robonet/mesh"
 	"github.com/robonet-mesh/robonet/node"
-	"github.com/robonet-mesh/robonet/subjects"
 	"github.com/robonet-mesh/robonet/wire"
 )
 
-// connect opens a client with the credentials the flags point at.
+// connect opens a client with the credentials the flags point at. The node
+// it reaches must prove a key the CLI trusts: the node key of the data dir
+// (a CLI on a node, as `robonet` runs there by default), or the key pinned
+// for the server's address in the known-nodes file, pinned on first use.
 func (g *globals) connect(ctx context.Context) (*mesh.Client, error) {
 	seed := g.nkey
 	if seed == "" {
 		seed = filepath.Join(g.data, node.OperatorSeedFile)
 	}
-	return mesh.Connect(ctx, mesh.Options{Server: g.server, SeedFile: seed})
+	opts := mesh.Options{Server: g.server, SeedFile: seed,
+		Notice: func(s string) { fmt.Fprintln(os.Stderr, "robonet: "+s) }}
+	if k := dataDirNodeKey(g.data); k != "" {
+		opts.NodeKeys = []string{k}
+	}
+	known, err := mesh.KnownNodesFile()
+	if err != nil && len(opts.NodeKeys) == 0 {
+		return nil, fmt.Errorf("%w (nowhere to pin node keys: set XDG_CONFIG_HOME or HOME, or run with the node's --data)", err)
+	}
+	opts.KnownNodes = known
+	return mesh.Connect(ctx, opts)
+}
+
+// dataDirNodeKey is the public key of the node whose data dir is data, or
+// "" when there is none (or it is not readable by this user).
+func dataDirNodeKey(data string) string {
+	if data == "" {
+		return ""
+	}
+	kp, err := mesh.ReadSeed(filepath.Join(data, node.NodeSeedFile))
+	if err != nil {
+		return ""
+	}
+	pub, _ := kp.PublicKey()
+	return pub
 }
 
 func printJSON(w io.Writer, v any) error {
@@ -42,53 +67,28 @@ func liveCount(members []wire.Member) int {
 	return n
 }
 
-// askEvery publishes one query that every node answers (rn.sys.<query>, no
-// queue group) with the JSON of req (nil: empty), and decodes the answers
-// into T until want arrived or 3 s passed. An answer carrying an error is
+// askEvery publishes one signed query that every node answers
+// (rn.sys.<query>, no queue group) with the JSON of req (nil: empty), and
+// decodes the answers into T until every live one of members (a verified
+// registry, from c.Nodes) answered or 3 s passed. An answer counts only
+// when signed by a member's registered key; an answer carrying an error is
 // the error; no answer at all is one too.
-func askEvery[T any](ctx context.Context, c *mesh.Client, query string, req any, want int) ([]T, error) {
-	var data []byte
-	if req != nil {
-		var err error
-		if data, err = json.Marshal(req); err != nil {
-			return nil, err
-		}
-	}
-	nc := c.Conn()
-	inbox := nc.NewInbox()
-	ch := make(chan *nats.Msg, want+16)
-	sub, err := nc.ChanSubscribe(inbox, ch)
+func askEvery[T any](ctx context.Context, c *mesh.Client, query string, req any, members []wire.Member) ([]T, error) {
+	got, err := c.QueryAll(ctx, query, req, members, 3*time.Second)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", query, err)
 	}
-	defer sub.Unsubscribe()
-	if err := nc.PublishRequest(subjects.Query(query), inbox, data); err != nil {
-		return nil, err
+	if got.Dropped > 0 {
+		fmt.Fprintf(os.Stderr, "robonet: %s: %d answers dropped (bad signature, or not a member's registered key)\n", query, got.Dropped)
 	}
 	var out []T
-	wait := time.NewTimer(3 * time.Second)
-	defer wait.Stop()
-	for len(out) < want {
-		select {
-		case m := <-ch:
-			var rep wire.Reply
-			if wire.Decode(m.Data, &rep) != nil {
-				continue
-			}
-			if rep.Error != nil {
-				return out, fmt.Errorf("%s: %w", query, rep.Error)
-			}
-			var r T
-			if wire.Decode(rep.Data, &r) == nil {
-				out = append(out, r)
-			}
-		case <-wait.C:
-			if len(out) == 0 {
-				return nil, fmt.Errorf("%s: no node answered within 3s", query)
-			}
-			return out, nil
-		case <-ctx.Done():
-			return out, ctx.Err()
+	for _, a := range got.Answers {
+		if a.Error != nil {
+			return out, fmt.Errorf("%s: %s (%s): %w", query, a.Name, a.Chevron, a.Error)
+		}
+		var r T
+		if wire.Decode(a.Data, &r) == nil {
+			out = append(out, r)
 		}
 	}
 	return out, nil

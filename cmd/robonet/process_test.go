@@ -32,6 +32,12 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binPath = filepath.Join(dir, "robonet")
+	// Node keys the CLI pins on first use go to a scratch config dir, never
+	// the user's (tests that look at the file set their own).
+	if err := os.Setenv("XDG_CONFIG_HOME", filepath.Join(dir, "config")); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	if out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build robonet: %v\n%s", err, out)
 		os.Exit(1)

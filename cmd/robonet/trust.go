@@ -374,7 +374,7 @@ revokes it. Users act at their role's tier (admin 3, operator 2, observer 1); no
 					return err
 				}
 				live := liveCount(members)
-				results, err := askEvery[node.TrustActionResult](ctx, c, query, node.TrustAction{Key: key, Reason: reason}, live)
+				results, err := askEvery[node.TrustActionResult](ctx, c, query, node.TrustAction{Key: key, Reason: reason}, members)
 				if err != nil {
 					return permissionHint(err, use+" needs an operator's credentials")
 				}
