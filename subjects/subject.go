@@ -35,13 +35,12 @@ const (
 	QueryQueue  = "rn"
 
 	// Trust queries (issue 5). Each node answers them for itself
-	// (rn.sys.<q>.<server>); NATS permissions decide who may ask.
+	// (rn.sys.<q>.<server>); the node checks the query's signer (NATS
+	// permissions are the first line).
 	QueryTrust      = "trust"      // the node's ledger (observers up)
 	QueryQuarantine = "quarantine" // quarantine a peer (operators up)
 	QueryRelease    = "release"    // release a quarantined peer (operators up)
 	QueryToken      = "token"      // issue a one-time join token (admins)
-	QueryRevoke     = "revoke"     // revoke a key swarm-wide (admins)
-	QueryRotate     = "rotate"     // rotate the swarm secret (admins)
 	QueryAlerts     = "alerts"     // a node's current Sentinel alerts (every node answers)
 )
 
