@@ -121,6 +121,9 @@ func (n *Node) tryClaim(ctx context.Context, want string) error {
 		}
 	}
 	heard := n.reg.heardAlive(time.Now(), n.pub)
+	for c := range n.unregisteredHeard(time.Now()) {
+		heard[c] = true
+	}
 	for i := 1; i <= 65535; i++ {
 		c, _ := subjects.Flat(uint16(i))
 		if conflictWith(c, claims, n.pub) != "" || heard[c.String()] {

@@ -80,6 +80,11 @@ func (n *Node) onHeartbeat(m *nats.Msg) {
 	if hb.Pubkey == n.pub {
 		return
 	}
+	if _, registered := n.ids.ownerOf(from); !registered {
+		n.tc.heartbeats.Add(1)
+		n.heardUnregistered(m, from, hb.Pubkey)
+		return
+	}
 	if _, ok := n.verifyNodeMsg(m, from); !ok {
 		n.tc.heartbeats.Add(1)
 		return

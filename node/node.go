@@ -81,6 +81,8 @@ type Node struct {
 	usersRev    atomic.Uint64                     // highest rn_users revision applied (onUserEntry)
 	deferMu     sync.Mutex                        // guards deferred
 	deferred    map[string]string                 // chevron → key: registration deletes held back (records.go)
+	unregMu     sync.Mutex                        // guards unreg
+	unreg       map[string]time.Time              // unregistered chevron → last signed heartbeat (records.go)
 	knownText   string                            // KnownMembersFile as last written; the auth loop's alone
 
 	fatal   atomic.Pointer[string]

@@ -8,7 +8,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
+
+	"github.com/robonet-mesh/robonet/mesh"
+	"github.com/robonet-mesh/robonet/subjects"
 
 	"github.com/robonet-mesh/robonet/wire"
 )
@@ -161,4 +165,44 @@ func (n *Node) applyDeferredDeletes(ctx context.Context) {
 		n.ids.setNode(chev, nil)
 		n.authChanged()
 	}
+}
+
+// maxUnregistered bounds the chevrons heard heartbeating without a
+// registration that a node remembers.
+const maxUnregistered = 4096
+
+// heardUnregistered notes a validly signed heartbeat on a chevron nobody
+// registered (a node that knows its chevron heartbeats before it can
+// claim it, while the swarm's JetStream is not up): auto-numbering skips
+// such numbers. It is kept outside the ledger and the Sentinel, bounded,
+// and used for nothing else: a flood of throwaway keys costs at most some
+// numbers for a few seconds.
+func (n *Node) heardUnregistered(m *nats.Msg, chev subjects.Chevron, claimed string) {
+	h, err := mesh.ParseSigned(m)
+	if err != nil || h.From != claimed || n.hbVerify.Verify(h, m.Subject, m.Data) != nil {
+		return
+	}
+	now := time.Now()
+	n.unregMu.Lock()
+	defer n.unregMu.Unlock()
+	if n.unreg == nil || len(n.unreg) >= maxUnregistered {
+		n.unreg = map[string]time.Time{}
+	}
+	n.unreg[chev.String()] = now
+}
+
+// unregisteredHeard lists the unregistered chevrons heard within the
+// offline time.
+func (n *Node) unregisteredHeard(now time.Time) map[string]bool {
+	n.unregMu.Lock()
+	defer n.unregMu.Unlock()
+	out := map[string]bool{}
+	for c, at := range n.unreg {
+		if now.Sub(at) <= n.opts.Timing.OfflineAfter {
+			out[c] = true
+		} else {
+			delete(n.unreg, c)
+		}
+	}
+	return out
 }

@@ -71,4 +71,3 @@ func founderKey(t *testing.T, nd *node.Node) string {
 	}
 	return pub
 }
-

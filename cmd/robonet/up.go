@@ -70,7 +70,8 @@ buckets become R3 once three are up).`,
 	f := cmd.Flags()
 	f.StringVar(&o.Name, "name", "", "node name (default rn<chevron>)")
 	f.StringVar(&o.Chevron, "chevron", "", "address zone.region.swarm.node, e.g. 3.12.7.1 (default: saved one, else lowest free number)")
-	f.StringVar(&o.Listen, "listen", node.DefaultListen, "NATS client listen address")
+	f.StringVar(&o.Listen, "listen", node.DefaultListen, "NATS client listen address (TLS only on any address but loopback)")
+	f.StringSliceVar(&o.ClientNames, "client-name", nil, "extra DNS names or addresses the client port's certificate lists (for clients that check the name they dial)")
 	f.StringVar(&o.Cluster, "cluster", "", "NATS route listen address (default "+node.DefaultCluster+" when --join is set)")
 	f.StringSliceVar(&o.Join, "join", nil, "cluster addresses of other nodes, host:port,host:port")
 	f.StringVar(&o.Swarm, "swarm", node.DefaultSwarm, "swarm name (the NATS cluster name)")
@@ -92,7 +93,11 @@ func printUp(cmd *cobra.Command, n *node.Node, took time.Duration) {
 	}
 	fmt.Fprintf(w, "robonet %s: node %s up as chevron %s in swarm %q (%s), ready in %s\n",
 		node.Version, n.Name(), n.Chevron(), n.Status().Swarm, mode, took.Round(time.Millisecond))
-	fmt.Fprintf(w, "  clients   %s (nkey auth)\n", n.ClientURL())
+	if strings.HasPrefix(n.ClientURL(), "tls://") {
+		fmt.Fprintf(w, "  clients   %s (nkey auth, TLS with the node key %s: clients pin it on first use)\n", n.ClientURL(), n.Pubkey())
+	} else {
+		fmt.Fprintf(w, "  clients   %s (nkey auth)\n", n.ClientURL())
+	}
 	if a := n.ClusterAddr(); a != "" {
 		fmt.Fprintf(w, "  routes    %s (others: robonet up --join <this host>:%s)\n", a, a[strings.LastIndex(a, ":")+1:])
 	} else {

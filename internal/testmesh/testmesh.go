@@ -150,8 +150,32 @@ func (s *Swarm) waitFounder() {
 	})
 }
 
-// Add starts one more member that joins the existing swarm.
+// Add starts one more member that joins the existing swarm, and waits
+// until it knows the founder (so Client(0) is an admin there too).
 func (s *Swarm) Add(options ...Option) *node.Node {
+	s.t.Helper()
+	nd, i := s.add(options)
+	CheckFor(s.t, 30*time.Second, 20*time.Millisecond, func() error {
+		if nd.Founder() == "" {
+			return fmt.Errorf("node %d does not know the founder yet", i)
+		}
+		return nil
+	})
+	return nd
+}
+
+// AddNode starts one more member like Add but returns once it is up,
+// without waiting for it to learn the founder. Nodes joining a formed
+// swarm at the same instant can form a JetStream meta group of their own
+// (README, "Known limits"); tests of what is decided before that shows
+// use AddNode.
+func (s *Swarm) AddNode(options ...Option) *node.Node {
+	s.t.Helper()
+	nd, _ := s.add(options)
+	return nd
+}
+
+func (s *Swarm) add(options []Option) (*node.Node, int) {
 	s.t.Helper()
 	s.mu.Lock()
 	i := len(s.nodes)
@@ -167,13 +191,7 @@ func (s *Swarm) Add(options ...Option) *node.Node {
 	s.mu.Lock()
 	s.nodes[i] = nd
 	s.mu.Unlock()
-	CheckFor(s.t, 30*time.Second, 20*time.Millisecond, func() error {
-		if nd.Founder() == "" {
-			return fmt.Errorf("node %d does not know the founder yet", i)
-		}
-		return nil
-	})
-	return nd
+	return nd, i
 }
 
 // Node returns node i (nil once stopped).
