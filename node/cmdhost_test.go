@@ -80,7 +80,8 @@ func (r *stormResults) counts() (ok, quota, limit int, other []string) {
 // caller's ping runs. Ten callers together run exactly the node's 256 and
 // no more: past it everyone is busy at once, naming the node's limit.
 // Every command is audited: the records' counts add up to every command
-// sent, and each command that ran has its own record.
+// sent, each command that ran has its own record, and busy refusals name
+// the verified caller.
 func TestCommandStormIsBoundedAndAudited(t *testing.T) {
 	s := testmesh.Start(t, 1, func(i int, o *node.Options) { o.ExecAllow = []string{"cat"} })
 	admin := s.Client(0)
@@ -208,6 +209,9 @@ func TestCommandStormIsBoundedAndAudited(t *testing.T) {
 					return fmt.Errorf("record of a command that ran: %+v", a)
 				}
 				own[a.ID] = true
+			}
+			if a.Code == wire.CodeUnavailable && (a.From == node.AuditUnverified || !strings.HasPrefix(a.From, "U") || a.Status != wire.StatusError) {
+				return fmt.Errorf("busy refusal audited as %+v, want the verified caller's key", a)
 			}
 		}
 		if total != sent || len(own) != ran {

@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 
 	"github.com/robonet-mesh/robonet/internal/testmesh"
 	"github.com/robonet-mesh/robonet/mesh"
@@ -67,7 +69,8 @@ func (r *replyTally) every(chevs []string, kind string) error {
 // signed with its own key so every node admits it. Each node runs at most
 // its quota of the observer's gauges (32) and answers the rest busy, naming
 // the observer's own quota or rate, so an operator's `run all ping` meanwhile
-// gets ok from every node. Before the host was fair, the flood held all
+// gets ok from every node, and a key no node knows gets denied from every
+// node. Before the host was fair, the flood held all
 // 256 slots of every node and everyone, admins included, got busy.
 func TestObserverFloodLeavesOtherCallersServed(t *testing.T) {
 	s := testmesh.Start(t, 3)
@@ -127,6 +130,18 @@ func TestObserverFloodLeavesOtherCallersServed(t *testing.T) {
 		if res.Summary.OK != 3 || res.Summary.Total != 3 {
 			t.Fatalf("run all ping during the flood, try %d: %s %+v", i+1, res.Summary.Line, res.Results)
 		}
+	}
+	// A key no node knows is told so at once, flood or not: the refusal
+	// needs no slot.
+	stranger, _ := nkeys.CreateUser()
+	ss, err := mesh.NewSigner(stranger, filepath.Join(t.TempDir(), "s"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sres, err := mesh.NewClient(s.Client(0).Conn()).WithSigner(ss).WithVerify().Gather(context.Background(),
+		mesh.GatherRequest{Selector: "all", Verb: "ping", Timeout: 5 * time.Second}, nil)
+	if err != nil || sres.Summary.Denied != 3 {
+		t.Fatalf("an unknown key during the flood: %s %+v %v", sres.Summary.Line, sres.Results, err)
 	}
 	// The observer was really admitted: its gauges run, and finish.
 	testmesh.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
