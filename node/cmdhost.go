@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sort"
 	"sync"
 	"time"
@@ -77,8 +78,9 @@ func (h hostView) ClockOffset() (time.Duration, bool) {
 // command on rn.<chevron>.evt.audit.
 //
 // Admission is fair: the cheap checks (decoding, the guard's signature,
-// role, chain and tier checks) run on the subscription's goroutine before
-// anything is reserved, so a caller refused by them never holds a slot.
+// role, chain and tier checks) run first, on a few goroutines (a handful
+// per core) before anything is reserved, so a caller refused by them never
+// holds a slot.
 // An admitted caller then takes one of its own slots (CallerLimits: at
 // most 32 commands running at once, 50 started per second, bursts of 100)
 // and one of the node's maxInFlight; a caller over its own limits is
@@ -96,13 +98,14 @@ type CommandHost struct {
 	// unsigned and refuses dangerous ones (the bare bus, for benchmarks).
 	guard Guard
 
-	callers  *callerTable  // per verified caller: running commands, rate
-	inflight chan struct{} // the node's slots, all callers together
-	audits   *auditLog
-	subs     []*nats.Subscription
-	mu       sync.Mutex     // guards closing; taken around wg.Add
-	closing  bool           // no new commands start once set
-	wg       sync.WaitGroup // running commands
+	admitting chan struct{} // bounds the goroutines running admission checks
+	callers   *callerTable  // per verified caller: running commands, rate
+	inflight  chan struct{} // the node's slots, all callers together
+	audits    *auditLog
+	subs      []*nats.Subscription
+	mu        sync.Mutex     // guards closing; taken around wg.Add
+	closing   bool           // no new commands start once set
+	wg        sync.WaitGroup // running commands
 }
 
 // Guard is the trust layer in front of a command host (HCTH).
@@ -138,7 +141,8 @@ func NewCommandHost(ctx context.Context, nc *nats.Conn, chev subjects.Chevron, n
 		log = slog.New(slog.DiscardHandler)
 	}
 	h := &CommandHost{nc: nc, chev: chev, name: name, cat: cat, log: log, ctx: ctx, guard: guard,
-		callers: newCallerTable(DefaultCallerLimits), inflight: make(chan struct{}, maxInFlight)}
+		admitting: make(chan struct{}, max(4, 2*runtime.GOMAXPROCS(0))),
+		callers:   newCallerTable(DefaultCallerLimits), inflight: make(chan struct{}, maxInFlight)}
 	h.audits = newAuditLog(h.publishAudit)
 	for _, subj := range subjects.CmdSubscriptions(chev) {
 		sub, err := nc.Subscribe(subj, h.onCommand)
@@ -216,53 +220,72 @@ func (h *CommandHost) onCommand(m *nats.Msg) {
 	if m.Reply == "" {
 		return // a command nobody waits for is not run
 	}
-	now := time.Now()
-	c, ok := h.admit(m, now)
-	if !ok {
-		return // refused, answered and audited
-	}
-	busy := func(format string, a ...any) {
-		h.refuse(m, c, wire.StatusError, &wire.Error{Code: wire.CodeUnavailable, Msg: fmt.Sprintf(format, a...)}, now)
-	}
-	if c.from != "" {
-		if err := h.callers.take(c.from, now); err != nil {
-			busy("node %s busy for this caller: %v (other callers are served)", h.chev, err)
-			return
-		}
-	}
-	release := func() {
-		if c.from != "" {
-			h.callers.release(c.from)
-		}
-	}
-	select {
-	case h.inflight <- struct{}{}:
-	default:
-		release()
-		busy("node %s busy: %d commands running, the node's limit for all callers together", h.chev, maxInFlight)
-		return
-	}
+	// Admission runs on at most cap(admitting) goroutines; while they are
+	// all busy the subscription waits and commands queue in the client.
+	// Nothing is refused for it: admission does no I/O and is quick.
+	h.admitting <- struct{}{}
 	h.mu.Lock()
 	if h.closing {
 		h.mu.Unlock()
-		<-h.inflight
-		release()
-		h.refuse(m, c, wire.StatusError, &wire.Error{Code: wire.CodeCanceled,
-			Msg: fmt.Sprintf("node %s is shutting down", h.chev)}, now)
+		<-h.admitting
+		now := time.Now()
+		if c, ok := h.admit(m, now); ok {
+			h.refuse(m, c, wire.StatusError, &wire.Error{Code: wire.CodeCanceled,
+				Msg: fmt.Sprintf("node %s is shutting down", h.chev)}, now)
+		}
 		return
 	}
 	h.wg.Add(1)
 	h.mu.Unlock()
 	go func() {
 		defer h.wg.Done()
-		defer release()
-		defer func() { <-h.inflight }()
+		now := time.Now()
+		c, ok := h.admit(m, now)
+		if ok {
+			ok = h.takeSlots(m, c, now)
+		}
+		<-h.admitting
+		if !ok {
+			return
+		}
+		defer h.releaseSlots(c)
 		h.runCommand(m, c)
 	}()
 }
 
-// admit decodes a command and runs the guard's checks, on the
-// subscription's goroutine: no slot is held and no I/O is done. A refused
+// takeSlots takes one of the caller's slots (CallerLimits) and one of the
+// node's, or answers busy at once and audits it.
+func (h *CommandHost) takeSlots(m *nats.Msg, c admitted, now time.Time) bool {
+	busy := func(format string, a ...any) {
+		h.refuse(m, c, wire.StatusError, &wire.Error{Code: wire.CodeUnavailable, Msg: fmt.Sprintf(format, a...)}, now)
+	}
+	if c.from != "" {
+		if err := h.callers.take(c.from, now); err != nil {
+			busy("node %s busy for this caller: %v (other callers are served)", h.chev, err)
+			return false
+		}
+	}
+	select {
+	case h.inflight <- struct{}{}:
+		return true
+	default:
+		if c.from != "" {
+			h.callers.release(c.from)
+		}
+		busy("node %s busy: %d commands running, the node's limit for all callers together", h.chev, maxInFlight)
+		return false
+	}
+}
+
+func (h *CommandHost) releaseSlots(c admitted) {
+	<-h.inflight
+	if c.from != "" {
+		h.callers.release(c.from)
+	}
+}
+
+// admit decodes a command and runs the guard's checks: no slot is held and
+// no I/O is done. A refused
 // command is answered (a replay is not) and audited here.
 func (h *CommandHost) admit(m *nats.Msg, now time.Time) (admitted, bool) {
 	var req wire.Request
