@@ -285,8 +285,8 @@ func (h *CommandHost) releaseSlots(c admitted) {
 }
 
 // admit decodes a command and runs the guard's checks: no slot is held and
-// no I/O is done. A refused
-// command is answered (a replay is not) and audited here.
+// no I/O is done. A refused command is answered (a replay is not) and
+// audited here.
 func (h *CommandHost) admit(m *nats.Msg, now time.Time) (admitted, bool) {
 	var req wire.Request
 	verb := lastToken(m.Subject)
@@ -321,6 +321,9 @@ func (h *CommandHost) admit(m *nats.Msg, now time.Time) (admitted, bool) {
 	} else {
 		ad := h.guard.Admit(m, &c.req, need, dangerous)
 		c.from, c.claimed = ad.From, ad.Claimed
+		if c.from != "" {
+			c.req.From = c.from // the handler sees who signed, not a display name
+		}
 		if ad.Drop {
 			h.audits.refused(c.record(wire.Result{Status: AuditDropped, Error: &wire.Error{Code: AuditReplay}}), now)
 			return c, false
