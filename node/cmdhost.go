@@ -41,8 +41,9 @@ type Audit struct {
 	ID string `json:"id,omitempty"`
 	// From is the key whose signature the node verified, or
 	// AuditUnverified when the command was refused before its signature
-	// was verified (unsigned, malformed headers, unknown or revoked key,
-	// bad signature, quarantined key) or the host runs without a guard.
+	// was verified (unsigned, malformed headers, unknown, revoked or
+	// quarantined key, bad signature, a chain break) or the host runs
+	// without a guard.
 	From string `json:"from"`
 	// Claimed is the key the command claimed to come from (its Rn-From;
 	// without a guard, the body's from) when From is AuditUnverified.
