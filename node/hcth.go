@@ -95,58 +95,86 @@ type hostGuard struct{ n *Node }
 
 func (g hostGuard) Sign(m *nats.Msg) error { return g.n.signer.SignMsg(m) }
 
-func (g hostGuard) Admit(ctx context.Context, m *nats.Msg, req *wire.Request, need int, dangerous bool) (bool, *wire.Error) {
+// Admit checks, in this order and without I/O: HCTH headers, that the key
+// is a user or node of the swarm (an unknown key is answered denied at
+// once), the message's place in the key's chain (the signature is verified
+// there), and the tier: a dangerous command needs tier 3 (command.
+// TierCritical) and the admin role, then an approval (Approve). From is set
+// only once the signature verified.
+func (g hostGuard) Admit(m *nats.Msg, req *wire.Request, need int, dangerous bool) Admission {
 	n := g.n
-	deny := func(code, format string, a ...any) (bool, *wire.Error) {
+	claimed := clip(m.Header.Get(wire.HdrFrom), 64)
+	deny := func(from, code, format string, a ...any) Admission {
 		n.tc.denied.Add(1)
-		return false, &wire.Error{Code: code, Msg: fmt.Sprintf(format, a...)}
+		ad := Admission{From: from, Deny: &wire.Error{Code: code, Msg: fmt.Sprintf(format, a...)}}
+		if from == "" {
+			ad.Claimed = claimed
+		}
+		return ad
 	}
 	h, err := mesh.ParseSigned(m)
 	if errors.Is(err, mesh.ErrUnsigned) {
 		n.tc.unsigned.Add(1)
-		return deny(wire.CodeDenied, "unsigned command: this swarm runs HCTH; send it with robonet or sign it (Rn-From, Rn-Seq, Rn-Prev, Rn-Sig)")
+		return deny("", wire.CodeDenied, "unsigned command: this swarm runs HCTH; send it with robonet or sign it (Rn-From, Rn-Seq, Rn-Prev, Rn-Sig)")
 	}
 	if err != nil {
 		n.tc.badHeaders.Add(1)
-		return deny(wire.CodeBadRequest, "%v", err)
+		return deny("", wire.CodeBadRequest, "%v", err)
 	}
+	claimed = h.From
 	role, ok := n.roleOf(h.From)
 	if !ok {
 		n.tc.unknownKey.Add(1)
-		return deny(wire.CodeDenied, "key %s is not a user or node of this swarm (or was revoked)", h.From)
+		return deny("", wire.CodeDenied, "key %s is not a user or node of this swarm (or was revoked)", h.From)
 	}
 	now := time.Now()
 	drop, err := n.observe(h, m.Subject, m.Data, now)
 	if drop {
-		return true, nil
+		// A replay: its signature verified, and it is said nothing.
+		return Admission{From: h.From, Drop: true}
 	}
 	if err != nil {
-		return deny(wire.CodeDenied, "%v", err)
+		// Stale: the signature verified, the chain position is too old.
+		// Every other refusal here (bad signature, quarantined key, a
+		// break) is audited as unverified.
+		from := ""
+		if errors.Is(err, trust.ErrStale) {
+			from = h.From
+		}
+		return deny(from, wire.CodeDenied, "%v", err)
 	}
-	req.From = h.From
 	peer := n.peerID(h.From, role)
 	n.sent.Message(peer, now)
 	n.sent.Command(peer, req.Verb, now)
 	tier := n.roleTier(role, h.From, now)
 	if dangerous {
-		if role != wire.RoleAdmin && role != wire.RoleOperator {
-			return deny(wire.CodeDenied, "%s is dangerous: only operators and admins may ask for it (%s is %s)", req.Verb, h.From, role)
+		// The catalogue's word: dangerous is tier 3. Users reach it as
+		// admins; a node key never asks for a dangerous command, whatever
+		// its chain earned.
+		need = max(need, command.TierCritical)
+		if role != wire.RoleAdmin || tier < need {
+			return deny(h.From, wire.CodeDenied, "%s is dangerous here: it needs trust tier %d (an admin) and a quorum approval; %s (%s) has tier %d",
+				req.Verb, need, h.From, role, tier)
 		}
-		id := m.Header.Get(wire.HdrApproval)
-		if id == "" {
-			n.tc.denied.Add(1)
-			return false, &wire.Error{Code: wire.CodeApprovalRequired,
-				Msg: fmt.Sprintf("%s is dangerous here and needs a quorum approval", req.Verb)}
+		if m.Header.Get(wire.HdrApproval) == "" {
+			return deny(h.From, wire.CodeApprovalRequired, "%s is dangerous here and needs a quorum approval", req.Verb)
 		}
-		if err := n.approvals.Check(ctx, id, *req, h.From, now); err != nil {
-			return deny(wire.CodeDenied, "%v", err)
-		}
-		return false, nil
+		return Admission{From: h.From}
 	}
 	if tier < need {
-		return deny(wire.CodeDenied, "%s needs trust tier %d; %s (%s) has tier %d", req.Verb, need, h.From, role, tier)
+		return deny(h.From, wire.CodeDenied, "%s needs trust tier %d; %s (%s) has tier %d", req.Verb, need, h.From, role, tier)
 	}
-	return false, nil
+	return Admission{From: h.From}
+}
+
+// Approve checks a dangerous command's approval (Rn-Approval) in
+// rn_approvals for from, the signer Admit verified.
+func (g hostGuard) Approve(ctx context.Context, m *nats.Msg, req wire.Request, from string) *wire.Error {
+	if err := g.n.approvals.Check(ctx, m.Header.Get(wire.HdrApproval), req, from, time.Now()); err != nil {
+		g.n.tc.denied.Add(1)
+		return &wire.Error{Code: wire.CodeDenied, Msg: err.Error()}
+	}
+	return nil
 }
 
 // verifyNodeMsg checks a message a node publishes under its own chevron

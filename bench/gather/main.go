@@ -232,15 +232,20 @@ type benchGuard struct {
 	chain *trust.Chain
 }
 
-func (g benchGuard) Admit(_ context.Context, m *nats.Msg, _ *wire.Request, _ int, _ bool) (bool, *wire.Error) {
+func (g benchGuard) Admit(m *nats.Msg, _ *wire.Request, _ int, _ bool) node.Admission {
 	h, err := mesh.ParseSigned(m)
 	if err == nil {
 		err = g.v.Verify(h, m.Subject, m.Data)
 	}
 	if err != nil {
-		return false, &wire.Error{Code: wire.CodeDenied, Msg: err.Error()}
+		return node.Admission{Claimed: h.From, Deny: &wire.Error{Code: wire.CodeDenied, Msg: err.Error()}}
 	}
-	return false, nil
+	return node.Admission{From: h.From}
+}
+
+// Approve is never reached: ping is not dangerous.
+func (g benchGuard) Approve(context.Context, *nats.Msg, wire.Request, string) *wire.Error {
+	return &wire.Error{Code: wire.CodeDenied, Msg: "no approvals in the benchmark"}
 }
 
 func (g benchGuard) Sign(m *nats.Msg) error {
