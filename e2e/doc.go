@@ -9,8 +9,12 @@
 // --json`, `robonet status --json`) run inside the observed node's namespace:
 // the suite checks what an operator would see, not the node's internals.
 //
-// It owns no robonet code and imports none: the JSON it decodes is the CLI's
-// contract. It does not touch the machine's own network namespace beyond
+// It owns no robonet code: the JSON it decodes is the CLI's contract. Only
+// the agent (agent_test.go: the test binary re-executed inside a host's
+// namespace, connected to the node there) imports robonet's mesh, trust and
+// wire packages, to send what no CLI command sends — unsigned, forged,
+// tampered and replayed commands, a cloned key's forked heartbeat, a flood of
+// signed commands — and to watch events and read JetStream. It does not touch the machine's own network namespace beyond
 // reading its routes to pick a private subnet that collides with none of them;
 // the node namespaces have no default route, so no packet leaves the suite's
 // namespaces.
