@@ -37,7 +37,12 @@ import (
 // scenarios watch audit, alert and trust events and produce what no CLI
 // command sends: unsigned, forged, tampered and replayed commands, a clone's
 // forked heartbeat, a flood of properly signed commands.
-const agentSeedEnv = "RN_E2E_AGENT_SEED"
+const (
+	agentSeedEnv = "RN_E2E_AGENT_SEED"
+	// agentNodeEnv is the public key of the node the agent connects to:
+	// its client port serves TLS with a certificate for that key.
+	agentNodeEnv = "RN_E2E_AGENT_NODE"
+)
 
 // agentOp is one request to an agent.
 type agentOp struct {
@@ -108,13 +113,13 @@ func (f floodStats) busy() int {
 }
 
 // runAgent is the whole program when the test binary runs as an agent.
-func runAgent(seedFile string) int {
-	a, err := newAgentProc(seedFile)
+func runAgent(seedFile, nodeKey string) int {
+	a, err := newAgentProc(seedFile, nodeKey)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "agent:", err)
 		return 1
 	}
-	defer a.nc.Close()
+	defer a.c.Close()
 	a.emit(agentOut{Ready: true, Key: a.pub})
 	sc := bufio.NewScanner(os.Stdin)
 	sc.Buffer(make([]byte, 1<<20), 16<<20)
@@ -137,18 +142,17 @@ func runAgent(seedFile string) int {
 
 // agentProc is the agent's state, in its own process.
 type agentProc struct {
-	kp   nkeys.KeyPair
-	pub  string
-	seed string
-	nc   *nats.Conn
+	kp  nkeys.KeyPair
+	pub string
+	c   *mesh.Client // signs with the key's own chain (Client.Signer)
+	nc  *nats.Conn
 
 	outMu sync.Mutex // guards out
 	out   *json.Encoder
 
-	mu      sync.Mutex // guards subs, inboxes, signer, flood
+	mu      sync.Mutex // guards subs, inboxes, flood
 	subs    map[string]*nats.Subscription
 	inboxes map[string]*inbox
-	signer  *mesh.Signer
 	flood   *flood
 
 	seq atomic.Int64 // numbers inboxes
@@ -161,19 +165,18 @@ type inbox struct {
 	more chan struct{} // signalled (without blocking) on every reply
 }
 
-func newAgentProc(seedFile string) (*agentProc, error) {
-	kp, err := mesh.ReadSeed(seedFile)
+// newAgentProc connects as the key in seedFile to the node on loopback,
+// checking its certificate against nodeKey as robonet's CLI does.
+func newAgentProc(seedFile, nodeKey string) (*agentProc, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := mesh.Connect(ctx, mesh.Options{Server: "nats://127.0.0.1:" + clientPort, SeedFile: seedFile,
+		Name: "rn-e2e-agent", NodeKeys: []string{nodeKey}})
 	if err != nil {
 		return nil, err
 	}
-	pub, _ := kp.PublicKey()
-	nc, err := nats.Connect("nats://127.0.0.1:"+clientPort, nats.Name("rn-e2e-agent"), nats.Nkey(pub, kp.Sign),
-		nats.CustomInboxPrefix(subjects.Inbox(pub)), nats.MaxReconnects(-1), nats.ReconnectWait(200*time.Millisecond),
-		nats.NoCallbacksAfterClientClose())
-	if err != nil {
-		return nil, fmt.Errorf("connect as %s: %w", pub, err)
-	}
-	return &agentProc{kp: kp, pub: pub, seed: seedFile, nc: nc, out: json.NewEncoder(os.Stdout),
+	pub, _ := c.KeyPair().PublicKey()
+	return &agentProc{kp: c.KeyPair(), pub: pub, c: c, nc: c.Conn(), out: json.NewEncoder(os.Stdout),
 		subs: map[string]*nats.Subscription{}, inboxes: map[string]*inbox{}}, nil
 }
 
@@ -249,16 +252,10 @@ func (a *agentProc) sub(subject string) error {
 
 // ownSigner is the agent key's HCTH signer (its chain file beside the seed).
 func (a *agentProc) ownSigner() (*mesh.Signer, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.signer == nil {
-		s, err := mesh.NewSigner(a.kp, a.seed+".chain", 0)
-		if err != nil {
-			return nil, err
-		}
-		a.signer = s
+	if s := a.c.Signer(); s != nil {
+		return s, nil
 	}
-	return a.signer, nil
+	return nil, fmt.Errorf("the client has no signer")
 }
 
 // send publishes one request and gathers op.Expect replies.
@@ -593,17 +590,23 @@ type agent struct {
 	read   chan struct{} // closed when stdout ends
 }
 
-// startAgent runs an agent in h's namespace connected as the key in seed,
-// waits until it is connected, and stops it in t.Cleanup.
-func startAgent(t *testing.T, h *host, name, seed string) *agent {
+// startAgent runs an agent in n's namespace connected to n as the key in
+// seed, waits until it is connected, and stops it in t.Cleanup.
+func startAgent(t *testing.T, n *node, name, seed string) *agent {
 	t.Helper()
+	h := n.host
+	nk, err := mesh.ReadSeed(filepath.Join(n.data, "node.nk"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodeKey, _ := nk.PublicKey()
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
 	a := &agent{name: name, waiting: map[int]chan agentOut{}, read: make(chan struct{})}
 	cmd := exec.Command(ipBin, "netns", "exec", h.ns, self)
-	cmd.Env = append(childEnv(), agentSeedEnv+"="+seed)
+	cmd.Env = append(childEnv(), agentSeedEnv+"="+seed, agentNodeEnv+"="+nodeKey)
 	cmd.Stderr = &a.stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stdin, err := cmd.StdinPipe()

@@ -45,7 +45,7 @@ func TestMain(m *testing.M) {
 		os.Exit(runFake(mode, os.Getenv(fakeAddrEnv)))
 	}
 	if seed := os.Getenv(agentSeedEnv); seed != "" {
-		os.Exit(runAgent(seed))
+		os.Exit(runAgent(seed, os.Getenv(agentNodeEnv)))
 	}
 	code := func() int {
 		envProblem = checkEnv()
