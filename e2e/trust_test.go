@@ -47,7 +47,11 @@ const (
 // Each scenario checks that the attack is refused where it lands and that
 // legitimate traffic still flows (an operator's `robonet run all ping` gets
 // every node ok). They share the lab in an order where none disturbs the
-// next: the cloned key, which takes a member out for good, comes last.
+// next: the rotation leaves a fourth member, the cloned key takes one out
+// for good (the admin then removes it), and the stolen operator key comes
+// last, because a key used from two places leaves one of the two far behind
+// the other's chain: the nodes refuse the one behind from then on, and
+// here that may be the node's own CLI.
 func TestE2ETrust(t *testing.T) {
 	l := startTrustLab(t)
 	for _, sc := range []struct {
@@ -55,11 +59,11 @@ func TestE2ETrust(t *testing.T) {
 		run  func(*testing.T)
 	}{
 		{"ForgedAndReplayedCommands", l.forgedAndReplayed},
-		{"StolenOperatorKey", l.stolenOperatorKey},
 		{"PinnedCPU", l.pinnedCPU},
 		{"ObserverFlood", l.observerFlood},
 		{"RotationWithMemberDown", l.rotationWithMemberDown},
 		{"ClonedNodeKey", l.clonedNodeKey},
+		{"StolenOperatorKey", l.stolenOperatorKey},
 	} {
 		t.Run(sc.name, func(t *testing.T) {
 			l.use(t)
@@ -104,6 +108,9 @@ type trustLab struct {
 	userKeys   map[string]string // user name → public key
 	watch      *agent            // an observer on h1 watching alert and trust events
 	admin      *agent            // the founder's key on h1, reading JetStream
+	// gone are members the admin removed; nodes may still list them
+	// offline, and gathers report them offline.
+	gone map[string]bool
 }
 
 // startTrustLab starts the three members, waits until they agree, then
@@ -119,7 +126,7 @@ func startTrustLab(t *testing.T) *trustLab {
 		addrs = append(addrs, net.JoinHostPort(h.ip, clusterPort))
 	}
 	l := &trustLab{swarm: s, join: strings.Join(addrs, ","), keys: filepath.Join(lb.dir, "keys"),
-		seeds: map[string]string{}, userKeys: map[string]string{}}
+		seeds: map[string]string{}, userKeys: map[string]string{}, gone: map[string]bool{}}
 	// The founder has no --join: it writes the swarm's founder record.
 	s.nodes = append(s.nodes, newNodeJoining(t, lb.hosts[0], "h1", ""))
 	for i := 1; i < 3; i++ {
@@ -152,10 +159,10 @@ func startTrustLab(t *testing.T) *trustLab {
 	}) {
 		t.Fatalf("rn_users has no founder record naming h1's operator key %s: %+v", l.founderKey, users)
 	}
-	l.watch = startAgent(t, s.nodes[0].host, "watcher", l.seeds["watcher"])
+	l.watch = startAgent(t, s.nodes[0], "watcher", l.seeds["watcher"])
 	l.watch.must(t, agentOp{Op: "sub", Subject: "rn.*.evt.alert"})
 	l.watch.must(t, agentOp{Op: "sub", Subject: "rn.*.evt.trust"})
-	l.admin = startAgent(t, s.nodes[0].host, "founder", l.founder)
+	l.admin = startAgent(t, s.nodes[0], "founder", l.founder)
 	l.pingOK(t, s.nodes[0], l.seeds["oscar"], s.names())
 	return l
 }
@@ -254,10 +261,14 @@ func (l *trustLab) ping(via *node, seed string) (gathered, error) {
 	return g, nil
 }
 
-// allOK checks that exactly the nodes named in want answered, each ok.
-func (g gathered) allOK(want []string) error {
+// allOK checks that exactly the nodes named in want answered, each ok;
+// besides them only members in gone may be in the result, as offline.
+func (g gathered) allOK(want []string, gone map[string]bool) error {
 	var got []string
 	for _, r := range g.Results {
+		if gone[r.Name] && r.Status == offline {
+			continue
+		}
 		if r.Status != wire.StatusOK {
 			return fmt.Errorf("%s answered %s %s %q (%s)", r.Name, r.Status, r.Code, r.Error, g.Summary.Line)
 		}
@@ -265,7 +276,7 @@ func (g gathered) allOK(want []string) error {
 	}
 	sort.Strings(got)
 	w := slices.Sorted(slices.Values(want))
-	if !slices.Equal(got, w) || g.Summary.OK != len(w) || g.Summary.Total != len(w) {
+	if !slices.Equal(got, w) || g.Summary.OK != len(w) {
 		return fmt.Errorf("answers from %v, want %v ok (%s)", got, w, g.Summary.Line)
 	}
 	return nil
@@ -277,7 +288,7 @@ func (l *trustLab) pingOK(t *testing.T, via *node, seed string, want []string) {
 	t.Helper()
 	g, err := l.ping(via, seed)
 	if err == nil {
-		err = g.allOK(want)
+		err = g.allOK(want, l.gone)
 	}
 	if err != nil {
 		t.Errorf("legitimate traffic: %v", err)
@@ -365,7 +376,7 @@ func (l *trustLab) forgedAndReplayed(t *testing.T) {
 	h1 := l.nodes[0]
 	oscar, oscarKey := l.seeds["oscar"], l.userKeys["oscar"]
 	t0 := time.Now()
-	mal := startAgent(t, l.nodes[2].host, "mallory", l.seeds["mallory"])
+	mal := startAgent(t, l.nodes[2], "mallory", l.seeds["mallory"])
 	mal.must(t, agentOp{Op: "sub", Subject: "rn.cmd.ping"})
 	l.watch.must(t, agentOp{Op: "sub", Subject: "rn.*.evt.audit"})
 	defer l.watch.do(t, agentOp{Op: "unsub", Subject: "rn.*.evt.audit"})
@@ -529,17 +540,24 @@ func (l *trustLab) checkAudits(t *testing.T, t0 time.Time, want map[string]func(
 	}
 }
 
-// stolenOperatorKey: a thief copies h2's operator.nk. Through h3 (where the
-// key is an operator) `robonet user add eve --role admin` and a revocation
-// of the founder are refused; through h2 (where it is admin) they may be
-// written, but no node believes them: after a record the founder writes
-// next is applied everywhere, eve connects nowhere, the founder still
-// reaches and commands every node, and its new user works everywhere.
+// stolenOperatorKey: a thief copies node B's operator.nk (and its chain
+// file). Through node A
+// (where the key is an operator) `robonet user add eve --role admin` and a
+// revocation of the founder are refused; through B (where it is admin) they
+// may be written, but no node believes them: after a record the founder
+// writes next is applied everywhere, eve connects nowhere, the founder
+// still reaches and commands every node, and its new user works everywhere.
 func (l *trustLab) stolenOperatorKey(t *testing.T) {
-	b, a := l.nodes[1], l.nodes[2] // b's disk is stolen; a is another node
+	if len(l.nodes) < 3 {
+		t.Fatalf("needs three live members besides none removed; the lab has %v (the rotation scenario adds one)", l.names())
+	}
+	b, a := l.nodes[1], l.nodes[2] // b's disk is stolen; a is another node, not the founder's
 	loot := filepath.Join(l.keys, "loot-"+b.name)
 	stolen := filepath.Join(loot, "operator.nk")
+	// The disk holds the key's chain file beside it: the thief's commands
+	// continue the key's chain where its owner's CLI left it.
 	copyFile(t, filepath.Join(b.data, "operator.nk"), stolen)
+	copyFile(t, filepath.Join(b.data, "operator.nk.chain"), stolen+".chain")
 	eve := filepath.Join(loot, "eve.nk")
 
 	if r := rn(a.host, a.data, stolen, "user", "add", "eve", "--role", "admin", "--out", eve); r.code == 0 {
@@ -779,7 +797,7 @@ func (l *trustLab) noNodeSanctioned(t *testing.T, nodeKeys map[string]string) {
 // own key, until the nodes answer it busy; meanwhile three `robonet run all
 // ping` of oscar, an operator, get every node ok.
 func (l *trustLab) observerFlood(t *testing.T) {
-	obs := startAgent(t, l.nodes[1].host, "obs", l.seeds["obs"])
+	obs := startAgent(t, l.nodes[1], "obs", l.seeds["obs"])
 	body, _ := json.Marshal(wire.Request{Verb: "gauge", Args: json.RawMessage(`{"interval":"5s"}`), From: "obs", TimeoutMs: 10000})
 	obs.must(t, agentOp{Op: "flood", Subject: "rn.cmd.gauge", Data: body, Rate: floodRate})
 	stopped := false
@@ -799,7 +817,7 @@ func (l *trustLab) observerFlood(t *testing.T) {
 		began := time.Now()
 		g, err := l.ping(l.nodes[0], l.seeds["oscar"])
 		if err == nil {
-			err = g.allOK(l.names())
+			err = g.allOK(l.names(), l.gone)
 		}
 		if err != nil {
 			t.Errorf("during the flood, oscar's ping %d: %v", i+1, err)
@@ -978,7 +996,7 @@ func (l *trustLab) clonedNodeKey(t *testing.T) {
 	loot := filepath.Join(l.keys, "clone-"+victim.name)
 	copyFile(t, filepath.Join(victim.data, "node.nk"), filepath.Join(loot, "node.nk"))
 	copyFile(t, filepath.Join(victim.data, "hcth.chain"), filepath.Join(loot, "hcth.chain"))
-	clone := startAgent(t, victim.host, "clone", filepath.Join(loot, "node.nk"))
+	clone := startAgent(t, victim, "clone", filepath.Join(loot, "node.nk"))
 	if clone.key != vrow.Pubkey {
 		t.Fatalf("the copied key is %s, %s registered %s", clone.key, victim.name, vrow.Pubkey)
 	}
@@ -1067,6 +1085,40 @@ func (l *trustLab) clonedNodeKey(t *testing.T) {
 	if g.Summary.OK != len(others) {
 		t.Errorf("after the revocation, oscar's ping: %s; want the %d others ok", g.Summary.Line, len(others))
 	}
+	// The admin takes the cloned member out (robonet revoke <node>): its
+	// registration is removed and its local operator key, on the same disk
+	// as the cloned key, is refused too.
+	h1 := l.nodes[0]
+	if r := rn(h1.host, h1.data, "", "revoke", victim.name, "--reason", "its key was cloned"); r.code != 0 {
+		t.Fatalf("robonet revoke %s: %v", victim.name, r)
+	}
+	l.gone[victim.name] = true
+	l.nodes = others
+	stolenOp := filepath.Join(loot, "operator.nk")
+	copyFile(t, filepath.Join(victim.data, "operator.nk"), stolenOp)
+	poll(t, revokeTimeout, "the removed member's registration is gone and its operator key refused", func() error {
+		recs := l.admin.do(t, agentOp{Op: "kv", Bucket: "rn_nodes", TimeoutMs: 5000})
+		if recs.Err != "" {
+			return errors.New(recs.Err)
+		}
+		if _, ok := recs.Records[vrow.Chevron]; ok {
+			return fmt.Errorf("rn_nodes still holds %s's registration (chevron %s)", victim.name, vrow.Chevron)
+		}
+		for _, o := range others {
+			if r := rn(o.host, o.data, stolenOp, "nodes", "--json"); r.code == 0 {
+				return fmt.Errorf("%s's operator key still connects through %s", victim.name, o.name)
+			}
+		}
+		return nil
+	})
+	if rows, err := l.nodesVia(h1); err == nil {
+		for _, r := range rows {
+			if r.Name == victim.name {
+				t.Logf("weak: after robonet revoke %s removed its registration, %s still lists it %s (from its last heartbeat)", victim.name, h1.name, r.State)
+			}
+		}
+	}
+	l.pingOK(t, h1, l.seeds["oscar"], l.names())
 }
 
 // provenRevocation checks that records (rn_revoked as stored) hold a
