@@ -35,8 +35,10 @@ const (
 	// pinAfter is how long the swarm is watched after the CPU is free
 	// again: past the Sentinel window (10 s) that saw the end of the load.
 	pinAfter = 12 * time.Second
-	// floodRate is the observer's flood, in commands a second.
+	// floodRate is the observer's flood, in commands a second, and floodFor
+	// how long it floods at least.
 	floodRate = 100
+	floodFor  = 8 * time.Second
 )
 
 // TestE2ETrust runs the adversarial trust scenarios of issue 9 on one lab
@@ -794,8 +796,9 @@ func (l *trustLab) noNodeSanctioned(t *testing.T, nodeKeys map[string]string) {
 
 // observerFlood: obs, an observer, floods `gauge interval=5s` to every
 // node (rn.cmd.gauge) at floodRate a second, each properly signed with its
-// own key, until the nodes answer it busy; meanwhile three `robonet run all
-// ping` of oscar, an operator, get every node ok.
+// own key, until the nodes answer it busy and for floodFor at least;
+// meanwhile every `robonet run all ping` of oscar, an operator, gets every
+// node ok.
 func (l *trustLab) observerFlood(t *testing.T) {
 	obs := startAgent(t, l.nodes[1], "obs", l.seeds["obs"])
 	body, _ := json.Marshal(wire.Request{Verb: "gauge", Args: json.RawMessage(`{"interval":"5s"}`), From: "obs", TimeoutMs: 10000})
@@ -813,17 +816,25 @@ func (l *trustLab) observerFlood(t *testing.T) {
 		return nil
 	})
 	record(t, "flood start → first busy answer", d, "")
-	for i := range 3 {
+	// Pings while the flood goes on: at least three, and until it has run
+	// floodFor (its gauges hold their slots 5 s each, so by then the
+	// nodes hold as many of them as they ever will).
+	var pings int
+	var slowest time.Duration
+	for pings < 3 || obs.floodProgress().Took < floodFor {
+		pings++
 		began := time.Now()
 		g, err := l.ping(l.nodes[0], l.seeds["oscar"])
 		if err == nil {
 			err = g.allOK(l.names(), l.gone)
 		}
 		if err != nil {
-			t.Errorf("during the flood, oscar's ping %d: %v", i+1, err)
+			t.Errorf("during the flood, oscar's ping %d: %v", pings, err)
 		}
-		record(t, fmt.Sprintf("during the flood: oscar's run all ping %d", i+1), time.Since(began), "")
+		slowest = max(slowest, time.Since(began))
+		time.Sleep(pollEvery)
 	}
+	record(t, fmt.Sprintf("during the flood: slowest of %d runs of oscar's run all ping", pings), slowest, "")
 	st := obs.must(t, agentOp{Op: "stop"}).Flood
 	stopped = true
 	t.Logf("flood: %d sent in %s (%.0f/s), %d publish errors, answers %v",
