@@ -78,11 +78,11 @@ func TestE2ETrust(t *testing.T) {
 // ends (a node's failure then fails the scenario, from its goroutine).
 func (l *trustLab) use(t *testing.T) {
 	parent := l.lab.t
-	for _, n := range l.nodes {
+	for _, n := range l.all {
 		n.t = t
 	}
 	t.Cleanup(func() {
-		for _, n := range l.nodes {
+		for _, n := range l.all {
 			n.t = parent
 		}
 	})
@@ -95,6 +95,7 @@ func (l *trustLab) addNode(t *testing.T, h *host, name string, args ...string) *
 	t.Helper()
 	n := &node{t: t, host: h, name: name, data: filepath.Join(h.lab.dir, name), join: l.join, args: args}
 	l.lab.t.Cleanup(n.cleanup)
+	l.all = append(l.all, n)
 	n.start()
 	return n
 }
@@ -113,6 +114,7 @@ type trustLab struct {
 	// gone are members the admin removed; nodes may still list them
 	// offline, and gathers report them offline.
 	gone map[string]bool
+	all  []*node // every node the lab started that outlives a scenario, removed ones too
 }
 
 // startTrustLab starts the three members, waits until they agree, then
@@ -137,6 +139,7 @@ func startTrustLab(t *testing.T) *trustLab {
 	for _, n := range s.nodes {
 		n.waitReady(upTimeout)
 	}
+	l.all = slices.Clone(s.nodes)
 	s.settle(settleTimeout, settleHold)
 	record(t, "trust lab: first start → settled", time.Since(s.began), "")
 
