@@ -6,11 +6,20 @@
 // nodes talk over real TCP between real addresses and the suite can cut,
 // drop and restore links, SIGKILL and SIGTERM processes, and restart them on
 // the same data dir. Every observation goes through the CLI (`robonet nodes
-// --json`, `robonet status --json`) run inside the observed node's namespace:
-// the suite checks what an operator would see, not the node's internals.
+// --json`, `status --json`, `trust --json`, `alerts --json`, `run --json`)
+// run inside the observed node's namespace, or through an agent watching the
+// nodes' events: the suite checks what an operator would see, not the node's
+// internals.
 //
-// It owns no robonet code and imports none: the JSON it decodes is the CLI's
-// contract. It does not touch the machine's own network namespace beyond
+// It owns no robonet code: the JSON it decodes is the CLI's contract. Only
+// the agent (agent_test.go: the test binary re-executed inside a host's
+// namespace, connected to the node there) imports robonet's mesh, trust and
+// wire packages, to send what no CLI command sends — unsigned, forged,
+// tampered and replayed commands, a cloned key's forked heartbeat, a flood of
+// signed commands — to watch events and to read JetStream (rn_revoked,
+// rn_nodes, stream leaders); the trust scenarios (trust_test.go) check the
+// records it reads with robonet's own trust.VerifyForkProof. It does not
+// touch the machine's own network namespace beyond
 // reading its routes to pick a private subnet that collides with none of them;
 // the node namespaces have no default route, so no packet leaves the suite's
 // namespaces.

@@ -44,6 +44,9 @@ func TestMain(m *testing.M) {
 	if mode := os.Getenv(fakeModeEnv); mode != "" {
 		os.Exit(runFake(mode, os.Getenv(fakeAddrEnv)))
 	}
+	if seed := os.Getenv(agentSeedEnv); seed != "" {
+		os.Exit(runAgent(seed, os.Getenv(agentNodeEnv)))
+	}
 	code := func() int {
 		envProblem = checkEnv()
 		if envProblem != "" {
