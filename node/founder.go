@@ -27,9 +27,36 @@ const FounderUser = "founder"
 // FounderFile keeps the pinned founder key in the data dir.
 const FounderFile = "founder.pub"
 
-// founds reports whether this node writes the founder record: asked to, or
-// started with no one to join (a new swarm, or a single node).
+// founds reports whether this node writes the founder record at once:
+// asked to (--founder), or started with no one to join (a new swarm, or a
+// single node). Others write it only when no founder shows up
+// (foundIfNone).
 func (n *Node) founds() bool { return n.opts.Founder || len(n.opts.Join) == 0 }
+
+// FounderGrace is how long a node that joins others waits for a founder
+// record before it writes one itself: founders started together with
+// --join and no --founder leave the founding to the first of them, and a
+// node joining a formed swarm reads the founder within milliseconds.
+const FounderGrace = 3 * time.Second
+
+// foundIfNone writes the founder record after FounderGrace if this node
+// has seen none (first write wins: Create).
+func (n *Node) foundIfNone(opKP nkeys.KeyPair) {
+	defer n.wg.Done()
+	select {
+	case <-n.ctx.Done():
+		return
+	case <-time.After(FounderGrace):
+	}
+	if n.ids.founderKey() != "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, 30*time.Second)
+	defer cancel()
+	if err := n.writeFounder(ctx, opKP); err != nil && n.ctx.Err() == nil {
+		n.log.Warn("write the founder record", "err", err)
+	}
+}
 
 // loadFounderPin reads the pinned founder key, if any.
 func (n *Node) loadFounderPin() error {

@@ -241,6 +241,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		if err := n.writeFounder(ctx, opKP); err != nil {
 			return err
 		}
+	} else {
+		n.wg.Add(1)
+		go n.foundIfNone(opKP)
 	}
 	n.ls = newLease(n)
 	if err := n.watchNodes(); err != nil {
@@ -374,6 +377,9 @@ func (n *Node) DataDir() string { return n.opts.DataDir }
 
 // OperatorSeedPath is the local operator's credentials file.
 func (n *Node) OperatorSeedPath() string { return n.dd.file(OperatorSeedFile) }
+
+// OperatorKey is the public key of the node's local operator.
+func (n *Node) OperatorKey() string { return n.opPub }
 
 // Clustered reports whether the node runs JetStream clustered (a swarm
 // member) rather than standalone (a single node).

@@ -75,6 +75,7 @@ buckets become R3 once three are up).`,
 	f.StringVar(&o.Cluster, "cluster", "", "NATS route listen address (default "+node.DefaultCluster+" when --join is set)")
 	f.StringSliceVar(&o.Join, "join", nil, "cluster addresses of other nodes, host:port,host:port")
 	f.StringVar(&o.Swarm, "swarm", node.DefaultSwarm, "swarm name (the NATS cluster name)")
+	f.BoolVar(&o.Founder, "founder", false, "this node founds the swarm: its operator key becomes the first admin (default: a node with no --join, else the first founder to write it)")
 	f.StringVar(&o.Token, "token", "", "swarm secret (rnsec_…, robonet token generate) or one-time join token (rntok_…, robonet token create); default: the secret saved in --data")
 	f.StringSliceVar(&o.Caps, "caps", nil, "declared capabilities, e.g. gpu,ai")
 	f.StringVar(&tags, "tags", "", "tags key=value,key=value, e.g. role=camera")
@@ -104,7 +105,14 @@ func printUp(cmd *cobra.Command, n *node.Node, took time.Duration) {
 		fmt.Fprintln(w, "  routes    none (to grow: restart with --cluster 0.0.0.0:6222, see README)")
 	}
 	fmt.Fprintf(w, "  data      %s\n", n.DataDir())
-	fmt.Fprintf(w, "  creds     %s\n", n.OperatorSeedPath())
+	switch f := n.Founder(); {
+	case f == n.OperatorKey():
+		fmt.Fprintf(w, "  creds     %s (the swarm's founder: its first admin; see README to move the admin key off this node)\n", n.OperatorSeedPath())
+	case f == "" && n.ClusterAddr() != "":
+		fmt.Fprintf(w, "  creds     %s (admin of this node; the swarm's founder is being chosen: robonet user list names it)\n", n.OperatorSeedPath())
+	default:
+		fmt.Fprintf(w, "  creds     %s (admin of this node, operator elsewhere)\n", n.OperatorSeedPath())
+	}
 	fmt.Fprintf(w, "  nats CLI  robonet nats-context --data %s && nats --context robonet sub 'rn.>'\n", n.DataDir())
 }
 
