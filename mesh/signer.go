@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
@@ -42,10 +43,11 @@ type Signer struct {
 
 	block int
 
-	mu    sync.Mutex // guards chain, left and end; held across the file reservation
+	mu    sync.Mutex // guards chain, left, end and mtime; held across the file reservation
 	chain *trust.Chain
-	left  int    // signatures left in the reserved block
-	end   uint64 // the file's Next.Seq after our reservation
+	left  int       // signatures left in the reserved block
+	end   uint64    // the file's Next.Seq after our reservation
+	mtime time.Time // the chain file's modification time after our reservation (clients)
 }
 
 // chainFile is the JSON kept at Signer.path: the first seq not yet handed
@@ -145,6 +147,7 @@ func (s *Signer) reserve(fresh bool) error {
 		return fmt.Errorf("chain file %s: %w", s.path, err)
 	}
 	if fresh && cf.Next.Seq == s.end {
+		s.mtime = st.ModTime()
 		return nil // nobody reserved after us: keep the block
 	}
 	next, err := start.Skip(uint64(s.block))
@@ -160,6 +163,9 @@ func (s *Signer) reserve(fresh bool) error {
 	}
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("chain file: %w", err)
+	}
+	if st, err := f.Stat(); err == nil {
+		s.mtime = st.ModTime()
 	}
 	c, err := trust.NewChain(s.kp, start)
 	if err != nil {
@@ -178,11 +184,27 @@ func (s *Signer) Sign(subject string, payload []byte) (trust.Headers, error) {
 			s.mu.Unlock()
 			return trust.Headers{}, err
 		}
+	} else if s.block <= ClientChainBlock && s.movedLocked() {
+		// Another process (or client) with this key reserved a block
+		// since ours: follow it, or ours falls a window behind what the
+		// nodes have seen of the key and is refused as stale (a watch in
+		// one terminal, commands in another).
+		if err := s.reserve(true); err != nil {
+			s.mu.Unlock()
+			return trust.Headers{}, err
+		}
 	}
 	s.left--
 	c := s.chain
 	s.mu.Unlock()
 	return c.Sign(subject, payload)
+}
+
+// movedLocked reports whether the chain file changed since this signer
+// last reserved (one stat). s.mu must be held.
+func (s *Signer) movedLocked() bool {
+	st, err := os.Stat(s.path)
+	return err == nil && !st.ModTime().Equal(s.mtime)
 }
 
 // SignMsg sets m's HCTH headers (keeping any others).

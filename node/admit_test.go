@@ -16,6 +16,7 @@ import (
 	"github.com/robonet-mesh/robonet/internal/testmesh"
 	"github.com/robonet-mesh/robonet/mesh"
 	"github.com/robonet-mesh/robonet/node"
+	"github.com/robonet-mesh/robonet/subjects"
 	"github.com/robonet-mesh/robonet/wire"
 )
 
@@ -164,12 +165,9 @@ func TestUnknownKeyIsDeniedAtOnceByEveryNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The admin's connection may publish anything: it carries the
-	// stranger's signed command, and the nodes' replies come back to it.
-	sc := mesh.NewClient(admin.Conn()).WithSigner(ss).WithVerify()
 	const timeout = 10 * time.Second
 	start := time.Now()
-	res, err := sc.Gather(context.Background(), mesh.GatherRequest{Selector: "all", Verb: "ping", Timeout: timeout}, nil)
+	res, err := strangerGather(t, admin, ss, timeout)
 	took := time.Since(start)
 	if err != nil {
 		t.Fatal(err)
@@ -262,4 +260,22 @@ func TestDangerousCommandNeedsTierThreeAndApproval(t *testing.T) {
 	if r := run(admin, approved(admin, op)); r.Status != wire.StatusOK || !strings.Contains(r.Text, "dangerous") {
 		t.Fatalf("admin with an operator's approval: %+v (admin %s)", r, adminKey)
 	}
+}
+
+// strangerGather sends `ping` to every node signed by ss, a key no node
+// knows, through admin's connection (which may publish anything; the
+// nodes' replies come back to it). The member list comes from the admin's
+// verified query: the nodes answer no query from a key they do not know.
+func strangerGather(t *testing.T, admin *mesh.Client, ss *mesh.Signer, timeout time.Duration) (mesh.GatherResult, error) {
+	t.Helper()
+	set, err := admin.Nodes(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sel, err := subjects.ParseSelector("all")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := mesh.NewClient(admin.Conn()).WithSigner(ss).WithVerify()
+	return sc.GatherSet(context.Background(), mesh.GatherRequest{Selector: "all", Verb: "ping", Timeout: timeout}, sel, set, nil)
 }

@@ -200,21 +200,8 @@ func TestBreakReportWithoutProofChangesNothing(t *testing.T) {
 	admin := s.Client(0)
 	adminKey, _ := admin.KeyPair().PublicKey()
 	reporter := s.Node(2)
-	kp := seedOf(t, filepath.Join(reporter.DataDir(), node.NodeSeedFile))
-	// The reporter's key signs through the admin's connection, continuing
-	// from a copy of its chain file (a fresh chain would fork at seq 1).
-	chain := filepath.Join(t.TempDir(), "n")
-	b, err := os.ReadFile(filepath.Join(reporter.DataDir(), node.ChainFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(chain, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	signer, err := mesh.NewSigner(kp, chain, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The reporter's key signs through the admin's connection.
+	signer := nodeSigner(t, reporter)
 	report := func(e wire.Event) {
 		data, _ := json.Marshal(e)
 		m := &nats.Msg{Subject: subjects.Event(reporter.Chevron(), subjects.EvtTrust), Data: data}

@@ -6,9 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"sync/atomic"
@@ -222,12 +220,9 @@ func TestSentinelDisconnectIsLocalAndReleasable(t *testing.T) {
 		}
 	}
 	// The block closed the flooder's connection; once released, the key
-	// connects again and every node answers it.
-	seed, _ := flooder.KeyPair().Seed()
-	seedFile := filepath.Join(t.TempDir(), "flooder.nk")
-	if err := os.WriteFile(seedFile, seed, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	// connects again (with its own seed and chain files) and every node
+	// answers it.
+	seedFile := s.UserSeedFile("flooder")
 	testmesh.CheckFor(t, 20*time.Second, 100*time.Millisecond, func() error {
 		again, err := mesh.Connect(context.Background(), mesh.Options{Server: s.Node(0).ClientURL(), SeedFile: seedFile})
 		if err != nil {

@@ -166,9 +166,9 @@ func TestTrustSelectorSelectsByTheSwarmsTiers(t *testing.T) {
 }
 
 // forkNodeKey publishes, with a copy of node i's key, a heartbeat that
-// takes the seq its real next heartbeat will use: a fork (as in
-// TestClonedNodeKeyIsRevoked).
-func forkNodeKey(t *testing.T, s *testmesh.Swarm, i int) {
+// takes the seq its real next heartbeat will use: a fork. It returns when
+// it published it.
+func forkNodeKey(t *testing.T, s *testmesh.Swarm, i int) (published time.Time) {
 	t.Helper()
 	victim := s.Node(i)
 	kp, err := mesh.ReadSeed(filepath.Join(victim.DataDir(), node.NodeSeedFile))
@@ -207,9 +207,11 @@ func forkNodeKey(t *testing.T, s *testmesh.Swarm, i int) {
 	}
 	forged := &nats.Msg{Subject: subj, Data: data, Header: nats.Header{}}
 	ch.SetInto(forged.Header)
+	published = time.Now()
 	if err := nc.PublishMsg(forged); err != nil {
 		t.Fatal(err)
 	}
+	return published
 }
 
 // A node whose key forks its chain shows tier 0 the moment a member knows:

@@ -376,24 +376,7 @@ func TestTierZeroNodeCannotExec(t *testing.T) {
 	s := testmesh.Start(t, 2, func(i int, o *node.Options) { o.ExecAllow = []string{"true"} })
 	s.WaitAlive(20 * time.Second)
 	c := s.Client(0)
-	kp, err := mesh.ReadSeed(filepath.Join(s.Node(1).DataDir(), node.NodeSeedFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The key signs through the operator's connection, continuing from a
-	// copy of the node's chain file (a fresh chain would fork at seq 1).
-	chain := filepath.Join(t.TempDir(), "n")
-	b, err := os.ReadFile(filepath.Join(s.Node(1).DataDir(), node.ChainFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(chain, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	signer, err := mesh.NewSigner(kp, chain, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	signer := nodeSigner(t, s.Node(1))
 	exec, _ := json.Marshal(wire.Request{Verb: "exec", Args: json.RawMessage(`{"argv":["true"]}`)})
 	subj := "rn." + s.Node(0).Chevron().String() + ".cmd.exec"
 	res, _ := signed(t, c.Conn(), signer, subj, exec, 5*time.Second)
@@ -410,45 +393,7 @@ func TestClonedNodeKeyIsRevoked(t *testing.T) {
 	s.WaitAlive(30 * time.Second)
 	victim := s.Node(2)
 	vpub, vsrv := victim.Pubkey(), victim.ServerName()
-	kp, err := mesh.ReadSeed(filepath.Join(victim.DataDir(), node.NodeSeedFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc := s.Client(0).Conn() // the admin's connection may publish anywhere
-	subj := subjects.Event(victim.Chevron(), subjects.EvtHeartbeat)
-	sub, err := nc.SubscribeSync(subj)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := sub.NextMsg(10 * time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := mesh.ParseSigned(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	clone, err := trust.NewChain(kp, trust.ChainState{Seq: h.Seq, Head: trust.ChainHash(h.Prev, h.Seq, m.Subject, m.Data)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var hb wire.Heartbeat
-	if err := json.Unmarshal(m.Data, &hb); err != nil {
-		t.Fatal(err)
-	}
-	hb.Seq++
-	hb.Sent = time.Now().UTC()
-	data, _ := json.Marshal(hb)
-	ch, err := clone.Sign(subj, data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	forged := &nats.Msg{Subject: subj, Data: data, Header: nats.Header{}}
-	ch.SetInto(forged.Header)
-	started := time.Now()
-	if err := nc.PublishMsg(forged); err != nil {
-		t.Fatal(err)
-	}
+	started := forkNodeKey(t, s, 2)
 	testmesh.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
 		for _, i := range []int{0, 1} {
 			if !s.Node(i).IsRevoked(vpub) {
@@ -531,4 +476,28 @@ func alive(nd *node.Node) int {
 		}
 	}
 	return k
+}
+
+// nodeSigner signs with nd's node key, continuing from a copy of its chain
+// file (a fresh chain would fork at seq 1): the node's key, stolen, used
+// through another connection.
+func nodeSigner(t *testing.T, nd *node.Node) *mesh.Signer {
+	t.Helper()
+	kp, err := mesh.ReadSeed(filepath.Join(nd.DataDir(), node.NodeSeedFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain := filepath.Join(t.TempDir(), "n")
+	b, err := os.ReadFile(filepath.Join(nd.DataDir(), node.ChainFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(chain, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	signer, err := mesh.NewSigner(kp, chain, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return signer
 }

@@ -34,7 +34,18 @@ type Swarm struct {
 	routes []string
 	done   *atomic.Bool
 	base   node.Options
-	secret string // the swarm secret every member starts with
+	secret string            // the swarm secret every member starts with
+	seeds  map[string]string // user name → seed file (User), guarded by mu
+}
+
+// UserSeedFile is the seed file User wrote for name ("" if none): a second
+// client of the user must use it, so that it shares the key's chain file
+// (a key used with two chain files is one used from two places, and the
+// nodes refuse whichever falls behind).
+func (s *Swarm) UserSeedFile(name string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.seeds[name]
 }
 
 // Secret is the swarm secret the members were started with.
@@ -307,6 +318,12 @@ func (s *Swarm) User(i int, name, role string) *mesh.Client {
 	pub, _ := kp.PublicKey()
 	seed, _ := kp.Seed()
 	path := filepath.Join(s.t.TempDir(), name+".nk")
+	s.mu.Lock()
+	if s.seeds == nil {
+		s.seeds = map[string]string{}
+	}
+	s.seeds[name] = path
+	s.mu.Unlock()
 	if err := os.WriteFile(path, seed, 0o600); err != nil {
 		s.t.Fatal(err)
 	}
