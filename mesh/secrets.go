@@ -92,9 +92,13 @@ func (ids *Identities) RotateSecret(ctx context.Context, now time.Time) (Rotatio
 		chev, _, _ := strings.Cut(b, ":")
 		rot.Skipped[chev] = "its registration does not verify"
 	}
-	revoked, err := ids.revokedKeys(ctx)
+	admins, revoked, err := ids.swarmAdmins(ctx)
 	if err != nil {
 		return rot, fmt.Errorf("%w: %v", ErrRotate, err)
+	}
+	me, _ := ids.kp.PublicKey()
+	if !admins[me] || revoked[me] {
+		return rot, fmt.Errorf("%w: key %s is not a swarm admin (or is revoked): members would ignore the rotation", ErrNotAdmin, me)
 	}
 	text, err := trust.GenerateSecret()
 	if err != nil {
@@ -141,8 +145,10 @@ func (ids *Identities) RotateSecret(ctx context.Context, now time.Time) (Rotatio
 	return rot, nil
 }
 
-// revokedKeys is the set of keys with a revocation record.
-func (ids *Identities) revokedKeys(ctx context.Context) (map[string]bool, error) {
+// revokedKeys is the set of keys revoked as nodes judge it: by a record
+// an admin signed, or one carrying a fork proof of its key. Records anyone
+// else wrote are not counted (they change nothing on the nodes either).
+func (ids *Identities) revokedKeys(ctx context.Context, admins map[string]bool) (map[string]bool, error) {
 	out := map[string]bool{}
 	keys, err := ids.revoked.ListKeys(ctx)
 	if err != nil {
@@ -153,7 +159,21 @@ func (ids *Identities) revokedKeys(ctx context.Context) (map[string]bool, error)
 	}
 	for k := range keys.Keys() {
 		pub, _, _ := strings.Cut(k, ".")
-		out[pub] = true
+		e, found, err := ids.read.Last(ctx, "KV_"+RevokedBucket, "$KV."+RevokedBucket+"."+k)
+		if err != nil {
+			return nil, err
+		}
+		if !found {
+			continue
+		}
+		rec, by, err := trust.OpenRecord(RevokedBucket, k, e.Value)
+		var r wire.Revocation
+		if err != nil || wire.Decode(rec, &r) != nil || r.Pubkey != pub {
+			continue
+		}
+		if admins[by] || (r.Proof != nil && r.Proof.Key == pub && trust.VerifyForkProof(r.Proof) == nil) {
+			out[pub] = true
+		}
 	}
 	return out, nil
 }

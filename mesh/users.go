@@ -107,6 +107,9 @@ func (ids *Identities) AddUser(ctx context.Context, name, role, pub, by string, 
 	} else if found {
 		return wire.User{}, fmt.Errorf("%w %s: key %s is revoked; make a new key", ErrUser, name, pub)
 	}
+	if err := ids.RequireAdmin(ctx); err != nil {
+		return wire.User{}, err
+	}
 	u := wire.User{Name: name, Role: role, Nkey: pub, Added: now.UTC(), By: by}
 	rec, _ := json.Marshal(u)
 	data, err := trust.SignRecord(ids.kp, UsersBucket, name, rec)
@@ -167,13 +170,33 @@ func (ids *Identities) waitApplied(ctx context.Context, rev uint64) error {
 
 // Users lists the users, by name. Records that do not decode are skipped.
 func (ids *Identities) Users(ctx context.Context) ([]wire.User, error) {
+	recs, err := ids.userRecords(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]wire.User, 0, len(recs))
+	for _, r := range recs {
+		out = append(out, r.u)
+	}
+	return out, nil
+}
+
+// signedUser is a user record whose signature verified, and its signer.
+type signedUser struct {
+	u  wire.User
+	by string
+}
+
+// userRecords reads rn_users, by name; records that do not verify are
+// skipped.
+func (ids *Identities) userRecords(ctx context.Context) ([]signedUser, error) {
 	ctx, cancel := withDefaultTimeout(ctx)
 	defer cancel()
 	keys, err := ids.users.ListKeys(ctx)
 	if err != nil {
 		return nil, err
 	}
-	var out []wire.User
+	var out []signedUser
 	for k := range keys.Keys() {
 		e, found, err := ids.read.Get(ctx, k)
 		if err != nil {
@@ -183,14 +206,67 @@ func (ids *Identities) Users(ctx context.Context) ([]wire.User, error) {
 		if !found {
 			continue
 		}
-		rec, _, err := trust.OpenRecord(UsersBucket, k, e.Value)
+		rec, by, err := trust.OpenRecord(UsersBucket, k, e.Value)
 		if err != nil || wire.Decode(rec, &u) != nil || u.Name != k {
 			continue
 		}
-		out = append(out, u)
+		out = append(out, signedUser{u: u, by: by})
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	sort.Slice(out, func(i, j int) bool { return out[i].u.Name < out[j].u.Name })
 	return out, nil
+}
+
+// ErrNotAdmin is returned when the client's key is not a swarm admin.
+var ErrNotAdmin = errors.New("not a swarm admin")
+
+// RequireAdmin checks, as the nodes will, that the client's key is one of
+// the swarm's admins — the founder, or an admin user whose record an admin
+// signed — and not revoked, before it writes a record nodes would ignore.
+// A node's local operator key administers that node only.
+func (ids *Identities) RequireAdmin(ctx context.Context) error {
+	me, _ := ids.kp.PublicKey()
+	admins, revoked, err := ids.swarmAdmins(ctx)
+	if err != nil {
+		return err
+	}
+	switch {
+	case revoked[me]:
+		return fmt.Errorf("%w: key %s is revoked", ErrNotAdmin, me)
+	case !admins[me]:
+		return fmt.Errorf("%w: key %s is not the founder's or an admin user's (a node's local operator key administers only its own node); nodes would ignore what it signs", ErrNotAdmin, me)
+	}
+	return nil
+}
+
+// swarmAdmins computes, from the records, the swarm's admins (the
+// self-signed founder and admin users an admin signed, revoked or not) and
+// the keys revoked by an admin or a fork proof — as every node does.
+func (ids *Identities) swarmAdmins(ctx context.Context) (admins, revoked map[string]bool, err error) {
+	recs, err := ids.userRecords(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	// The root is the founder the connected node pinned (its answer is
+	// verified against its key), not whatever the founder record says now:
+	// a route peer can overwrite the record, and nodes ignore a new one.
+	admins = map[string]bool{}
+	st, err := ids.c.Status(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	if st.Founder != "" {
+		admins[st.Founder] = true
+	}
+	for grew := true; grew; {
+		grew = false
+		for _, r := range recs {
+			if r.u.Role == wire.RoleAdmin && !admins[r.u.Nkey] && admins[r.by] {
+				admins[r.u.Nkey], grew = true, true
+			}
+		}
+	}
+	revoked, err = ids.revokedKeys(ctx, admins)
+	return admins, revoked, err
 }
 
 // RemoveUser deletes user name and revokes its key, so every node drops
@@ -231,6 +307,9 @@ func (ids *Identities) Revoke(ctx context.Context, pub, chevron, reason, by stri
 	defer cancel()
 	if !nkeys.IsValidPublicUserKey(pub) && !nkeys.IsValidPublicServerKey(pub) {
 		return fmt.Errorf("%w: %q is not a public user or server key", ErrRevoked, pub)
+	}
+	if err := ids.RequireAdmin(ctx); err != nil {
+		return err
 	}
 	rec, _ := json.Marshal(wire.Revocation{Pubkey: pub, Reason: reason, At: now.UTC(), By: by, Chevron: chevron})
 	data, err := trust.SignRecord(ids.kp, RevokedBucket, pub, rec)

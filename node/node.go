@@ -406,7 +406,7 @@ func (n *Node) Status() wire.Status {
 	now := time.Now()
 	st := wire.Status{
 		Swarm: n.opts.Swarm, Chevron: n.chev.String(), Name: n.name, State: wire.StateAlive,
-		Version: Version, Started: n.started, Clustered: n.Clustered(),
+		Version: Version, Started: n.started, Clustered: n.Clustered(), Founder: n.ids.founderKey(),
 	}
 	if !n.ready.Load() {
 		st.State = wire.StateLeaving

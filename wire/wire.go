@@ -232,6 +232,9 @@ type Status struct {
 	// or any bucket is R3, else 1. Absent when none is behind; the leader
 	// raises them whenever three JetStream servers are up.
 	Behind []string `json:"behind,omitempty"`
+	// Founder is the swarm founder's key as the answering node pinned it
+	// (its root of the admin chain); "" until it has seen one.
+	Founder string `json:"founder,omitempty"`
 }
 
 // Lease is the value of the swarm-leader key in rn_leader.
