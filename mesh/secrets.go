@@ -46,7 +46,7 @@ func (ids *Identities) RegisteredNodes(ctx context.Context) (nodes []wire.NodeIn
 		if !found {
 			continue
 		}
-		info, err := openNodeRecord(k, e.Value)
+		info, err := OpenNodeRecord(k, e.Value)
 		if err != nil {
 			bad = append(bad, fmt.Sprintf("%s: %v", k, err))
 			continue
@@ -57,18 +57,23 @@ func (ids *Identities) RegisteredNodes(ctx context.Context) (nodes []wire.NodeIn
 	return nodes, bad, nil
 }
 
-// openNodeRecord checks one rn_nodes record as nodes do.
-func openNodeRecord(key string, data []byte) (wire.NodeInfo, error) {
+// OpenNodeRecord checks one rn_nodes record: signed by the node key it
+// names, for the chevron it is stored under. Nodes and clients check
+// registrations with it.
+func OpenNodeRecord(key string, data []byte) (wire.NodeInfo, error) {
 	var info wire.NodeInfo
 	rec, by, err := trust.OpenRecord(NodesBucket, key, data)
 	if err != nil {
 		return info, err
 	}
 	if err := wire.Decode(rec, &info); err != nil {
-		return info, err
+		return info, fmt.Errorf("registration %s: %w", key, err)
 	}
-	if info.Chevron != key || info.Pubkey != by {
-		return info, fmt.Errorf("registration under %s for %s, signed by %s", key, info.Chevron, by)
+	if info.Chevron != key {
+		return info, fmt.Errorf("registration under %s names chevron %q", key, clipText(info.Chevron, 64))
+	}
+	if info.Pubkey != by {
+		return info, fmt.Errorf("registration %s names key %s but is signed by %s", key, clipText(info.Pubkey, 64), by)
 	}
 	return info, nil
 }

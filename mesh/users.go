@@ -176,27 +176,21 @@ func (ids *Identities) Users(ctx context.Context) ([]wire.User, error) {
 	}
 	out := make([]wire.User, 0, len(recs))
 	for _, r := range recs {
-		out = append(out, r.u)
+		out = append(out, r.User)
 	}
 	return out, nil
 }
 
-// signedUser is a user record whose signature verified, and its signer.
-type signedUser struct {
-	u  wire.User
-	by string
-}
-
 // userRecords reads rn_users, by name; records that do not verify are
 // skipped.
-func (ids *Identities) userRecords(ctx context.Context) ([]signedUser, error) {
+func (ids *Identities) userRecords(ctx context.Context) ([]trust.UserRecord, error) {
 	ctx, cancel := withDefaultTimeout(ctx)
 	defer cancel()
 	keys, err := ids.users.ListKeys(ctx)
 	if err != nil {
 		return nil, err
 	}
-	var out []signedUser
+	var out []trust.UserRecord
 	for k := range keys.Keys() {
 		e, found, err := ids.read.Get(ctx, k)
 		if err != nil {
@@ -210,9 +204,9 @@ func (ids *Identities) userRecords(ctx context.Context) ([]signedUser, error) {
 		if err != nil || wire.Decode(rec, &u) != nil || u.Name != k {
 			continue
 		}
-		out = append(out, signedUser{u: u, by: by})
+		out = append(out, trust.UserRecord{User: u, By: by})
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].u.Name < out[j].u.Name })
+	sort.Slice(out, func(i, j int) bool { return out[i].User.Name < out[j].User.Name })
 	return out, nil
 }
 
@@ -249,22 +243,11 @@ func (ids *Identities) swarmAdmins(ctx context.Context) (admins, revoked map[str
 	// The root is the founder the connected node pinned (its answer is
 	// verified against its key), not whatever the founder record says now:
 	// a route peer can overwrite the record, and nodes ignore a new one.
-	admins = map[string]bool{}
 	st, err := ids.c.Status(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
-	if st.Founder != "" {
-		admins[st.Founder] = true
-	}
-	for grew := true; grew; {
-		grew = false
-		for _, r := range recs {
-			if r.u.Role == wire.RoleAdmin && !admins[r.u.Nkey] && admins[r.by] {
-				admins[r.u.Nkey], grew = true, true
-			}
-		}
-	}
+	admins = trust.Admins(st.Founder, recs)
 	revoked, err = ids.revokedKeys(ctx, admins)
 	return admins, revoked, err
 }
@@ -336,7 +319,7 @@ func (ids *Identities) RemoveNode(ctx context.Context, m wire.Member, reason, by
 	// A node taken out is treated as compromised: its local operator key
 	// (an operator everywhere) goes with it.
 	if e, found, err := ids.read.Last(ctx, "KV_"+NodesBucket, "$KV."+NodesBucket+"."+m.Chevron); err == nil && found {
-		if info, err := openNodeRecord(m.Chevron, e.Value); err == nil && info.Pubkey == m.Pubkey && info.Operator != "" {
+		if info, err := OpenNodeRecord(m.Chevron, e.Value); err == nil && info.Pubkey == m.Pubkey && info.Operator != "" {
 			if err := ids.Revoke(ctx, info.Operator, m.Chevron, reason+" (the node's local operator key)", by, now); err != nil {
 				return err
 			}

@@ -66,21 +66,11 @@ func newIdentities() *identities {
 // rebuildLocked derives admins, revoked, byKey and keyChev. ids.mu must be
 // held.
 func (ids *identities) rebuildLocked() {
-	// Admins: a fixpoint from the founder over admin records signed by an
-	// admin.
-	ids.admins = map[string]bool{}
-	if ids.founder != "" {
-		ids.admins[ids.founder] = true
+	recs := make([]trust.UserRecord, 0, len(ids.users))
+	for name, u := range ids.users {
+		recs = append(recs, trust.UserRecord{User: u, By: ids.userBy[name]})
 	}
-	for grew := true; grew; {
-		grew = false
-		for name, u := range ids.users {
-			if u.Role == wire.RoleAdmin && !ids.admins[u.Nkey] && ids.admins[ids.userBy[name]] {
-				ids.admins[u.Nkey] = true
-				grew = true
-			}
-		}
-	}
+	ids.admins = trust.Admins(ids.founder, recs)
 	ids.revoked = map[string]wire.Revocation{}
 	for _, c := range ids.claims {
 		if c.proven || ids.admins[c.by] {

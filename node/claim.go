@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/robonet-mesh/robonet/mesh"
 	"github.com/robonet-mesh/robonet/subjects"
 	"github.com/robonet-mesh/robonet/trust"
 	"github.com/robonet-mesh/robonet/wire"
@@ -48,7 +49,7 @@ func (n *Node) readClaims(ctx context.Context) (map[subjects.Chevron]claimed, er
 				n.badRecord(BucketNodes, e.Key(), err)
 				continue
 			}
-			info, err := openNodeInfo(e.Key(), e.Value())
+			info, err := mesh.OpenNodeRecord(e.Key(), e.Value())
 			if err != nil {
 				n.badRecord(BucketNodes, e.Key(), err)
 				continue
@@ -220,7 +221,7 @@ func (n *Node) releaseClaim(ctx context.Context, chev string) error {
 	if err != nil || !found {
 		return err
 	}
-	if info, err := openNodeInfo(chev, e.Value); err == nil && info.Pubkey == n.pub {
+	if info, err := mesh.OpenNodeRecord(chev, e.Value); err == nil && info.Pubkey == n.pub {
 		return n.kvs.nodes.Delete(ctx, chev, jetstream.LastRevision(e.Revision))
 	}
 	return nil
@@ -251,24 +252,4 @@ func (n *Node) deregister(ctx context.Context) {
 func isWrongSeq(err error) bool {
 	var apiErr *jetstream.APIError
 	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
-}
-
-// openNodeInfo checks a rn_nodes record: signed by the node key it names,
-// for the chevron it is stored under.
-func openNodeInfo(key string, data []byte) (wire.NodeInfo, error) {
-	var info wire.NodeInfo
-	rec, by, err := trust.OpenRecord(BucketNodes, key, data)
-	if err != nil {
-		return info, err
-	}
-	if err := wire.Decode(rec, &info); err != nil {
-		return info, fmt.Errorf("registration %s: %w", key, err)
-	}
-	if info.Chevron != key {
-		return info, fmt.Errorf("registration under %s names chevron %q", key, clip(info.Chevron, 64))
-	}
-	if info.Pubkey != by {
-		return info, fmt.Errorf("registration %s names key %s but is signed by %s", key, clip(info.Pubkey, 64), by)
-	}
-	return info, nil
 }

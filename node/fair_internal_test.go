@@ -128,7 +128,7 @@ func TestAuditLogSumsRefusalsPerSenderAndSecond(t *testing.T) {
 		if r, c := counts(first); r != 4 || c != 4 {
 			t.Fatalf("at once: %d records for %d commands: %+v", r, c, first)
 		}
-		time.Sleep(auditWindow)
+		time.Sleep(auditWindow) // the bubble's fake clock: the window closes
 		synctest.Wait()
 		sums := sink.take()
 		if r, c := counts(sums); r != 2 || c != 999+4 {
@@ -152,7 +152,7 @@ func TestAuditLogSumsRefusalsPerSenderAndSecond(t *testing.T) {
 		if len(due) != 1 || due[0].Count != 2 || due[0].Verb != "" {
 			t.Fatalf("on close: %+v", due)
 		}
-		time.Sleep(2 * auditWindow)
+		time.Sleep(2 * auditWindow) // the bubble's fake clock
 		synctest.Wait()
 		if late := sink.take(); len(late) != 0 {
 			t.Fatalf("after close: %+v", late)
@@ -173,7 +173,7 @@ func TestAuditLogBoundsClaimedKeys(t *testing.T) {
 				l.refused(Audit{From: AuditUnverified, Claimed: fmt.Sprint("U", i), Verb: "ping", Status: wire.StatusDenied, Code: wire.CodeDenied}, time.Now())
 			}
 		}
-		time.Sleep(auditWindow)
+		time.Sleep(auditWindow) // the bubble's fake clock: the window closes
 		synctest.Wait()
 		all := sink.take()
 		r, c := counts(all)

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/shirou/gopsutil/v4/load"
 
+	"github.com/robonet-mesh/robonet/mesh"
 	"github.com/robonet-mesh/robonet/subjects"
 	"github.com/robonet-mesh/robonet/wire"
 )
@@ -299,7 +300,7 @@ func (n *Node) onNodeEntry(e jetstream.KeyValueEntry) {
 		n.badRecord(BucketNodes, e.Key(), err)
 		return
 	}
-	info, err := openNodeInfo(e.Key(), e.Value())
+	info, err := mesh.OpenNodeRecord(e.Key(), e.Value())
 	if err != nil {
 		n.badRecord(BucketNodes, e.Key(), err)
 		return

@@ -7,6 +7,8 @@ import (
 	"fmt"
 
 	"github.com/nats-io/nkeys"
+
+	"github.com/robonet-mesh/robonet/wire"
 )
 
 // ErrRecord wraps every reason a signed record does not verify.
@@ -94,4 +96,32 @@ func clipKey(s string) string {
 		return s[:64] + "…"
 	}
 	return s
+}
+
+// UserRecord is an rn_users record whose signature verified, with the key
+// that signed it.
+type UserRecord struct {
+	User wire.User
+	By   string
+}
+
+// Admins returns the keys whose signatures make records in a swarm: the
+// founder's ("" for none yet), and, to a fixpoint, every admin user whose
+// record an admin signed. Nodes and clients judge records by it alike. A
+// revocation is not considered here: it takes a key's own access away,
+// not the records it signed while it was an admin.
+func Admins(founder string, recs []UserRecord) map[string]bool {
+	admins := map[string]bool{}
+	if founder != "" {
+		admins[founder] = true
+	}
+	for grew := true; grew; {
+		grew = false
+		for _, r := range recs {
+			if r.User.Role == wire.RoleAdmin && !admins[r.User.Nkey] && admins[r.By] {
+				admins[r.User.Nkey], grew = true, true
+			}
+		}
+	}
+	return admins
 }

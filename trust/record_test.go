@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/nats-io/nkeys"
+
+	"github.com/robonet-mesh/robonet/wire"
 )
 
 func TestSignedRecordRoundTripAndBinding(t *testing.T) {
@@ -54,4 +56,26 @@ func FuzzOpenRecord(f *testing.F) {
 			t.Fatalf("accepted without signer or body: %q", data)
 		}
 	})
+}
+
+func TestAdminsIsAChainFromTheFounder(t *testing.T) {
+	const f, a, b, c, op = "UF", "UA", "UB", "UC", "UO"
+	admin := func(key, by string) UserRecord {
+		return UserRecord{User: wire.User{Name: key, Role: wire.RoleAdmin, Nkey: key}, By: by}
+	}
+	recs := []UserRecord{
+		admin(b, a), // b's record signed by a, listed before a's own
+		admin(a, f),
+		admin(c, op), // signed by a key that is no admin
+		{User: wire.User{Name: "o", Role: wire.RoleOperator, Nkey: "UX"}, By: f},
+	}
+	got := Admins(f, recs)
+	for key, want := range map[string]bool{f: true, a: true, b: true, c: false, op: false, "UX": false} {
+		if got[key] != want {
+			t.Errorf("Admins[%s] = %v, want %v", key, got[key], want)
+		}
+	}
+	if n := len(Admins("", recs)); n != 0 {
+		t.Errorf("no founder: %d admins", n)
+	}
 }
