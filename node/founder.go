@@ -33,23 +33,31 @@ const FounderFile = "founder.pub"
 // (foundIfNone).
 func (n *Node) founds() bool { return n.opts.Founder || len(n.opts.Join) == 0 }
 
-// FounderGrace is how long a node that joins others waits for a founder
-// record before it writes one itself: founders started together with
-// --join and no --founder leave the founding to the first of them, and a
-// node joining a formed swarm reads the founder within milliseconds.
-const FounderGrace = 3 * time.Second
+// DefaultFounderGrace is how long a node that joins others waits for a
+// founder record before it writes one itself: founders started together
+// with --join and no --founder leave the founding to the first of them,
+// and a node joining a formed swarm reads the founder within milliseconds.
+const DefaultFounderGrace = 3 * time.Second
 
-// foundIfNone writes the founder record after FounderGrace if this node
-// has seen none (first write wins: Create).
+// foundIfNone writes the founder record after Options.FounderGrace if this
+// node has seen none and no member declares that it founds (first write
+// wins: Create).
 func (n *Node) foundIfNone(opKP nkeys.KeyPair) {
 	defer n.wg.Done()
+	grace := n.opts.FounderGrace
+	if grace < 0 {
+		return
+	}
+	if grace == 0 {
+		grace = DefaultFounderGrace
+	}
 	select {
 	case <-n.ctx.Done():
 		return
-	case <-time.After(FounderGrace):
+	case <-time.After(grace):
 	}
-	if n.ids.founderKey() != "" {
-		return
+	if n.ids.founderKey() != "" || n.ids.founding(n.pub) {
+		return // founded, or a member that founds will write it
 	}
 	ctx, cancel := context.WithTimeout(n.ctx, 30*time.Second)
 	defer cancel()
@@ -145,3 +153,16 @@ func (ids *identities) founderKey() string {
 
 // Founder is the swarm founder's key as this node knows it ("" until seen).
 func (n *Node) Founder() string { return n.ids.founderKey() }
+
+// founding reports whether a registered member other than self declares
+// that it founds the swarm.
+func (ids *identities) founding(self string) bool {
+	ids.mu.Lock()
+	defer ids.mu.Unlock()
+	for _, in := range ids.infos {
+		if in.Founding && in.Pubkey != self {
+			return true
+		}
+	}
+	return false
+}

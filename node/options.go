@@ -98,6 +98,11 @@ type Options struct {
 	// others: for swarms whose members all start together. A node with no
 	// Join always founds. The first founder record written wins.
 	Founder bool
+	// FounderGrace is how long a node that does not found waits, once
+	// ready, for a founder record before it writes one itself (first
+	// write wins). 0 means DefaultFounderGrace; negative, never: the node
+	// waits for a founder.
+	FounderGrace time.Duration
 	// Logger receives the node's logs, nats-server's bridged in. Nil discards.
 	Logger *slog.Logger
 	// Timing overrides heartbeat and lease timing; zero fields take defaults.

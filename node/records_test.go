@@ -478,3 +478,24 @@ func TestForgedTokenUseAdmitsNobody(t *testing.T) {
 	}
 	pingOK(t, admin, 2)
 }
+
+// Founders started together, none with --founder and each joining the
+// others: one of them founds (the first write wins, 3 s after start) and
+// every node pins that same key.
+func TestFoundersStartedTogetherAgreeOnOneFounder(t *testing.T) {
+	s := testmesh.Start(t, 3, func(i int, o *node.Options) { o.Founder, o.FounderGrace = false, 0 })
+	s.WaitAlive(30 * time.Second)
+	ops := map[string]bool{}
+	for i := range 3 {
+		ops[s.Node(i).OperatorKey()] = true
+	}
+	f := s.Node(0).Founder()
+	if !ops[f] {
+		t.Fatalf("founder %q is none of the founders' operator keys", f)
+	}
+	for i := range 3 {
+		if got := s.Node(i).Founder(); got != f {
+			t.Fatalf("node %d pinned founder %s, node 0 %s", i, got, f)
+		}
+	}
+}

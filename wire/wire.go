@@ -70,6 +70,9 @@ type NodeInfo struct {
 	// XKey is the node's curve public key (nkeys xkey): a rotated swarm
 	// secret is sealed to it.
 	XKey string `json:"xkey,omitempty"`
+	// Founding says the node founds the swarm (started with --founder or
+	// with no one to join): other nodes then leave the founder record to it.
+	Founding bool `json:"founding,omitempty"`
 }
 
 // Roles of the identities a swarm knows.

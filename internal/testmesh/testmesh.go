@@ -120,6 +120,11 @@ func (s *Swarm) options(i int, options []Option) node.Options {
 		// first admin; the others' are operators outside their node.
 		Founder: i == 0,
 	}
+	if i != 0 {
+		// Node 0 alone founds, however late its write comes on a loaded
+		// machine.
+		o.FounderGrace = -1
+	}
 	if len(s.routes) > 0 {
 		o.Cluster = s.routes[i%len(s.routes)]
 		o.Join = append([]string(nil), s.routes...)
