@@ -216,6 +216,28 @@ func (n *Node) claimChevron(ctx context.Context, c subjects.Chevron, claims map[
 	return nil
 }
 
+// writeBackClaim puts this node's registration back after another writer
+// replaced or deleted it (onNodeEntry), so that nodes reading the registry
+// later (a restart, a rewatch) find the true owner, not the forgery.
+func (n *Node) writeBackClaim() {
+	if n.stopped.Load() || n.chev.IsZero() {
+		return
+	}
+	rec, err := json.Marshal(n.info)
+	if err == nil {
+		var data []byte
+		if data, err = trust.SignRecord(n.kp, BucketNodes, n.chev.String(), rec); err == nil {
+			ctx, cancel := context.WithTimeout(n.ctx, 5*time.Second)
+			_, err = n.kvs.nodes.Put(ctx, n.chev.String(), data)
+			cancel()
+		}
+	}
+	if err != nil {
+		n.log.Warn("could not write this node's registration back; will retry", "err", err)
+		n.reclaim.Store(true)
+	}
+}
+
 // releaseClaim deletes an entry if it is still ours.
 func (n *Node) releaseClaim(ctx context.Context, chev string) error {
 	e, found, err := n.leaderRead.Last(ctx, "KV_"+BucketNodes, "$KV."+BucketNodes+"."+chev)

@@ -282,6 +282,26 @@ func (n *Node) onNodeEntry(e jetstream.KeyValueEntry) {
 	if e == nil {
 		return
 	}
+	if self := n.selfChev(); !self.IsZero() && e.Key() == self.String() && !n.stopped.Load() {
+		// This node's own entry: only this node writes it (it signs only
+		// its own key) and only this node deletes it (deregister, while
+		// stopping). Anything else is someone else's write. Taking it in
+		// would hand this node's chevron, and its publish rights, to
+		// another key; the node keeps its claim and writes it back.
+		if e.Operation() != jetstream.KeyValuePut {
+			n.badRecord(BucketNodes, e.Key(), fmt.Errorf("this node's registration %s deleted by another writer: written back", e.Key()))
+			n.reclaim.Store(true)
+			return
+		}
+		if info, err := mesh.OpenNodeRecord(e.Key(), e.Value()); err != nil || info.Pubkey != n.pub {
+			if err == nil {
+				err = fmt.Errorf("this node's registration %s replaced by key %s: ignored and written back", e.Key(), info.Pubkey)
+			}
+			n.badRecord(BucketNodes, e.Key(), err)
+			n.reclaim.Store(true)
+			return
+		}
+	}
 	if e.Operation() != jetstream.KeyValuePut {
 		if live, ok := n.reg.liveKey(e.Key(), time.Now()); ok && !n.ids.isRevoked(live) {
 			// A node that leaves says so first (offline at once); an admin
@@ -415,6 +435,9 @@ func (n *Node) monitorLoop() {
 		case <-n.ctx.Done():
 			return
 		case <-t.C:
+		}
+		if n.reclaim.Swap(false) {
+			n.writeBackClaim()
 		}
 		now := time.Now()
 		cur := n.reg.states(now, n.chev.String())

@@ -189,6 +189,21 @@ func TestRecordsWrittenByANodeKeyAreIgnored(t *testing.T) {
 			}
 		}
 	}
+	// The victim writes its own registration back over the forgery.
+	testmesh.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+		e, err := nodes.Get(context.Background(), victim.Chevron().String())
+		if err != nil {
+			return err
+		}
+		info, err := mesh.OpenNodeRecord(e.Key(), e.Value())
+		if err != nil {
+			return err
+		}
+		if info.Pubkey != victim.Pubkey() {
+			return fmt.Errorf("registry entry %s still names %s", e.Key(), info.Pubkey)
+		}
+		return nil
+	})
 	pingOK(t, admin, 3)
 }
 

@@ -442,13 +442,25 @@ func CheckFor(t testing.TB, timeout, interval time.Duration, f func() error) {
 // ReservePorts returns n free loopback addresses. The listeners are closed
 // before returning, so another process could take one in between; routes must
 // know their peers before any server starts, and this is the usual trade.
+// The ports come from below the kernel's ephemeral range when there is room:
+// a port picked from that range with :0 is the very kind the kernel hands out
+// as the source port of an outgoing connection, and the nodes of a test dial
+// each other (routes, clients) before every listener is up, so a reserved
+// port could be taken by a peer's dial before its own server binds it.
 func ReservePorts(t testing.TB, n int) []string {
 	t.Helper()
 	var ls []net.Listener
 	var out []string
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	for tries := 0; len(ls) < n; tries++ {
+		addr := "127.0.0.1:0"
+		if p := nextLowPort(); p != 0 && tries < 10*n+100 {
+			addr = fmt.Sprintf("127.0.0.1:%d", p)
+		}
+		l, err := net.Listen("tcp", addr)
 		if err != nil {
+			if addr != "127.0.0.1:0" {
+				continue // taken: try the next one
+			}
 			t.Fatal(err)
 		}
 		ls = append(ls, l)
@@ -458,6 +470,33 @@ func ReservePorts(t testing.TB, n int) []string {
 		l.Close()
 	}
 	return out
+}
+
+var lowPorts struct {
+	once     sync.Once
+	lo, size int
+	next     atomic.Int64
+}
+
+// nextLowPort walks the ports between 10000 and the start of the ephemeral
+// range (0 when there is no room), from an offset of this process's id, so
+// test processes running side by side start far apart.
+func nextLowPort() int {
+	lowPorts.once.Do(func() {
+		b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+		var first, last int
+		if err != nil || func() bool { _, err := fmt.Sscan(string(b), &first, &last); return err != nil }() {
+			return
+		}
+		if first-10000 >= 1000 {
+			lowPorts.lo, lowPorts.size = 10000, first-10000
+			lowPorts.next.Store(int64(os.Getpid()*7919) % int64(lowPorts.size))
+		}
+	})
+	if lowPorts.size == 0 {
+		return 0
+	}
+	return lowPorts.lo + int((lowPorts.next.Add(1)-1)%int64(lowPorts.size))
 }
 
 // Logger returns a logger that writes to t at the level in ROBONET_TEST_LOG
