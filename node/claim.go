@@ -220,7 +220,7 @@ func (n *Node) claimChevron(ctx context.Context, c subjects.Chevron, claims map[
 // replaced or deleted it (onNodeEntry), so that nodes reading the registry
 // later (a restart, a rewatch) find the true owner, not the forgery.
 func (n *Node) writeBackClaim() {
-	if n.stopped.Load() || n.chev.IsZero() {
+	if n.stopped.Load() || n.chev.IsZero() || n.ids.isRevoked(n.pub) {
 		return
 	}
 	rec, err := json.Marshal(n.info)
@@ -234,7 +234,7 @@ func (n *Node) writeBackClaim() {
 	}
 	if err != nil {
 		n.log.Warn("could not write this node's registration back; will retry", "err", err)
-		n.reclaim.Store(true)
+		n.reclaim.CompareAndSwap(0, time.Now().UnixNano())
 	}
 }
 

@@ -282,15 +282,16 @@ func (n *Node) onNodeEntry(e jetstream.KeyValueEntry) {
 	if e == nil {
 		return
 	}
-	if self := n.selfChev(); !self.IsZero() && e.Key() == self.String() && !n.stopped.Load() {
+	if self := n.selfChev(); !self.IsZero() && e.Key() == self.String() && !n.stopped.Load() && !n.ids.isRevoked(n.pub) {
 		// This node's own entry: only this node writes it (it signs only
 		// its own key) and only this node deletes it (deregister, while
-		// stopping). Anything else is someone else's write. Taking it in
+		// stopping), or an admin after revoking it. Anything else is
+		// someone else's write. Taking it in
 		// would hand this node's chevron, and its publish rights, to
 		// another key; the node keeps its claim and writes it back.
 		if e.Operation() != jetstream.KeyValuePut {
 			n.badRecord(BucketNodes, e.Key(), fmt.Errorf("this node's registration %s deleted by another writer: written back", e.Key()))
-			n.reclaim.Store(true)
+			n.reclaim.CompareAndSwap(0, time.Now().UnixNano())
 			return
 		}
 		if info, err := mesh.OpenNodeRecord(e.Key(), e.Value()); err != nil || info.Pubkey != n.pub {
@@ -298,7 +299,7 @@ func (n *Node) onNodeEntry(e jetstream.KeyValueEntry) {
 				err = fmt.Errorf("this node's registration %s replaced by key %s: ignored and written back", e.Key(), info.Pubkey)
 			}
 			n.badRecord(BucketNodes, e.Key(), err)
-			n.reclaim.Store(true)
+			n.reclaim.CompareAndSwap(0, time.Now().UnixNano())
 			return
 		}
 	}
@@ -436,7 +437,10 @@ func (n *Node) monitorLoop() {
 			return
 		case <-t.C:
 		}
-		if n.reclaim.Swap(false) {
+		// A second's grace: an admin's revocation of this node, written
+		// before the deletion of its entry, may arrive on its own watch a
+		// little after it.
+		if at := n.reclaim.Load(); at != 0 && time.Since(time.Unix(0, at)) >= time.Second && n.reclaim.CompareAndSwap(at, 0) {
 			n.writeBackClaim()
 		}
 		now := time.Now()

@@ -91,7 +91,7 @@ type Node struct {
 	wg      sync.WaitGroup
 	ready   atomic.Bool
 	stopped atomic.Bool
-	reclaim atomic.Bool // another writer replaced this node's registration: write it back (monitorLoop)
+	reclaim atomic.Int64 // when another writer replaced this node's registration (unix ns; 0: no): write it back (monitorLoop)
 	stop    sync.Once
 	hbSeq   atomic.Uint64
 	rewatch chan struct{} // restart the KV watches (see watchNodes)
