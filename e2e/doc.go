@@ -31,6 +31,13 @@
 //
 //	go test -tags e2e -count=1 -v -timeout 20m ./e2e/
 //
+// The colonize tests also need real SSH servers: target hosts are Docker
+// containers of an image e2e/target/build makes with debootstrap and `docker
+// import` (nothing is pulled), with OpenSSH or Dropbear, sudo, and systemd as
+// PID 1 when a test asks, on the bridge network robonet-e2e
+// (target_test.go). Those tests need docker and, to build the image, root;
+// they skip without, and fail when CI=true.
+//
 // Timing targets (DESIGN.md) are logged as measured figures and summarised at
 // the end of the run; the tests assert behaviour under generous deadlines,
 // never a timing, because the suite shares a small machine with other work.

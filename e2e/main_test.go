@@ -48,6 +48,7 @@ func TestMain(m *testing.M) {
 		os.Exit(runAgent(seed, os.Getenv(agentNodeEnv)))
 	}
 	code := func() int {
+		defer cleanupTargets()
 		envProblem = checkEnv()
 		if envProblem != "" {
 			fmt.Fprintf(os.Stderr, "e2e: cannot run here: %s\n", envProblem)
