@@ -36,7 +36,8 @@ func sshTo(t *testing.T, tg *target, user, stdin, cmd string) (string, error) {
 
 // TestTargetContainerBasics checks the target hosts the colonize tests stand
 // on: a user with passwordless sudo reached with the system ssh client and
-// strict host key checking, a Dropbear server, a noexec /tmp, a user whose
+// strict host key checking, a Dropbear server, systemd as PID 1 with either
+// server as a unit, a noexec /tmp, a user whose
 // sudo wants a password, a file snapshot that only changes when a file does,
 // and a listener on the host's gateway address reached from a target.
 func TestTargetContainerBasics(t *testing.T) {
@@ -92,6 +93,15 @@ func TestTargetContainerBasics(t *testing.T) {
 			return nil
 		})
 		tg.exec(t, "systemd-run --unit e2e-probe sleep 60 && systemctl is-active e2e-probe")
+	})
+
+	t.Run("SystemdDropbear", func(t *testing.T) {
+		t.Parallel()
+		tg := startTarget(t, targetOpts{Systemd: true, Dropbear: true})
+		out, err := sshTo(t, tg, "root", "", "cat /proc/1/comm; systemctl is-active dropbear-e2e.service")
+		if err != nil || out != "systemd\nactive" {
+			t.Fatalf("ssh root@%s (dropbear under systemd): %v: %q", tg.IP, err, out)
+		}
 	})
 
 	t.Run("NoexecTmp", func(t *testing.T) {
