@@ -117,7 +117,7 @@ func TestDialAgentIdentitiesOnlyStaysUnderMaxAuthTries(t *testing.T) {
 	o := testOptions(t, s.knownHosts(t))
 	o.AgentSocket = startAgent(t, keys...)
 
-	// Unnamed, the agent's keys go first and the server hangs up.
+	// Unnamed, at most maxAgentKeys agent keys are offered; the wanted one is the 6th.
 	if _, _, err := Dial(context.Background(), target(t, s, "root"), o); !errors.Is(err, ErrAuth) {
 		t.Fatalf("without a named key: err = %v, want ErrAuth (MaxAuthTries 2, wanted key is 6th)", err)
 	}
