@@ -66,13 +66,13 @@ func checkFor(t *testing.T, within time.Duration, cond func() error) {
 }
 
 type sshdConfig struct {
-	hostKeys       []string // key types for ssh-keygen -t, in the server's order; default ed25519
-	authorized     []string // authorized_keys lines
-	password       bool
-	maxAuthTries   int
-	hostKeyAlgos   string // HostKeyAlgorithms
-	hostCertCA     string // path of a CA private key: sign the first host key with it
-	hostCertPrinc  string
+	hostKeys      []string // key types for ssh-keygen -t, in the server's order; default ed25519
+	authorized    []string // authorized_keys lines
+	password      bool
+	maxAuthTries  int
+	hostKeyAlgos  string // HostKeyAlgorithms
+	hostCertCA    string // path of a CA private key: sign the first host key with it
+	hostCertPrinc string
 }
 
 type sshd struct {
