@@ -289,6 +289,7 @@ type handshakeClock struct {
 	timeout  time.Duration
 	mu       sync.Mutex // guards timer
 	timer    *time.Timer
+	deadline time.Time // when the running timer fires; zero while paused
 	timedOut atomic.Bool
 	stopCtx  func() bool
 }
@@ -303,7 +304,8 @@ func newHandshakeClock(ctx context.Context, nc net.Conn, timeout time.Duration) 
 func (c *handshakeClock) resume() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	_ = c.nc.SetDeadline(time.Now().Add(c.timeout))
+	c.deadline = time.Now().Add(c.timeout)
+	_ = c.nc.SetDeadline(c.deadline)
 	c.timer = time.AfterFunc(c.timeout, func() {
 		c.timedOut.Store(true)
 		c.nc.Close()
@@ -316,6 +318,11 @@ func (c *handshakeClock) pause() {
 	if c.timer != nil {
 		c.timer.Stop()
 	}
+	if !c.deadline.IsZero() && !time.Now().Before(c.deadline) {
+		// The conn's own deadline can fail the read before the timer runs.
+		c.timedOut.Store(true)
+	}
+	c.deadline = time.Time{}
 	_ = c.nc.SetDeadline(time.Time{})
 }
 
@@ -466,7 +473,9 @@ func lastLine(s string) string {
 }
 
 // Run runs cmd in a new session. stdin, stdout and stderr may be nil.
-// Cancelling ctx kills the command and closes the session. A non-zero exit
+// Cancelling ctx kills the command and closes the session and returns at
+// once: stdout and stderr are not written after Run returns, but a stdin
+// Read in flight finishes on its own. A non-zero exit
 // returns *ExitError; a lost connection an error wrapping ErrConnLost.
 func (c *Conn) Run(ctx context.Context, cmd string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if err := c.lost(); err != nil {
@@ -480,11 +489,18 @@ func (c *Conn) Run(ctx context.Context, cmd string, stdin io.Reader, stdout, std
 		return fmt.Errorf("run %q: new session: %w", cmd, err)
 	}
 	defer s.Close()
+	// After a cancelled Run returns, x/crypto may still deliver output until
+	// the server closes the channel; the gate drops it so the caller's
+	// writers are never touched after Run returns.
+	g := &gate{}
+	defer g.shut()
 	tail := &tailBuffer{max: 4096}
-	s.Stdout = stdout
+	if stdout != nil {
+		s.Stdout = &gateWriter{g: g, w: stdout}
+	}
 	s.Stderr = tail
 	if stderr != nil {
-		s.Stderr = io.MultiWriter(stderr, tail)
+		s.Stderr = io.MultiWriter(&gateWriter{g: g, w: stderr}, tail)
 	}
 	// x/crypto's Wait waits for stdin to reach EOF; feed it ourselves so a
 	// command that exits early (or a cancelled one) does not wait on it.
@@ -511,13 +527,10 @@ func (c *Conn) Run(ctx context.Context, cmd string, stdin io.Reader, stdout, std
 	select {
 	case err = <-waited:
 	case <-ctx.Done():
+		// OpenSSH refuses signals on sessions without a privilege-separated
+		// child (root logins), so the close is what usually ends it.
 		_ = s.Signal(ssh.SIGKILL)
 		s.Close()
-		select {
-		case <-waited:
-		case <-c.done:
-		case <-time.After(5 * time.Second):
-		}
 		return fmt.Errorf("run %q: %w", cmd, ctx.Err())
 	case <-c.done:
 		return fmt.Errorf("run %q: %w", cmd, c.lost())
@@ -551,6 +564,32 @@ func (c *Conn) Output(ctx context.Context, cmd string, stdin io.Reader) ([]byte,
 	var out bytes.Buffer
 	err := c.Run(ctx, cmd, stdin, &out, nil)
 	return out.Bytes(), err
+}
+
+// gate stops writes to the caller's writers once Run has returned.
+type gate struct {
+	mu     sync.Mutex // held across each write, so shut waits for one in flight
+	closed bool
+}
+
+func (g *gate) shut() {
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
+}
+
+type gateWriter struct {
+	g *gate
+	w io.Writer
+}
+
+func (w *gateWriter) Write(p []byte) (int, error) {
+	w.g.mu.Lock()
+	defer w.g.mu.Unlock()
+	if w.g.closed {
+		return len(p), nil
+	}
+	return w.w.Write(p)
 }
 
 // tailBuffer keeps the last max bytes written to it.
