@@ -149,6 +149,24 @@ func (c TokenClaims) Admits(pub string) bool {
 	return c.BoundTo == "" || c.BoundTo == pub
 }
 
+// CheckKey is Admits as an error for a refusal: it wraps ErrTokenKey and
+// names both keys (abbreviated) and the token.
+func (c TokenClaims) CheckKey(pub string) error {
+	if c.Admits(pub) {
+		return nil
+	}
+	return fmt.Errorf("%w: token %s is bound to key %s, presented by key %s", ErrTokenKey, c.ID, AbbrevKey(c.BoundTo), AbbrevKey(pub))
+}
+
+// AbbrevKey shortens a public key for people: its first 8 and last 4
+// characters ("UABCDEFG…WXYZ"), enough to tell keys apart in a message.
+func AbbrevKey(pub string) string {
+	if len(pub) <= 16 {
+		return pub
+	}
+	return pub[:8] + "…" + pub[len(pub)-4:]
+}
+
 // IssueToken returns a one-time join token valid for ttl from now, and its
 // id. The token is self-contained: a node holding the swarm secret checks it
 // with ParseToken without any shared state, except the record of used ids

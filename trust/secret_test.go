@@ -147,6 +147,13 @@ func TestBoundTokenAdmitsOnlyItsKey(t *testing.T) {
 	if c.ID != id || c.BoundTo != pub || !c.Admits(pub) || c.Admits(other) || !c.Expires.Equal(t0.Add(10*time.Minute)) {
 		t.Fatalf("claims %+v", c)
 	}
+	if err := c.CheckKey(pub); err != nil {
+		t.Fatal(err)
+	}
+	err = c.CheckKey(other)
+	if want := "bound to key " + pub[:8] + "…" + pub[52:] + ", presented by key " + other[:8] + "…" + other[52:]; !errors.Is(err, ErrTokenKey) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("CheckKey(other) = %v, want %v naming %q", err, ErrTokenKey, want)
+	}
 	if peek, err := InspectToken(tok); err != nil || peek != c {
 		t.Fatalf("InspectToken = %+v, %v; want %+v", peek, err, c)
 	}
