@@ -80,26 +80,61 @@ func (d *dataDir) close() {
 // does not exist. An existing file that is not a valid seed is an error and
 // is left untouched.
 func (d *dataDir) seed(name string) (nkeys.KeyPair, error) {
-	path := d.file(name)
-	kp, err := mesh.ReadSeed(path)
+	kp, _, err := loadOrCreateSeed(d.file(name))
+	return kp, err
+}
+
+// loadOrCreateSeed is dataDir.seed for a path. Creating never replaces a
+// file (writeFileAtomic, exclusive), so two processes creating at once
+// agree on the one that was linked first.
+func loadOrCreateSeed(path string) (kp nkeys.KeyPair, created bool, err error) {
+	kp, err = mesh.ReadSeed(path)
 	if err == nil {
-		return kp, nil
+		return kp, false, nil
 	}
 	if !errors.Is(err, fs.ErrNotExist) {
-		return nil, err
+		return nil, false, err
 	}
 	kp, err = nkeys.CreateUser()
 	if err != nil {
-		return nil, fmt.Errorf("create nkey: %w", err)
+		return nil, false, fmt.Errorf("create nkey: %w", err)
 	}
 	seed, err := kp.Seed()
 	if err != nil {
-		return nil, fmt.Errorf("create nkey: %w", err)
+		return nil, false, fmt.Errorf("create nkey: %w", err)
 	}
 	if err := writeFileAtomic(path, append(seed, '\n'), 0o600, true); err != nil {
-		return nil, err
+		if other, rerr := mesh.ReadSeed(path); rerr == nil {
+			return other, false, nil // another process made it first
+		}
+		return nil, false, err
 	}
-	return kp, nil
+	return kp, true, nil
+}
+
+// EnsureIdentity returns the public key of the node key in dir
+// (NodeSeedFile), creating dir (0700) and the key (0600, written
+// atomically, as a node does on its first start) when missing. It takes no
+// data-dir lock, so it also reads the key of a node running on dir: a node
+// never replaces its seed. colonize runs it on the target so that only the
+// public key leaves the host.
+func EnsureIdentity(dir string) (pub string, created bool, err error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", false, fmt.Errorf("%w %s: %v", ErrDataDir, dir, err)
+	}
+	if st, err := os.Stat(dir); err != nil {
+		return "", false, fmt.Errorf("%w %s: %v", ErrDataDir, dir, err)
+	} else if !st.IsDir() {
+		return "", false, fmt.Errorf("%w %s: not a directory", ErrDataDir, dir)
+	}
+	kp, created, err := loadOrCreateSeed(filepath.Join(dir, NodeSeedFile))
+	if err != nil {
+		return "", false, err
+	}
+	if pub, err = kp.PublicKey(); err != nil {
+		return "", false, err
+	}
+	return pub, created, nil
 }
 
 // savedState is what a node remembers across restarts besides its keys.

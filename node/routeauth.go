@@ -30,7 +30,8 @@ var ErrAdmission = errors.New("route refused")
 // made from each node's nkey (trust.NodeCertificate); this node checks the
 // peer's certificate itself and admits a key that is a registered member,
 // or proves the swarm secret, or carries a valid one-time token that is
-// unused or was used by that same key. Revoked keys are refused first.
+// unused or was used by that same key (and, for a token bound to a key, is
+// that key's). Revoked keys are refused first.
 type routeAuth struct {
 	n    *Node
 	cred string // "secret", "token" or "member": how this node was admitted
@@ -99,8 +100,13 @@ func (n *Node) credential() (*routeAuth, error) {
 		if saved != nil {
 			return nil, fmt.Errorf("%w: --token: a one-time token, but %s already holds the swarm secret", ErrOptions, n.opts.DataDir)
 		}
-		if len(tok) != trust.TokenTextLen {
-			return nil, fmt.Errorf("%w: --token: a join token has %d characters, this one %d", ErrOptions, trust.TokenTextLen, len(tok))
+		c, err := trust.InspectToken(tok)
+		if err != nil {
+			return nil, fmt.Errorf("%w: --token: %v", ErrOptions, err)
+		}
+		// Said here rather than as a refused route the joiner cannot read.
+		if err := c.CheckKey(n.pub); err != nil {
+			return nil, fmt.Errorf("%w: --token: %v (the key in %s); ask for a token for this node's key", ErrOptions, err, n.dd.file(NodeSeedFile))
 		}
 		cred.Token = tok
 		ra.cred = "token"
@@ -227,6 +233,10 @@ func (ra *routeAuth) admit(pc trust.PeerCert, now time.Time) error {
 		c, err := trust.ParseToken(pc.Cred.Token, secret, now)
 		if err != nil {
 			return fmt.Errorf("%w: key %s: %v", ErrAdmission, pc.Pub, err)
+		}
+		// Before useToken: a refused key must not use up the bound key's token.
+		if err := c.CheckKey(pc.Pub); err != nil {
+			return fmt.Errorf("%w: %v", ErrAdmission, err)
 		}
 		return ra.useToken(c.ID, pc.Pub, pc.Cred.Token)
 	}

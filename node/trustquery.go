@@ -52,6 +52,10 @@ type TrustActionResult struct {
 // TokenRequest asks the connected node for a one-time join token.
 type TokenRequest struct {
 	TTLMs int64 `json:"ttl_ms"`
+	// Pubkey, when set, binds the token to that node key (a user nkey
+	// public key): only a node with that key can join with it. Refused for
+	// a revoked key and for a key the swarm already knows.
+	Pubkey string `json:"pubkey,omitempty"`
 }
 
 // TokenReply is a one-time join token.
@@ -59,6 +63,7 @@ type TokenReply struct {
 	Token   string    `json:"token"`
 	ID      string    `json:"id"`
 	Expires time.Time `json:"expires"`
+	BoundTo string    `json:"bound_to,omitempty"` // the node key the token is bound to
 }
 
 // MinTokenTTL is the shortest a one-time join token may live.
@@ -201,7 +206,16 @@ func (n *Node) issueToken(data []byte) (any, error) {
 	if secret == nil {
 		return nil, fmt.Errorf("node %s holds no swarm secret (a single node, or admitted by a token): ask a node started with the secret", n.name)
 	}
-	tok, id, err := trust.IssueToken(secret, ttl, time.Now())
+	if err := n.checkTokenKey(req.Pubkey); err != nil {
+		return nil, err
+	}
+	var tok, id string
+	var err error
+	if req.Pubkey == "" {
+		tok, id, err = trust.IssueToken(secret, ttl, time.Now())
+	} else {
+		tok, id, err = trust.IssueBoundToken(secret, ttl, time.Now(), req.Pubkey)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -209,6 +223,28 @@ func (n *Node) issueToken(data []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	n.log.Info("one-time join token issued", "id", id, "expires", c.Expires)
-	return TokenReply{Token: tok, ID: id, Expires: c.Expires.UTC()}, nil
+	n.log.Info("one-time join token issued", "id", id, "expires", c.Expires, "bound_to", c.BoundTo)
+	return TokenReply{Token: tok, ID: id, Expires: c.Expires.UTC(), BoundTo: c.BoundTo}, nil
+}
+
+// checkTokenKey refuses to bind a token to pub unless it is a node key
+// (a user nkey public key) that is neither revoked nor known to the swarm:
+// a member comes back by its key, and a token for a user's key would give
+// that user a route. "" (an unbound token) passes.
+func (n *Node) checkTokenKey(pub string) error {
+	switch {
+	case pub == "":
+		return nil
+	case !nkeys.IsValidPublicUserKey(pub):
+		return fmt.Errorf("pubkey %q: not a node key (a user nkey public key, U…)", clip(pub, 64))
+	case n.ids.isRevoked(pub):
+		return fmt.Errorf("pubkey %s is revoked", pub)
+	}
+	if chev, ok := n.ids.nodeChevron(pub); ok {
+		return fmt.Errorf("pubkey %s is already the key of member %s: a member needs no token", pub, chev)
+	}
+	if role, ok := n.roleOf(pub); ok {
+		return fmt.Errorf("pubkey %s is already known to the swarm (role %s): a node needs a key of its own", pub, role)
+	}
+	return nil
 }

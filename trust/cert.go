@@ -209,22 +209,41 @@ func encodeRouteCredential(cred RouteCredential) ([]byte, error) {
 		}
 		kind, body = credKindToken, []byte(cred.Token)
 	}
-	v := make([]byte, 0, 4+len(body))
-	v = append(v, asn1.TagOctetString, byte(2+len(body)), credVersion, kind)
+	v := make([]byte, 0, 5+len(body))
+	v = append(v, asn1.TagOctetString)
+	if n := 2 + len(body); n < 0x80 {
+		v = append(v, byte(n))
+	} else {
+		v = append(v, 0x81, byte(n)) // DER's long form; a bound token needs it
+	}
+	v = append(v, credVersion, kind)
 	return append(v, body...), nil
 }
 
 // parseRouteCredential is the strict inverse of encodeRouteCredential.
 func parseRouteCredential(v []byte) (RouteCredential, error) {
-	// Both bodies are short enough for DER's one-byte length form (< 0x80).
-	if len(v) < 4 || v[0] != asn1.TagOctetString || v[1] >= 0x80 || int(v[1]) != len(v)-2 {
-		return RouteCredential{}, errors.New("not a DER OCTET STRING of 2 to 127 bytes")
+	// DER: the short length form below 0x80, else the one-byte long form
+	// (0x81 n, n >= 0x80: the shortest encoding), which a bound token needs.
+	const notDER = "not a DER OCTET STRING of 2 to 255 bytes"
+	if len(v) < 4 || v[0] != asn1.TagOctetString {
+		return RouteCredential{}, errors.New(notDER)
 	}
-	if v[2] != credVersion {
-		return RouteCredential{}, fmt.Errorf("version %d, want %d", v[2], credVersion)
+	switch {
+	case v[1] < 0x80 && int(v[1]) == len(v)-2:
+		v = v[2:]
+	case v[1] == 0x81 && len(v) >= 3 && v[2] >= 0x80 && int(v[2]) == len(v)-3:
+		v = v[3:]
+	default:
+		return RouteCredential{}, errors.New(notDER)
 	}
-	body := v[4:]
-	switch v[3] {
+	if len(v) < 2 {
+		return RouteCredential{}, errors.New(notDER)
+	}
+	if v[0] != credVersion {
+		return RouteCredential{}, fmt.Errorf("version %d, want %d", v[0], credVersion)
+	}
+	body := v[2:]
+	switch v[1] {
 	case credKindProof:
 		if len(body) != RouteProofSize {
 			return RouteCredential{}, fmt.Errorf("route proof of %d bytes, want %d", len(body), RouteProofSize)
@@ -236,28 +255,16 @@ func parseRouteCredential(v []byte) (RouteCredential, error) {
 		}
 		return RouteCredential{Token: string(body)}, nil
 	default:
-		return RouteCredential{}, fmt.Errorf("unknown kind %d", v[3])
+		return RouteCredential{}, fmt.Errorf("unknown kind %d", v[1])
 	}
 }
 
 // checkTokenText checks a join token's form without the swarm secret: the
-// prefix, the length and canonical base64url of a version 1 token. ParseToken
-// checks the MAC and the expiry.
+// prefix, the length and canonical base64url of a version 1 or 2 token.
+// ParseToken checks the MAC and the expiry.
 func checkTokenText(s string) error {
-	if !strings.HasPrefix(s, TokenPrefix) {
-		return fmt.Errorf("%w: does not start with %q", ErrTokenMalformed, TokenPrefix)
-	}
-	if len(s) != TokenTextLen {
-		return fmt.Errorf("%w: %d characters, want %d", ErrTokenMalformed, len(s), TokenTextLen)
-	}
-	b, err := decodeB64(s[len(TokenPrefix):])
-	if err != nil || len(b) != tokenSize {
-		return fmt.Errorf("%w: not base64url of %d bytes", ErrTokenMalformed, tokenSize)
-	}
-	if b[0] != tokenVersion {
-		return fmt.Errorf("%w: version %d, want %d", ErrTokenMalformed, b[0], tokenVersion)
-	}
-	return nil
+	_, err := decodeTokenText(s)
+	return err
 }
 
 // PeerCert is what CheckPeerCertificate learned from a peer's certificate.

@@ -88,6 +88,15 @@ func withCredExt(t testing.TB, kp nkeys.KeyPair, v []byte, critical bool) []byte
 
 func fixedSecret(b byte) []byte { return bytes.Repeat([]byte{b}, SecretSize) }
 
+func testBoundToken(t testing.TB, secret []byte, pub string) string {
+	t.Helper()
+	tok, _, err := IssueBoundToken(secret, time.Hour, t0, pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
 func testToken(t testing.TB, secret []byte) string {
 	t.Helper()
 	tok, _, err := IssueToken(secret, time.Hour, t0)
@@ -137,8 +146,9 @@ func TestNodeCertificateRoundTrip(t *testing.T) {
 			{},
 			{Proof: RouteProof(secret, pub)},
 			{Token: testToken(t, secret)},
+			{Token: testBoundToken(t, secret, pubOf(t, userKey(t, 2)))},
 		} {
-			name := fmt.Sprintf("%c/proof=%v/token=%v", pub[0], cred.Proof != nil, cred.Token != "")
+			name := fmt.Sprintf("%c/proof=%v/token=%d", pub[0], cred.Proof != nil, len(cred.Token))
 			t.Run(name, func(t *testing.T) {
 				t.Parallel()
 				c := nodeCert(t, kp, cred, t0)
@@ -341,6 +351,10 @@ func TestRouteCredentialEncoding(t *testing.T) {
 	t.Parallel()
 	secret := fixedSecret(9)
 	tok := testToken(t, secret)
+	boundTok, _, err := IssueBoundToken(secret, time.Hour, t0, pubOf(t, userKey(t, 3)))
+	if err != nil {
+		t.Fatal(err)
+	}
 	proof := RouteProof(secret, pubOf(t, serverKey(t, 1)))
 	ext := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
 	hdr := func(n int, kind byte) []byte { return []byte{asn1.TagOctetString, byte(2 + n), credVersion, kind} }
@@ -352,6 +366,7 @@ func TestRouteCredentialEncoding(t *testing.T) {
 	}{
 		{RouteCredential{Proof: proof}, ext(hdr(32, 1), proof)},
 		{RouteCredential{Token: tok}, ext(hdr(TokenTextLen, 2), []byte(tok))},
+		{RouteCredential{Token: boundTok}, ext([]byte{asn1.TagOctetString, 0x81, byte(2 + BoundTokenTextLen), credVersion, 2}, []byte(boundTok))},
 	} {
 		v, err := encodeRouteCredential(tc.cred)
 		if err != nil || !bytes.Equal(v, tc.want) {
@@ -398,7 +413,10 @@ func TestRouteCredentialEncoding(t *testing.T) {
 		{"standard base64", ext(hdr(TokenTextLen, 2), tokenBytes(tok[:10]+"+"+tok[11:])), "not base64url"},
 		{"line feed", ext(hdr(TokenTextLen, 2), tokenBytes(tok[:10]+"\n"+tok[11:])), "not base64url"},
 		{"spare bits set", ext(hdr(TokenTextLen, 2), tokenBytes(lastBits)), "not base64url"},
-		{"token version 2", ext(hdr(TokenTextLen, 2), tokenBytes(badVersion)), "version 2, want 1"},
+		{"token version 2 of version 1 length", ext(hdr(TokenTextLen, 2), tokenBytes(badVersion)), "version 2 in 65 bytes"},
+		{"token version 3", ext(hdr(TokenTextLen, 2), tokenBytes(TokenPrefix+b64.EncodeToString(append([]byte{3}, make([]byte, tokenSize-1)...)))), "version 3, want 1 or 2"},
+		{"bound token in the short length form", ext([]byte{asn1.TagOctetString, byte(2 + BoundTokenTextLen), credVersion, 2}, tokenBytes(boundTok)), "OCTET STRING"},
+		{"bound token with a non-minimal length", ext([]byte{asn1.TagOctetString, 0x82, 0, byte(2 + BoundTokenTextLen), credVersion, 2}, tokenBytes(boundTok)), "OCTET STRING"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

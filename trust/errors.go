@@ -48,6 +48,9 @@ var (
 	ErrTokenMAC = errors.New("join token MAC mismatch")
 	// ErrTokenExpired means a join token's expiry has passed.
 	ErrTokenExpired = errors.New("join token expired")
+	// ErrTokenKey means a join token bound to one node key was presented
+	// by another.
+	ErrTokenKey = errors.New("join token bound to another key")
 
 	// ErrApproval means an Approval's fields are invalid.
 	ErrApproval = errors.New("invalid approval")

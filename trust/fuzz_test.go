@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nkeys"
+
 	"github.com/robonet-mesh/robonet/wire"
 )
 
@@ -50,32 +52,64 @@ func FuzzParseHeaders(f *testing.F) {
 func FuzzParseToken(f *testing.F) {
 	secret := bytes.Repeat([]byte{0x5a}, SecretSize)
 	id := [tokenIDSize]byte{1, 2, 3}
-	valid := encodeToken(secret, id, TokenClaims{Issued: t0, Expires: t0.Add(time.Hour)})
+	bound := pubOf(f, userKey(f, 7))
+	valid := mustEncodeToken(f, secret, id, TokenClaims{Issued: t0, Expires: t0.Add(time.Hour)})
+	validBound := mustEncodeToken(f, secret, id, TokenClaims{Issued: t0, Expires: t0.Add(time.Hour), BoundTo: bound})
 	f.Add(valid, int64(0))
 	f.Add(valid, int64(2*time.Hour))
 	f.Add(valid[:len(valid)-1]+"B", int64(0))
-	f.Add(encodeToken(bytes.Repeat([]byte{1}, SecretSize), id, TokenClaims{Issued: t0, Expires: t0.Add(time.Minute)}), int64(0))
+	f.Add(mustEncodeToken(f, bytes.Repeat([]byte{1}, SecretSize), id, TokenClaims{Issued: t0, Expires: t0.Add(time.Minute)}), int64(0))
+	f.Add(validBound, int64(0))
+	f.Add(validBound, int64(2*time.Hour))
+	f.Add(validBound[:len(validBound)-1]+"B", int64(0))
+	// A version 2 body in a version 1 length and the reverse.
+	f.Add(TokenPrefix+b64.EncodeToString(append([]byte{boundTokenVersion}, make([]byte, tokenSize-1)...)), int64(0))
+	f.Add(TokenPrefix+b64.EncodeToString(append([]byte{tokenVersion}, make([]byte, boundTokenSize-1)...)), int64(0))
 	f.Add(TokenPrefix, int64(0))
 	f.Add("rntok_\n", int64(-1))
 	hexID := regexp.MustCompile(`^[0-9a-f]{32}$`)
 	f.Fuzz(func(t *testing.T, s string, offset int64) {
 		now := t0.Add(time.Duration(offset))
+		peek, perr := InspectToken(s)
 		c, err := ParseToken(s, secret, now)
 		if err != nil {
 			if !errors.Is(err, ErrTokenMalformed) && !errors.Is(err, ErrTokenMAC) && !errors.Is(err, ErrTokenExpired) {
 				t.Fatalf("error %v wraps no token sentinel", err)
 			}
+			// InspectToken reads what ParseToken finds well-formed (which
+			// ParseToken checks only after the MAC).
+			if perr == nil && errors.Is(err, ErrTokenMalformed) {
+				t.Fatalf("ParseToken: %v but InspectToken: %v", err, perr)
+			}
 			return
+		}
+		if perr != nil || peek != c {
+			t.Fatalf("InspectToken = %+v, %v; ParseToken = %+v", peek, perr, c)
 		}
 		if !hexID.MatchString(c.ID) || !now.Before(c.Expires) || !c.Issued.Before(c.Expires) {
 			t.Fatalf("claims %+v at %v", c, now)
 		}
+		if (c.BoundTo != "") != (len(s) == BoundTokenTextLen) || (c.BoundTo != "" && !nkeys.IsValidPublicUserKey(c.BoundTo)) {
+			t.Fatalf("binding %q in a token of %d characters", c.BoundTo, len(s))
+		}
+		if !c.Admits(c.BoundTo) || (c.BoundTo != "" && c.Admits(bound+"x")) {
+			t.Fatalf("claims %+v admit the wrong keys", c)
+		}
 		var raw [tokenIDSize]byte
 		copy(raw[:], mustHex(t, c.ID))
-		if again := encodeToken(secret, raw, c); again != s {
+		if again := mustEncodeToken(t, secret, raw, c); again != s {
 			t.Fatalf("accepted a non-canonical token %q (canonical %q)", s, again)
 		}
 	})
+}
+
+func mustEncodeToken(t testing.TB, secret []byte, id [tokenIDSize]byte, c TokenClaims) string {
+	t.Helper()
+	s, err := encodeToken(secret, id, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 func FuzzParseSecret(f *testing.F) {
@@ -258,6 +292,10 @@ func FuzzCheckPeerCertificate(f *testing.F) {
 	f.Add(valid, uint8(1), int64(0), []byte(nil))
 	f.Add(withProof, uint8(1), int64(0), proofExt)
 	f.Add(withToken, uint8(1), int64(-time.Hour), tokenExt)
+	boundTok := testBoundToken(f, secret, pubOf(f, userKey(f, 2)))
+	boundExt, _ := encodeRouteCredential(RouteCredential{Token: boundTok})
+	f.Add(nodeCert(f, userKey(f, 2), RouteCredential{Token: boundTok}, t0).Certificate[0], uint8(1), int64(0), boundExt)
+	f.Add(valid, uint8(1), int64(0), boundExt[:len(boundExt)-1])
 	f.Add(valid, uint8(2), int64(0), proofExt[:len(proofExt)-1])
 	f.Add(valid, uint8(1), int64(21*365*24*time.Hour), append(bytes.Clone(tokenExt), 0))
 	f.Add(impostor, uint8(1), int64(0), []byte{4, 2, 1, 3})

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nkeys"
 )
 
 func testSecret(t testing.TB) []byte {
@@ -122,6 +124,67 @@ func TestTokenRoundTrip(t *testing.T) {
 	tok2, id2, _ := IssueToken(secret, time.Minute, t0)
 	if tok2 == tok || id2 == id {
 		t.Fatal("two tokens share an id")
+	}
+}
+
+// A bound token carries its key inside the MAC: it parses, names its key,
+// admits only that key, and neither the key nor the version can be changed.
+func TestBoundTokenAdmitsOnlyItsKey(t *testing.T) {
+	t.Parallel()
+	secret := testSecret(t)
+	pub, other := pubOf(t, userKey(t, 1)), pubOf(t, userKey(t, 2))
+	tok, id, err := IssueBoundToken(secret, 10*time.Minute, t0, pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(tok, TokenPrefix) || len(tok) != BoundTokenTextLen || BoundTokenTextLen == TokenTextLen {
+		t.Fatalf("token %q: %d characters, want %d", tok, len(tok), BoundTokenTextLen)
+	}
+	c, err := ParseToken(tok, secret, t0.Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ID != id || c.BoundTo != pub || !c.Admits(pub) || c.Admits(other) || !c.Expires.Equal(t0.Add(10*time.Minute)) {
+		t.Fatalf("claims %+v", c)
+	}
+	if err := c.CheckKey(pub); err != nil {
+		t.Fatal(err)
+	}
+	err = c.CheckKey(other)
+	if want := "bound to key " + pub[:8] + "…" + pub[52:] + ", presented by key " + other[:8] + "…" + other[52:]; !errors.Is(err, ErrTokenKey) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("CheckKey(other) = %v, want %v naming %q", err, ErrTokenKey, want)
+	}
+	if peek, err := InspectToken(tok); err != nil || peek != c {
+		t.Fatalf("InspectToken = %+v, %v; want %+v", peek, err, c)
+	}
+	raw, _ := base64.RawURLEncoding.DecodeString(tok[len(TokenPrefix):])
+	// Swap in the other key: the MAC no longer matches.
+	otherRaw, _ := nkeys.Decode(nkeys.PrefixByteUser, []byte(other))
+	swapped := bytes.Clone(raw)
+	copy(swapped[tokenBody:], otherRaw)
+	if _, err := ParseToken(TokenPrefix+base64.RawURLEncoding.EncodeToString(swapped), secret, t0); !errors.Is(err, ErrTokenMAC) {
+		t.Fatalf("token with the key swapped: %v, want %v", err, ErrTokenMAC)
+	}
+	// Strip the key and call it version 1 with the version 2 MAC: refused.
+	stripped := append([]byte{tokenVersion}, raw[1:tokenBody]...)
+	stripped = append(stripped, raw[boundTokenBody:]...)
+	if _, err := ParseToken(TokenPrefix+base64.RawURLEncoding.EncodeToString(stripped), secret, t0); !errors.Is(err, ErrTokenMAC) {
+		t.Fatalf("token with the key stripped: %v, want %v", err, ErrTokenMAC)
+	}
+	// An unbound token admits anyone.
+	v1, _, _ := IssueToken(secret, time.Minute, t0)
+	if c, err := ParseToken(v1, secret, t0); err != nil || c.BoundTo != "" || !c.Admits(other) {
+		t.Fatalf("version 1 token: %+v, %v", c, err)
+	}
+}
+
+func TestIssueBoundTokenRefusesOtherKeys(t *testing.T) {
+	t.Parallel()
+	secret := testSecret(t)
+	for _, pub := range []string{"", "U", pubOf(t, serverKey(t, 1)), pubOf(t, userKey(t, 1)) + "A", "SUAM" + strings.Repeat("A", 54)} {
+		if tok, _, err := IssueBoundToken(secret, time.Minute, t0, pub); !errors.Is(err, ErrKey) {
+			t.Errorf("IssueBoundToken(%q) = %q, %v; want %v", pub, tok, err, ErrKey)
+		}
 	}
 }
 

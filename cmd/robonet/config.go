@@ -75,7 +75,9 @@ func envName(flag string) string {
 }
 
 // applyLayers fills every flag the command line did not set from the
-// environment, then from the config file: flags > env > file.
+// environment, then from the config file: flags > env > file. The file is
+// lines of 'flag = value' or, when it starts with '{', a JSON object
+// (upConfig).
 func applyLayers(cmd *cobra.Command, lookup func(string) (string, bool)) error {
 	flags := cmd.Flags()
 	// --config itself may come from the environment.
@@ -91,7 +93,11 @@ func applyLayers(cmd *cobra.Command, lookup func(string) (string, bool)) error {
 		if err != nil {
 			return fmt.Errorf("%w %s: %v", errConfig, cfgPath, err)
 		}
-		if file, err = parseConfig(data); err != nil {
+		parse := parseConfig
+		if isJSONConfig(data) {
+			parse = parseJSONConfig
+		}
+		if file, err = parse(data); err != nil {
 			return fmt.Errorf("%s: %w", cfgPath, err)
 		}
 		for k := range file {

@@ -63,8 +63,9 @@ Every other command talks to a node: --server (default nats://127.0.0.1:4222) wi
 credentials in the local data dir (--data) or --nkey FILE.
 
 Every flag can also come from the environment (ROBONET_<FLAG>, e.g. ROBONET_CHEVRON=3.12.7.1)
-or from a config file (--config FILE, lines of 'flag = value'); flags win over the
-environment, which wins over the file.`,
+or from a config file (--config FILE: lines of 'flag = value', or a JSON object such as
+{"chevron": "3.12.7.1", "join": ["10.0.0.2:6222"], "token_file": "/etc/robonet/join.token"});
+flags win over the environment, which wins over the file.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
@@ -74,7 +75,7 @@ environment, which wins over the file.`,
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	pf := root.PersistentFlags()
-	pf.StringVar(&g.config, "config", "", "config file: lines of 'flag = value' (# comments)")
+	pf.StringVar(&g.config, "config", "", "config file: lines of 'flag = value' (# comments), or a JSON object (see README)")
 	pf.StringVar(&g.data, "data", defaultDataDir(), "data directory (node state; the CLI finds credentials here)")
 	pf.StringVar(&g.server, "server", "nats://127.0.0.1:4222", "NATS URL of a node (client commands)")
 	pf.StringVar(&g.nkey, "nkey", "", "nkey seed file to authenticate with (default: <data>/operator.nk)")
@@ -97,6 +98,7 @@ environment, which wins over the file.`,
 		newRevokeCmd(g),
 		newAskCmd(g),
 		newAlertsCmd(g),
+		newIdentityCmd(g),
 	)
 	return root
 }

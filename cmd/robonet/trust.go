@@ -29,6 +29,7 @@ func newTokenCmd(g *globals) *cobra.Command {
 
   robonet token generate            a fresh random secret (offline): start every founding node with --token <secret>
   robonet token create --ttl 15m    a one-time token from a running swarm: robonet up --join ADDR --token <token>
+  robonet token create --for KEY    one only the node with key KEY can use (robonet identity on that host prints KEY)
 
 The secret is kept in each node's data dir (swarm.secret, mode 0600); it never crosses the network:
 nodes prove it with an HMAC bound to their key inside their route certificate.`,
@@ -49,7 +50,10 @@ nodes prove it with an HMAC bound to their key inside their route certificate.`,
 			return nil
 		},
 	}
-	var ttl time.Duration
+	var (
+		ttl    time.Duration
+		forKey string
+	)
 	create := &cobra.Command{
 		Use:   "create",
 		Short: "Issue a one-time join token for one new node (admin)",
@@ -57,6 +61,9 @@ nodes prove it with an HMAC bound to their key inside their route certificate.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if ttl < node.MinTokenTTL || ttl > node.MaxTokenTTL {
 				return fmt.Errorf("--ttl %v: want %v to %v", ttl, node.MinTokenTTL, node.MaxTokenTTL)
+			}
+			if forKey != "" && !nkeys.IsValidPublicUserKey(forKey) {
+				return fmt.Errorf("--for %q: not a node key (robonet identity prints one: U…)", forKey)
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
 			defer cancel()
@@ -66,19 +73,29 @@ nodes prove it with an HMAC bound to their key inside their route certificate.`,
 			}
 			defer c.Close()
 			var tr node.TokenReply
-			if err := c.Query(ctx, subjects.QueryToken, node.TokenRequest{TTLMs: ttl.Milliseconds()}, &tr); err != nil {
+			if err := c.Query(ctx, subjects.QueryToken, node.TokenRequest{TTLMs: ttl.Milliseconds(), Pubkey: forKey}, &tr); err != nil {
 				return permissionHint(err, "token create needs an admin's credentials")
+			}
+			// A node that predates bound tokens ignores the key it was
+			// given: never hand out an unbound token in place of a bound one.
+			if claims, err := trust.InspectToken(tr.Token); err != nil || claims.BoundTo != forKey {
+				return fmt.Errorf("the node issued a token bound to %q, not to %q (an older robonet?): not printed", claims.BoundTo, forKey)
 			}
 			if g.json {
 				return printJSON(cmd.OutOrStdout(), tr)
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), tr.Token)
-			fmt.Fprintf(cmd.ErrOrStderr(), "one-time token %s, valid until %s: robonet up --join <addr> --token <token>\n",
-				tr.ID, tr.Expires.Local().Format(time.DateTime))
+			bound := ""
+			if forKey != "" {
+				bound = ", only for node key " + forKey
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "one-time token %s, valid until %s%s: robonet up --join <addr> --token-file <file holding it>\n",
+				tr.ID, tr.Expires.Local().Format(time.DateTime), bound)
 			return nil
 		},
 	}
 	create.Flags().DurationVar(&ttl, "ttl", 15*time.Minute, "how long the token stays valid")
+	create.Flags().StringVar(&forKey, "for", "", "bind the token to this node key (robonet identity on the new host prints it): no other key can join with it")
 	var rotateWait time.Duration
 	rotate := &cobra.Command{
 		Use:   "rotate",

@@ -120,3 +120,45 @@ func TestTrustCommands(t *testing.T) {
 		t.Fatal("a removed user still runs commands")
 	}
 }
+
+// identity makes the key on the new host; token create --for binds a token
+// to it and says so in --json.
+func TestIdentityAndTokenCreateFor(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "newhost")
+	out, _, err := rncli(t, "identity", "--data", dir, "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var id IdentityReply
+	if err := json.Unmarshal([]byte(out), &id); err != nil || !id.Created || id.Data != dir || !strings.HasPrefix(id.Pubkey, "U") {
+		t.Fatalf("identity --json = %s (%v)", out, err)
+	}
+	if out, _, err := rncli(t, "identity", "--data", dir); err != nil || strings.TrimSpace(out) != id.Pubkey {
+		t.Fatalf("identity again = %q, %v; want %s", out, err, id.Pubkey)
+	}
+
+	s := testmesh.Start(t, 2)
+	s.WaitAlive(20 * time.Second)
+	nd := s.Node(0)
+	base := []string{"--server", nd.ClientURL(), "--nkey", nd.OperatorSeedPath(), "--data", nd.DataDir()}
+	out, _, err = rncli(t, append([]string{"token", "create", "--ttl", "10m", "--for", id.Pubkey, "--json"}, base...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tr struct {
+		Token   string `json:"token"`
+		BoundTo string `json:"bound_to"`
+	}
+	if err := json.Unmarshal([]byte(out), &tr); err != nil || tr.BoundTo != id.Pubkey {
+		t.Fatalf("token create --for --json = %s (%v)", out, err)
+	}
+	if c, err := trust.InspectToken(tr.Token); err != nil || c.BoundTo != id.Pubkey {
+		t.Fatalf("token claims %+v, %v", c, err)
+	}
+	if _, _, err := rncli(t, append([]string{"token", "create", "--for", nd.Pubkey()}, base...)...); err == nil || !strings.Contains(err.Error(), "member") {
+		t.Fatalf("token create --for a member's key: %v", err)
+	}
+	if _, _, err := rncli(t, append([]string{"token", "create", "--for", "N" + id.Pubkey[1:]}, base...)...); err == nil || !strings.Contains(err.Error(), "not a node key") {
+		t.Fatalf("token create --for a server key: %v", err)
+	}
+}

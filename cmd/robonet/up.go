@@ -2,22 +2,27 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/robonet-mesh/robonet/node"
+	"github.com/robonet-mesh/robonet/trust"
 )
 
 func newUpCmd(g *globals) *cobra.Command {
 	var (
-		o        node.Options
-		tags     string
-		logLevel string
-		wait     time.Duration
+		o         node.Options
+		tags      string
+		logLevel  string
+		wait      time.Duration
+		tokenFile string
 	)
 	cmd := &cobra.Command{
 		Use:   "up",
@@ -39,6 +44,19 @@ buckets become R3 once three are up).`,
 					return err
 				}
 			}
+			fromFile := false
+			if tokenFile != "" {
+				tok, err := readTokenFile(tokenFile)
+				if err != nil {
+					return err
+				}
+				if tok != "" && o.Token != "" {
+					return fmt.Errorf("--token and --token-file %s both give a token; use one", tokenFile)
+				}
+				if tok != "" {
+					o.Token, fromFile = tok, true
+				}
+			}
 			o.DataDir = g.data
 			o.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
 			n, err := node.New(o)
@@ -53,6 +71,9 @@ buckets become R3 once three are up).`,
 				return err
 			}
 			printUp(cmd, n, time.Since(began))
+			if fromFile && strings.HasPrefix(o.Token, trust.TokenPrefix) {
+				forgetTokenFile(cmd, tokenFile)
+			}
 			select {
 			case <-ctx.Done():
 			case <-n.Done():
@@ -77,6 +98,7 @@ buckets become R3 once three are up).`,
 	f.StringVar(&o.Swarm, "swarm", node.DefaultSwarm, "swarm name (the NATS cluster name)")
 	f.BoolVar(&o.Founder, "founder", false, "this node founds the swarm: its operator key becomes the first admin (default: a node with no --join, else the first founder to write it)")
 	f.StringVar(&o.Token, "token", "", "swarm secret (rnsec_…, robonet token generate) or one-time join token (rntok_…, robonet token create); default: the secret saved in --data")
+	f.StringVar(&tokenFile, "token-file", "", "file holding the --token (mode 0600 or stricter); a one-time token's file is deleted once the node has joined; a missing file means no token")
 	f.StringSliceVar(&o.Caps, "caps", nil, "declared capabilities, e.g. gpu,ai")
 	f.StringVar(&tags, "tags", "", "tags key=value,key=value, e.g. role=camera")
 	f.StringSliceVar(&o.FileRoots, "file-root", nil, "directories the file verb may read and write under (default <data>/files); never the data dir")
@@ -114,6 +136,16 @@ func printUp(cmd *cobra.Command, n *node.Node, took time.Duration) {
 		fmt.Fprintf(w, "  creds     %s (admin of this node, operator elsewhere)\n", n.OperatorSeedPath())
 	}
 	fmt.Fprintf(w, "  nats CLI  robonet nats-context --data %s && nats --context robonet sub 'rn.>'\n", n.DataDir())
+}
+
+// forgetTokenFile deletes a one-time token's file once the node has joined:
+// the token is used up, and the node comes back as a member by its key.
+func forgetTokenFile(cmd *cobra.Command, path string) {
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		fmt.Fprintf(cmd.ErrOrStderr(), "robonet: joined, but could not delete the used token file: %v\n", err)
+		return
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "robonet: joined; deleted the used one-time token file %s\n", path)
 }
 
 func parseLevel(s string) (slog.Level, error) {
