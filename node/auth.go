@@ -165,6 +165,17 @@ func (ids *identities) role(pub string) (string, bool) {
 	return r, ok
 }
 
+// revokedKeys lists the revoked keys.
+func (ids *identities) revokedKeys() []string {
+	ids.mu.Lock()
+	defer ids.mu.Unlock()
+	out := make([]string, 0, len(ids.revoked))
+	for pub := range ids.revoked {
+		out = append(out, pub)
+	}
+	return out
+}
+
 func (ids *identities) isRevoked(pub string) bool {
 	ids.mu.Lock()
 	defer ids.mu.Unlock()
@@ -517,6 +528,17 @@ func (a authenticator) Check(c server.ClientAuthentication) bool {
 	}
 	if nonce := c.GetNonce(); len(nonce) == 0 || kp.Verify(nonce, sig) != nil {
 		return false
+	}
+	if o.Name == sysConnName {
+		// The system account only for the node's own key, and only in
+		// process (net.Pipe): a network client never gets it, whatever key
+		// it holds.
+		ra := c.RemoteAddress()
+		if o.Nkey != n.pub || ra == nil || ra.Network() != "pipe" || n.srv == nil {
+			return false
+		}
+		c.RegisterUser(&server.User{Username: o.Nkey, Account: n.srv.SystemAccount(), Permissions: sysPermissions()})
+		return true
 	}
 	perms, ok := n.permissionsFor(o.Nkey)
 	if !ok {

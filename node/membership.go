@@ -443,6 +443,7 @@ func (n *Node) monitorLoop() {
 		if at := n.reclaim.Load(); at != 0 && time.Since(time.Unix(0, at)) >= time.Second && n.reclaim.CompareAndSwap(at, 0) {
 			n.writeBackClaim()
 		}
+		n.evictRevoked()
 		now := time.Now()
 		cur := n.reg.states(now, n.chev.String())
 		leader := n.IsLeader()

@@ -40,6 +40,7 @@ type Node struct {
 	opPub string
 
 	srv  *server.Server
+	ev   evictor // JetStream peer removal of revoked nodes (evict.go)
 	nc   *nats.Conn
 	js   jetstream.JetStream
 	kvs  buckets
@@ -325,6 +326,7 @@ func (n *Node) teardown(graceful bool) {
 		if n.nc != nil {
 			n.nc.Close()
 		}
+		n.closeEvictor()
 		if n.srv != nil {
 			if graceful {
 				n.srv.LameDuckShutdown()

@@ -1,0 +1,127 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/robonet-mesh/robonet/mesh"
+)
+
+// sysConnName names the node's in-process connection to the system
+// account: the only way to ask JetStream's meta leader to drop a peer.
+const sysConnName = "robonet-sys"
+
+// evictor keeps JetStream's meta group to the swarm's members. A node that
+// is revoked (robonet revoke, uncolonize) stays a Raft peer of the meta
+// group until it is removed, and every dead peer raises the quorum the live
+// ones must reach: after two such removals from a three-node swarm grown by
+// one, the meta group stalls and no stream can be created or placed. So the
+// meta leader's node asks it to remove the server of every revoked key that
+// is still a peer.
+type evictor struct {
+	mu    sync.Mutex // guards nc and tried
+	nc    *nats.Conn
+	tried map[string]time.Time // server name → last request
+}
+
+// evictRevoked runs on every node but acts only on the JetStream meta
+// leader (the only server that lists the meta group's peers).
+func (n *Node) evictRevoked() {
+	if n.srv == nil || !n.Clustered() {
+		return
+	}
+	peers := n.srv.JetStreamClusterPeers()
+	if len(peers) == 0 {
+		return
+	}
+	in := map[string]bool{}
+	for _, p := range peers {
+		in[p] = true
+	}
+	for _, pub := range n.ids.revokedKeys() {
+		name := mesh.ServerName(pub)
+		if name == "" || !in[name] || name == n.so.ServerName {
+			continue
+		}
+		n.ev.mu.Lock()
+		last := n.ev.tried[name]
+		n.ev.mu.Unlock()
+		if time.Since(last) < 10*time.Second {
+			continue
+		}
+		n.ev.mu.Lock()
+		if n.ev.tried == nil {
+			n.ev.tried = map[string]time.Time{}
+		}
+		n.ev.tried[name] = time.Now()
+		n.ev.mu.Unlock()
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			n.removePeer(name, pub)
+		}()
+	}
+}
+
+// removePeer asks the meta leader to drop server name from the meta group.
+func (n *Node) removePeer(name, pub string) {
+	n.ev.mu.Lock()
+	if n.ev.nc == nil || n.ev.nc.IsClosed() {
+		nc, err := nats.Connect("", nats.InProcessServer(n.srv), nats.Name(sysConnName),
+			nats.Nkey(n.pub, n.kp.Sign), nats.NoCallbacksAfterClientClose())
+		if err != nil {
+			n.ev.mu.Unlock()
+			n.log.Warn("system connection for a JetStream peer removal", "err", err)
+			return
+		}
+		n.ev.nc = nc
+	}
+	nc := n.ev.nc
+	n.ev.mu.Unlock()
+	req, _ := json.Marshal(server.JSApiMetaServerRemoveRequest{Server: name})
+	ctx, cancel := context.WithTimeout(n.ctx, 5*time.Second)
+	defer cancel()
+	msg, err := nc.RequestWithContext(ctx, server.JSApiRemoveServer, req)
+	if err != nil {
+		n.log.Warn("JetStream peer removal of a revoked node", "server", name, "key", pub, "err", err)
+		return
+	}
+	var resp server.JSApiMetaServerRemoveResponse
+	if err := json.Unmarshal(msg.Data, &resp); err != nil || resp.Error != nil {
+		n.log.Warn("JetStream peer removal of a revoked node refused", "server", name, "key", pub, "err", err, "resp", resp.Error)
+		return
+	}
+	n.log.Info("revoked node's server removed from JetStream's meta group", "server", name, "key", pub)
+}
+
+func (n *Node) closeEvictor() {
+	n.ev.mu.Lock()
+	defer n.ev.mu.Unlock()
+	if n.ev.nc != nil {
+		n.ev.nc.Close()
+		n.ev.nc = nil
+	}
+}
+
+// sysPermissions are the system connection's: the peer-removal request
+// and its reply, nothing else of the system account.
+func sysPermissions() *server.Permissions {
+	return &server.Permissions{
+		Publish:   &server.SubjectPermission{Allow: []string{server.JSApiRemoveServer}},
+		Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>"}},
+	}
+}
+
+// MetaPeers lists the server names in JetStream's meta group when this
+// node's server leads it, and nil otherwise.
+func (n *Node) MetaPeers() []string {
+	if n.srv == nil {
+		return nil
+	}
+	return n.srv.JetStreamClusterPeers()
+}
