@@ -21,55 +21,53 @@ const sysConnName = "robonet-sys"
 // group until it is removed, and every dead peer raises the quorum the live
 // ones must reach: after two such removals from a three-node swarm grown by
 // one, the meta group stalls and no stream can be created or placed. So the
-// meta leader's node asks it to remove the server of every revoked key that
-// is still a peer.
+// swarm leader asks the meta leader to remove the server of every revoked
+// key (an offline peer too: nats-server lists only online ones, so the
+// request is sent for each revoked key and "not a member" ends it).
 type evictor struct {
-	mu    sync.Mutex // guards nc and tried
+	mu    sync.Mutex // guards nc, tried and done
 	nc    *nats.Conn
 	tried map[string]time.Time // server name → last request
+	done  map[string]bool      // server name → removed, or never a peer
 }
 
-// evictRevoked runs on every node but acts only on the JetStream meta
-// leader (the only server that lists the meta group's peers).
+// evictRevoked runs on every node but acts only on the swarm leader.
 func (n *Node) evictRevoked() {
-	if n.srv == nil || !n.Clustered() {
+	if n.srv == nil || !n.Clustered() || !n.IsLeader() {
 		return
-	}
-	peers := n.srv.JetStreamClusterPeers()
-	if len(peers) == 0 {
-		return
-	}
-	in := map[string]bool{}
-	for _, p := range peers {
-		in[p] = true
 	}
 	for _, pub := range n.ids.revokedKeys() {
 		name := mesh.ServerName(pub)
-		if name == "" || !in[name] || name == n.so.ServerName {
+		if name == "" || name == n.so.ServerName {
 			continue
 		}
 		n.ev.mu.Lock()
-		last := n.ev.tried[name]
+		skip := n.ev.done[name] || time.Since(n.ev.tried[name]) < 10*time.Second
+		if !skip {
+			if n.ev.tried == nil {
+				n.ev.tried, n.ev.done = map[string]time.Time{}, map[string]bool{}
+			}
+			n.ev.tried[name] = time.Now()
+		}
 		n.ev.mu.Unlock()
-		if time.Since(last) < 10*time.Second {
+		if skip {
 			continue
 		}
-		n.ev.mu.Lock()
-		if n.ev.tried == nil {
-			n.ev.tried = map[string]time.Time{}
-		}
-		n.ev.tried[name] = time.Now()
-		n.ev.mu.Unlock()
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
-			n.removePeer(name, pub)
+			if n.removePeer(name, pub) {
+				n.ev.mu.Lock()
+				n.ev.done[name] = true
+				n.ev.mu.Unlock()
+			}
 		}()
 	}
 }
 
-// removePeer asks the meta leader to drop server name from the meta group.
-func (n *Node) removePeer(name, pub string) {
+// removePeer asks the meta leader to drop server name from the meta group;
+// it reports whether the server is out of it now.
+func (n *Node) removePeer(name, pub string) bool {
 	n.ev.mu.Lock()
 	if n.ev.nc == nil || n.ev.nc.IsClosed() {
 		nc, err := nats.Connect("", nats.InProcessServer(n.srv), nats.Name(sysConnName),
@@ -77,7 +75,7 @@ func (n *Node) removePeer(name, pub string) {
 		if err != nil {
 			n.ev.mu.Unlock()
 			n.log.Warn("system connection for a JetStream peer removal", "err", err)
-			return
+			return false
 		}
 		n.ev.nc = nc
 	}
@@ -89,14 +87,22 @@ func (n *Node) removePeer(name, pub string) {
 	msg, err := nc.RequestWithContext(ctx, server.JSApiRemoveServer, req)
 	if err != nil {
 		n.log.Warn("JetStream peer removal of a revoked node", "server", name, "key", pub, "err", err)
-		return
+		return false
 	}
 	var resp server.JSApiMetaServerRemoveResponse
-	if err := json.Unmarshal(msg.Data, &resp); err != nil || resp.Error != nil {
-		n.log.Warn("JetStream peer removal of a revoked node refused", "server", name, "key", pub, "err", err, "resp", resp.Error)
-		return
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		n.log.Warn("JetStream peer removal of a revoked node: bad answer", "server", name, "err", err)
+		return false
+	}
+	if resp.Error != nil {
+		if resp.Error.ErrCode == uint16(server.JSClusterServerNotMemberErr) {
+			return true
+		}
+		n.log.Warn("JetStream peer removal of a revoked node refused", "server", name, "key", pub, "err", resp.Error.Description)
+		return false
 	}
 	n.log.Info("revoked node's server removed from JetStream's meta group", "server", name, "key", pub)
+	return true
 }
 
 func (n *Node) closeEvictor() {
