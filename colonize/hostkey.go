@@ -92,7 +92,11 @@ func (hk *hostKeys) algorithms(addr string) []string {
 	if hk.db != nil && hk.o.HostKey == "" && !hk.o.InsecureIgnoreHostKey {
 		algos = hk.db.HostKeyAlgorithms(addr)
 	}
-	for _, a := range ssh.SupportedAlgorithms().HostKeys {
+	// OpenSSH's own order for a host not on file: Ed25519, then ECDSA, then
+	// RSA, so accept-new records the key ssh itself would have.
+	preferred := []string{ssh.KeyAlgoED25519, ssh.KeyAlgoECDSA256, ssh.KeyAlgoECDSA384, ssh.KeyAlgoECDSA521,
+		ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256}
+	for _, a := range append(preferred, ssh.SupportedAlgorithms().HostKeys...) {
 		if !strings.Contains(a, "-cert-") && !slices.Contains(algos, a) {
 			algos = append(algos, a)
 		}

@@ -330,3 +330,13 @@ func (ids *Identities) RemoveNode(ctx context.Context, m wire.Member, reason, by
 	}
 	return nil
 }
+
+// IsRevoked reports whether pub is revoked as the nodes judge it (by an
+// admin's record or a fork proof).
+func (ids *Identities) IsRevoked(ctx context.Context, pub string) (bool, error) {
+	_, revoked, err := ids.swarmAdmins(ctx)
+	if err != nil {
+		return false, err
+	}
+	return revoked[pub], nil
+}

@@ -99,6 +99,8 @@ flags win over the environment, which wins over the file.`,
 		newAskCmd(g),
 		newAlertsCmd(g),
 		newIdentityCmd(g),
+		newColonizeCmd(g),
+		newUncolonizeCmd(g),
 	)
 	return root
 }

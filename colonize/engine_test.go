@@ -1,0 +1,191 @@
+package colonize
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseFactsMapsArchitecturesAndRefusesOthers(t *testing.T) {
+	for _, tc := range []struct {
+		out, arch, err string
+	}{
+		{"kernel=Linux\nmachine=x86_64\ninit=systemd\n--os-release--\nID=debian\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n", "amd64", ""},
+		{"kernel=Linux\nmachine=aarch64\ninit=none\n--os-release--\n", "arm64", ""},
+		{"kernel=Linux\nmachine=armv7l\n--os-release--\n", "arm", ""},
+		{"kernel=Linux\nmachine=mips\n--os-release--\n", "", `unsupported architecture "mips"`},
+		{"kernel=FreeBSD\nmachine=amd64\n--os-release--\n", "", `unsupported OS "FreeBSD"`},
+		{"", "", `unsupported OS ""`},
+	} {
+		f, err := parseFacts(tc.out)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("parseFacts(%q) = %v, want error containing %q", tc.out, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || f.Arch != tc.arch {
+			t.Errorf("parseFacts(%q) = %+v, %v; want arch %s", tc.out, f, err, tc.arch)
+		}
+	}
+	f, _ := parseFacts("kernel=Linux\nmachine=x86_64\n--os-release--\n")
+	if f.Init != "none" {
+		t.Errorf("init = %q, want none when the script says nothing", f.Init)
+	}
+}
+
+func TestParsePreflightReadsSectionsAndRequiresTheClock(t *testing.T) {
+	out := "exists /usr/local/bin\nexists " + ConfigPath + "\nbin_size=12\nbin_sum=abc\nfree_bin=1000\nfree_data=2000\nnoexec=0\ntmp_noexec=1\nnow=1700000000\nactive=1\n" +
+		"--journal--\n{\"version\":1}\n\n--config--\ndata = /var/lib/robonet\n--unit--\n[Unit]\n"
+	p, err := parsePreflight(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.exists[ConfigPath] || p.exists[BinaryPath] || p.binSize != 12 || p.binSum != "abc" || !p.tmpNoexec || p.noexec || !p.active || p.now != 1700000000 {
+		t.Errorf("parsed %+v", p)
+	}
+	if p.journal != `{"version":1}` || p.config != "data = /var/lib/robonet\n" || p.unit != "[Unit]\n" {
+		t.Errorf("sections: journal %q config %q unit %q", p.journal, p.config, p.unit)
+	}
+	if _, err := parsePreflight("now=1\n"); err == nil {
+		t.Error("output without sections parsed")
+	}
+	if _, err := parsePreflight("--journal--\n--config--\n--unit--\n"); err == nil {
+		t.Error("output without the clock parsed")
+	}
+}
+
+func TestJournalRefusesPathsColonizeNeverCreates(t *testing.T) {
+	if _, err := parseJournal(`{"version":1,"created":["/etc/robonet","/etc/passwd"]}`); err == nil || !strings.Contains(err.Error(), "/etc/passwd") {
+		t.Errorf("journal naming /etc/passwd: %v", err)
+	}
+	if _, err := parseJournal(`{"version":1,"run":{"created":["/"]}}`); err == nil {
+		t.Error("journal whose run names / accepted")
+	}
+	if _, err := parseJournal(`{"version":2}`); err == nil {
+		t.Error("journal version 2 accepted")
+	}
+	j, err := parseJournal("")
+	if j != nil || err != nil {
+		t.Errorf("empty journal = %v, %v; want none", j, err)
+	}
+	j, err = parseJournal(`{"version":1,"created":["` + DataDir + `","` + BinaryPath + `"]}`)
+	if err != nil || len(j.Created) != 2 {
+		t.Fatalf("good journal: %v %v", j, err)
+	}
+	j.Run = &runLog{}
+	j.note(ConfigPath)
+	j.note(ConfigPath)
+	if len(j.Created) != 3 || len(j.Run.Created) != 1 {
+		t.Errorf("note twice: %+v %+v", j.Created, j.Run.Created)
+	}
+	back, err := parseJournal(string(j.encode(time.Unix(0, 0))))
+	if err != nil || len(back.Created) != 3 {
+		t.Errorf("round trip: %v %v", back, err)
+	}
+}
+
+func TestRemoveScriptOnlyTouchesManagedPathsDeepestFirst(t *testing.T) {
+	s := removeScript([]string{DataDir, StateDir, "/etc/passwd", BinaryPath})
+	if strings.Contains(s, "/etc/passwd") {
+		t.Errorf("script removes an unmanaged path: %s", s)
+	}
+	if strings.Index(s, StateDir) > strings.Index(s, "'"+DataDir+"'") {
+		t.Errorf("state dir not removed before the data dir: %s", s)
+	}
+}
+
+func TestConfigRendersStablyAndRefusesInjectedLines(t *testing.T) {
+	c := NodeConfig{Data: DataDir, Swarm: "s", Cluster: "0.0.0.0:6222", Join: []string{"10.0.0.1:6222"},
+		Caps: []string{"gpu", "camera"}, Tags: map[string]string{"site": "lab", "a": "b"}, TokenFile: TokenPath}
+	a, b := c.render(), c.render()
+	if !bytes.Equal(a, b) {
+		t.Fatal("render not stable")
+	}
+	want := "# Written by robonet colonize; robonet uncolonize removes it.\ndata = /var/lib/robonet\nswarm = s\ncluster = 0.0.0.0:6222\njoin = 10.0.0.1:6222\ncaps = camera,gpu\ntags = a=b,site=lab\ntoken-file = /etc/robonet/join.token\n"
+	if string(a) != want {
+		t.Errorf("render:\n%s\nwant:\n%s", a, want)
+	}
+	if configValue(want, "join") != "10.0.0.1:6222" {
+		t.Errorf("configValue join = %q", configValue(want, "join"))
+	}
+	for _, tg := range []Target{
+		{Host: "h", Caps: []string{"cam\nexec-allow = sh"}},
+		{Host: "h", Tags: map[string]string{"site": "a,b"}},
+		{Host: "h", Tags: map[string]string{"k=v": "x"}},
+		{Host: "h", Chevron: "1.2.x"},
+		{Host: "h", Caps: []string{""}},
+	} {
+		if err := checkTarget(tg); err == nil {
+			t.Errorf("checkTarget(%+v) accepted", tg)
+		}
+	}
+	if err := checkTarget(Target{Host: "h", Chevron: "3.12.7.9", Caps: []string{"camera"}, Tags: map[string]string{"site": "lab"}}); err != nil {
+		t.Errorf("good target refused: %v", err)
+	}
+}
+
+func TestDiffShowsChangedLines(t *testing.T) {
+	d := Diff("/f", "a\nb\nc\n", "a\nB\nc\nd\n")
+	want := "--- /f\n+++ /f\n a\n-b\n+B\n c\n+d\n"
+	if d != want {
+		t.Errorf("diff:\n%s\nwant:\n%s", d, want)
+	}
+	if d := Diff("/f", "", "x\n"); !strings.HasPrefix(d, "--- /dev/null\n+++ /f\n+x\n") {
+		t.Errorf("new file diff:\n%s", d)
+	}
+}
+
+func TestMarkerWriterStripsTheSudoMarker(t *testing.T) {
+	for _, chunks := range [][]string{
+		{"ROBONET-SUDO-OK-1\nhello\n"},
+		{"ROBONET-", "SUDO-OK-1\n", "hello\n"},
+		{"ROBONET-SUDO-OK-1\n", "hello\n"},
+	} {
+		var out bytes.Buffer
+		m := &markerWriter{marker: []byte("ROBONET-SUDO-OK-1\n"), w: &out}
+		for _, c := range chunks {
+			m.Write([]byte(c))
+		}
+		if !m.seen || out.String() != "hello\n" {
+			t.Errorf("%q: seen %v out %q", chunks, m.seen, out.String())
+		}
+	}
+	var out bytes.Buffer
+	m := &markerWriter{marker: []byte("ROBONET-SUDO-OK-1\n"), w: &out}
+	m.Write([]byte("Sorry, try again.\n"))
+	if m.seen || out.String() != "Sorry, try again.\n" {
+		t.Errorf("no marker: seen %v out %q", m.seen, out.String())
+	}
+}
+
+func TestQuoteSurvivesSingleQuotes(t *testing.T) {
+	if got := quote("it's"); got != `'it'\''s'` {
+		t.Errorf("quote = %s", got)
+	}
+}
+
+func FuzzParseJournal(f *testing.F) {
+	f.Add(`{"version":1,"created":["/etc/robonet"]}`)
+	f.Add(`{"version":1,"run":{"created":["/var/lib/robonet"],"saved":["/usr/local/bin/robonet"]}}`)
+	f.Fuzz(func(t *testing.T, s string) {
+		j, err := parseJournal(s)
+		if err != nil || j == nil {
+			return
+		}
+		for _, p := range append(j.Created, j.runCreated()...) {
+			if !managed(p) {
+				t.Fatalf("journal accepted unmanaged path %q", p)
+			}
+		}
+	})
+}
+
+func FuzzParsePreflight(f *testing.F) {
+	f.Add("now=1\n--journal--\n{}\n--config--\n--unit--\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		_, _ = parsePreflight(s)
+		_, _ = parseFacts(s)
+	})
+}
