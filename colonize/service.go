@@ -14,7 +14,6 @@ import (
 
 func validNodeKey(k string) bool { return nkeys.IsValidPublicUserKey(k) }
 
-
 // startFallback starts the node detached, without systemd, and records its pid.
 const startFallback = `touch ` + LogPath + `; chmod 0600 ` + LogPath + `
 setsid ` + BinaryPath + ` up --config ` + ConfigPath + ` >>` + LogPath + ` 2>&1 </dev/null &
