@@ -16,7 +16,7 @@ import (
 const (
 	BinaryPath  = "/usr/local/bin/robonet"
 	ConfigDir   = "/etc/robonet"
-	ConfigPath  = ConfigDir + "/robonet.json"
+	ConfigPath  = ConfigDir + "/robonet.conf"
 	TokenPath   = ConfigDir + "/join.token"
 	DataDir     = "/var/lib/robonet"
 	StateDir    = DataDir + "/colonize" // the journal and the previous files of an unfinished run

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -378,10 +379,10 @@ func TestColonizeBareHostJoinsRerunsUnchangedAndUncolonizeLeavesNothing(t *testi
 				t.Fatalf("node %s after colonize: chevron %q state %q", pub, chev, state)
 			}
 			record(t, "colonize: bare host to live node", first.took, "≤ 10s")
-			if got := tg.exec(t, "stat -c %a /etc/robonet/robonet.json; test -e /etc/robonet/join.token && echo token-left || echo token-gone"); got != "600\ntoken-gone\n" {
+			if got := tg.exec(t, "stat -c %a /etc/robonet/robonet.conf; test -e /etc/robonet/join.token && echo token-left || echo token-gone"); got != "600\ntoken-gone\n" {
 				t.Errorf("config mode and token after joining: %q", got)
 			}
-			stamp := tg.exec(t, "stat -c '%i %Y' /usr/local/bin/robonet /etc/robonet/robonet.json")
+			stamp := tg.exec(t, "stat -c '%i %Y' /usr/local/bin/robonet /etc/robonet/robonet.conf")
 
 			again := c.colonize("colonize", "", args...)
 			if again.code != 0 {
@@ -395,7 +396,7 @@ func TestColonizeBareHostJoinsRerunsUnchangedAndUncolonizeLeavesNothing(t *testi
 			if b := again.results()["done"].Bytes; b != 0 {
 				t.Errorf("rerun uploaded %d bytes", b)
 			}
-			if s := tg.exec(t, "stat -c '%i %Y' /usr/local/bin/robonet /etc/robonet/robonet.json"); s != stamp {
+			if s := tg.exec(t, "stat -c '%i %Y' /usr/local/bin/robonet /etc/robonet/robonet.conf"); s != stamp {
 				t.Errorf("rerun rewrote files: %q then %q", stamp, s)
 			}
 			record(t, "colonize: rerun on a colonized host", again.took, "≤ 2s")
@@ -554,7 +555,7 @@ func TestColonizeHostKeys(t *testing.T) {
 	}
 	var diff string
 	for _, e := range r.events {
-		if e.Diff != "" && strings.Contains(e.Diff, "/etc/robonet/robonet.json") {
+		if e.Diff != "" && strings.Contains(e.Diff, "/etc/robonet/robonet.conf") {
 			diff = e.Diff
 		}
 	}
@@ -713,3 +714,57 @@ func (c *controller) killAt(step string, args []string) {
 		c.t.Logf("colonize ended before step %q reported", step)
 	}
 }
+
+// TestColonizeManyHostsFromAFileRecapsEachHost: three hosts colonized in
+// parallel from a --hosts file (one with its own caps and tags) and a
+// fourth that does not answer: the recap names each, the totals count the
+// unreachable one, and the exit status is 2.
+func TestColonizeManyHostsFromAFileRecapsEachHost(t *testing.T) {
+	c := startController(t)
+	var tgs []*target
+	for range 3 {
+		tgs = append(tgs, startTarget(t, targetOpts{}))
+	}
+	dir := t.TempDir()
+	hosts := "# a fleet\n" + "root@" + tgs[0].IP + "\n" + "root@" + tgs[1].IP + " caps=camera tags=site=roof\n" +
+		"root@" + tgs[2].IP + ":22\n" + "root@172.30.57.250   # nobody there\n"
+	hf := filepath.Join(dir, "fleet.txt")
+	os.WriteFile(hf, []byte(hosts), 0o600)
+	priv, _ := clientKey(t)
+	out, errs, code := c.cli("", "colonize", "--hosts", hf, "--parallel", "32", "--key", priv, "--ssh-config", "none",
+		"--known-hosts", filepath.Join(dir, "known_hosts"), "--accept-new", "--binary", staticRobonet(t), "--connect-timeout", "2s")
+	if code != 2 {
+		t.Fatalf("exit %d, want 2 (one host unreachable)\n%s\n%s", code, out, errs)
+	}
+	if !strings.Contains(out, "hosts=4 ok=0 changed=3 failed=0 unreachable=1") {
+		t.Errorf("recap totals wrong:\n%s", out)
+	}
+	for _, tg := range tgs {
+		if !regexpMatch(`(?m)^root@`+regexpQuote(tg.IP)+`(:22)? +: ok=.*joined as \S+`, out) {
+			t.Errorf("no recap line saying %s joined:\n%s", tg.IP, out)
+		}
+	}
+	if !regexpMatch(`(?m)^root@172\.30\.57\.250 +: .*UNREACHABLE`, out) {
+		t.Errorf("the unreachable host is not named:\n%s", out)
+	}
+	var members []struct {
+		Caps []string          `json:"caps"`
+		Tags map[string]string `json:"tags"`
+	}
+	if err := c.cliJSON(&members, "nodes"); err != nil {
+		t.Fatal(err)
+	}
+	roof := 0
+	for _, m := range members {
+		if m.Tags["site"] == "roof" && slices.Contains(m.Caps, "camera") {
+			roof++
+		}
+	}
+	if len(members) != 5 || roof != 1 {
+		t.Errorf("after the fleet: %d members, %d with the line's caps and tags; want 5 and 1", len(members), roof)
+	}
+}
+
+func regexpMatch(re, s string) bool { return regexp.MustCompile(re).MatchString(s) }
+
+func regexpQuote(s string) string { return regexp.QuoteMeta(s) }

@@ -71,7 +71,7 @@ func newColonizeCmd(g *globals) *cobra.Command {
 		Short: "Turn bare SSH hosts into nodes of this swarm: 12 checked steps, idempotent, rolled back on failure (admin)",
 		Long: `colonize connects to each host over SSH (honouring ~/.ssh/config and known_hosts),
 becomes root (root, sudo -n, or sudo with --sudo-password-stdin), uploads the robonet binary
-over the session, writes /etc/robonet/robonet.json, makes the node key on the host, delivers a
+over the session, writes /etc/robonet/robonet.conf, makes the node key on the host, delivers a
 one-time join token bound to that key, starts a systemd unit and waits until the node is live
 in the swarm. A rerun changes nothing and uploads nothing; a node that does not come up is
 rolled back (--keep-on-failure to keep it). Exit status: 0 every host ok or unchanged,

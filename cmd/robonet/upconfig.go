@@ -17,7 +17,7 @@ import (
 )
 
 // upConfig is the JSON form of a config file (the one colonize writes to
-// /etc/robonet/robonet.json): its fields mirror up's flags. There is no
+// /etc/robonet/robonet.conf): its fields mirror up's flags. There is no
 // token field on purpose: a secret belongs in token_file (mode 0600), not
 // in a config file that is easily made world-readable.
 type upConfig struct {
