@@ -241,7 +241,7 @@ func (e *engine) colonize(ctx context.Context, t Target) Result {
 		t.Chevron = e.o.Chevron
 	}
 	r.t = t
-	err := checkTarget(t)
+	err := CheckTarget(t)
 	if err != nil {
 		r.report(StepConnect, StatusFailed, "", 0, err)
 		return r.finish(err)

@@ -63,6 +63,9 @@ func TestJournalRefusesPathsColonizeNeverCreates(t *testing.T) {
 	if _, err := parseJournal(`{"version":1,"run":{"created":["/"]}}`); err == nil {
 		t.Error("journal whose run names / accepted")
 	}
+	if _, err := parseJournal(`{"version":1,"run":{"saved":["/etc/shadow"]}}`); err == nil {
+		t.Error("journal whose run saved /etc/shadow accepted")
+	}
 	if _, err := parseJournal(`{"version":2}`); err == nil {
 		t.Error("journal version 2 accepted")
 	}
@@ -117,11 +120,11 @@ func TestConfigRendersStablyAndRefusesInjectedLines(t *testing.T) {
 		{Host: "h", Chevron: "1.2.x"},
 		{Host: "h", Caps: []string{""}},
 	} {
-		if err := checkTarget(tg); err == nil {
-			t.Errorf("checkTarget(%+v) accepted", tg)
+		if err := CheckTarget(tg); err == nil {
+			t.Errorf("CheckTarget(%+v) accepted", tg)
 		}
 	}
-	if err := checkTarget(Target{Host: "h", Chevron: "3.12.7.9", Caps: []string{"camera"}, Tags: map[string]string{"site": "lab"}}); err != nil {
+	if err := CheckTarget(Target{Host: "h", Chevron: "3.12.7.9", Caps: []string{"camera"}, Tags: map[string]string{"site": "lab"}}); err != nil {
 		t.Errorf("good target refused: %v", err)
 	}
 }
@@ -174,7 +177,11 @@ func FuzzParseJournal(f *testing.F) {
 		if err != nil || j == nil {
 			return
 		}
-		for _, p := range append(j.Created, j.runCreated()...) {
+		paths := append(j.Created, j.runCreated()...)
+		if j.Run != nil {
+			paths = append(paths, j.Run.Saved...)
+		}
+		for _, p := range paths {
 			if !managed(p) {
 				t.Fatalf("journal accepted unmanaged path %q", p)
 			}
@@ -188,4 +195,25 @@ func FuzzParsePreflight(f *testing.F) {
 		_, _ = parsePreflight(s)
 		_, _ = parseFacts(s)
 	})
+}
+
+func TestJoinAddressesAndSwarmNamesCannotInjectConfigLines(t *testing.T) {
+	for _, a := range []string{"10.0.0.1:6222", "[fd00::1]:6222", "node-a.lab:6222"} {
+		if err := checkJoin(a); err != nil {
+			t.Errorf("checkJoin(%q): %v", a, err)
+		}
+	}
+	for _, a := range []string{"10.0.0.1:6222\nexec-allow = sh", "x:0", "x:99999", ":6222", "a b:1", "a#b:1", "a,b:1", "nohost"} {
+		if err := checkJoin(a); err == nil {
+			t.Errorf("checkJoin(%q) accepted", a)
+		}
+	}
+	if err := checkSwarmName("robonet"); err != nil {
+		t.Error(err)
+	}
+	for _, s := range []string{"", "a b", "a\nb", "a#b"} {
+		if err := checkSwarmName(s); err == nil {
+			t.Errorf("checkSwarmName(%q) accepted", s)
+		}
+	}
 }

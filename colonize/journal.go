@@ -43,7 +43,11 @@ func parseJournal(s string) (*journal, error) {
 	if j.Version != 1 {
 		return nil, fmt.Errorf("journal %s: version %d, this robonet reads 1", JournalPath, j.Version)
 	}
-	for _, p := range append(slices.Clone(j.Created), j.runCreated()...) {
+	paths := append(slices.Clone(j.Created), j.runCreated()...)
+	if j.Run != nil {
+		paths = append(paths, j.Run.Saved...)
+	}
+	for _, p := range paths {
 		if !managed(p) {
 			return nil, fmt.Errorf("journal %s names %q, which colonize never creates: refusing to act on it", JournalPath, p)
 		}

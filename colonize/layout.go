@@ -3,6 +3,8 @@ package colonize
 import (
 	"debug/elf"
 	"fmt"
+	"net"
+	"strconv"
 	"os"
 	"path/filepath"
 	"sort"
@@ -260,10 +262,10 @@ RestrictRealtime=yes
 WantedBy=multi-user.target
 `
 
-// checkTarget refuses settings that would not survive the config file's
+// CheckTarget refuses settings that would not survive the config file's
 // format (a newline would add a line of its own choosing) or that the node
 // would refuse later anyway.
-func checkTarget(t Target) error {
+func CheckTarget(t Target) error {
 	bad := func(what, v string, extra string) error {
 		for _, r := range v {
 			if r < 0x21 || r == 0x7f || strings.ContainsRune(`"#,`+extra, r) {
@@ -292,6 +294,36 @@ func checkTarget(t Target) error {
 		if err := bad("tag "+k, v, ""); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// checkJoin refuses a route address that is not host:port with a plain
+// host: addresses come from the swarm's registrations, and a member must
+// not be able to write lines of its own into a new node's config.
+func checkJoin(addr string) error {
+	h, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("join address %q: %v", addr, err)
+	}
+	if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("join address %q: bad port", addr)
+	}
+	if h == "" || len(h) > 253 {
+		return fmt.Errorf("join address %q: bad host", addr)
+	}
+	for _, r := range h {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune(".-:_%", r)) {
+			return fmt.Errorf("join address %q: character %q not allowed in a host", addr, r)
+		}
+	}
+	return nil
+}
+
+// checkSwarmName refuses a swarm name the config file could not carry.
+func checkSwarmName(s string) error {
+	if err := subjects.ValidToken(s); err != nil || strings.ContainsAny(s, " \t\n\r#,\"=") {
+		return fmt.Errorf("swarm name %q: not a plain token", s)
 	}
 	return nil
 }

@@ -167,6 +167,9 @@ func (r *hostRun) note(path string) {
 func (r *hostRun) nodeConfig(ctx context.Context) (NodeConfig, error) {
 	c := NodeConfig{Data: DataDir, Cluster: "0.0.0.0:6222", Swarm: r.e.o.Swarm.Name(), TokenFile: TokenPath,
 		Chevron: r.t.Chevron, Caps: r.t.Caps, Tags: r.t.Tags}
+	if err := checkSwarmName(c.Swarm); err != nil {
+		return c, err
+	}
 	if old := configValue(r.pre.config, "join"); old != "" && len(r.e.o.Join) == 0 {
 		// Joining matters only for the first contact (routes are gossiped
 		// after): keep the addresses the node has, so a grown swarm does
@@ -174,6 +177,16 @@ func (r *hostRun) nodeConfig(ctx context.Context) (NodeConfig, error) {
 		c.Join = strings.Split(old, ",")
 		if c.Chevron == "" {
 			c.Chevron = configValue(r.pre.config, "chevron")
+		}
+		for _, a := range c.Join {
+			if err := checkJoin(a); err != nil {
+				return c, fail(fmt.Errorf("%s on the target: %w", ConfigPath, err), "pass --join ADDR to replace it")
+			}
+		}
+		if c.Chevron != "" {
+			if err := CheckTarget(Target{Chevron: c.Chevron}); err != nil {
+				return c, fail(fmt.Errorf("%s on the target: %w", ConfigPath, err), "pass --chevron, or fix the file")
+			}
 		}
 		return c, nil
 	}
@@ -194,6 +207,11 @@ func (r *hostRun) nodeConfig(ctx context.Context) (NodeConfig, error) {
 		c.Join = append(c.Join, a)
 	}
 	c.Join = sortedUnique(c.Join)
+	for _, a := range c.Join {
+		if err := checkJoin(a); err != nil {
+			return c, fail(err, "pass --join ADDR with a member's route address")
+		}
+	}
 	if len(c.Join) == 0 {
 		return c, fail(errors.New("no route address for the target to join"), "pass --join ADDR (a member's cluster address the target can reach)")
 	}

@@ -125,6 +125,20 @@ func runColonize(cmd *cobra.Command, g *globals, f *colonizeFlags, args []string
 	if f.chevron != "" && len(targets) > 1 {
 		return errors.New("--chevron names one node: give chevron=… per line in --hosts instead")
 	}
+	for _, t := range targets {
+		if t.Caps == nil {
+			t.Caps = o.Caps
+		}
+		if t.Tags == nil {
+			t.Tags = o.Tags
+		}
+		if t.Chevron == "" {
+			t.Chevron = o.Chevron
+		}
+		if err := colonize.CheckTarget(t); err != nil {
+			return fmt.Errorf("%s: %w", t, err)
+		}
+	}
 	for _, a := range f.join {
 		if _, _, err := net.SplitHostPort(a); err != nil {
 			return fmt.Errorf("--join %q: %v", a, err)
