@@ -4,10 +4,10 @@ import (
 	"debug/elf"
 	"fmt"
 	"net"
-	"strconv"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/robonet-mesh/robonet/subjects"
