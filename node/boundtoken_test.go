@@ -255,3 +255,33 @@ func TestEnsureIdentity(t *testing.T) {
 		t.Fatalf("EnsureIdentity(a file) = %v, want %v", err, node.ErrDataDir)
 	}
 }
+
+// TestTokenJoinersAdmitEachOther: a node admitted by a token holds no
+// secret, so it cannot check the next newcomer's token itself; the use the
+// admitting member recorded admits the newcomer on its routes too. Two
+// colonized hosts in a row need exactly this: every member sees both alive.
+func TestTokenJoinersAdmitEachOther(t *testing.T) {
+	s := testmesh.Start(t, 2)
+	s.WaitAlive(20 * time.Second)
+	c := s.Client(0)
+	var joiners []*node.Node
+	for range 2 {
+		var tr node.TokenReply
+		if err := c.Query(context.Background(), subjects.QueryToken, node.TokenRequest{TTLMs: time.Minute.Milliseconds()}, &tr); err != nil {
+			t.Fatal(err)
+		}
+		j, err := startJoiner(t, s, tr.Token, 60*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		joiners = append(joiners, j)
+	}
+	testmesh.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+		for _, nd := range append(s.Live(), joiners...) {
+			if got := alive(nd); got != 4 {
+				return fmt.Errorf("node %s sees %d alive, want 4", nd.Chevron(), got)
+			}
+		}
+		return nil
+	})
+}

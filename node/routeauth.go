@@ -221,7 +221,15 @@ func (ra *routeAuth) admit(pc trust.PeerCert, now time.Time) error {
 			// a new host. The members it reaches check it properly.
 			return nil
 		}
-		return fmt.Errorf("%w: key %s is not a member, and this node (admitted by a token) cannot check secrets or tokens", ErrAdmission, pc.Pub)
+		// A member that holds the secret checked the newcomer's token and
+		// recorded its use, signed (rn_tokens "key.<pub>"): that record
+		// admits it here too. Without this, every node colonized before
+		// refused every node colonized after (nats-server gossips all
+		// routes), and retried the refusal in a loop.
+		if ra.tokenAdmitted(pc.Pub) {
+			return nil
+		}
+		return fmt.Errorf("%w: key %s is not a member (yet), and this node (admitted by a token) cannot check secrets or tokens", ErrAdmission, pc.Pub)
 	}
 	if len(pc.Cred.Proof) > 0 {
 		if trust.CheckRouteProof(secret, pc.Pub, pc.Cred.Proof) {
