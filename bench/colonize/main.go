@@ -832,7 +832,7 @@ func (b *bench) farHost(ctx context.Context, c *controller, r int) bool {
 type fleet struct {
 	Hosts     int        `json:"hosts"`
 	Parallel  int        `json:"parallel"`
-	JoinWait  string     `json:"join_wait"` // --wait
+	JoinWait  string     `json:"join_wait"`          // --wait
 	Started   string     `json:"containers_started"` // docker run of all to every banner
 	OK        int        `json:"ok"`
 	Failed    int        `json:"failed"`
