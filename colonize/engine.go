@@ -300,6 +300,8 @@ func (r *hostRun) connect(ctx context.Context) error {
 	r.conn = conn
 	r.sh = newShell(conn)
 	return r.step(StepPrivilege, func() (string, string, error) {
+		ctx, cancel := context.WithTimeout(ctx, stepDeadline)
+		defer cancel()
 		mode, err := r.sh.probe(ctx, r.e.o.SudoPassword)
 		if errors.Is(err, ErrSudoPassword) {
 			return "", "", fail(err, "check the password given to --sudo-password-stdin (it is the same for every host of a run)")
@@ -326,7 +328,7 @@ func (r *hostRun) steps(ctx context.Context) error {
 		{StepIdentity, r.identity},
 		{StepCredential, r.credential},
 	} {
-		if err := r.step(s.name, func() (string, string, error) { return s.fn(ctx) }); err != nil {
+		if err := r.step(s.name, func() (string, string, error) { return r.bounded(ctx, s.name, s.fn) }); err != nil {
 			return err
 		}
 	}
@@ -336,10 +338,35 @@ func (r *hostRun) steps(ctx context.Context) error {
 		r.e.join.Lock()
 		defer r.e.join.Unlock()
 	}
-	if err := r.step(StepService, func() (string, string, error) { return r.service(ctx) }); err != nil {
+	if err := r.step(StepService, func() (string, string, error) { return r.bounded(ctx, StepService, r.service) }); err != nil {
 		return err
 	}
-	return r.step(StepWait, func() (string, string, error) { return r.wait(ctx) })
+	return r.step(StepWait, func() (string, string, error) { return r.bounded(ctx, StepWait, r.wait) })
+}
+
+// Step deadlines: a target that stops answering in the middle of a step
+// (a hung disk, a sudo that waits for a terminal) fails that host, not the
+// run. The upload gets room for a large binary over a slow link.
+const (
+	stepDeadline   = 2 * time.Minute
+	uploadDeadline = 15 * time.Minute
+)
+
+func (r *hostRun) bounded(ctx context.Context, name string, fn func(context.Context) (string, string, error)) (string, string, error) {
+	d := stepDeadline
+	switch name {
+	case StepUpload:
+		d = uploadDeadline
+	case StepWait:
+		d = r.e.o.WaitJoin + stepDeadline
+	}
+	sctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	status, detail, err := fn(sctx)
+	if err != nil && sctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
+		err = fail(fmt.Errorf("%s: no answer from the target within %v: %w", name, d, err), "check the host (disk, load, a prompt waiting for a terminal) and rerun")
+	}
+	return status, detail, err
 }
 
 func (r *hostRun) detect(ctx context.Context) (string, string, error) {

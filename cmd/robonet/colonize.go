@@ -122,6 +122,19 @@ func runColonize(cmd *cobra.Command, g *globals, f *colonizeFlags, args []string
 			return err
 		}
 	}
+	if f.binary != "" && f.binaries != "" {
+		return errors.New("--binary and --binaries: give one")
+	}
+	if f.binary != "" {
+		if st, err := os.Stat(f.binary); err != nil || !st.Mode().IsRegular() {
+			return fmt.Errorf("--binary %s: not a regular file (%v)", f.binary, err)
+		}
+	}
+	if f.binaries != "" {
+		if st, err := os.Stat(f.binaries); err != nil || !st.IsDir() {
+			return fmt.Errorf("--binaries %s: not a directory (%v)", f.binaries, err)
+		}
+	}
 	if f.chevron != "" && len(targets) > 1 {
 		return errors.New("--chevron names one node: give chevron=… per line in --hosts instead")
 	}

@@ -28,6 +28,8 @@ func TestColonizeUsageErrorsExitOneBeforeConnecting(t *testing.T) {
 		{[]string{"colonize", "--hosts", filepath.Join(dir, "missing.txt")}, "--hosts"},
 		{[]string{"colonize", "root@[::1"}, "root@[::1"},
 		{[]string{"uncolonize"}, "no host"},
+		{[]string{"colonize", "root@a", "--binary", filepath.Join(dir, "nope")}, "--binary"},
+		{[]string{"colonize", "root@a", "--binaries", bad}, "--binaries"},
 	} {
 		args := append([]string{"--server", "nats://127.0.0.1:1", "--data", dir}, tc.args...)
 		_, stderr, code := robonet(t, args...)
