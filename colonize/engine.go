@@ -177,6 +177,8 @@ type hostRun struct {
 	newKey  bool // the identity step made the node key
 	issued  bool // a join token was issued for it
 	started bool // the service step (re)started the node
+	// unproven says why uncolonize will not revoke the journal's key.
+	unproven string
 }
 
 // stepFailure is a failed step's error with the remedy an operator needs.

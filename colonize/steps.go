@@ -3,6 +3,8 @@ package colonize
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +12,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/robonet-mesh/robonet/trust"
 )
 
 // maxSkew is the clock difference colonize accepts: join tokens and route
@@ -270,16 +274,9 @@ func (r *hostRun) identity(ctx context.Context) (string, string, error) {
 			return "", "", err
 		}
 	}
-	out, err := r.sh.output(ctx, BinaryPath+" identity --data "+DataDir+" --json", nil)
+	id, err := r.proveIdentity(ctx)
 	if err != nil {
-		return "", "", fmt.Errorf("robonet identity: %w", err)
-	}
-	var id struct {
-		Pubkey  string `json:"pubkey"`
-		Created bool   `json:"created"`
-	}
-	if err := json.Unmarshal(out, &id); err != nil || !validNodeKey(id.Pubkey) {
-		return "", "", fmt.Errorf("robonet identity printed %q: not a node public key", clip(string(out), 120))
+		return "", "", err
 	}
 	r.pubkey = id.Pubkey
 	if id.Created {
@@ -326,4 +323,33 @@ func (r *hostRun) credential(ctx context.Context) (string, string, error) {
 	}
 	r.changed["token"] = true
 	return StatusChanged, fmt.Sprintf("one-time token bound to %s, ttl %v, in %s (0600)", short(r.pubkey), r.e.o.TokenTTL, TokenPath), nil
+}
+
+// identityReply is what `robonet identity --json --prove` prints.
+type identityReply struct {
+	Pubkey  string `json:"pubkey"`
+	Created bool   `json:"created"`
+	Proof   string `json:"proof"`
+}
+
+// proveIdentity runs robonet identity on the target with a fresh challenge
+// and checks the answer: the host must hold the key it names. Without the
+// proof a hostile target could name another member's key, be reported
+// joined as that node, and later have uncolonize revoke it.
+func (r *hostRun) proveIdentity(ctx context.Context) (identityReply, error) {
+	var b [32]byte
+	_, _ = rand.Read(b[:])
+	challenge := hex.EncodeToString(b[:])
+	var id identityReply
+	out, err := r.sh.output(ctx, BinaryPath+" identity --data "+DataDir+" --json --prove "+challenge, nil)
+	if err != nil {
+		return id, fmt.Errorf("robonet identity: %w", err)
+	}
+	if err := json.Unmarshal(out, &id); err != nil || !validNodeKey(id.Pubkey) {
+		return id, fmt.Errorf("robonet identity printed %q: not a node public key", clip(string(out), 120))
+	}
+	if err := trust.CheckIdentity(id.Pubkey, challenge, id.Proof); err != nil {
+		return id, fail(err, "the target's robonet does not prove it holds the key it names: inspect the host")
+	}
+	return id, nil
 }

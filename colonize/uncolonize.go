@@ -51,8 +51,23 @@ func (r *hostRun) remove(ctx context.Context) error {
 		if j == nil {
 			return "", "", fail(fmt.Errorf("%w: no journal at %s", ErrNotColonized, JournalPath), "nothing was removed; a robonet installed by hand is removed by hand")
 		}
-		r.pubkey = j.Pubkey
-		return StatusUnchanged, fmt.Sprintf("journal lists %d paths, service %s", len(j.Created), j.Service), nil
+		// The key to revoke is the one the host proves it holds (before its
+		// data dir goes), never the journal's word alone: a hostile host
+		// could name another member's key there.
+		detail := fmt.Sprintf("journal lists %d paths, service %s", len(j.Created), j.Service)
+		if j.Pubkey != "" {
+			id, err := r.proveIdentity(ctx)
+			switch {
+			case err != nil:
+				r.unproven = fmt.Sprintf("the host did not prove it holds %s (%v)", j.Pubkey, err)
+			case id.Pubkey != j.Pubkey:
+				r.unproven = fmt.Sprintf("the host holds %s, not the journal's %s", id.Pubkey, j.Pubkey)
+			default:
+				r.pubkey = id.Pubkey
+				detail += ", node key " + short(id.Pubkey) + " proven"
+			}
+		}
+		return StatusUnchanged, detail, nil
 	})
 	if err != nil {
 		return err
@@ -99,6 +114,9 @@ func (r *hostRun) remove(ctx context.Context) error {
 	r.e.join.Lock()
 	defer r.e.join.Unlock()
 	return r.step(StepRevoke, func() (string, string, error) {
+		if r.unproven != "" {
+			return "", "", fail(fmt.Errorf("not revoked: %s", r.unproven), "the host is clean; if the key is this host's, revoke it by hand: robonet revoke KEY")
+		}
 		if r.pubkey == "" {
 			return StatusSkipped, "the journal names no key (the node never finished joining)", nil
 		}

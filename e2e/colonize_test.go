@@ -733,6 +733,14 @@ func TestColonizeManyHostsFromAFileRecapsEachHost(t *testing.T) {
 	priv, _ := clientKey(t)
 	out, errs, code := c.cli("", "colonize", "--hosts", hf, "--parallel", "32", "--key", priv, "--ssh-config", "none",
 		"--known-hosts", filepath.Join(dir, "known_hosts"), "--accept-new", "--binary", staticRobonet(t), "--connect-timeout", "2s")
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, tg := range tgs {
+				logs, _ := tg.tryExec("tail -n 40 /var/log/robonet.log")
+				t.Logf("%s node log (tail):\n%s", tg.IP, logs)
+			}
+		}
+	})
 	if code != 2 {
 		t.Fatalf("exit %d, want 2 (one host unreachable)\n%s\n%s", code, out, errs)
 	}

@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 
 	"github.com/nats-io/nkeys"
+
+	"github.com/robonet-mesh/robonet/trust"
 )
 
 func main() {
@@ -33,7 +35,16 @@ func main() {
 			os.Exit(1)
 		}
 		pub, _ := kp.PublicKey()
-		_ = json.NewEncoder(os.Stdout).Encode(map[string]any{"pubkey": pub, "created": false, "data": data})
+		out := map[string]any{"pubkey": pub, "created": false, "data": data}
+		for i, a := range os.Args {
+			if a == "--prove" && i+1 < len(os.Args) {
+				if out["proof"], err = trust.ProveIdentity(kp, os.Args[i+1]); err != nil {
+					fmt.Fprintln(os.Stderr, "failnode:", err)
+					os.Exit(1)
+				}
+			}
+		}
+		_ = json.NewEncoder(os.Stdout).Encode(out)
 		return
 	}
 	fmt.Fprintln(os.Stderr, "failnode: this build cannot start a node (colonize rollback test)")
