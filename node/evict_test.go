@@ -78,7 +78,12 @@ func TestRevokedNodesLeaveJetStreamsMetaGroup(t *testing.T) {
 // that had two replicas on removed nodes waits for that.
 func writable(t *testing.T, c *mesh.Client, user string) {
 	t.Helper()
+	attempt := 0
 	testmesh.CheckFor(t, 60*time.Second, 500*time.Millisecond, func() error {
+		// A new name each attempt: an attempt that timed out on the client
+		// may still have landed.
+		attempt++
+		user := fmt.Sprintf("%s%d", user, attempt)
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
 		ids, err := c.Identities(ctx)
