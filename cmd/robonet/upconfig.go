@@ -16,8 +16,8 @@ import (
 	"github.com/robonet-mesh/robonet/node"
 )
 
-// upConfig is the JSON form of a config file (the one colonize writes to
-// /etc/robonet/robonet.conf): its fields mirror up's flags. There is no
+// upConfig is the JSON form of a config file, for tools that write JSON
+// (colonize writes the 'flag = value' form): its fields mirror up's flags. There is no
 // token field on purpose: a secret belongs in token_file (mode 0600), not
 // in a config file that is easily made world-readable.
 type upConfig struct {
