@@ -32,13 +32,20 @@ import (
 )
 
 // needTool skips when a tool is missing, and fails under CI=true.
+// unavailable skips a test whose prerequisite is missing, or fails it
+// when CI=true: in CI a missing tool is a broken runner.
+func unavailable(t *testing.T, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("required in CI: "+format, args...)
+	}
+	t.Skipf(format, args...)
+}
+
 func needTool(t *testing.T, path string) {
 	t.Helper()
 	if _, err := os.Stat(path); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is required in CI: %v", path, err)
-		}
-		t.Skipf("%s not found: %v", path, err)
+		unavailable(t, "%s not found: %v", path, err)
 	}
 }
 
@@ -49,20 +56,6 @@ func run(t *testing.T, name string, args ...string) string {
 		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
 	}
 	return string(out)
-}
-
-// checkFor polls cond until it returns nil or the deadline passes.
-func checkFor(t *testing.T, within time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = cond(); err == nil {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("still failing after %s: %v", within, err)
 }
 
 type sshdConfig struct {
@@ -147,7 +140,7 @@ func startSSHD(t *testing.T, c sshdConfig) *sshd {
 	t.Helper()
 	needTool(t, "/usr/sbin/sshd")
 	if err := os.MkdirAll("/run/sshd", 0o755); err != nil { // sshd's privilege separation dir
-		t.Skipf("sshd needs /run/sshd: %v", err)
+		unavailable(t, "sshd needs /run/sshd: %v", err)
 	}
 	dir := t.TempDir()
 	if len(c.hostKeys) == 0 {
@@ -426,10 +419,7 @@ func throwawayUser(t *testing.T, password string) (name, home string) {
 	needTool(t, "/usr/sbin/useradd")
 	needTool(t, "/usr/sbin/chpasswd")
 	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("creating a throwaway user needs root")
-		}
-		t.Skip("creating a throwaway user needs root")
+		unavailable(t, "creating a throwaway user needs root")
 	}
 	name = "rncol" + randHex(t, 4)
 	run(t, "/usr/sbin/useradd", "-m", "-s", "/bin/sh", name)

@@ -409,23 +409,11 @@ func TestClonedNodeKeyIsRevoked(t *testing.T) {
 	pingOK(t, s.Client(0), 2)
 }
 
-// startJoiner starts a node that joins s through node 0 with token.
+// startJoiner starts a node that joins s through node 0 with token, in a
+// fresh data dir.
 func startJoiner(t *testing.T, s *testmesh.Swarm, token string, wait time.Duration) (*node.Node, error) {
 	t.Helper()
-	o := s.Options(0)
-	o.DataDir, o.Cluster, o.Listen, o.Chevron, o.Name = t.TempDir(), "127.0.0.1:0", "127.0.0.1:0", "", ""
-	o.Join, o.Token = []string{s.Node(0).ClusterAddr()}, token
-	n, err := node.New(o)
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
-	if err := n.Start(ctx); err != nil {
-		return nil, err
-	}
-	t.Cleanup(n.Kill)
-	return n, nil
+	return startJoinerIn(t, s, t.TempDir(), token, wait)
 }
 
 // A one-time token admits one node (its key may reuse it with every
