@@ -540,6 +540,16 @@ func (a authenticator) Check(c server.ClientAuthentication) bool {
 		c.RegisterUser(&server.User{Username: o.Nkey, Account: n.srv.SystemAccount(), Permissions: sysPermissions()})
 		return true
 	}
+	if strings.HasPrefix(o.Name, featureConnPrefix) {
+		// A feature beside the node (FeatureConn): the node's own key,
+		// in process only.
+		ra := c.RemoteAddress()
+		if o.Nkey != n.pub || ra == nil || ra.Network() != "pipe" {
+			return false
+		}
+		c.RegisterUser(&server.User{Username: o.Nkey, Permissions: n.featurePermissions()})
+		return true
+	}
 	perms, ok := n.permissionsFor(o.Nkey)
 	if !ok {
 		return false
