@@ -24,7 +24,7 @@ var rules = map[string]struct {
 	"command":           {local: []string{"subjects", "wire"}, third: []string{"github.com/shirou/gopsutil/"}},
 	"sentinel":          {local: []string{"wire"}},
 	"mesh":              {local: []string{"subjects", "wire", "trust", "command", "sentinel"}, third: []string{"github.com/nats-io/nats.go", "github.com/nats-io/nkeys", "github.com/nats-io/nuid"}},
-	"leafnode":          {local: []string{"subjects", "wire"}, third: []string{"github.com/nats-io/nats-server/"}},
+	"leafnode":          {local: []string{"subjects", "wire", "trust"}, third: []string{"github.com/nats-io/nats-server/"}},
 	"node":              {local: []string{"subjects", "wire", "trust", "command", "sentinel", "mesh", "leafnode"}, third: []string{"github.com/nats-io/", "github.com/shirou/gopsutil/"}},
 	"federation":        {local: []string{"subjects", "wire", "trust", "command", "sentinel", "mesh", "leafnode", "node"}, third: []string{"github.com/nats-io/"}},
 	"intents":           {local: []string{"subjects", "wire", "trust", "command", "sentinel", "mesh"}, third: []string{"github.com/sashabaranov/go-openai", "github.com/nats-io/nats.go"}},
