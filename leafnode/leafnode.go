@@ -62,7 +62,7 @@ var (
 	// swarm prefix is not 3 tokens.
 	ErrPrefix = errors.New("swarm prefix")
 	// ErrScope means a child prefix is not one the hub may admit.
-	ErrScope = errors.New("child swarm refused")
+	ErrScope = errors.New("not a child swarm of this hub")
 	// ErrHubCert means a parent's leaf certificate does not prove it is a
 	// node of the swarm that issued the federation token.
 	ErrHubCert = errors.New("parent refused")

@@ -509,6 +509,9 @@ type authenticator struct{ n *Node }
 
 func (a authenticator) Check(c server.ClientAuthentication) bool {
 	n := a.n
+	if c.Kind() == server.LEAF {
+		return n.admitLeaf(c) // child swarms of a hub (leafauth.go)
+	}
 	if c.Kind() != server.CLIENT {
 		return false
 	}

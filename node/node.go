@@ -62,7 +62,8 @@ type Node struct {
 	ids         *identities
 	authKick    chan struct{}
 	so          *server.Options
-	routes      *routeAuth // nil for a single node
+	routes      *routeAuth  // nil for a single node
+	fed         *federation // leaf links (federation.go); nil unless federated, set in Start
 	tokensKV    atomic.Pointer[jetstream.KeyValue]
 	leaderRead  *mesh.LeaderKV
 	xkp         nkeys.KeyPair // curve key: rotated secrets are sealed to it
@@ -161,13 +162,21 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	if saved.Swarm != "" && saved.Swarm != n.opts.Swarm {
+	if err := n.resolveFederation(saved); err != nil {
+		return err
+	}
+	if saved.Swarm != "" && saved.Swarm != n.opts.Swarm && !n.Federated() {
 		return fmt.Errorf("%w: %s belongs to swarm %q, not %q (pass --swarm %s or another --data)",
 			ErrOptions, n.opts.DataDir, saved.Swarm, n.opts.Swarm, saved.Swarm)
 	}
 
 	if err := checkListen("--listen", n.opts.Listen); err != nil {
 		return err
+	}
+	if n.IsHub() {
+		if err := checkListen("--leaf-listen", n.fed.listen); err != nil {
+			return err
+		}
 	}
 	if n.opts.Cluster != "" {
 		if err := checkListen("--cluster", n.opts.Cluster); err != nil {
@@ -273,6 +282,10 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	}
 	n.wg.Add(1)
 	go n.authLoop()
+	if n.fed != nil {
+		n.wg.Add(1)
+		go n.leafLoop()
+	}
 	n.heartbeat()
 	n.wg.Add(3)
 	go n.beatLoop()

@@ -134,6 +134,24 @@ type Options struct {
 	BeatDelay func() time.Duration
 	// NoSigs leaves signal handling to the caller (always true in a library).
 	NoSigs bool
+
+	// Federation (DESIGN.md, "Core, edges and federation"). A node with
+	// LeafListen or Federate is federated: it needs a 4-token chevron, and
+	// its swarm name, NATS cluster name and JetStream domain are all
+	// rn-<zone>-<region>-<swarm> of that chevron. Every node of a
+	// federated swarm gets the same three settings; they are saved in the
+	// data dir (FederationFile), so a restart needs none of them.
+
+	// LeafListen makes the node's swarm a hub: child swarms' nodes connect
+	// here as NATS leaf nodes (host:port, TLS only; default port 7422).
+	LeafListen string
+	// Federate lists the parent swarm's leaf addresses (host:port, every
+	// node of the parent that listens): the node holds its own leaf
+	// connection to one of them.
+	Federate []string
+	// FederateToken admits the swarm to its parent: a federation token
+	// ("rntok_…", robonet token create --federate on the parent).
+	FederateToken string
 }
 
 var (
@@ -220,6 +238,9 @@ func (o Options) validate() (Options, error) {
 		join = append(join, j)
 	}
 	o.Join = join
+	if o, err = o.validateFederation(); err != nil {
+		return o, err
+	}
 	caps := map[string]bool{}
 	for _, c := range o.Caps {
 		c = strings.TrimSpace(c)

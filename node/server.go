@@ -75,6 +75,10 @@ func (n *Node) serverOptions() (*server.Options, error) {
 		// with permissions from the key's current role.
 		CustomClientAuthentication: authenticator{n},
 		AlwaysEnableNonce:          true,
+		// Every write is synced before it is acknowledged: robonet's
+		// durable facts are few, and the default lazy fsync (every 2 min)
+		// loses acknowledged writes on power failure (Jepsen, NATS 2.12.1).
+		SyncAlways: true,
 	}
 	if port == 0 {
 		so.Port = server.RANDOM_PORT
@@ -97,7 +101,7 @@ func (n *Node) serverOptions() (*server.Options, error) {
 		so.AllowNonTLS = false
 	}
 	if o.Cluster == "" {
-		return so, nil
+		return so, n.fedServerOptions(so)
 	}
 	chost, cport, _ := splitHostPort(o.Cluster)
 	so.StoreDir = n.dd.file(storeSwarm)
@@ -134,7 +138,7 @@ func (n *Node) serverOptions() (*server.Options, error) {
 		}
 		so.Routes = append(so.Routes, u)
 	}
-	return so, nil
+	return so, n.fedServerOptions(so)
 }
 
 // loopbackHost reports whether a listen host is only reachable from this

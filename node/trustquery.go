@@ -56,14 +56,25 @@ type TokenRequest struct {
 	// public key): only a node with that key can join with it. Refused for
 	// a revoked key and for a key the swarm already knows.
 	Pubkey string `json:"pubkey,omitempty"`
+	// Federate asks for a federation token instead (the node must be a
+	// hub: --leaf-listen): it admits one child swarm, optionally bound to
+	// Prefix (zone.region.swarm).
+	Federate bool   `json:"federate,omitempty"`
+	Prefix   string `json:"prefix,omitempty"`
 }
 
-// TokenReply is a one-time join token.
+// TokenReply is a one-time join token, or a federation token.
 type TokenReply struct {
 	Token   string    `json:"token"`
 	ID      string    `json:"id"`
 	Expires time.Time `json:"expires"`
 	BoundTo string    `json:"bound_to,omitempty"` // the node key the token is bound to
+	// Federation tokens: the issuing hub swarm, the child prefix the token
+	// is bound to ("" : any in the hub's scope) and the authority pins.
+	Federate bool     `json:"federate,omitempty"`
+	Hub      string   `json:"hub,omitempty"`
+	Prefix   string   `json:"prefix,omitempty"`
+	Pins     []string `json:"pins,omitempty"`
 }
 
 // MinTokenTTL is the shortest a one-time join token may live.
@@ -201,6 +212,12 @@ func (n *Node) issueToken(data []byte) (any, error) {
 	ttl := time.Duration(req.TTLMs) * time.Millisecond
 	if ttl < MinTokenTTL || ttl > MaxTokenTTL {
 		return nil, fmt.Errorf("ttl %v: want %v to %v", ttl, MinTokenTTL, MaxTokenTTL)
+	}
+	if req.Federate {
+		return n.issueFedToken(req, ttl, time.Now())
+	}
+	if req.Prefix != "" {
+		return nil, fmt.Errorf("prefix %q: only a federation token is bound to a swarm prefix", clip(req.Prefix, 32))
 	}
 	secret := n.routes.currentSecret()
 	if secret == nil {

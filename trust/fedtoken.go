@@ -49,9 +49,17 @@ const (
 	tagFedLink  = "robonet/fed-link\x00"
 )
 
-// ErrFedToken is wrapped by every federation token error that is not a MAC
-// mismatch (ErrTokenMAC) or an expiry (ErrTokenExpired).
-var ErrFedToken = errors.New("invalid federation token")
+// Federation token errors. A MAC mismatch wraps ErrTokenMAC, as for join
+// tokens.
+var (
+	// ErrFedToken means the text is not a well-formed federation token.
+	ErrFedToken = errors.New("invalid federation token")
+	// ErrFedExpired means a token's first use came after its expiry.
+	ErrFedExpired = errors.New("federation token expired")
+	// ErrFedBound means a token bound to one child prefix was presented
+	// for another.
+	ErrFedBound = errors.New("federation token bound to another swarm")
+)
 
 // FedClaims are what a federation token says.
 type FedClaims struct {
@@ -286,23 +294,23 @@ func ParseFedToken(s string, secret []byte) (FedClaims, error) {
 }
 
 // CheckFirstUse reports why the token may not admit child prefix p for the
-// first time at now: it expired (ErrTokenExpired), or it is bound to
-// another prefix (ErrTokenKey).
+// first time at now: it expired (ErrFedExpired), or it is bound to
+// another prefix (ErrFedBound).
 func (c FedClaims) CheckFirstUse(p subjects.Chevron, now time.Time) error {
 	if err := c.CheckPrefix(p); err != nil {
 		return err
 	}
 	if !now.Before(c.Expires) {
-		return fmt.Errorf("%w: federation token %s expired at %s before its first use", ErrTokenExpired, c.ID, c.Expires.Format(time.RFC3339))
+		return fmt.Errorf("%w: token %s expired at %s, before its first use", ErrFedExpired, c.ID, c.Expires.Format(time.RFC3339))
 	}
 	return nil
 }
 
-// CheckPrefix reports an error (wrapping ErrTokenKey) when the token is
+// CheckPrefix reports an error (wrapping ErrFedBound) when the token is
 // bound to a child prefix other than p.
 func (c FedClaims) CheckPrefix(p subjects.Chevron) error {
 	if !c.Bound.IsZero() && c.Bound != p {
-		return fmt.Errorf("%w: federation token %s is for swarm %s, presented for swarm %s", ErrTokenKey, c.ID, c.Bound, p)
+		return fmt.Errorf("%w: token %s is for swarm %s, presented for swarm %s", ErrFedBound, c.ID, c.Bound, p)
 	}
 	return nil
 }

@@ -116,9 +116,9 @@ func TestFedTokenFirstUse(t *testing.T) {
 	}{
 		{"unbound before expiry", "", "3.12.7", time.Minute, nil},
 		{"bound, its prefix", "3.12.7", "3.12.7", time.Minute, nil},
-		{"bound, another prefix", "3.12.7", "3.12.8", time.Minute, ErrTokenKey},
-		{"at expiry", "", "3.12.7", time.Hour, ErrTokenExpired},
-		{"after expiry", "3.12.7", "3.12.7", 2 * time.Hour, ErrTokenExpired},
+		{"bound, another prefix", "3.12.7", "3.12.8", time.Minute, ErrFedBound},
+		{"at expiry", "", "3.12.7", time.Hour, ErrFedExpired},
+		{"after expiry", "3.12.7", "3.12.7", 2 * time.Hour, ErrFedExpired},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			spec := FedSpec{Hub: chev(t, "3.12.1")}

@@ -328,9 +328,14 @@ type SealedSecret struct {
 // stored under the token's id and under "key.<pubkey>", signed by the
 // member that admitted it. Token is the token itself (used up, bound to
 // Pubkey), so members holding the swarm secret can check it was real.
+//
+// A federation token's use is stored under "fed.<id>" and
+// "fedswarm.<prefix>": Prefix is the child swarm it admitted (bound to it
+// from then on) and Pubkey the child node that used it first.
 type TokenUse struct {
 	ID     string    `json:"id"`
 	Pubkey string    `json:"pubkey"`
 	Token  string    `json:"token"`
 	At     time.Time `json:"at"`
+	Prefix string    `json:"prefix,omitempty"`
 }
