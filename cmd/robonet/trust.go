@@ -21,6 +21,48 @@ import (
 	"github.com/robonet-mesh/robonet/wire"
 )
 
+// createFedToken is token create --federate.
+func createFedToken(cmd *cobra.Command, g *globals, ttl time.Duration, prefix, forKey string) error {
+	if forKey != "" {
+		return fmt.Errorf("--for binds a join token to a node key; a federation token is bound to a swarm prefix (--prefix)")
+	}
+	if prefix != "" {
+		p, err := subjects.Parse(prefix)
+		if err != nil || p.Len() != 3 {
+			return fmt.Errorf("--prefix %q: want a swarm prefix zone.region.swarm, e.g. 3.12.7", prefix)
+		}
+	}
+	ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
+	defer cancel()
+	c, err := g.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	var tr node.TokenReply
+	if err := c.Query(ctx, subjects.QueryToken, node.TokenRequest{TTLMs: ttl.Milliseconds(), Federate: true, Prefix: prefix}, &tr); err != nil {
+		return permissionHint(err, "token create --federate needs an admin's credentials")
+	}
+	// A node that predates federation issues a join token instead: never
+	// print that as a federation token.
+	claims, err := trust.InspectFedToken(tr.Token)
+	if err != nil || claims.Bound.String() != prefix {
+		return fmt.Errorf("the node did not issue a federation token for %q (an older robonet?): not printed", prefix)
+	}
+	if g.json {
+		return printJSON(cmd.OutOrStdout(), tr)
+	}
+	fmt.Fprintln(cmd.OutOrStdout(), tr.Token)
+	who := "the first child swarm that uses it"
+	if prefix != "" {
+		who = "child swarm " + prefix
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "federation token %s of hub swarm %s for %s, first use before %s:\n"+
+		"  on each node of that swarm: robonet up --chevron <prefix>.<n> --federate <hub nodes' leaf addresses> --federate-token-file <file holding it>\n",
+		tr.ID, claims.Hub, who, tr.Expires.Local().Format(time.DateTime))
+	return nil
+}
+
 func newTokenCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "token",
@@ -30,6 +72,8 @@ func newTokenCmd(g *globals) *cobra.Command {
   robonet token generate            a fresh random secret (offline): start every founding node with --token <secret>
   robonet token create --ttl 15m    a one-time token from a running swarm: robonet up --join ADDR --token <token>
   robonet token create --for KEY    one only the node with key KEY can use (robonet identity on that host prints KEY)
+  robonet token create --federate [--prefix 3.12.7]
+                                    on a hub swarm (--leaf-listen): a token admitting one child swarm
 
 The secret is kept in each node's data dir (swarm.secret, mode 0600); it never crosses the network:
 nodes prove it with an HMAC bound to their key inside their route certificate.`,
@@ -51,16 +95,30 @@ nodes prove it with an HMAC bound to their key inside their route certificate.`,
 		},
 	}
 	var (
-		ttl    time.Duration
-		forKey string
+		ttl       time.Duration
+		forKey    string
+		federate  bool
+		fedPrefix string
 	)
 	create := &cobra.Command{
 		Use:   "create",
-		Short: "Issue a one-time join token for one new node (admin)",
-		Args:  cobra.NoArgs,
+		Short: "Issue a one-time join token for one new node, or with --federate a token for a child swarm (admin)",
+		Long: `Without --federate: a one-time join token for one new node of this swarm.
+
+With --federate (on a hub swarm, whose nodes run with --leaf-listen): a federation token that admits one
+child swarm. Its first use, before --ttl runs out, binds it to the child's prefix (or --prefix binds it
+from the start); the nodes of that swarm then reconnect with it for as long as the hub keeps the swarm.
+The child's nodes start with --federate <the hub nodes' leaf addresses> --federate-token <token>.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if ttl < node.MinTokenTTL || ttl > node.MaxTokenTTL {
 				return fmt.Errorf("--ttl %v: want %v to %v", ttl, node.MinTokenTTL, node.MaxTokenTTL)
+			}
+			if federate {
+				return createFedToken(cmd, g, ttl, fedPrefix, forKey)
+			}
+			if fedPrefix != "" {
+				return fmt.Errorf("--prefix binds a federation token: it needs --federate")
 			}
 			if forKey != "" && !nkeys.IsValidPublicUserKey(forKey) {
 				return fmt.Errorf("--for %q: not a node key (robonet identity prints one: U…)", forKey)
@@ -96,6 +154,8 @@ nodes prove it with an HMAC bound to their key inside their route certificate.`,
 	}
 	create.Flags().DurationVar(&ttl, "ttl", 15*time.Minute, "how long the token stays valid")
 	create.Flags().StringVar(&forKey, "for", "", "bind the token to this node key (robonet identity on the new host prints it): no other key can join with it")
+	create.Flags().BoolVar(&federate, "federate", false, "a federation token for a child swarm (on a hub swarm: --leaf-listen)")
+	create.Flags().StringVar(&fedPrefix, "prefix", "", "with --federate: bind the token to this child swarm prefix, zone.region.swarm (default: the first swarm that uses it)")
 	var rotateWait time.Duration
 	rotate := &cobra.Command{
 		Use:   "rotate",

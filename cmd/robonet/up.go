@@ -23,6 +23,7 @@ func newUpCmd(g *globals) *cobra.Command {
 		logLevel  string
 		wait      time.Duration
 		tokenFile string
+		fedFile   string
 	)
 	cmd := &cobra.Command{
 		Use:   "up",
@@ -32,7 +33,13 @@ func newUpCmd(g *globals) *cobra.Command {
 With no --cluster and no --join the node is a single-node mesh (JetStream standalone).
 With --cluster and/or --join it is a swarm member: it routes to the --join addresses
 and JetStream runs clustered (it needs two members before the swarm's state can be written;
-buckets become R3 once three are up).`,
+buckets become R3 once three are up).
+
+Federation: --leaf-listen makes the node's swarm a hub that accepts child swarms;
+--federate with --federate-token makes it a child of the swarm at those addresses.
+Either needs a chevron zone.region.swarm.node; the swarm's name and JetStream domain
+become rn-<zone>-<region>-<swarm>. Give every node of the swarm the same settings;
+they are saved in --data, so a restart needs none of them.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			level, err := parseLevel(logLevel)
@@ -55,6 +62,18 @@ buckets become R3 once three are up).`,
 				}
 				if tok != "" {
 					o.Token, fromFile = tok, true
+				}
+			}
+			if fedFile != "" {
+				tok, err := readTokenFile(fedFile)
+				if err != nil {
+					return fmt.Errorf("--federate-token-file: %w", err)
+				}
+				if tok != "" && o.FederateToken != "" {
+					return fmt.Errorf("--federate-token and --federate-token-file %s both give a token; use one", fedFile)
+				}
+				if tok != "" {
+					o.FederateToken = tok
 				}
 			}
 			o.DataDir = g.data
@@ -103,6 +122,10 @@ buckets become R3 once three are up).`,
 	f.StringVar(&tags, "tags", "", "tags key=value,key=value, e.g. role=camera")
 	f.StringSliceVar(&o.FileRoots, "file-root", nil, "directories the file verb may read and write under (default <data>/files); never the data dir")
 	f.StringSliceVar(&o.ExecAllow, "exec-allow", nil, "programs exec may run as a mutate command (others are dangerous), e.g. systemctl,journalctl")
+	f.StringVar(&o.LeafListen, "leaf-listen", "", "accept child swarms' leaf connections on host:port, e.g. 0.0.0.0:7422 (TLS; makes this swarm a federation hub)")
+	f.StringSliceVar(&o.Federate, "federate", nil, "the parent swarm's leaf addresses, host:port,host:port (makes this swarm a child; needs --federate-token)")
+	f.StringVar(&o.FederateToken, "federate-token", "", "federation token from the parent swarm (rntok_…, robonet token create --federate there); saved in --data")
+	f.StringVar(&fedFile, "federate-token-file", "", "file holding the --federate-token (mode 0600 or stricter); a missing file means no token")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error (logs go to stderr)")
 	f.DurationVar(&wait, "wait", 10*time.Minute, "how long to wait for the swarm's JetStream before giving up")
 	return cmd
@@ -125,6 +148,21 @@ func printUp(cmd *cobra.Command, n *node.Node, took time.Duration) {
 		fmt.Fprintf(w, "  routes    %s (others: robonet up --join <this host>:%s)\n", a, a[strings.LastIndex(a, ":")+1:])
 	} else {
 		fmt.Fprintln(w, "  routes    none (to grow: restart with --cluster 0.0.0.0:6222, see README)")
+	}
+	if n.Federated() {
+		fmt.Fprintf(w, "  swarm     %s, JetStream domain %s\n", n.SwarmPrefix(), n.Domain())
+		if a := n.LeafAddr(); a != "" {
+			fmt.Fprintf(w, "  leafs     %s (child swarms: robonet token create --federate, then robonet up --federate <this host>:%s)\n", a, a[strings.LastIndex(a, ":")+1:])
+		}
+		for _, l := range n.LeafLinks() {
+			if l.Outbound {
+				state := "linking"
+				if l.Up {
+					state = "up via " + l.Server
+				}
+				fmt.Fprintf(w, "  parent    swarm %s (%s)\n", l.Swarm, state)
+			}
+		}
 	}
 	fmt.Fprintf(w, "  data      %s\n", n.DataDir())
 	switch f := n.Founder(); {

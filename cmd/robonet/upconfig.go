@@ -19,7 +19,8 @@ import (
 // upConfig is the JSON form of a config file, for tools that write JSON
 // (colonize writes the 'flag = value' form): its fields mirror up's flags. There is no
 // token field on purpose: a secret belongs in token_file (mode 0600), not
-// in a config file that is easily made world-readable.
+// in a config file that is easily made world-readable; the same goes for
+// the federation token (federate_token_file).
 type upConfig struct {
 	Data        *string           `json:"data"`
 	Name        *string           `json:"name"`
@@ -36,6 +37,10 @@ type upConfig struct {
 	ExecAllow   []string          `json:"exec_allow"`
 	LogLevel    *string           `json:"log_level"`
 	TokenFile   *string           `json:"token_file"`
+	// Federation.
+	LeafListen        *string  `json:"leaf_listen"`
+	Federate          []string `json:"federate"`
+	FederateTokenFile *string  `json:"federate_token_file"`
 }
 
 // isJSONConfig reports whether a config file is the JSON form (its first
@@ -74,6 +79,8 @@ func parseJSONConfig(data []byte) (map[string]string, error) {
 	str("swarm", c.Swarm)
 	str("log-level", c.LogLevel)
 	str("token-file", c.TokenFile)
+	str("leaf-listen", c.LeafListen)
+	str("federate-token-file", c.FederateTokenFile)
 	if c.Founder != nil {
 		out["founder"] = strconv.FormatBool(*c.Founder)
 	}
@@ -86,6 +93,7 @@ func parseJSONConfig(data []byte) (map[string]string, error) {
 		{"caps", "caps", c.Caps},
 		{"file_roots", "file-root", c.FileRoots},
 		{"exec_allow", "exec-allow", c.ExecAllow},
+		{"federate", "federate", c.Federate},
 	} {
 		if l.v == nil {
 			continue
