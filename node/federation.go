@@ -375,22 +375,28 @@ func (n *Node) resolveFederation(saved savedState) error {
 	if listen != "" && o.Cluster == "" {
 		// A single-node hub has no route credential: it keeps a secret of
 		// its own to issue and check federation tokens with.
-		if f.secret, err = n.dd.loadSecret(); err != nil {
+		if f.secret, err = n.dd.loadOrMakeSecret(); err != nil {
 			return err
-		}
-		if f.secret == nil {
-			text, err := trust.GenerateSecret()
-			if err != nil {
-				return err
-			}
-			f.secret, _ = trust.ParseSecret(text)
-			if err := n.dd.saveSecret(f.secret); err != nil {
-				return err
-			}
 		}
 	}
 	n.fed = f
 	return nil
+}
+
+// loadOrMakeSecret returns the secret saved in the data dir, generating and
+// saving one if there is none (it becomes the swarm secret if the node
+// later grows into a swarm).
+func (d *dataDir) loadOrMakeSecret() ([]byte, error) {
+	s, err := d.loadSecret()
+	if err != nil || s != nil {
+		return s, err
+	}
+	text, err := trust.GenerateSecret()
+	if err != nil {
+		return nil, err
+	}
+	s, _ = trust.ParseSecret(text)
+	return s, d.saveSecret(s)
 }
 
 // checkParentToken checks what a child can check of its federation token

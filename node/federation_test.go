@@ -381,3 +381,34 @@ func mustChev(t *testing.T, s string) subjects.Chevron {
 	}
 	return c
 }
+
+// TestFedThreeLevelTree links a zone hub 3.1.1, a region hub 3.12.1 (a
+// child of the zone and a hub itself) and a swarm 3.12.7 under the region,
+// one node each: the region hub admits only its region, authority pins
+// accumulate down the tree, and federated subjects cross both hops.
+func TestFedThreeLevelTree(t *testing.T) {
+	zone := testmesh.StartSwarm(t, 1, "3.1.1", testmesh.AsHub())
+	region := testmesh.StartChild(t, zone, 1, "3.12.1", testmesh.AsHub())
+	swarm := testmesh.StartChild(t, region, 1, "3.12.7")
+	r, s := region.Node(0), swarm.Node(0)
+	if !r.IsHub() || r.ParentPrefix() != "3.1.1" || s.ParentPrefix() != "3.12.1" {
+		t.Fatalf("region hub %v parent %q; swarm parent %q", r.IsHub(), r.ParentPrefix(), s.ParentPrefix())
+	}
+	if pins, want := s.AuthorityPins(), []string{r.Founder(), zone.Node(0).Founder()}; !slices.Equal(pins, want) {
+		t.Fatalf("swarm's authority pins %v, want the region's then the zone's founder %v", pins, want)
+	}
+	if got := testmesh.Crosses(t, featureConn(t, s), featureConn(t, zone.Node(0)), "rn.fed.3.cmd.ping"); !got {
+		t.Fatal("rn.fed.3.cmd.ping did not cross swarm → region → zone")
+	}
+	if got := testmesh.Crosses(t, featureConn(t, zone.Node(0)), featureConn(t, s), "rn.fed.3.12.7.cmd.ping"); !got {
+		t.Fatal("rn.fed.3.12.7.cmd.ping did not cross zone → region → swarm")
+	}
+	// A region hub admits swarms of its region only.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var tr node.TokenReply
+	err := region.Client(0).Query(ctx, subjects.QueryToken, node.TokenRequest{TTLMs: time.Minute.Milliseconds(), Federate: true, Prefix: "3.14.2"}, &tr)
+	if err == nil || !strings.Contains(err.Error(), "outside this hub's scope 3.12") {
+		t.Fatalf("region hub issued a token for 3.14.2: %v", err)
+	}
+}

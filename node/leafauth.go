@@ -200,11 +200,26 @@ func (n *Node) bindFedToken(c trust.FedClaims, prefix subjects.Chevron, pub, tok
 	if err := c.CheckFirstUse(prefix, now); err != nil {
 		return err
 	}
-	swKey := fedSwarmKey + prefix.String()
+	if err := n.firstFedUse(ctx, kv, c, prefix, pub, tok, now); err != nil {
+		return err
+	}
+	f.remember(c.ID, prefix)
+	return nil
+}
+
+// firstFedUse binds token c to prefix: it claims the prefix
+// (fedswarm.<prefix>), then records the token's use (fed.<id>); either
+// create fails if another hub node got there first, which is fine when it
+// recorded the same pair.
+func (n *Node) firstFedUse(ctx context.Context, kv jetstream.KeyValue, c trust.FedClaims, prefix subjects.Chevron, pub, tok string, now time.Time) error {
+	idKey, swKey := fedUseKey+c.ID, fedSwarmKey+prefix.String()
+	claimed := func(other wire.TokenUse) error {
+		return fmt.Errorf("swarm %s was already admitted with another federation token (%s): a second swarm cannot claim its prefix", prefix, other.ID)
+	}
 	if other, found, err := n.readFedUse(ctx, swKey, ""); err != nil {
 		return fmt.Errorf("cannot read swarm %s's admission record: %v", prefix, err)
 	} else if found && other.ID != c.ID {
-		return fmt.Errorf("swarm %s was already admitted with another federation token (%s): a second swarm cannot claim its prefix", prefix, other.ID)
+		return claimed(other)
 	}
 	rec, _ := json.Marshal(wire.TokenUse{ID: c.ID, Pubkey: pub, Token: tok, At: now.UTC(), Prefix: prefix.String()})
 	bySwarm, err := trust.SignRecord(n.kp, BucketTokens, swKey, rec)
@@ -222,12 +237,14 @@ func (n *Node) bindFedToken(c trust.FedClaims, prefix subjects.Chevron, pub, tok
 		if other, found, err := n.readFedUse(ctx, swKey, ""); err != nil || !found {
 			return fmt.Errorf("swarm %s's admission record is not readable yet: %v", prefix, err)
 		} else if other.ID != c.ID {
-			return fmt.Errorf("swarm %s was already admitted with another federation token (%s): a second swarm cannot claim its prefix", prefix, other.ID)
+			return claimed(other)
 		}
 	case err != nil:
 		return fmt.Errorf("record swarm %s's admission: %v", prefix, err)
 	}
-	if _, err := kv.Create(ctx, idKey, byID); errors.Is(err, jetstream.ErrKeyExists) {
+	_, err = kv.Create(ctx, idKey, byID)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyExists):
 		u, found, rerr := n.readFedUse(ctx, idKey, c.ID)
 		if rerr != nil || !found {
 			return fmt.Errorf("federation token %s's record is not readable yet: %v", c.ID, rerr)
@@ -238,12 +255,11 @@ func (n *Node) bindFedToken(c trust.FedClaims, prefix subjects.Chevron, pub, tok
 			}
 			return fmt.Errorf("federation token %s already admitted swarm %s; swarm %s needs a token of its own", c.ID, u.Prefix, prefix)
 		}
-	} else if err != nil {
+	case err != nil:
 		return fmt.Errorf("record federation token %s's use: %v", c.ID, err)
-	} else {
+	default:
 		n.log.Info("federation token used: child swarm admitted", "token", c.ID, "swarm", prefix, "key", pub)
 	}
-	f.remember(c.ID, prefix)
 	return nil
 }
 
