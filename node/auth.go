@@ -433,14 +433,16 @@ func Permissions(role, pub string, readVerbs []string) *server.Permissions {
 	case wire.RoleOperator:
 		// not rotate, token or revoke: those are admins'.
 		pubAllow = append(pubAllow, subjects.CmdPermissions("*")...)
-		pubAllow = append(pubAllow, queryPerms(subjects.QueryNodes, subjects.QueryStatus, subjects.QueryTrust, subjects.QueryAlerts, subjects.QueryQuarantine, subjects.QueryRelease)...)
+		pubAllow = append(pubAllow, queryPerms(subjects.QueryNodes, subjects.QueryStatus, subjects.QueryTrust, subjects.QueryAlerts, subjects.QueryQuarantine, subjects.QueryRelease,
+			subjects.QueryFed, subjects.QueryFedNodes)...)
 		pubAllow = append(pubAllow, jsRead(operatorStreams...)...)
 		pubAllow = append(pubAllow, "$KV."+BucketMacros+".>", "$KV."+BucketApprovals+".>")
 	default: // observer
 		for _, v := range readVerbs {
 			pubAllow = append(pubAllow, subjects.CmdPermissions(v)...)
 		}
-		pubAllow = append(pubAllow, queryPerms(subjects.QueryNodes, subjects.QueryStatus, subjects.QueryTrust, subjects.QueryAlerts)...)
+		pubAllow = append(pubAllow, queryPerms(subjects.QueryNodes, subjects.QueryStatus, subjects.QueryTrust, subjects.QueryAlerts,
+			subjects.QueryFed, subjects.QueryFedNodes)...)
 	}
 	return &server.Permissions{Publish: &server.SubjectPermission{Allow: pubAllow}, Subscribe: sub}
 }
