@@ -29,6 +29,12 @@ type SwarmState struct {
 	// LagMs is how old its last summary was when it arrived (clocks
 	// permitting), in milliseconds.
 	LagMs float64 `json:"lag_ms"`
+	// Hub is set for a swarm that accepts child swarms.
+	Hub bool `json:"hub,omitempty"`
+	// Via is the swarm whose summary relayed this one ("" when this node
+	// hears it directly): a grandchild's summaries reach its grandparent
+	// only inside its parent's.
+	Via string `json:"via,omitempty"`
 }
 
 // Partitioned reports whether the swarm is cut off from this node's view.
