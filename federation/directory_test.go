@@ -1,0 +1,318 @@
+package federation_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+
+	"github.com/robonet-mesh/robonet/federation"
+	"github.com/robonet-mesh/robonet/internal/testmesh"
+	"github.com/robonet-mesh/robonet/mesh"
+	"github.com/robonet-mesh/robonet/node"
+	"github.com/robonet-mesh/robonet/subjects"
+	"github.com/robonet-mesh/robonet/wire"
+)
+
+// clock is the wall clock moved forward by what a test advances it.
+type clock struct {
+	mu  sync.Mutex
+	off time.Duration
+}
+
+func (c *clock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Add(c.off)
+}
+
+func (c *clock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.off += d
+	c.mu.Unlock()
+}
+
+// startDirectory runs a directory for swarm 3.12.7 beside nd, on a feature
+// connection, signing with the node's signer.
+func startDirectory(t *testing.T, nd *node.Node, o federation.DirectoryOptions) *federation.Directory {
+	t.Helper()
+	fc, err := nd.FeatureConn("directory")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Conn, o.Signer, o.Local = fc, nd.Signer(), nd
+	if o.Prefix == "" {
+		o.Prefix = "3.12.7"
+	}
+	d, err := federation.NewDirectory(o)
+	if err != nil {
+		fc.Close()
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := d.Start(ctx); err != nil {
+		fc.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := d.Shutdown(ctx); err != nil {
+			t.Error(err)
+		}
+		fc.Close()
+	})
+	return d
+}
+
+func oneNodeSwarm(t *testing.T) *testmesh.Swarm {
+	t.Helper()
+	s := testmesh.Start(t, 1, testmesh.WithChevrons("3.12.7.1"))
+	s.WaitLeader(15 * time.Second)
+	return s
+}
+
+// fakeLeader signs summaries for another swarm as its leader would.
+type fakeLeader struct {
+	pub    string
+	signer *mesh.Signer
+}
+
+func newFakeLeader(t *testing.T) fakeLeader {
+	t.Helper()
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := kp.PublicKey()
+	sg, err := mesh.NewSigner(kp, filepath.Join(t.TempDir(), pub[:8]+".chain"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fakeLeader{pub: pub, signer: sg}
+}
+
+func (f fakeLeader) summary(t *testing.T, p, leader string, token uint64, sent time.Time) wire.DirSummary {
+	t.Helper()
+	pp, err := subjects.ParseSwarmPrefix(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dom, _ := subjects.SwarmDomain(pp)
+	return wire.DirSummary{Prefix: p, Domain: dom, Parent: "3.12.1", Leader: leader, LeaderKey: f.pub, Token: token,
+		Nodes: 2, Live: 2, Caps: []string{"cam"}, RegistryRev: 4, Sent: sent.UTC()}
+}
+
+// publish sends s on its swarm's summary subject over nc, signed by f,
+// after tamper (if any) changed the message.
+func (f fakeLeader) publish(t *testing.T, nc *nats.Conn, s wire.DirSummary, tamper func(*nats.Msg)) {
+	t.Helper()
+	p, _ := subjects.ParseSwarmPrefix(s.Prefix)
+	subj, err := subjects.DirSummary(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := json.Marshal(s)
+	m := &nats.Msg{Subject: subj, Data: data}
+	if err := f.signer.SignMsg(m); err != nil {
+		t.Fatal(err)
+	}
+	if tamper != nil {
+		tamper(m)
+	}
+	if err := nc.PublishMsg(m); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The leader's own summary reaches its directory; the directory and the
+// federated registry are answered to any role, signed by the node, and
+// an unsigned query is denied.
+func TestDirectoryHearsItsLeaderAndAnswersQueries(t *testing.T) {
+	s := oneNodeSwarm(t)
+	nd := s.Node(0)
+	d := startDirectory(t, nd, federation.DirectoryOptions{})
+	testmesh.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+		self, ok := d.Swarm("3.12.7")
+		switch {
+		case !ok:
+			return errors.New("own swarm missing")
+		case self.LastHeard.IsZero():
+			return errors.New("no own summary heard yet")
+		case self.Link != federation.LinkSelf || self.Leader != "3.12.7.1" || self.LeaderKey != nd.Pubkey():
+			return fmt.Errorf("own swarm %+v", self)
+		case self.Nodes != 1 || self.Live != 1 || self.RegistryRev == 0 || self.Domain != "rn-3-12-7":
+			return fmt.Errorf("own swarm %+v", self)
+		}
+		return nil
+	})
+	if c := d.Counters(); c.Accepted == 0 || c.Refused() != 0 {
+		t.Fatalf("counters %+v", c)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	watcher := s.User(0, "watcher", wire.RoleObserver)
+	for _, c := range []*mesh.Client{s.Client(0), watcher} {
+		v, err := federation.ReadDirectory(ctx, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v.Swarm != "3.12.7" || v.Node != "3.12.7.1" || !v.Leader || len(v.Swarms) != 1 || v.Swarms[0].Link != federation.LinkSelf {
+			t.Fatalf("view %+v", v)
+		}
+		if tree := v.Tree(); len(tree) != 1 || tree[0].Role != "self" {
+			t.Fatalf("tree %+v", tree)
+		}
+		fn, err := federation.ReadNodes(ctx, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(fn.Nodes) != 1 || fn.Nodes[0].Chevron != "3.12.7.1" || fn.Nodes[0].Swarm != "3.12.7" || fn.Nodes[0].State != wire.StateAlive {
+			t.Fatalf("federated registry %+v", fn)
+		}
+	}
+
+	// Unsigned: denied, and the refusal is the node's own signed answer.
+	nc := s.Client(0).Conn()
+	rep, err := nc.Request(subjects.QueryAt(subjects.QueryFed, nd.ServerName()), nil, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := mesh.ParseSigned(rep)
+	if err != nil || h.From != nd.Pubkey() {
+		t.Fatalf("refusal not signed by the node: %v %s", err, h.From)
+	}
+	var r wire.Reply
+	if err := json.Unmarshal(rep.Data, &r); err != nil || r.Error == nil || r.Error.Code != wire.CodeDenied {
+		t.Fatalf("unsigned query answered %s", rep.Data)
+	}
+}
+
+// Another swarm is up while its leader's summaries arrive and partitioned
+// PartitionAfter after the last one (on the directory's clock); summaries
+// with a bad signature, a leader outside their prefix or another key for a
+// known leader are ignored and counted.
+func TestDirectoryPartitionsASilentSwarmAndIgnoresForgeries(t *testing.T) {
+	s := oneNodeSwarm(t)
+	clk := &clock{}
+	d := startDirectory(t, s.Node(0), federation.DirectoryOptions{Now: clk.now})
+	nc := s.Client(0).Conn()
+	leader := newFakeLeader(t)
+
+	leader.publish(t, nc, leader.summary(t, "3.12.8", "3.12.8.1", 1, clk.now()), nil)
+	testmesh.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
+		if sw, ok := d.Swarm("3.12.8"); !ok || sw.Link != federation.LinkUp || sw.Leader != "3.12.8.1" || sw.Live != 2 {
+			return fmt.Errorf("3.12.8: %+v %v", sw, ok)
+		}
+		return nil
+	})
+	clk.advance(federation.PartitionAfter - 100*time.Millisecond)
+	if sw, _ := d.Swarm("3.12.8"); sw.Partitioned() {
+		t.Fatalf("partitioned before PartitionAfter: %+v", sw)
+	}
+	clk.advance(200 * time.Millisecond)
+	if sw, _ := d.Swarm("3.12.8"); !sw.Partitioned() || sw.Link != federation.LinkDown {
+		t.Fatalf("not partitioned after PartitionAfter: %+v", sw)
+	}
+	under := d.Under(subjects.Chevron{})
+	if len(under) != 2 {
+		t.Fatalf("Under(all) = %+v", under)
+	}
+
+	before := d.Counters()
+	// A bad signature: the payload changed after signing.
+	tampered := leader.summary(t, "3.12.8", "3.12.8.1", 2, clk.now())
+	leader.publish(t, nc, tampered, func(m *nats.Msg) { m.Data = []byte(strings.Replace(string(m.Data), `"live":2`, `"live":1`, 1)) })
+	// Unsigned.
+	leader.publish(t, nc, tampered, func(m *nats.Msg) { m.Header = nil })
+	// A leader outside the summary's prefix.
+	leader.publish(t, nc, leader.summary(t, "3.12.9", "3.12.10.1", 1, clk.now()), nil)
+	// Another key for the leader chevron heard before.
+	forger := newFakeLeader(t)
+	forger.publish(t, nc, forger.summary(t, "3.12.8", "3.12.8.1", 3, clk.now()), nil)
+	testmesh.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
+		c := d.Counters()
+		if c.BadSignature-before.BadSignature != 2 || c.NotUnder-before.NotUnder != 1 || c.KeyMismatch-before.KeyMismatch != 1 {
+			return fmt.Errorf("counters %+v (before %+v)", c, before)
+		}
+		return nil
+	})
+	if _, ok := d.Swarm("3.12.9"); ok {
+		t.Fatal("a summary from a leader outside its prefix entered the directory")
+	}
+	if sw, _ := d.Swarm("3.12.8"); !sw.Partitioned() || sw.LeaderKey != leader.pub {
+		t.Fatalf("a refused summary changed 3.12.8: %+v", sw)
+	}
+	// The real leader again: up again.
+	leader.publish(t, nc, leader.summary(t, "3.12.8", "3.12.8.1", 4, clk.now()), nil)
+	testmesh.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
+		if sw, _ := d.Swarm("3.12.8"); sw.Link != federation.LinkUp {
+			return fmt.Errorf("3.12.8 not up again: %+v", sw)
+		}
+		return nil
+	})
+}
+
+// The swarm's leader keeps rn_events: every event kind of its nodes but
+// heartbeats (and the periodic tier views) lands there.
+func TestEventsStreamKeepsEventsButNotHeartbeats(t *testing.T) {
+	s := oneNodeSwarm(t)
+	startDirectory(t, s.Node(0), federation.DirectoryOptions{})
+	c := s.Client(0)
+	js, err := jetstream.New(c.Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var st jetstream.Stream
+	testmesh.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+		st, err = js.Stream(ctx, federation.StreamEvents)
+		return err
+	})
+	if cfg := st.CachedInfo().Config; cfg.MaxAge != federation.EventsMaxAge || cfg.Storage != jetstream.FileStorage {
+		t.Fatalf("rn_events config %+v", cfg)
+	}
+	// Two heartbeats after the stream exists, and a command (audited).
+	hb, err := c.Conn().SubscribeSync(subjects.Event(s.Node(0).Chevron(), subjects.EvtHeartbeat))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := hb.NextMsg(5 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.Gather(ctx, mesh.GatherRequest{Selector: "3.12.7.1", Verb: "ping", Timeout: 5 * time.Second}, nil); err != nil {
+		t.Fatal(err)
+	}
+	testmesh.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+		info, err := st.Info(ctx, jetstream.WithSubjectFilter(">"))
+		if err != nil {
+			return err
+		}
+		if info.State.Subjects["rn.3.12.7.1.evt.audit"] == 0 {
+			return fmt.Errorf("no audit event in rn_events: %v", info.State.Subjects)
+		}
+		for subj := range info.State.Subjects {
+			if strings.HasSuffix(subj, ".evt.hb") || strings.HasSuffix(subj, ".evt.tiers") {
+				t.Fatalf("rn_events took %s", subj)
+			}
+		}
+		return nil
+	})
+}
