@@ -186,6 +186,11 @@ func (d *Directory) Start(ctx context.Context) error {
 		d.unsubscribe()
 		return err
 	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+	}
 	if err := d.o.Conn.FlushWithContext(ctx); err != nil {
 		d.unsubscribe()
 		return fmt.Errorf("directory: %w", err)

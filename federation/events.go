@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/robonet-mesh/robonet/mesh"
@@ -423,28 +424,47 @@ func (a *aggregator) kickIfBack(ctx context.Context, children []SwarmState, now 
 		return
 	}
 	a.lastKick = now
-	for _, stream := range []string{fedNodesStream, StreamFedEvents} {
-		if err := a.stepDown(ctx, stream); err != nil {
-			a.d.o.Logger.Debug("catch-up kick", "stream", stream, "err", err)
-			continue
-		}
-		a.kicks.Add(1)
+	n, err := KickAggregates(ctx, a.d.o.Conn, a.d.js)
+	a.kicks.Add(uint64(n))
+	if err != nil {
+		a.d.o.Logger.Debug("catch-up kick", "err", err)
 	}
-	a.d.o.Logger.Info("child swarm back: stepped down the aggregate streams' leaders so their sources catch up now", "swarms", back)
+	a.d.o.Logger.Info("child swarm back: stepped down the aggregate streams' leaders so their sources catch up now",
+		"swarms", back, "streams", n)
 }
 
-// stepDown asks stream's leader to step down; a stream of one replica has
-// no other leader to move to (its only server retries its sources itself
-// when it holds the returning link).
-func (a *aggregator) stepDown(ctx context.Context, stream string) error {
-	if a.replicasOf(ctx, stream) < 2 {
-		return fmt.Errorf("%s has one replica: nothing to step down", stream)
+// KickAggregates steps down the leaders of a hub's aggregate streams
+// (rn_fed_nodes, rn_fed_events), over nc with js's API, so that a new
+// leader sets their sources up fresh; it returns how many stepped down. A
+// stream of one replica has no other leader to move to: its only server
+// holds every leaf link, and retries its sources itself when one comes up.
+func KickAggregates(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) (int, error) {
+	n := 0
+	var errs []error
+	for _, stream := range []string{fedNodesStream, StreamFedEvents} {
+		if err := stepDown(ctx, nc, js, stream); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		n++
 	}
+	return n, errors.Join(errs...)
+}
+
+// stepDown asks stream's leader to step down.
+func stepDown(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, stream string) error {
 	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	resp, err := a.d.o.Conn.RequestWithContext(cctx, "$JS.API.STREAM.LEADER.STEPDOWN."+stream, nil)
+	st, err := js.Stream(cctx, stream)
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: %w", stream, err)
+	}
+	if st.CachedInfo().Config.Replicas < 2 {
+		return fmt.Errorf("%s has one replica: no other leader to move to", stream)
+	}
+	resp, err := nc.RequestWithContext(cctx, "$JS.API.STREAM.LEADER.STEPDOWN."+stream, nil)
+	if err != nil {
+		return fmt.Errorf("%s: step down: %w", stream, err)
 	}
 	var r struct {
 		Success bool `json:"success"`
@@ -453,13 +473,13 @@ func (a *aggregator) stepDown(ctx context.Context, stream string) error {
 		} `json:"error"`
 	}
 	if err := json.Unmarshal(resp.Data, &r); err != nil {
-		return err
+		return fmt.Errorf("%s: step down: %w", stream, err)
 	}
 	if !r.Success {
 		if r.Error != nil {
-			return errors.New(r.Error.Description)
+			return fmt.Errorf("%s: step down: %s", stream, r.Error.Description)
 		}
-		return errors.New("step-down refused")
+		return fmt.Errorf("%s: step down refused", stream)
 	}
 	return nil
 }
