@@ -19,6 +19,7 @@ func newNodesCmd(g *globals) *cobra.Command {
 	var (
 		watch    bool
 		interval time.Duration
+		all      bool
 	)
 	cmd := &cobra.Command{
 		Use:   "nodes",
@@ -31,6 +32,12 @@ func newNodesCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer c.Close()
+			if all {
+				if watch {
+					return fmt.Errorf("--all and --watch: watch one swarm at a time (without --all)")
+				}
+				return nodesAll(ctx, cmd, g, c)
+			}
 			ms, err := c.Nodes(ctx)
 			if err != nil {
 				return err
@@ -52,6 +59,7 @@ func newNodesCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "keep running and print joins, leaves and state changes as they happen")
 	cmd.Flags().DurationVar(&interval, "interval", 250*time.Millisecond, "with --watch: how often to ask the node")
+	cmd.Flags().BoolVar(&all, "all", false, "every swarm of the federation this node knows (its registry, the hubs' rn_fed_nodes, the directory's liveness); --json adds swarm")
 	return cmd
 }
 

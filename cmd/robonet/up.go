@@ -89,6 +89,11 @@ they are saved in --data, so a restart needs none of them.`,
 			if err := n.Start(startCtx); err != nil {
 				return err
 			}
+			fed, err := startFederation(ctx, n, o.Logger)
+			if err != nil {
+				_ = n.Shutdown(context.Background())
+				return err
+			}
 			printUp(cmd, n, time.Since(began))
 			if fromFile && strings.HasPrefix(o.Token, trust.TokenPrefix) {
 				forgetTokenFile(cmd, tokenFile)
@@ -98,6 +103,7 @@ they are saved in --data, so a restart needs none of them.`,
 			case <-n.Done():
 			}
 			fmt.Fprintln(cmd.ErrOrStderr(), "robonet: shutting down (lame duck)…")
+			fed.stop()
 			sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer scancel()
 			if err := n.Shutdown(sctx); err != nil {
