@@ -316,3 +316,156 @@ func TestEventsStreamKeepsEventsButNotHeartbeats(t *testing.T) {
 		return nil
 	})
 }
+
+// A hub's leader sources a child's rn_nodes and rn_events (and a child
+// hub's own aggregates) as soon as the child's first summary arrives, and
+// relays its children upward in its own summary.
+func TestHubSourcesAChildWhenItFirstAppears(t *testing.T) {
+	s := testmesh.Start(t, 1, testmesh.WithChevrons("3.12.1.1"))
+	s.WaitLeader(15 * time.Second)
+	d := startDirectory(t, s.Node(0), federation.DirectoryOptions{Prefix: "3.12.1", Hub: true})
+	nc := s.Client(0).Conn()
+	own, err := nc.SubscribeSync("rn.dir.3.12.1.summary")
+	if err != nil {
+		t.Fatal(err)
+	}
+	child, childHub := newFakeLeader(t), newFakeLeader(t)
+	ch := childHub.summary(t, "3.12.8", "3.12.8.1", 1, time.Now())
+	ch.Hub = true
+	child.publish(t, nc, child.summary(t, "3.12.7", "3.12.7.1", 1, time.Now()), nil)
+	childHub.publish(t, nc, ch, nil)
+
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	sourced := func(stream string) (map[string]bool, error) {
+		st, err := js.Stream(ctx, stream)
+		if err != nil {
+			return nil, err
+		}
+		out := map[string]bool{}
+		for _, src := range st.CachedInfo().Config.Sources {
+			if src.External == nil {
+				return nil, fmt.Errorf("%s: a source without a domain: %+v", stream, src)
+			}
+			out[src.Name+" "+src.External.APIPrefix+" "+src.External.DeliverPrefix] = true
+		}
+		return out, nil
+	}
+	testmesh.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+		nodes, err := sourced("KV_" + federation.BucketFedNodes)
+		if err != nil {
+			return err
+		}
+		events, err := sourced(federation.StreamFedEvents)
+		if err != nil {
+			return err
+		}
+		for _, want := range []string{"KV_rn_nodes $JS.rn-3-12-7.API rn.fed.js.3.12.7", "KV_rn_nodes $JS.rn-3-12-8.API rn.fed.js.3.12.8",
+			"KV_rn_fed_nodes $JS.rn-3-12-8.API rn.fed.js.3.12.8"} {
+			if !nodes[want] {
+				return fmt.Errorf("rn_fed_nodes sources %v lack %q", nodes, want)
+			}
+		}
+		for _, want := range []string{"rn_events $JS.rn-3-12-7.API rn.fed.js.3.12.7", "rn_events $JS.rn-3-12-8.API rn.fed.js.3.12.8",
+			"rn_fed_events $JS.rn-3-12-8.API rn.fed.js.3.12.8"} {
+			if !events[want] {
+				return fmt.Errorf("rn_fed_events sources %v lack %q", events, want)
+			}
+		}
+		if len(nodes) != 3 || len(events) != 3 {
+			return fmt.Errorf("sources: %v %v", nodes, events)
+		}
+		return nil
+	})
+	testmesh.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		m, err := own.NextMsg(2 * time.Second)
+		if err != nil {
+			return err
+		}
+		var sum wire.DirSummary
+		if err := json.Unmarshal(m.Data, &sum); err != nil {
+			return err
+		}
+		if !sum.Hub || len(sum.Swarms) != 2 || sum.Swarms[0].Prefix != "3.12.7" || sum.Swarms[1].Prefix != "3.12.8" || !sum.Swarms[1].Hub {
+			return fmt.Errorf("the hub's summary relays %+v", sum)
+		}
+		return nil
+	})
+	if v := d.View(); !v.Hub || v.AggregateErr != "" || len(v.Swarms) != 3 {
+		t.Fatalf("view %+v", v)
+	}
+}
+
+// Only the node holding the lease publishes the swarm's summary; when the
+// lease moves, the new holder's summaries (with a higher token) replace
+// the old holder's, and every node's directory follows.
+func TestOnlyTheLeaseHolderPublishesTheSummary(t *testing.T) {
+	s := testmesh.Start(t, 3, testmesh.WithChevrons("3.12.7.1", "3.12.7.2", "3.12.7.3"))
+	first := s.WaitLeader(30 * time.Second)
+	dirs := map[int]*federation.Directory{}
+	for i := range 3 {
+		dirs[i] = startDirectory(t, s.Node(i), federation.DirectoryOptions{})
+	}
+	other := (first + 1) % 3
+	sub, err := s.Client(other).Conn().SubscribeSync("rn.dir.3.12.7.summary")
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := func() (string, wire.DirSummary) {
+		t.Helper()
+		m, err := sub.NextMsg(5 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := mesh.ParseSigned(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sum wire.DirSummary
+		if err := json.Unmarshal(m.Data, &sum); err != nil {
+			t.Fatal(err)
+		}
+		return h.From, sum
+	}
+	oldKey := s.Node(first).Pubkey()
+	var oldToken uint64
+	for range 3 {
+		from, sum := next()
+		if from != oldKey || sum.Leader != s.Node(first).Chevron().String() || sum.Nodes != 3 || sum.Live != 3 {
+			t.Fatalf("a summary from %s (leader %s is %s): %+v", from, s.Node(first).Chevron(), oldKey, sum)
+		}
+		oldToken = sum.Token
+	}
+	s.Stop(first)
+	// Summaries the old holder sent before it stopped may still be queued.
+	var newKey string
+	for newKey == "" {
+		from, sum := next()
+		if from != oldKey {
+			newKey = from
+			if sum.Token <= oldToken {
+				t.Fatalf("the new holder's token %d is not above %d", sum.Token, oldToken)
+			}
+		}
+	}
+	for range 2 {
+		if from, _ := next(); from != newKey {
+			t.Fatalf("a summary from %s after %s took the lease", from, newKey)
+		}
+	}
+	testmesh.CheckFor(t, 5*time.Second, 50*time.Millisecond, func() error {
+		for i, d := range dirs {
+			if i == first {
+				continue
+			}
+			if self, _ := d.Swarm("3.12.7"); self.LeaderKey != newKey {
+				return fmt.Errorf("node %d's directory has leader key %s, want %s", i, self.LeaderKey, newKey)
+			}
+		}
+		return nil
+	})
+}

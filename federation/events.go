@@ -167,20 +167,30 @@ type aggregator struct {
 	prevUp     map[string]bool           // child prefix → up at the last step
 	lastKick   time.Time
 
-	kicks atomic.Uint64 // step-downs sent
-	mu    sync.Mutex    // guards lastErr
+	// kick steps the aggregates' leaders down (KickAggregates on the
+	// directory's connection; tests count calls instead).
+	kick    func(ctx context.Context) (int, error)
+	kicks   atomic.Uint64 // step-downs sent
+	rejoins atomic.Uint64 // children seen back after a partition
+	mu      sync.Mutex    // guards lastErr
 	// lastErr is the last failure to keep a stream ("" when the last
 	// attempt worked), for the status view.
 	lastErr string
 }
 
 func newAggregator(d *Directory) *aggregator {
-	return &aggregator{d: d, sourced: map[subjects.Chevron]bool{}, prevUp: map[string]bool{}}
+	a := &aggregator{d: d, sourced: map[subjects.Chevron]bool{}, prevUp: map[string]bool{}}
+	a.kick = func(ctx context.Context) (int, error) { return KickAggregates(ctx, d.o.Conn, d.js) }
+	return a
 }
 
-// Kicks is how many catch-up kicks (aggregate stream leader step-downs)
+// Kicks is how many aggregate stream leader step-downs (catch-up kicks)
 // this node sent.
 func (d *Directory) Kicks() uint64 { return d.agg.kicks.Load() }
+
+// Rejoins is how many times, while this node led a hub, a child swarm
+// came back after a partition (each one asks for a catch-up kick).
+func (d *Directory) Rejoins() uint64 { return d.agg.rejoins.Load() }
 
 // kickEvery bounds the catch-up kicks: one per this interval, whoever
 // came back.
@@ -420,11 +430,12 @@ func (a *aggregator) kickIfBack(ctx context.Context, children []SwarmState, now 
 		a.prevUp[c.Prefix] = up
 		a.prevUp["link:"+c.Prefix] = linked[c.Prefix]
 	}
+	a.rejoins.Add(uint64(len(back)))
 	if len(back) == 0 || now.Sub(a.lastKick) < kickEvery {
 		return
 	}
 	a.lastKick = now
-	n, err := KickAggregates(ctx, a.d.o.Conn, a.d.js)
+	n, err := a.kick(ctx)
 	a.kicks.Add(uint64(n))
 	if err != nil {
 		a.d.o.Logger.Debug("catch-up kick", "err", err)

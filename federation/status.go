@@ -33,9 +33,11 @@ type View struct {
 	// "self"), by prefix.
 	Swarms   []SwarmState `json:"swarms"`
 	Counters DirCounters  `json:"counters"`
-	// Kicks counts the catch-up kicks this node sent as its hub's leader;
+	// Kicks counts the aggregate stream step-downs (catch-up kicks) this
+	// node sent as its hub's leader, Rejoins the children it saw come back;
 	// AggregateErr is the last failure to keep the durable streams.
 	Kicks        uint64 `json:"kicks,omitempty"`
+	Rejoins      uint64 `json:"rejoins,omitempty"`
 	AggregateErr string `json:"aggregate_error,omitempty"`
 }
 
@@ -44,7 +46,7 @@ func (d *Directory) View() View {
 	now := d.o.Now()
 	v := View{Swarm: d.prefix.String(), Domain: d.domain, Parent: d.o.Parent(), Hub: d.o.Hub,
 		Node: d.o.Local.Chevron().String(), Leader: d.o.Local.IsLeader(), At: now.UTC(),
-		Swarms: d.Swarms(), Counters: d.Counters(), Kicks: d.Kicks()}
+		Swarms: d.Swarms(), Counters: d.Counters(), Kicks: d.Kicks(), Rejoins: d.Rejoins()}
 	if d.o.Links != nil {
 		v.Links = d.o.Links()
 	}
