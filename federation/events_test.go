@@ -343,3 +343,95 @@ func mustPrefix(t *testing.T, s string) subjects.Chevron {
 	}
 	return p
 }
+
+// A zone hub sources a region hub's own registry and events and, through
+// the region's aggregates, its children's: a leaf swarm's events and
+// registrations reach the zone two domains up, once each.
+func TestZoneSourcesARegionHubsAggregates(t *testing.T) {
+	zone := jsServer(t, "zone", "rn-3-1-1", true)
+	zoneURL, _ := url.Parse("nats-leaf://" + leafAddr(t, zone))
+	region := jsServer(t, "region", "rn-3-12-1", true, zoneURL)
+	regionURL, _ := url.Parse("nats-leaf://" + leafAddr(t, region))
+	leaf := jsServer(t, "leaf", "rn-3-12-7", false, regionURL)
+	testmesh.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if zone.NumLeafNodes() != 1 || region.NumLeafNodes() != 2 {
+			return fmt.Errorf("leaf links: zone %d, region %d", zone.NumLeafNodes(), region.NumLeafNodes())
+		}
+		return nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	// Each swarm's own registry and events.
+	swarm := func(s *server.Server, p string) (jetstream.KeyValue, jetstream.JetStream) {
+		_, js := connectJS(t, s)
+		kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "rn_nodes", History: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg, _ := federation.EventsConfig(mustPrefix(t, p), 1)
+		if _, err := js.CreateStream(ctx, cfg); err != nil {
+			t.Fatal(err)
+		}
+		return kv, js
+	}
+	leafReg, leafJS := swarm(leaf, "3.12.7")
+	regionReg, regionJS := swarm(region, "3.12.1")
+	_, zoneJS := connectJS(t, zone)
+	// The region sources the leaf swarm; the zone sources the region, a hub.
+	aggregate := func(js jetstream.JetStream, child string, hub bool) {
+		ns, _ := federation.FedNodesSources(mustPrefix(t, child), hub)
+		es, _ := federation.FedEventsSources(mustPrefix(t, child), hub)
+		if _, err := js.CreateKeyValue(ctx, federation.FedNodesConfig(ns, 1)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := js.CreateStream(ctx, federation.FedEventsConfig(es, 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	aggregate(regionJS, "3.12.7", false)
+	aggregate(zoneJS, "3.12.1", true)
+
+	for _, r := range []struct {
+		kv  jetstream.KeyValue
+		key string
+	}{{leafReg, "3.12.7.1"}, {leafReg, "3.12.7.2"}, {regionReg, "3.12.1.1"}} {
+		if _, err := r.kv.PutString(ctx, r.key, "n"+r.key); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 30 {
+		js, subj := leafJS, "rn.3.12.7.1.evt.join"
+		if i%3 == 0 {
+			js, subj = regionJS, "rn.3.12.1.1.evt.leader"
+		}
+		data, _ := json.Marshal(map[string]int{"i": i})
+		if _, err := js.Publish(ctx, subj, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	zoneNodes, err := zoneJS.KeyValue(ctx, federation.BucketFedNodes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testmesh.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+		st, err := zoneJS.Stream(ctx, federation.StreamFedEvents)
+		if err != nil {
+			return err
+		}
+		if n := st.CachedInfo().State.Msgs; n != 30 {
+			return fmt.Errorf("the zone has %d of 30 events", n)
+		}
+		for _, k := range []string{"3.12.7.1", "3.12.7.2", "3.12.1.1"} {
+			if e, err := zoneNodes.Get(ctx, k); err != nil || string(e.Value()) != "n"+k {
+				return fmt.Errorf("the zone's union lacks %s: %v", k, err)
+			}
+		}
+		return nil
+	})
+	ids := eventIDs(t, ctx, zoneJS, federation.StreamFedEvents)
+	for i := range 30 {
+		if ids[i] != 1 {
+			t.Fatalf("event %d is at the zone %d times", i, ids[i])
+		}
+	}
+}
