@@ -319,7 +319,8 @@ func TestEventsStreamKeepsEventsButNotHeartbeats(t *testing.T) {
 
 // A hub's leader sources a child's rn_nodes and rn_events (and a child
 // hub's own aggregates) as soon as the child's first summary arrives, and
-// relays its children upward in its own summary.
+// relays its children upward in its own summary; a swarm outside its scope
+// that names it as parent is not sourced.
 func TestHubSourcesAChildWhenItFirstAppears(t *testing.T) {
 	s := testmesh.Start(t, 1, testmesh.WithChevrons("3.12.1.1"))
 	s.WaitLeader(15 * time.Second)
@@ -329,9 +330,11 @@ func TestHubSourcesAChildWhenItFirstAppears(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	child, childHub := newFakeLeader(t), newFakeLeader(t)
+	child, childHub, stranger := newFakeLeader(t), newFakeLeader(t), newFakeLeader(t)
 	ch := childHub.summary(t, "3.12.8", "3.12.8.1", 1, time.Now())
 	ch.Hub = true
+	// A swarm of another zone naming this hub as its parent gets no source.
+	stranger.publish(t, nc, stranger.summary(t, "4.1.7", "4.1.7.1", 1, time.Now()), nil)
 	child.publish(t, nc, child.summary(t, "3.12.7", "3.12.7.1", 1, time.Now()), nil)
 	childHub.publish(t, nc, ch, nil)
 
@@ -390,12 +393,12 @@ func TestHubSourcesAChildWhenItFirstAppears(t *testing.T) {
 		if err := json.Unmarshal(m.Data, &sum); err != nil {
 			return err
 		}
-		if !sum.Hub || len(sum.Swarms) != 2 || sum.Swarms[0].Prefix != "3.12.7" || sum.Swarms[1].Prefix != "3.12.8" || !sum.Swarms[1].Hub {
+		if !sum.Hub || len(sum.Swarms) != 3 || sum.Swarms[0].Prefix != "3.12.7" || sum.Swarms[1].Prefix != "3.12.8" || !sum.Swarms[1].Hub {
 			return fmt.Errorf("the hub's summary relays %+v", sum)
 		}
 		return nil
 	})
-	if v := d.View(); !v.Hub || v.AggregateErr != "" || len(v.Swarms) != 3 {
+	if v := d.View(); !v.Hub || v.AggregateErr != "" || len(v.Swarms) != 4 {
 		t.Fatalf("view %+v", v)
 	}
 }

@@ -246,7 +246,7 @@ func (a *aggregator) step(ctx context.Context, now time.Time) {
 	missing := false
 	for _, c := range children {
 		p, err := subjects.ParseSwarmPrefix(c.Prefix)
-		if err != nil {
+		if err != nil || !a.d.inScope(p) {
 			continue
 		}
 		if have, ok := a.sourced[p]; !ok || (c.Hub && !have) {
@@ -263,6 +263,19 @@ func (a *aggregator) step(ctx context.Context, now time.Time) {
 		}
 	}
 	a.kickIfBack(ctx, children, now)
+}
+
+// inScope reports whether swarm p may be this hub's child: a hub without
+// a parent (a zone hub) admits swarms of its zone, a hub with one (a
+// region hub) swarms of its region, never itself. A summary that names
+// this hub as parent from outside that scope gets no source (admission
+// refuses such a swarm's link anyway).
+func (d *Directory) inScope(p subjects.Chevron) bool {
+	t, self := p.Tokens(), d.prefix.Tokens()
+	if p == d.prefix || t[0] != self[0] {
+		return false
+	}
+	return d.o.Parent() == "" || t[1] == self[1]
 }
 
 // replicasOf is the replica count of stream (1 when unknown): the
@@ -331,7 +344,7 @@ func (a *aggregator) ensureHub(ctx context.Context, children []SwarmState) error
 		return fmt.Errorf("stream %s: %w", StreamFedEvents, eerr)
 	}
 	for _, c := range children {
-		if p, err := subjects.ParseSwarmPrefix(c.Prefix); err == nil && p != a.d.prefix {
+		if p, err := subjects.ParseSwarmPrefix(c.Prefix); err == nil && a.d.inScope(p) {
 			want[p] = want[p] || c.Hub
 		}
 	}
