@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -471,4 +472,60 @@ func TestOnlyTheLeaseHolderPublishesTheSummary(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// Shutdown is idempotent and waits for every goroutine the directory
+// started (the publisher, the aggregator, a hub's watch of rn_fed_nodes).
+func TestDirectoryShutdownLeavesNoGoroutines(t *testing.T) {
+	s := testmesh.Start(t, 1, testmesh.WithChevrons("3.12.1.1"))
+	s.WaitLeader(15 * time.Second)
+	nd := s.Node(0)
+	fc, err := nd.FeatureConn("directory")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fc.Close()
+	d, err := federation.NewDirectory(federation.DirectoryOptions{Conn: fc, Signer: nd.Signer(), Local: nd, Prefix: "3.12.1", Hub: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Start(context.Background()); err == nil {
+		t.Fatal("a second Start was accepted")
+	}
+	testmesh.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+		if self, _ := d.Swarm("3.12.1"); self.LastHeard.IsZero() {
+			return errors.New("no own summary yet")
+		}
+		return nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for range 2 {
+		if err := d.Shutdown(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testmesh.CheckFor(t, 5*time.Second, 50*time.Millisecond, func() error {
+		buf := make([]byte, 1<<20)
+		for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+			if strings.Contains(g, "robonet-mesh/robonet/federation.") {
+				return fmt.Errorf("leaked goroutine:\n%s", g)
+			}
+		}
+		return nil
+	})
+	// And options that cannot work are refused before anything starts.
+	for _, o := range []federation.DirectoryOptions{
+		{Conn: fc, Signer: nd.Signer(), Local: nd, Prefix: "3.12"},
+		{Conn: fc, Signer: nd.Signer(), Local: nd, Prefix: "3.12.9"},
+		{Conn: fc, Signer: nd.Signer(), Local: nd, Prefix: "3.12.1", Interval: 3 * time.Second},
+		{Signer: nd.Signer(), Local: nd, Prefix: "3.12.1"},
+	} {
+		if _, err := federation.NewDirectory(o); !errors.Is(err, federation.ErrDirectoryOptions) {
+			t.Errorf("NewDirectory(%+v) = %v", o, err)
+		}
+	}
 }
