@@ -260,6 +260,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	if err := n.watchNodes(); err != nil {
 		return err
 	}
+	if err := n.observeOwnSummaries(); err != nil {
+		return err
+	}
 	if err := n.serveQueries(); err != nil {
 		return err
 	}
