@@ -21,6 +21,7 @@ import (
 	"github.com/robonet-mesh/robonet/mesh"
 	"github.com/robonet-mesh/robonet/node"
 	"github.com/robonet-mesh/robonet/subjects"
+	"github.com/robonet-mesh/robonet/trust"
 	"github.com/robonet-mesh/robonet/wire"
 )
 
@@ -527,5 +528,60 @@ func TestDirectoryShutdownLeavesNoGoroutines(t *testing.T) {
 		if _, err := federation.NewDirectory(o); !errors.Is(err, federation.ErrDirectoryOptions) {
 			t.Errorf("NewDirectory(%+v) = %v", o, err)
 		}
+	}
+}
+
+// The leader signs its summaries with its one node chain; the members take
+// them into their ledgers, so the summaries leave no gaps in the leader's
+// chain as the others see it (a gap before nearly every heartbeat would
+// lower its trust score). A forged copy with the leader's key is dropped
+// and counted, never taken as proof against the leader.
+func TestLeaderSummariesLeaveNoChainGaps(t *testing.T) {
+	s := testmesh.Start(t, 2, testmesh.WithChevrons("3.12.7.1", "3.12.7.2"))
+	l := s.WaitLeader(30 * time.Second)
+	f := 1 - l
+	leaderKey := s.Node(l).Pubkey()
+	peer := func() trust.Peer {
+		for _, p := range s.Node(f).TrustReport(time.Now()).Peers {
+			if p.Key == leaderKey {
+				return p.Peer
+			}
+		}
+		return trust.Peer{}
+	}
+	startDirectory(t, s.Node(l), federation.DirectoryOptions{})
+	df := startDirectory(t, s.Node(f), federation.DirectoryOptions{})
+	nc := s.Client(f).Conn()
+	sub, err := nc.SubscribeSync("rn.dir.3.12.7.summary")
+	if err != nil {
+		t.Fatal(err)
+	}
+	real, err := sub.NextMsg(5 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := peer()
+	testmesh.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+		if p := peer(); p.Length < base.Length+8 {
+			return fmt.Errorf("the follower has seen %d of the leader's messages since %d", p.Length, base.Length)
+		}
+		return nil
+	})
+	if p := peer(); p.Gaps != base.Gaps {
+		t.Fatalf("the leader's chain shows %d new gaps in %d messages", p.Gaps-base.Gaps, p.Length-base.Length)
+	}
+	forged := nats.NewMsg(real.Subject)
+	forged.Header, forged.Data = real.Header, []byte(strings.Replace(string(real.Data), `"live":2`, `"live":1`, 1))
+	if err := nc.PublishMsg(forged); err != nil {
+		t.Fatal(err)
+	}
+	testmesh.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
+		if df.Counters().BadSignature == 0 {
+			return errors.New("the forgery is not counted")
+		}
+		return nil
+	})
+	if p := peer(); p.State != trust.Trusted || p.Breaks != base.Breaks {
+		t.Fatalf("a forged summary counted against the leader: %+v", p)
 	}
 }
