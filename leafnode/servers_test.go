@@ -115,7 +115,7 @@ func crosses(t *testing.T, from, to *nats.Conn, subj string) bool {
 	msgs := make(chan *nats.Msg, 256)
 	tag := nats.NewInbox()[len("_INBOX."):]
 	sync, probe := "rn.fed.sync."+tag, "rn.fed.probe."+tag
-	for _, s := range []string{subj, sync, probe} {
+	for _, s := range []string{subj, probe, sync} { // sync last: its crossing proves the others' interest arrived
 		sub, err := to.ChanSubscribe(s, msgs)
 		if err != nil {
 			t.Fatal(err)

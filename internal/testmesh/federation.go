@@ -312,7 +312,7 @@ func Crosses(t testing.TB, from, to *nats.Conn, subj string) bool {
 	msgs := make(chan *nats.Msg, 1024)
 	tag := nuid.Next()
 	sync, probe := subjects.Root+".fed.sync."+tag, subjects.Root+".fed.probe."+tag
-	for _, s := range []string{subj, sync, probe} {
+	for _, s := range []string{subj, probe, sync} { // sync last: its crossing proves the others' interest arrived
 		sub, err := to.ChanSubscribe(s, msgs)
 		if err != nil {
 			t.Fatal(err)
