@@ -100,7 +100,9 @@ func (g hostGuard) Sign(m *nats.Msg) error { return g.n.signer.SignMsg(m) }
 // once), the message's place in the key's chain (the signature is verified
 // there), and the tier: a dangerous command needs tier 3 (command.
 // TierCritical) and the admin role, then an approval (Approve). From is set
-// only once the signature verified.
+// only once the signature verified. A federated command forwarded by this
+// swarm's ambassador (Rn-Fed-Subject) is first checked as a forward
+// (admitForwarded), then judged the same way over the fed subject.
 func (g hostGuard) Admit(m *nats.Msg, req *wire.Request, need int, dangerous bool) Admission {
 	n := g.n
 	claimed := clip(m.Header.Get(wire.HdrFrom), 64)
@@ -122,13 +124,19 @@ func (g hostGuard) Admit(m *nats.Msg, req *wire.Request, need int, dangerous boo
 		return deny("", wire.CodeBadRequest, "%v", err)
 	}
 	claimed = h.From
+	// A federated command forwarded by this swarm's ambassador is signed
+	// over its rn.fed subject (fedcmd.go).
+	signed, werr := n.signedSubject(m)
+	if werr != nil {
+		return deny("", werr.Code, "%s", werr.Msg)
+	}
 	role, ok := n.roleOf(h.From)
 	if !ok {
 		n.tc.unknownKey.Add(1)
 		return deny("", wire.CodeDenied, "key %s is not a user or node of this swarm (or was revoked)", h.From)
 	}
 	now := time.Now()
-	drop, err := n.observe(h, m.Subject, m.Data, now)
+	drop, err := n.observe(h, signed, m.Data, now)
 	if drop {
 		// A replay: its signature verified, and it is said nothing.
 		return Admission{From: h.From, Drop: true}
