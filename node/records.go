@@ -125,7 +125,7 @@ func (n *Node) known(pub string) bool {
 	if pub == n.pub || pub == n.opPub {
 		return true
 	}
-	_, ok := n.ids.role(pub)
+	_, ok := n.roleWithInherited(pub)
 	return ok
 }
 
