@@ -193,3 +193,58 @@ func FormatFedExclude(swarms ...Chevron) string {
 	}
 	return strings.Join(s, ",")
 }
+
+// Scope is the deepest chevron prefix that every node s can match lies
+// under: the common prefix of each alternative's prefix terms (3.12 for
+// "3.12.7|3.12.8,caps=gpu"). ok is false when some alternative has no
+// prefix term ("all", a name or a filter alone may match anywhere) or when
+// the alternatives share no prefix: such a selector is not federated.
+func (s Selector) Scope() (Chevron, bool) {
+	var scope Chevron
+	first := true
+	for _, a := range s.alts {
+		var p Chevron
+		has, empty := false, false
+		for _, t := range a {
+			if t.kind != kindPrefix {
+				continue
+			}
+			switch {
+			case !has:
+				p, has = t.chev, true
+			case t.chev.HasPrefix(p):
+				p = t.chev
+			case !p.HasPrefix(t.chev):
+				empty = true // 3.12,3.14 matches nothing
+			}
+		}
+		if !has {
+			return Chevron{}, false
+		}
+		if empty {
+			continue
+		}
+		if first {
+			scope, first = p, false
+			continue
+		}
+		scope = commonPrefix(scope, p)
+	}
+	if first || scope.IsZero() {
+		return Chevron{}, false
+	}
+	return scope, true
+}
+
+// commonPrefix is the longest prefix of both a and b.
+func commonPrefix(a, b Chevron) Chevron {
+	out := a
+	out.n = 0
+	for i := 0; i < int(min(a.n, b.n)) && a.toks[i] == b.toks[i]; i++ {
+		out.n++
+	}
+	for j := int(out.n); j < MaxTokens; j++ {
+		out.toks[j] = 0
+	}
+	return out
+}

@@ -190,3 +190,61 @@ func FuzzParseFedExclude(f *testing.F) {
 		}
 	})
 }
+
+func TestSelectorScope(t *testing.T) {
+	for _, tc := range []struct {
+		sel   string
+		scope string // "" for not federated
+	}{
+		{"3.12", "3.12"},
+		{"3.12.7.1", "3.12.7.1"},
+		{"3.12,caps=gpu", "3.12"},
+		{"3.12.7|3.12.8,os=linux", "3.12"},
+		{"3.12,3.12.7", "3.12.7"},
+		{"3.12,3.14|3.12.9", "3.12.9"},
+		{"3|4", ""},
+		{"all", ""},
+		{"rn2", ""},
+		{"caps=gpu", ""},
+		{"3.12|caps=gpu", ""},
+	} {
+		sel, err := ParseSelector(tc.sel)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ok := sel.Scope()
+		if tc.scope == "" {
+			if ok {
+				t.Errorf("Scope(%q) = %s, want none", tc.sel, got)
+			}
+			continue
+		}
+		if !ok || got.String() != tc.scope {
+			t.Errorf("Scope(%q) = %s %v, want %s", tc.sel, got, ok, tc.scope)
+		}
+	}
+}
+
+// Whatever a selector with a scope matches lies under that scope: an
+// ambassador outside it may never be needed.
+func FuzzSelectorScope(f *testing.F) {
+	for _, s := range []string{"3.12", "3.12.7|3.13", "3.12,caps=ai|3.13.1,rn2", "3,3.12|3.12.7.1", "all"} {
+		f.Add(s)
+	}
+	targets := fixedTargets()
+	f.Fuzz(func(t *testing.T, s string) {
+		sel, err := ParseSelector(s)
+		if err != nil {
+			return
+		}
+		scope, ok := sel.Scope()
+		if !ok {
+			return
+		}
+		for _, tg := range targets {
+			if sel.Match(tg) && !tg.Chevron.HasPrefix(scope) {
+				t.Fatalf("selector %q matches %s outside its scope %s", s, tg.Chevron, scope)
+			}
+		}
+	})
+}
