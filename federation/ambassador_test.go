@@ -1,0 +1,181 @@
+package federation_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
+
+	"github.com/robonet-mesh/robonet/federation"
+	"github.com/robonet-mesh/robonet/internal/testmesh"
+	"github.com/robonet-mesh/robonet/subjects"
+	"github.com/robonet-mesh/robonet/wire"
+)
+
+// The subjects an ambassador builds are valid by the server's own rules.
+func TestFedSubjectsAreValidForTheServer(t *testing.T) {
+	sw, _ := subjects.ParseSwarm("3.12.7")
+	subs, err := subjects.FedCmdSubscriptions(sw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range subs {
+		if !server.IsValidSubject(s) {
+			t.Errorf("subscription %q is not a valid subject", s)
+		}
+	}
+	for _, p := range []string{"3", "3.12", "3.12.7", "3.12.7.1"} {
+		c, _ := subjects.Parse(p)
+		s, err := subjects.FedCmd(c, "ping")
+		if err != nil || !server.IsValidPublishSubject(s) {
+			t.Errorf("FedCmd(%s) = %q, %v: not a valid publish subject", p, s, err)
+		}
+	}
+	u, _ := subjects.FedUsers(sw)
+	if !server.IsValidPublishSubject(u) || !server.IsValidSubject(subjects.FedUsersAll) {
+		t.Errorf("users subjects %q / %q invalid", u, subjects.FedUsersAll)
+	}
+}
+
+// One ambassador per swarm takes a federated command (a queue group),
+// forwards it into the swarm and streams back a signed start naming every
+// node it expects with its key, each node's reply verbatim (the node's own
+// signature, for the request's id), and a signed done that accounts for
+// every node. Filters, a node-level prefix, an exclusion and an unsigned
+// command are handled; the minority side of a split swarm goes silent.
+func TestAmbassadorStreamsEveryNodeAndADone(t *testing.T) {
+	s := testmesh.Start(t, 3, testmesh.WithChevrons("3.12.7.1", "3.12.7.2", "3.12.7.3"),
+		testmesh.WithCaps(nil, []string{"gpu"}, nil))
+	s.WaitAlive(20 * time.Second)
+	s.WaitLeader(20 * time.Second)
+	startAmbassadors(t, s)
+	admin := s.Client(0)
+	keys := map[string]string{}
+	for _, nd := range s.Live() {
+		keys[nd.Chevron().String()] = nd.Pubkey()
+	}
+
+	id := nuid.Next()
+	st := fedRequest(t, admin, "rn.fed.3.12.cmd.ping", nil, wire.Request{Verb: "ping", ID: id, TimeoutMs: 5000}, 10*time.Second, 300*time.Millisecond)
+	if len(st.starts) != 1 || len(st.dones) != 1 || len(st.other) > 0 {
+		t.Fatalf("want one start and one done (one ambassador), got %d starts, %d dones, %d other", len(st.starts), len(st.dones), len(st.other))
+	}
+	start, done := st.starts[0], st.dones[0]
+	if start.Swarm != "3.12.7" || start.ID != id || start.Parts != 1 || len(start.Expected) != 3 {
+		t.Fatalf("start: %+v", start)
+	}
+	for _, nd := range start.Expected {
+		if keys[nd.Chevron] != nd.Pubkey || nd.State != wire.StateAlive {
+			t.Fatalf("start lists %+v, registry key %s", nd, keys[nd.Chevron])
+		}
+	}
+	// Start and done are signed by the ambassador's node, and it is the
+	// node the records name.
+	for _, signer := range st.signers {
+		if signer != keys[start.Ambassador] || signer != keys[done.Ambassador] {
+			t.Fatalf("stream signed by %s; ambassador %s has key %s", signer, start.Ambassador, keys[start.Ambassador])
+		}
+	}
+	res := checkResults(t, st, id)
+	for chev := range keys {
+		if res[chev].Status != wire.StatusOK {
+			t.Fatalf("node %s: %+v", chev, res[chev])
+		}
+	}
+	if done.Answered != 3 || len(done.Offline) != 0 || len(done.Timeout) != 0 || done.Error != nil || done.RegistryRev == 0 {
+		t.Fatalf("done: %+v", done)
+	}
+	if err := expectChevrons(done.Expected, "3.12.7.1", "3.12.7.2", "3.12.7.3"); err != nil {
+		t.Fatalf("done expected: %v", err)
+	}
+
+	t.Run("filters narrow inside the prefix", func(t *testing.T) {
+		st := fedRequest(t, admin, "rn.fed.3.12.cmd.ping", map[string]string{wire.HdrFedSelector: "3.12,caps=gpu"},
+			wire.Request{Verb: "ping", TimeoutMs: 5000}, 10*time.Second, 100*time.Millisecond)
+		if len(st.dones) != 1 || st.dones[0].Answered != 1 || len(st.results) != 1 {
+			t.Fatalf("filtered: %d results, dones %+v", len(st.results), st.dones)
+		}
+		if err := expectChevrons(st.dones[0].Expected, "3.12.7.2"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("a node of the swarm by its chevron", func(t *testing.T) {
+		st := fedRequest(t, admin, "rn.fed.3.12.7.3.cmd.info", nil, wire.Request{Verb: "info", TimeoutMs: 5000}, 10*time.Second, 100*time.Millisecond)
+		if len(st.dones) != 1 || st.dones[0].Answered != 1 || len(st.results) != 1 {
+			t.Fatalf("node-level: %d results, dones %+v", len(st.results), st.dones)
+		}
+		if err := expectChevrons(st.dones[0].Expected, "3.12.7.3"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("an excluded swarm stays silent", func(t *testing.T) {
+		st := fedRequest(t, admin, "rn.fed.3.12.cmd.ping", map[string]string{wire.HdrFedExclude: "3.12.9,3.12.7"},
+			wire.Request{Verb: "ping", TimeoutMs: 5000}, 700*time.Millisecond, 0)
+		if len(st.starts)+len(st.dones)+len(st.results)+len(st.other) != 0 {
+			t.Fatalf("excluded swarm answered: %+v", st)
+		}
+	})
+	t.Run("an unsigned command is refused with a done", func(t *testing.T) {
+		m := &nats.Msg{Subject: "rn.fed.3.12.cmd.ping", Data: []byte(`{"verb":"ping","id":"x"}`)}
+		st := publishAndCollect(t, admin, m, 5*time.Second, 100*time.Millisecond)
+		if len(st.dones) != 1 || st.dones[0].Error == nil || st.dones[0].Error.Code != wire.CodeBadRequest || len(st.starts) != 0 {
+			t.Fatalf("unsigned: %+v", st)
+		}
+	})
+
+	// Two of three nodes gone: the survivor sees no live leader (the
+	// lease cannot be held without a quorum) and leaves the queue group,
+	// so the command finds no responder at once rather than a half swarm.
+	leader := s.WaitLeader(10 * time.Second)
+	survivor := (leader + 1) % 3
+	for i := 0; i < 3; i++ {
+		if i != survivor {
+			s.Kill(i)
+		}
+	}
+	amb := startAmbassadorsOn(t, s, survivor)
+	testmesh.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+		if amb.Serving() {
+			return errors.New("the survivor of a split still serves")
+		}
+		return nil
+	})
+	c := s.Client(survivor)
+	_, err := c.Conn().Request("rn.fed.3.12.cmd.ping", []byte(`{}`), 2*time.Second)
+	if !errors.Is(err, nats.ErrNoResponders) {
+		t.Fatalf("federated command to a swarm without a leader in view: %v, want no responders", err)
+	}
+}
+
+// startAmbassadorsOn starts one ambassador on node i without waiting for it
+// to serve.
+func startAmbassadorsOn(t *testing.T, s *testmesh.Swarm, i int) *federation.Ambassador {
+	t.Helper()
+	a, err := federation.NewAmbassador(federation.AmbassadorOptions{Node: s.Node(i), Poll: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Shutdown(context.Background()) })
+	return a
+}
+
+func TestNewAmbassadorRefusesANodeOutsideAFederatedSwarm(t *testing.T) {
+	s := testmesh.Start(t, 1) // chevron 1: not federated
+	if _, err := federation.NewAmbassador(federation.AmbassadorOptions{Node: s.Node(0)}); err == nil {
+		t.Fatal("an ambassador started on a node with a 1-token chevron")
+	}
+	sw, _ := subjects.ParseSwarm("3.12.7")
+	if _, err := federation.NewAmbassador(federation.AmbassadorOptions{Node: s.Node(0), Swarm: sw}); err == nil {
+		t.Fatal("an ambassador started for a swarm its node is not in")
+	}
+	if _, err := federation.NewAmbassador(federation.AmbassadorOptions{}); err == nil {
+		t.Fatal("an ambassador without a node")
+	}
+}
