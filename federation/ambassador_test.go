@@ -1,7 +1,6 @@
 package federation_test
 
 import (
-	"context"
 	"errors"
 	"testing"
 	"time"
@@ -52,7 +51,7 @@ func TestAmbassadorStreamsEveryNodeAndADone(t *testing.T) {
 		testmesh.WithCaps(nil, []string{"gpu"}, nil))
 	s.WaitAlive(20 * time.Second)
 	s.WaitLeader(20 * time.Second)
-	startAmbassadors(t, s)
+	ambs := startAmbassadors(t, s)
 	admin := s.Client(0)
 	keys := map[string]string{}
 	for _, nd := range s.Live() {
@@ -137,9 +136,8 @@ func TestAmbassadorStreamsEveryNodeAndADone(t *testing.T) {
 			s.Kill(i)
 		}
 	}
-	amb := startAmbassadorsOn(t, s, survivor)
 	testmesh.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
-		if amb.Serving() {
+		if ambs[survivor].Serving() {
 			return errors.New("the survivor of a split still serves")
 		}
 		return nil
@@ -149,21 +147,6 @@ func TestAmbassadorStreamsEveryNodeAndADone(t *testing.T) {
 	if !errors.Is(err, nats.ErrNoResponders) {
 		t.Fatalf("federated command to a swarm without a leader in view: %v, want no responders", err)
 	}
-}
-
-// startAmbassadorsOn starts one ambassador on node i without waiting for it
-// to serve.
-func startAmbassadorsOn(t *testing.T, s *testmesh.Swarm, i int) *federation.Ambassador {
-	t.Helper()
-	a, err := federation.NewAmbassador(federation.AmbassadorOptions{Node: s.Node(i), Poll: 50 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = a.Shutdown(context.Background()) })
-	return a
 }
 
 func TestNewAmbassadorRefusesANodeOutsideAFederatedSwarm(t *testing.T) {
