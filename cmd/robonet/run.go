@@ -49,6 +49,13 @@ approval in rn_approvals, prints its id on stderr and waits (up to --approval-tt
 other operators approve it with 'robonet approve <id>'; then it sends the command again,
 with the approval, to those nodes only.
 
+A prefix outside the swarm of the node run is connected to (robonet run 3.12 ping from a node of
+3.12.7) goes federated: the local swarm's nodes are gathered as usual, and one command goes to every
+other swarm under the prefix, answered by its ambassador. Each swarm ends complete, partitioned (cut
+off at send time, per the federated directory: not waited for) or incomplete (no answer by the
+deadline); each node ok, error, timeout, offline or denied. A selector that is exactly another swarm's
+prefix (robonet run 3.12.8 status) answers as one logical node. --json adds per-swarm results.
+
 Exit status: 0 when every node answered ok, 2 when some did not, 1 on any other error.`,
 		Example: `  robonet run 3.12 ping
   robonet run 'caps=ai' scan
@@ -87,6 +94,11 @@ Exit status: 0 when every node answered ok, 2 when some did not, 1 on any other 
 			defer c.Close()
 			req := mesh.GatherRequest{
 				Selector: ref, Verb: verb, Args: cargs, Timeout: timeout, Batch: batch, Limit: limit, From: userName(),
+			}
+			// A prefix outside the connected node's swarm goes federated
+			// (fedrun.go): other swarms answer through their ambassadors.
+			if fed, err := federatedRun(ctx, cmd, g, c, req); fed || err != nil {
+				return err
 			}
 			res, err := gatherWithProgress(ctx, c, cmd.ErrOrStderr(), g.json, req)
 			if err != nil {

@@ -95,6 +95,11 @@ they are saved in --data, so a restart needs none of them.`,
 				return err
 			}
 			printUp(cmd, n, time.Since(began))
+			stopFed, err := startFedCommands(ctx, n, o.Logger)
+			if err != nil {
+				_ = n.Shutdown(context.Background())
+				return err
+			}
 			if fromFile && strings.HasPrefix(o.Token, trust.TokenPrefix) {
 				forgetTokenFile(cmd, tokenFile)
 			}
@@ -106,6 +111,7 @@ they are saved in --data, so a restart needs none of them.`,
 			fed.stop()
 			sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer scancel()
+			stopFed(sctx)
 			if err := n.Shutdown(sctx); err != nil {
 				return err
 			}
