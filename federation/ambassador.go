@@ -321,8 +321,18 @@ func (a *Ambassador) parse(m *nats.Msg, now time.Time) (*request, *wire.Error) {
 			return nil, nil // the requester gathers this swarm itself
 		}
 	}
-	if m.Header.Get(wire.HdrSig) == "" {
-		return bad("unsigned federated command: sign it (Rn-From, Rn-Seq, Rn-Prev, Rn-Sig) over %s", m.Subject)
+	h, err := mesh.ParseSigned(m)
+	if err != nil {
+		return bad("federated command on %s: %v (sign it: Rn-From, Rn-Seq, Rn-Prev, Rn-Sig)", m.Subject, err)
+	}
+	// The nodes judge the command (chain, replay, role, tier); these two
+	// checks only keep one forged or foreign publish from costing every
+	// node of the swarm a refusal.
+	if err := a.verify.Verify(h, m.Subject, m.Data); err != nil {
+		return nil, &wire.Error{Code: wire.CodeDenied, Msg: fmt.Sprintf("federated command: %v", err)}
+	}
+	if _, ok := a.n.RoleOf(h.From); !ok {
+		return nil, &wire.Error{Code: wire.CodeDenied, Msg: fmt.Sprintf("key %s is not a user of swarm %s or of the swarms above it", h.From, a.swarm)}
 	}
 	var body wire.Request
 	if err := wire.Decode(m.Data, &body); err != nil {

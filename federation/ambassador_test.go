@@ -2,15 +2,19 @@ package federation_test
 
 import (
 	"errors"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 	"github.com/nats-io/nuid"
 
 	"github.com/robonet-mesh/robonet/federation"
 	"github.com/robonet-mesh/robonet/internal/testmesh"
+	"github.com/robonet-mesh/robonet/mesh"
 	"github.com/robonet-mesh/robonet/subjects"
 	"github.com/robonet-mesh/robonet/wire"
 )
@@ -118,6 +122,28 @@ func TestAmbassadorStreamsEveryNodeAndADone(t *testing.T) {
 			t.Fatalf("excluded swarm answered: %+v", st)
 		}
 	})
+	t.Run("a forged or foreign command is refused once, for the whole swarm", func(t *testing.T) {
+		body := []byte(`{"verb":"ping","id":"forged"}`)
+		m := &nats.Msg{Subject: "rn.fed.3.12.cmd.ping", Data: body}
+		if err := admin.Signer().SignMsg(m); err != nil {
+			t.Fatal(err)
+		}
+		m.Data = []byte(`{"verb":"ping","id":"forgeD"}`)
+		st := publishAndCollect(t, admin, m, 5*time.Second, 100*time.Millisecond)
+		if len(st.dones) != 1 || st.dones[0].Error == nil || st.dones[0].Error.Code != wire.CodeDenied || len(st.starts)+len(st.results) != 0 {
+			t.Fatalf("forged: %+v", st)
+		}
+		stranger := newSigner(t)
+		m = &nats.Msg{Subject: "rn.fed.3.12.cmd.ping", Data: body}
+		if err := stranger.SignMsg(m); err != nil {
+			t.Fatal(err)
+		}
+		st = publishAndCollect(t, admin, m, 5*time.Second, 100*time.Millisecond)
+		if len(st.dones) != 1 || st.dones[0].Error == nil || st.dones[0].Error.Code != wire.CodeDenied ||
+			!strings.Contains(st.dones[0].Error.Msg, "not a user of swarm 3.12.7") {
+			t.Fatalf("unknown key: %+v", st.dones)
+		}
+	})
 	t.Run("an unsigned command is refused with a done", func(t *testing.T) {
 		m := &nats.Msg{Subject: "rn.fed.3.12.cmd.ping", Data: []byte(`{"verb":"ping","id":"x"}`)}
 		st := publishAndCollect(t, admin, m, 5*time.Second, 100*time.Millisecond)
@@ -161,4 +187,18 @@ func TestNewAmbassadorRefusesANodeOutsideAFederatedSwarm(t *testing.T) {
 	if _, err := federation.NewAmbassador(federation.AmbassadorOptions{}); err == nil {
 		t.Fatal("an ambassador without a node")
 	}
+}
+
+// newSigner is an HCTH signer for a fresh key no swarm knows.
+func newSigner(t *testing.T) *mesh.Signer {
+	t.Helper()
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sg, err := mesh.NewSigner(kp, filepath.Join(t.TempDir(), "chain"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sg
 }

@@ -99,7 +99,9 @@ type Summary struct {
 // holds one entry whose chevron is the swarm prefix, whose status is ok
 // when every node of it was ok, error when some were not, timeout when its
 // answer was incomplete and offline when it was partitioned, and whose
-// output is {"swarm", "summary", "results"} with the per-node results.
+// output is {"swarm", "summary", "results"} with the per-node results (a
+// swarm whose ambassador refused the command is error, or denied when it
+// refused the key).
 type Result struct {
 	Selector string        `json:"selector"`
 	Verb     string        `json:"verb"`
@@ -691,6 +693,8 @@ func logicalNode(swarm string, res Result) NodeResult {
 		out.Status, out.Error, out.Code = mesh.StatusOffline, sr.Error, SwarmPartitioned
 	case sr.Status == SwarmIncomplete:
 		out.Status, out.Error, out.Code = mesh.StatusTimeout, sr.Error, SwarmIncomplete
+	case sr.Status == SwarmRefused && sr.Code == wire.CodeDenied:
+		out.Status, out.Error, out.Code = mesh.StatusDenied, sr.Error, sr.Code
 	case sr.Status == SwarmRefused:
 		out.Status, out.Error, out.Code = mesh.StatusError, sr.Error, sr.Code
 	case inner.Total > 0 && inner.OK == inner.Total:
