@@ -1,6 +1,7 @@
 package node
 
 import (
+	"crypto/sha256"
 	"maps"
 	"slices"
 	"sync"
@@ -53,7 +54,26 @@ type fedAuth struct {
 	own      map[string][]byte       // this swarm's rn_users key → stored record (to publish)
 	ownRev   map[string][]byte       // this swarm's rn_revoked key → stored record (to publish)
 	version  atomic.Uint64           // grows whenever what AuthorityRecords returns may have changed
+	// opened caches records whose signature verified, by bucket, key and
+	// the SHA-256 of the stored bytes: a hub republishes every few
+	// seconds, and each record is checked once.
+	opened map[openedKey]openedRec
 }
+
+// openedKey names one stored record.
+type openedKey struct {
+	bucket, key string
+	sum         [32]byte
+}
+
+// openedRec is what trust.OpenRecord returned for it.
+type openedRec struct {
+	rec []byte
+	by  string
+}
+
+// maxOpened bounds the cache of verified records.
+const maxOpened = 8192
 
 // inheritedSet is one ancestor swarm's identities, as verified.
 type inheritedSet struct {
@@ -130,21 +150,12 @@ func (n *Node) verifySet(set wire.FedUserSet) inheritedSet {
 	var recs []trust.UserRecord
 	raw := map[string][]byte{}
 	for name, data := range set.Users {
-		rec, by, err := trust.OpenRecord(BucketUsers, name, data)
+		r, err := n.fed.openUser(name, data)
 		if err != nil {
 			n.badRecord("inherited "+BucketUsers, name, err)
 			continue
 		}
-		var u wire.User
-		if err := wire.Decode(rec, &u); err != nil {
-			n.badRecord("inherited "+BucketUsers, name, err)
-			continue
-		}
-		if err := checkUser(name, u); err != nil {
-			n.badRecord("inherited "+BucketUsers, name, err)
-			continue
-		}
-		recs = append(recs, trust.UserRecord{User: u, By: by})
+		recs = append(recs, r)
 		raw[name] = data
 	}
 	admins := trust.Admins(set.Founder, recs)
@@ -157,7 +168,7 @@ func (n *Node) verifySet(set wire.FedUserSet) inheritedSet {
 	}
 	in.roles[set.Founder] = wire.RoleAdmin
 	for key, data := range set.Revoked {
-		rec, by, err := trust.OpenRecord(BucketRevoked, key, data)
+		rec, by, err := n.fed.openRecord(BucketRevoked, key, data)
 		if err != nil || !admins[by] {
 			continue
 		}
@@ -168,6 +179,44 @@ func (n *Node) verifySet(set wire.FedUserSet) inheritedSet {
 		in.revoked[key] = data
 	}
 	return in
+}
+
+// openRecord is trust.OpenRecord, once per distinct stored record.
+func (f *fedAuth) openRecord(bucket, key string, data []byte) ([]byte, string, error) {
+	k := openedKey{bucket: bucket, key: key, sum: sha256.Sum256(data)}
+	f.mu.Lock()
+	r, ok := f.opened[k]
+	f.mu.Unlock()
+	if ok {
+		return r.rec, r.by, nil
+	}
+	rec, by, err := trust.OpenRecord(bucket, key, data)
+	if err != nil {
+		return nil, "", err
+	}
+	f.mu.Lock()
+	if f.opened == nil || len(f.opened) >= maxOpened {
+		f.opened = map[openedKey]openedRec{}
+	}
+	f.opened[k] = openedRec{rec: rec, by: by}
+	f.mu.Unlock()
+	return rec, by, nil
+}
+
+// openUser checks one stored rn_users record: signature and shape.
+func (f *fedAuth) openUser(name string, data []byte) (trust.UserRecord, error) {
+	rec, by, err := f.openRecord(BucketUsers, name, data)
+	if err != nil {
+		return trust.UserRecord{}, err
+	}
+	var u wire.User
+	if err := wire.Decode(rec, &u); err != nil {
+		return trust.UserRecord{}, err
+	}
+	if err := checkUser(name, u); err != nil {
+		return trust.UserRecord{}, err
+	}
+	return trust.UserRecord{User: u, By: by}, nil
 }
 
 // replace installs founder's set and rebuilds the derived roles; it
