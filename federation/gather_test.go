@@ -105,8 +105,10 @@ func TestFederatedGatherAccountsForEverySwarmAndNode(t *testing.T) {
 		}
 		defer sub.Unsubscribe()
 		_ = eve.Conn().Flush()
+		// 3.12.8's entry is stale: its link still reads up, but its last
+		// summary is older than PartitionAfter.
 		dir := []federation.SwarmState{up("3.12.7"), up("3.12.6"),
-			{Prefix: "3.12.8", Link: federation.LinkDown, LastHeard: time.Now().Add(-time.Minute), Nodes: 4}}
+			{Prefix: "3.12.8", Link: federation.LinkUp, LastHeard: time.Now().Add(-federation.PartitionAfter - time.Second), Nodes: 4}}
 		nodeKey := func(ch string) (string, bool) { k, ok := keys[ch]; return k, ok }
 		res, took := gather("3.12", "ping", nil, 2*time.Second, elsewhere, nil, dir, nodeKey)
 		if got := swarmOf(res, "3.12.7"); got.Status != federation.SwarmComplete || got.Answered != 3 || got.Expected != 3 || keys[got.Ambassador] != got.AmbassadorKey {
