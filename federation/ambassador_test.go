@@ -1,8 +1,11 @@
 package federation_test
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +18,7 @@ import (
 	"github.com/robonet-mesh/robonet/federation"
 	"github.com/robonet-mesh/robonet/internal/testmesh"
 	"github.com/robonet-mesh/robonet/mesh"
+	"github.com/robonet-mesh/robonet/node"
 	"github.com/robonet-mesh/robonet/subjects"
 	"github.com/robonet-mesh/robonet/wire"
 )
@@ -201,4 +205,74 @@ func newSigner(t *testing.T) *mesh.Signer {
 		t.Fatal(err)
 	}
 	return sg
+}
+
+// Shutdown waits for everything the ambassador and the publisher started,
+// and a second Shutdown is harmless.
+func TestFeaturesShutDownCleanly(t *testing.T) {
+	s := testmesh.Start(t, 1, testmesh.WithChevrons("3.12.7.1"), func(_ int, o *node.Options) { o.ExecAllow = []string{"sleep"} })
+	amb, err := federation.NewAmbassador(federation.AmbassadorOptions{Node: s.Node(0), Poll: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := federation.NewAuthority(federation.AuthorityOptions{Node: s.Node(0), Every: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := amb.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	testmesh.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if !amb.Serving() {
+			return errors.New("not serving yet")
+		}
+		return nil
+	})
+	// A request in flight when Shutdown comes (a minute-long wait) is cut
+	// short with its done, not leaked or waited out.
+	admin := s.Client(0)
+	inbox := admin.Conn().NewInbox()
+	sub, err := admin.Conn().SubscribeSync(inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &nats.Msg{Subject: "rn.fed.3.12.7.cmd.exec", Reply: inbox,
+		Data: []byte(`{"verb":"exec","id":"x","timeout_ms":60000,"args":{"argv":["sleep","30"]}}`)}
+	if err := admin.Signer().SignMsg(m); err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.Conn().PublishMsg(m); err != nil {
+		t.Fatal(err)
+	}
+	if first, err := sub.NextMsg(5 * time.Second); err != nil || first.Header.Get(wire.HdrFedKind) != wire.FedKindStart {
+		t.Fatalf("no start before Shutdown: %v", err)
+	}
+	began := time.Now()
+	for _, f := range []func(context.Context) error{amb.Shutdown, pub.Shutdown, amb.Shutdown, pub.Shutdown} {
+		if err := f(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if took := time.Since(began); took > 5*time.Second {
+		t.Fatalf("Shutdown waited %v for a request in flight", took)
+	}
+	if last, err := sub.NextMsg(5 * time.Second); err != nil || last.Header.Get(wire.HdrFedKind) != wire.FedKindDone {
+		t.Fatalf("the request cut short got no done: %v", err)
+	}
+	if amb.Serving() {
+		t.Fatal("serving after Shutdown")
+	}
+	testmesh.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+		buf := make([]byte, 1<<20)
+		for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+			if strings.Contains(g, "robonet-mesh/robonet/federation.") {
+				return fmt.Errorf("leaked goroutine:\n%s", g)
+			}
+		}
+		return nil
+	})
 }
