@@ -235,42 +235,21 @@ func Gather(ctx context.Context, c *mesh.Client, req Request, progress func(Node
 		}
 		defer col.close()
 	}
-	var local mesh.GatherResult
-	var localErr error
-	var localSet []wire.Member
-	var wg sync.WaitGroup
-	if plan.Local {
-		for _, m := range mesh.Resolve(sel, req.Members) {
-			if cv, err := subjects.Parse(m.Chevron); err == nil && cv.HasPrefix(req.Local) {
-				localSet = append(localSet, m)
-			}
-		}
-		if len(localSet) > 0 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				local, localErr = c.GatherSet(ctx, req.GatherRequest, sel, localSet, func(r mesh.NodeResult) {
-					report(NodeResult{NodeResult: r, Swarm: req.Local.String()})
-				})
-			}()
-		}
-	}
+	waitLocal := startLocal(ctx, c, req, sel, plan, report)
 	if col != nil {
 		col.run(ctx, req.Timeout)
 	}
-	wg.Wait()
-	if localErr != nil {
-		return res, fmt.Errorf("local swarm %s: %w", req.Local, localErr)
+	local, err := waitLocal()
+	if err != nil {
+		return res, err
 	}
 	if err := ctx.Err(); err != nil {
 		return res, err
 	}
 	if plan.Local {
-		res.Swarms = append(res.Swarms, localSwarm(req.Local, localSet, local))
-		for _, r := range local.Results {
-			res.Results = append(res.Results, NodeResult{NodeResult: r, Swarm: req.Local.String()})
-		}
-		res.Summary.Dropped += local.Summary.Dropped
+		res.Swarms = append(res.Swarms, local.swarm)
+		res.Results = append(res.Results, local.results...)
+		res.Summary.Dropped += local.dropped
 	}
 	for _, s := range plan.Partitioned {
 		sr := SwarmResult{Swarm: s.Prefix, Status: SwarmPartitioned, Code: SwarmPartitioned,
@@ -297,6 +276,53 @@ func partitionedText(s SwarmState, now time.Time) string {
 		return "partitioned: never heard in the federated directory"
 	}
 	return fmt.Sprintf("partitioned: last heard %s ago (link %s)", now.Sub(s.LastHeard).Round(time.Millisecond), s.Link)
+}
+
+// localPart is the local swarm's part of a federated gather.
+type localPart struct {
+	swarm   SwarmResult
+	results []NodeResult
+	dropped int
+}
+
+// startLocal gathers the local swarm's part in-swarm, when the plan has
+// one, on its own goroutine; the returned function waits for it.
+func startLocal(ctx context.Context, c *mesh.Client, req Request, sel subjects.Selector, plan Plan, report func(NodeResult)) func() (localPart, error) {
+	if !plan.Local {
+		return func() (localPart, error) { return localPart{}, nil }
+	}
+	var set []wire.Member
+	for _, m := range mesh.Resolve(sel, req.Members) {
+		if cv, err := subjects.Parse(m.Chevron); err == nil && cv.HasPrefix(req.Local) {
+			set = append(set, m)
+		}
+	}
+	swarm := req.Local.String()
+	if len(set) == 0 {
+		return func() (localPart, error) {
+			return localPart{swarm: SwarmResult{Swarm: swarm, Status: SwarmLocal}}, nil
+		}
+	}
+	var g mesh.GatherResult
+	var err error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		g, err = c.GatherSet(ctx, req.GatherRequest, sel, set, func(r mesh.NodeResult) {
+			report(NodeResult{NodeResult: r, Swarm: swarm})
+		})
+	}()
+	return func() (localPart, error) {
+		<-done
+		if err != nil {
+			return localPart{}, fmt.Errorf("local swarm %s: %w", swarm, err)
+		}
+		lp := localPart{swarm: localSwarm(req.Local, set, g), dropped: g.Summary.Dropped}
+		for _, r := range g.Results {
+			lp.results = append(lp.results, NodeResult{NodeResult: r, Swarm: swarm})
+		}
+		return lp, nil
+	}
 }
 
 // localSwarm accounts for the local part like a done would.
