@@ -274,8 +274,8 @@ func (a *Ambassador) refreshRev(ctx context.Context) {
 // onRequest takes one federated command off the queue subscription: it
 // runs on the subscription's goroutine, so the work goes to its own.
 func (a *Ambassador) onRequest(m *nats.Msg) {
-	if m.Reply == "" {
-		return // nobody waits: nothing is forwarded
+	if m.Reply == "" || a.excluded(m) {
+		return // nobody waits, or the requester gathers this swarm itself
 	}
 	select {
 	case a.slots <- struct{}{}:
@@ -291,6 +291,18 @@ func (a *Ambassador) onRequest(m *nats.Msg) {
 	}()
 }
 
+// excluded reports whether m's Rn-Fed-Exclude names this swarm (a
+// malformed header excludes nothing: parse refuses it).
+func (a *Ambassador) excluded(m *nats.Msg) bool {
+	excl, _ := subjects.ParseFedExclude(m.Header.Get(wire.HdrFedExclude))
+	for _, x := range excl {
+		if a.swarm.HasPrefix(x) {
+			return true
+		}
+	}
+	return false
+}
+
 // request is one federated command as the ambassador understood it.
 type request struct {
 	msg    *nats.Msg
@@ -302,8 +314,9 @@ type request struct {
 	wait   time.Duration // until the done is sent
 }
 
-// parse checks a federated command; a nil request with a nil error means
-// the command is not this swarm's to answer (excluded).
+// parse checks a federated command (onRequest has already left out the
+// ones that exclude this swarm); a nil request with a nil error means it
+// is not this swarm's to answer.
 func (a *Ambassador) parse(m *nats.Msg, now time.Time) (*request, *wire.Error) {
 	bad := func(format string, args ...any) (*request, *wire.Error) {
 		return nil, &wire.Error{Code: wire.CodeBadRequest, Msg: fmt.Sprintf(format, args...)}
@@ -312,14 +325,8 @@ func (a *Ambassador) parse(m *nats.Msg, now time.Time) (*request, *wire.Error) {
 	if err != nil || !subjects.Overlaps(prefix, a.swarm) {
 		return nil, nil // not ours (a subscription would not deliver it)
 	}
-	excl, err := subjects.ParseFedExclude(m.Header.Get(wire.HdrFedExclude))
-	if err != nil {
+	if _, err := subjects.ParseFedExclude(m.Header.Get(wire.HdrFedExclude)); err != nil {
 		return bad("%s: %v", wire.HdrFedExclude, err)
-	}
-	for _, x := range excl {
-		if a.swarm.HasPrefix(x) {
-			return nil, nil // the requester gathers this swarm itself
-		}
 	}
 	h, err := mesh.ParseSigned(m)
 	if err != nil {
