@@ -102,7 +102,7 @@ func NewAmbassador(opts AmbassadorOptions) (*Ambassador, error) {
 	sw := opts.Swarm
 	if sw.IsZero() {
 		var err error
-		if sw, err = subjects.SwarmOf(opts.Node.Chevron()); err != nil {
+		if sw, err = subjects.NodeSwarm(opts.Node.Chevron()); err != nil {
 			return nil, fmt.Errorf("ambassador: node %s: %w", opts.Node.Chevron(), err)
 		}
 	}

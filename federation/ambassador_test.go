@@ -25,7 +25,7 @@ import (
 
 // The subjects an ambassador builds are valid by the server's own rules.
 func TestFedSubjectsAreValidForTheServer(t *testing.T) {
-	sw, _ := subjects.ParseSwarm("3.12.7")
+	sw, _ := subjects.ParseSwarmPrefix("3.12.7")
 	subs, err := subjects.FedCmdSubscriptions(sw)
 	if err != nil {
 		t.Fatal(err)
@@ -184,7 +184,7 @@ func TestNewAmbassadorRefusesANodeOutsideAFederatedSwarm(t *testing.T) {
 	if _, err := federation.NewAmbassador(federation.AmbassadorOptions{Node: s.Node(0)}); err == nil {
 		t.Fatal("an ambassador started on a node with a 1-token chevron")
 	}
-	sw, _ := subjects.ParseSwarm("3.12.7")
+	sw, _ := subjects.ParseSwarmPrefix("3.12.7")
 	if _, err := federation.NewAmbassador(federation.AmbassadorOptions{Node: s.Node(0), Swarm: sw}); err == nil {
 		t.Fatal("an ambassador started for a swarm its node is not in")
 	}

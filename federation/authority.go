@@ -56,7 +56,7 @@ func NewAuthority(opts AuthorityOptions) (*Authority, error) {
 	if opts.Node == nil {
 		return nil, errors.New("authority: no node")
 	}
-	sw, err := subjects.SwarmOf(opts.Node.Chevron())
+	sw, err := subjects.NodeSwarm(opts.Node.Chevron())
 	if err != nil {
 		return nil, fmt.Errorf("authority: node %s: %w", opts.Node.Chevron(), err)
 	}

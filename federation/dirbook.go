@@ -476,10 +476,3 @@ func checkNodeKey(k string) error {
 	}
 	return nil
 }
-
-func clip(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "…"
-	}
-	return s
-}

@@ -159,7 +159,7 @@ func PlanFor(sel subjects.Selector, local subjects.Chevron, swarms []SwarmState,
 	seen := map[subjects.Chevron]bool{local: true}
 	var known []string
 	for _, s := range swarms {
-		c, err := subjects.ParseSwarm(s.Prefix)
+		c, err := subjects.ParseSwarmPrefix(s.Prefix)
 		if err != nil || seen[c] {
 			continue
 		}

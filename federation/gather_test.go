@@ -62,8 +62,8 @@ func TestFederatedGatherAccountsForEverySwarmAndNode(t *testing.T) {
 	for _, nd := range s.Live() {
 		keys[nd.Chevron().String()] = nd.Pubkey()
 	}
-	elsewhere, _ := subjects.ParseSwarm("3.12.9")
-	here, _ := subjects.ParseSwarm("3.12.7")
+	elsewhere, _ := subjects.ParseSwarmPrefix("3.12.9")
+	here, _ := subjects.ParseSwarmPrefix("3.12.7")
 	ctx := context.Background()
 	gather := func(sel, verb string, args json.RawMessage, timeout time.Duration, local subjects.Chevron, members []wire.Member,
 		dir []federation.SwarmState, nodeKey func(string) (string, bool)) (federation.Result, time.Duration) {

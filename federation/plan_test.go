@@ -28,7 +28,7 @@ func TestPlanFor(t *testing.T) {
 		{Prefix: "bogus"},    // ignored
 		{Prefix: "3.12.7.1"}, // not a swarm prefix: ignored
 	}
-	local, _ := subjects.ParseSwarm("3.12.7")
+	local, _ := subjects.ParseSwarmPrefix("3.12.7")
 	for _, tc := range []struct {
 		sel         string
 		local       bool

@@ -366,7 +366,7 @@ func (c *Client) request(ctx context.Context, subj, srv string, payload []byte) 
 			return nil, fmt.Errorf("%w on %s: %v", ErrNoResponse, subj, ctx.Err())
 		}
 		if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
-			return nil, fmt.Errorf("%w on %s: the server has no robonet node behind it", ErrNoResponse, subj)
+			return nil, fmt.Errorf("%w on %s: %w (no robonet node serves it on this server)", ErrNoResponse, subj, nats.ErrNoResponders)
 		}
 		if c.verifier == nil {
 			return m.Data, nil

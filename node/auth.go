@@ -271,7 +271,7 @@ func (n *Node) onUserEntry(e jetstream.KeyValueEntry) {
 			return // the founder stays pinned; `user remove founder` revokes it
 		}
 		n.ids.setUser(e.Key(), nil, "")
-		n.fed.setOwnUser(e.Key(), nil)
+		n.inh.setOwnUser(e.Key(), nil)
 		n.authChanged()
 		return
 	}
@@ -298,12 +298,12 @@ func (n *Node) onUserEntry(e jetstream.KeyValueEntry) {
 		// wrote this straight into the KV.
 		n.badRecord(BucketUsers, e.Key(), fmt.Errorf("user record signed by node %s's key", chev))
 		n.ids.setUser(e.Key(), nil, "")
-		n.fed.setOwnUser(e.Key(), nil)
+		n.inh.setOwnUser(e.Key(), nil)
 		n.authChanged()
 		return
 	}
 	n.ids.setUser(e.Key(), &u, by)
-	n.fed.setOwnUser(e.Key(), e.Value()) // handed down to child swarms (fedauth.go)
+	n.inh.setOwnUser(e.Key(), e.Value()) // handed down to child swarms (fedauth.go)
 	if !n.ids.isAdmin(by) {
 		// Kept: the signer may become known as an admin later.
 		n.log.Warn("user record not signed by an admin (yet): ignored", "user", e.Key(), "signer", by)
@@ -345,7 +345,7 @@ func (n *Node) onRevokedEntry(e jetstream.KeyValueEntry) {
 	}
 	n.ids.setClaim(e.Key(), c)
 	if reporter == "" {
-		n.fed.setOwnRevoked(e.Key(), e.Value()) // handed down to child swarms (fedauth.go)
+		n.inh.setOwnRevoked(e.Key(), e.Value()) // handed down to child swarms (fedauth.go)
 	}
 	if !c.proven && !n.ids.isAdmin(by) {
 		n.log.Warn("revocation neither signed by an admin nor proven (yet): no effect", "key", pub, "signer", by)
@@ -598,7 +598,7 @@ func (n *Node) catalogueForPerms() *command.Catalogue {
 // the last call, and the routes of revoked nodes.
 func (n *Node) applyAuth() error {
 	n.saveKnownMembers()
-	inhRoles, inhRevoked := n.fed.snapshot()
+	inhRoles, inhRevoked := n.inh.snapshot()
 	n.ids.mu.Lock()
 	now := maps.Clone(n.ids.byKey)
 	for pub := range n.ids.revoked {

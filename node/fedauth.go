@@ -93,11 +93,11 @@ func (n *Node) authorityPins() map[string]bool {
 	for _, k := range n.AuthorityPins() {
 		out[k] = true
 	}
-	n.fed.mu.Lock()
-	for _, k := range n.fed.testPins {
+	n.inh.mu.Lock()
+	for _, k := range n.inh.testPins {
 		out[k] = true
 	}
-	n.fed.mu.Unlock()
+	n.inh.mu.Unlock()
 	return out
 }
 
@@ -134,12 +134,12 @@ func (n *Node) onFedUsers(m *nats.Msg) {
 		}
 		in := n.verifySet(set)
 		in.from, in.at = from.String(), now
-		if n.fed.replace(set.Founder, in) {
+		if n.inh.replace(set.Founder, in) {
 			changed = true
 		}
 	}
 	if changed {
-		n.fed.version.Add(1)
+		n.inh.version.Add(1)
 		n.authChanged()
 	}
 }
@@ -150,7 +150,7 @@ func (n *Node) verifySet(set wire.FedUserSet) inheritedSet {
 	var recs []trust.UserRecord
 	raw := map[string][]byte{}
 	for name, data := range set.Users {
-		r, err := n.fed.openUser(name, data)
+		r, err := n.inh.openUser(name, data)
 		if err != nil {
 			n.badRecord("inherited "+BucketUsers, name, err)
 			continue
@@ -168,7 +168,7 @@ func (n *Node) verifySet(set wire.FedUserSet) inheritedSet {
 	}
 	in.roles[set.Founder] = wire.RoleAdmin
 	for key, data := range set.Revoked {
-		rec, by, err := n.fed.openRecord(BucketRevoked, key, data)
+		rec, by, err := n.inh.openRecord(BucketRevoked, key, data)
 		if err != nil || !admins[by] {
 			continue
 		}
@@ -294,12 +294,12 @@ func (f *fedAuth) snapshot() (roles map[string]string, revoked map[string]bool) 
 // business.
 func (n *Node) roleWithInherited(pub string) (string, bool) {
 	if r, ok := n.ids.role(pub); ok {
-		if r != wire.RoleNode && n.fed.isRevoked(pub) {
+		if r != wire.RoleNode && n.inh.isRevoked(pub) {
 			return "", false
 		}
 		return r, true
 	}
-	return n.fed.role(pub)
+	return n.inh.role(pub)
 }
 
 // mergeInherited adds inherited roles to byKey (a snapshot of the swarm's
@@ -355,16 +355,16 @@ func (f *fedAuth) setOwnRevoked(key string, data []byte) {
 func (n *Node) AuthorityRecords() wire.FedUsers {
 	out := wire.FedUsers{Swarm: n.SwarmPrefix().String(), Sent: time.Now().UTC()}
 	founder := n.ids.founderKey()
-	n.fed.mu.Lock()
-	defer n.fed.mu.Unlock()
+	n.inh.mu.Lock()
+	defer n.inh.mu.Unlock()
 	if founder != "" {
-		out.Sets = append(out.Sets, wire.FedUserSet{Founder: founder, Users: capRecords(n.fed.own, FounderUser), Revoked: capRecords(n.fed.ownRev, "")})
+		out.Sets = append(out.Sets, wire.FedUserSet{Founder: founder, Users: capRecords(n.inh.own, FounderUser), Revoked: capRecords(n.inh.ownRev, "")})
 	}
-	for _, f := range slices.Sorted(maps.Keys(n.fed.sets)) {
+	for _, f := range slices.Sorted(maps.Keys(n.inh.sets)) {
 		if f == founder || len(out.Sets) >= wire.MaxFedUserSets {
 			continue
 		}
-		s := n.fed.sets[f]
+		s := n.inh.sets[f]
 		out.Sets = append(out.Sets, wire.FedUserSet{Founder: f, Users: capRecords(s.users, ""), Revoked: capRecords(s.revoked, "")})
 	}
 	return out
@@ -387,10 +387,10 @@ func capRecords(m map[string][]byte, skip string) map[string][]byte {
 
 // AuthorityVersion grows whenever AuthorityRecords may have changed, so a
 // publisher can send on change without comparing.
-func (n *Node) AuthorityVersion() uint64 { return n.fed.version.Load() }
+func (n *Node) AuthorityVersion() uint64 { return n.inh.version.Load() }
 
 // InheritedRole is pub's role inherited from an ancestor swarm, if any.
-func (n *Node) InheritedRole(pub string) (string, bool) { return n.fed.role(pub) }
+func (n *Node) InheritedRole(pub string) (string, bool) { return n.inh.role(pub) }
 
 // setTestPins adds authority pins for tests (fedauth_export_test.go), as
 // the federation token will.

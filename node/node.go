@@ -86,7 +86,7 @@ type Node struct {
 	unregMu     sync.Mutex                        // guards unreg
 	unreg       map[string]time.Time              // unregistered chevron → last signed heartbeat (records.go)
 	knownText   string                            // KnownMembersFile as last written; the auth loop's alone
-	fed         fedAuth                           // identities inherited from ancestor swarms (fedauth.go)
+	inh         fedAuth                           // identities inherited from ancestor swarms (fedauth.go)
 
 	fatal   atomic.Pointer[string]
 	ctx     context.Context // canceled by Shutdown/Kill; loops run under it

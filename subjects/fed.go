@@ -14,8 +14,6 @@ import (
 const (
 	// FedToken is the second token of every federated subject.
 	FedToken = "fed"
-	// SwarmTokens is the depth of a swarm prefix: zone.region.swarm.
-	SwarmTokens = 3
 	// ambassadorQueuePrefix starts the ambassadors' queue group name.
 	ambassadorQueuePrefix = "amb."
 	// usersToken ends the subject a hub's leader publishes its effective
@@ -69,26 +67,15 @@ func ParseFedCmd(subject string) (Chevron, string, error) {
 	return c, verb, nil
 }
 
-// SwarmOf is the swarm prefix of a federated node's chevron: its first three
-// tokens (3.12.7 of 3.12.7.1). A chevron of fewer than four tokens belongs
+// NodeSwarm is SwarmOf as an error: the swarm prefix of a federated node's
+// chevron (3.12.7 of 3.12.7.1); a chevron of fewer than four tokens belongs
 // to no federated swarm.
-func SwarmOf(c Chevron) (Chevron, error) {
-	if c.Len() != MaxTokens {
+func NodeSwarm(c Chevron) (Chevron, error) {
+	sw, ok := SwarmOf(c)
+	if !ok {
 		return Chevron{}, fmt.Errorf("%w %q: a federated node has %d tokens (zone.region.swarm.node)", ErrChevron, c, MaxTokens)
 	}
-	return c.Prefixes()[SwarmTokens-1], nil
-}
-
-// ParseSwarm parses a swarm prefix: exactly three tokens.
-func ParseSwarm(s string) (Chevron, error) {
-	c, err := Parse(s)
-	if err != nil {
-		return Chevron{}, err
-	}
-	if c.Len() != SwarmTokens {
-		return Chevron{}, fmt.Errorf("%w %q: a swarm prefix has %d tokens (zone.region.swarm)", ErrChevron, s, SwarmTokens)
-	}
-	return c, nil
+	return sw, nil
 }
 
 // Overlaps reports whether prefix a and prefix b name overlapping sets of
@@ -154,7 +141,7 @@ func ParseFedUsers(subject string) (Chevron, bool) {
 	if !ok {
 		return Chevron{}, false
 	}
-	c, err := ParseSwarm(pfx)
+	c, err := ParseSwarmPrefix(pfx)
 	return c, err == nil
 }
 
@@ -176,7 +163,7 @@ func ParseFedExclude(v string) ([]Chevron, error) {
 	}
 	out := make([]Chevron, 0, len(parts))
 	for _, p := range parts {
-		c, err := ParseSwarm(strings.TrimSpace(p))
+		c, err := ParseSwarmPrefix(strings.TrimSpace(p))
 		if err != nil {
 			return nil, fmt.Errorf("exclude: %w", err)
 		}

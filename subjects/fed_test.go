@@ -86,14 +86,14 @@ func matches(pattern, subject string) bool {
 }
 
 func TestSwarmOfAndOverlaps(t *testing.T) {
-	sw, err := SwarmOf(mustParse(t, "3.12.7.1"))
+	sw, err := NodeSwarm(mustParse(t, "3.12.7.1"))
 	if err != nil || sw.String() != "3.12.7" {
 		t.Fatalf("SwarmOf = %v, %v", sw, err)
 	}
-	if _, err := SwarmOf(mustParse(t, "3.12.7")); err == nil {
+	if _, err := NodeSwarm(mustParse(t, "3.12.7")); err == nil {
 		t.Fatal("SwarmOf accepted a 3-token chevron")
 	}
-	if _, err := ParseSwarm("3.12"); err == nil {
+	if _, err := ParseSwarmPrefix("3.12"); err == nil {
 		t.Fatal("ParseSwarm accepted 2 tokens")
 	}
 	for _, tc := range []struct {

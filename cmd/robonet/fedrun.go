@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +9,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
@@ -18,12 +18,6 @@ import (
 	"github.com/robonet-mesh/robonet/subjects"
 	"github.com/robonet-mesh/robonet/wire"
 )
-
-// fedDirectoryQuery is the node query that returns the federated directory
-// as the connected node keeps it ([]federation.SwarmState, or an object
-// with "swarms"). The directory is H3's: align this name with its query
-// at merge.
-const fedDirectoryQuery = "federation"
 
 // federatedRun runs req as a federated command when its selector reaches
 // outside the connected node's swarm (`robonet run 3.12 ping` from 3.12.7);
@@ -45,13 +39,33 @@ func federatedRun(ctx context.Context, cmd *cobra.Command, g *globals, c *mesh.C
 	if err != nil {
 		return false, nil
 	}
-	local, err := subjects.SwarmOf(chev)
+	local, err := subjects.NodeSwarm(chev)
 	if err != nil || !federation.IsFederated(sel, local) {
 		return false, nil // a node outside any federated swarm, or a selector inside its swarm
 	}
-	dir, err := fedDirectory(ctx, c)
+	view, err := federation.ReadDirectory(ctx, c)
+	if errors.Is(err, nats.ErrNoResponders) {
+		// No directory is served: the node is not federated (a swarm may
+		// use four-token chevrons without federation), so the selector
+		// means this swarm's nodes.
+		return false, nil
+	}
 	if err != nil {
 		return true, fmt.Errorf("%s reaches outside swarm %s, but the federated directory is not available from node %s: %w", req.Selector, local, st.Chevron, err)
+	}
+	dir := view.Swarms
+	// The federated registry's keys (signed registrations, checked by the
+	// node) pin who may answer for a chevron of another swarm; a chevron it
+	// does not list is checked for consistency only (see Request.NodeKey).
+	var nodeKey func(string) (string, bool)
+	if fn, err := federation.ReadNodes(ctx, c); err == nil {
+		keys := make(map[string]string, len(fn.Nodes))
+		for _, m := range fn.Nodes {
+			if m.Pubkey != "" {
+				keys[m.Chevron] = m.Pubkey
+			}
+		}
+		nodeKey = func(chev string) (string, bool) { k, ok := keys[chev]; return k, ok }
 	}
 	members, err := c.Nodes(ctx)
 	if err != nil {
@@ -68,7 +82,7 @@ func federatedRun(ctx context.Context, cmd *cobra.Command, g *globals, c *mesh.C
 			fmt.Fprintf(stderr, "\r%s %s: %d answered…", req.Selector, req.Verb, done)
 		}
 	}
-	res, err := federation.Gather(ctx, c, federation.Request{GatherRequest: req, Local: local, Members: members, Swarms: dir}, progress)
+	res, err := federation.Gather(ctx, c, federation.Request{GatherRequest: req, Local: local, Members: members, Swarms: dir, NodeKey: nodeKey}, progress)
 	if tty {
 		fmt.Fprint(stderr, "\r\033[K")
 	}
@@ -92,25 +106,6 @@ func federatedRun(ctx context.Context, cmd *cobra.Command, g *globals, c *mesh.C
 		return true, exitError{code: 2, err: fmt.Errorf("%w: %s", errPartial, res.Summary.Line)}
 	}
 	return true, nil
-}
-
-// fedDirectory asks the connected node for the federated directory.
-func fedDirectory(ctx context.Context, c *mesh.Client) ([]federation.SwarmState, error) {
-	var raw json.RawMessage
-	if err := c.Query(ctx, fedDirectoryQuery, nil, &raw); err != nil {
-		return nil, err
-	}
-	var list []federation.SwarmState
-	if err := json.Unmarshal(raw, &list); err == nil {
-		return list, nil
-	}
-	var obj struct {
-		Swarms []federation.SwarmState `json:"swarms"`
-	}
-	if err := json.Unmarshal(raw, &obj); err != nil || obj.Swarms == nil {
-		return nil, errors.New("the directory's answer is neither a list of swarms nor an object with swarms")
-	}
-	return obj.Swarms, nil
 }
 
 // printFedGather prints the swarms, then every node, then the summary.

@@ -94,12 +94,13 @@ they are saved in --data, so a restart needs none of them.`,
 				_ = n.Shutdown(context.Background())
 				return err
 			}
-			printUp(cmd, n, time.Since(began))
 			stopFed, err := startFedCommands(ctx, n, o.Logger)
 			if err != nil {
+				fed.stop()
 				_ = n.Shutdown(context.Background())
 				return err
 			}
+			printUp(cmd, n, time.Since(began))
 			if fromFile && strings.HasPrefix(o.Token, trust.TokenPrefix) {
 				forgetTokenFile(cmd, tokenFile)
 			}
@@ -108,10 +109,10 @@ they are saved in --data, so a restart needs none of them.`,
 			case <-n.Done():
 			}
 			fmt.Fprintln(cmd.ErrOrStderr(), "robonet: shutting down (lame duck)…")
-			fed.stop()
 			sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer scancel()
 			stopFed(sctx)
+			fed.stop()
 			if err := n.Shutdown(sctx); err != nil {
 				return err
 			}
