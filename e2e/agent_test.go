@@ -47,7 +47,7 @@ const (
 // agentOp is one request to an agent.
 type agentOp struct {
 	ID int    `json:"id"`
-	Op string `json:"op"` // sub, unsub, send, count, flood, stop, fork, kv, leaders
+	Op string `json:"op"` // sub, unsub, send, count, flood, stop, fork, kv, leaders, stream
 
 	Subject string              `json:"subject,omitempty"`
 	Data    []byte              `json:"data,omitempty"`
@@ -82,6 +82,7 @@ type agentOut struct {
 	Flood   *floodStats       `json:"flood,omitempty"`   // flood progress events, stop
 	Records map[string][]byte `json:"records,omitempty"` // kv: key → value; leaders: stream → leader
 	Seq     uint64            `json:"seq,omitempty"`     // fork: the seq forged
+	Dups    int               `json:"dups,omitempty"`    // stream: messages whose subject and body another had
 }
 
 // agentEvent is a message the agent received on a subscription.
@@ -226,6 +227,8 @@ func (a *agentProc) do(op agentOp) agentOut {
 		out.Records, err = a.kv(op.Bucket, timeout)
 	case "leaders":
 		out.Records, err = a.leaders(timeout)
+	case "stream":
+		out.Count, out.Dups, err = a.streamCount(op.Bucket, op.Subject, timeout)
 	default:
 		err = fmt.Errorf("unknown op %q", op.Op)
 	}
@@ -549,6 +552,61 @@ func (a *agentProc) kv(bucket string, timeout time.Duration) (map[string][]byte,
 		out[k] = e.Value()
 	}
 	return out, nil
+}
+
+// streamCount reads every message of stream (Bucket names it) whose
+// subject matches filter ("" for all) and returns how many there are and
+// how many repeat an earlier one's subject and body exactly (a duplicate:
+// events carry their own ids and times, so two genuine ones never match).
+func (a *agentProc) streamCount(stream, filter string, timeout time.Duration) (n, dups int, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	js, err := jetstream.New(a.nc)
+	if err != nil {
+		return 0, 0, err
+	}
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		return 0, 0, err
+	}
+	cfg := jetstream.OrderedConsumerConfig{}
+	if filter != "" {
+		cfg.FilterSubjects = []string{filter}
+	}
+	cons, err := st.OrderedConsumer(ctx, cfg)
+	if err != nil {
+		return 0, 0, err
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	left := info.NumPending
+	seen := map[string]bool{}
+	for left > 0 {
+		batch, err := cons.Fetch(int(min(left, 256)), jetstream.FetchMaxWait(2*time.Second))
+		if err != nil {
+			return n, dups, err
+		}
+		got := 0
+		for m := range batch.Messages() {
+			got++
+			k := m.Subject() + "\x00" + string(m.Data())
+			if seen[k] {
+				dups++
+			}
+			seen[k] = true
+			n++
+		}
+		if err := batch.Error(); err != nil {
+			return n, dups, err
+		}
+		if got == 0 {
+			return n, dups, fmt.Errorf("stream %s: %d messages pending but none delivered", stream, left)
+		}
+		left -= uint64(got)
+	}
+	return n, dups, nil
 }
 
 // leaders lists every stream with its leader's server name ("" when it

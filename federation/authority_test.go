@@ -17,7 +17,7 @@ import (
 // as stored, so that each verifies on its own below, and again when a user
 // is added.
 func TestAuthorityPublishesTheHubsUsers(t *testing.T) {
-	s := testmesh.Start(t, 1, testmesh.WithChevrons("3.12.1.1"))
+	s := testmesh.StartSwarm(t, 1, "3.12.1", testmesh.AsHub())
 	nd := s.Node(0)
 	sub, err := s.Client(0).Conn().SubscribeSync("rn.dir.3.12.1.users")
 	if err != nil {
