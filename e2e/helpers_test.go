@@ -5,6 +5,7 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -86,6 +87,11 @@ type node struct {
 	data string
 	join string   // --join
 	args []string // extra `up` flags
+	// noSwarm leaves out --swarm: a federated node's swarm is named by its
+	// chevron.
+	noSwarm bool
+	// secret is the --token the node starts with; "" means swarmSecret.
+	secret string
 
 	// Set by start and read by the test goroutine only; the waiter goroutine
 	// writes waitErr and exited before closing done.
@@ -128,9 +134,14 @@ func (n *node) start() {
 	n.runs++
 	args := []string{"up",
 		"--name", n.name, "--data", n.data,
-		"--listen", "0.0.0.0:" + clientPort, "--cluster", "0.0.0.0:" + clusterPort,
-		"--join", n.join, "--swarm", swarmName, "--token", swarmSecret,
+		"--listen", "0.0.0.0:" + clientPort, "--token", cmp.Or(n.secret, swarmSecret),
 		"--log-level", logLevel(),
+	}
+	if n.join != "" {
+		args = append(args, "--cluster", "0.0.0.0:"+clusterPort, "--join", n.join)
+	} // else a single-node swarm: JetStream standalone
+	if !n.noSwarm {
+		args = append(args, "--swarm", swarmName)
 	}
 	args = append(args, n.args...)
 	base := filepath.Join(n.host.lab.dir, fmt.Sprintf("%s.run%d", n.name, n.runs))

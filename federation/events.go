@@ -243,7 +243,7 @@ func (a *aggregator) step(ctx context.Context, now time.Time) {
 		return
 	}
 	children := a.d.children(now)
-	missing := false
+	missing := a.sourced == nil // the aggregates themselves, before any child
 	for _, c := range children {
 		p, err := subjects.ParseSwarmPrefix(c.Prefix)
 		if err != nil || !a.d.inScope(p) {
@@ -348,9 +348,10 @@ func (a *aggregator) ensureHub(ctx context.Context, children []SwarmState) error
 			want[p] = want[p] || c.Hub
 		}
 	}
-	if len(want) == 0 {
-		return nil
-	}
+	// A hub keeps its aggregates from the start, children or not: its
+	// own parent sources them as soon as it hears of this hub, and a
+	// source whose stream does not exist yet fails and backs off (5 s,
+	// then 10 s, 20 s, … up to 2 min) before the first row arrives.
 	keys := make([]childKey, 0, len(want))
 	for p, hub := range want {
 		keys = append(keys, childKey{p, hub})
