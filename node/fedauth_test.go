@@ -202,7 +202,7 @@ func TestInheritedAuthority(t *testing.T) {
 // What a swarm hands down: its own founder's records, and what it
 // inherited, each record as stored so that swarms below verify it.
 func TestAuthorityRecordsHandDownOwnAndInherited(t *testing.T) {
-	s := testmesh.Start(t, 1, testmesh.WithChevrons("3.12.1.1"))
+	s := testmesh.StartSwarm(t, 1, "3.12.1", testmesh.AsHub())
 	nd := s.Node(0)
 	s.User(0, "olga", wire.RoleOperator)
 	zoneFounder, zoneAdmin := newIdent(t), newIdent(t)

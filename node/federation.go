@@ -52,7 +52,7 @@ type federation struct {
 	inbound  map[uint64]leafPeer   // admitted leaf connections, by connection id
 	seen     map[uint64]time.Time  // when the watcher first saw each connection
 	down     map[string]LeafLink   // "in "/"out " + swarm prefix → the link as it went down
-	bound    map[string]string     // token id → the child prefix it admitted (JetStream unavailable)
+	bound    map[string]string     // token id → the child prefix it admitted and the token digest (JetStream unavailable)
 	refusals map[string]time.Time  // refusal text → when last logged at warn
 	last     map[uint64]leafUpInfo // connections up at the watcher's last look
 }

@@ -2,7 +2,10 @@ package node
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -182,7 +185,7 @@ func (n *Node) bindFedToken(c trust.FedClaims, prefix subjects.Chevron, pub, tok
 		f.mu.Lock()
 		p := f.bound[c.ID]
 		f.mu.Unlock()
-		if p == prefix.String() {
+		if p == boundEntry(prefix, tok) {
 			return nil
 		}
 		return fmt.Errorf("cannot read federation token %s's record: %v", c.ID, err)
@@ -191,7 +194,12 @@ func (n *Node) bindFedToken(c trust.FedClaims, prefix subjects.Chevron, pub, tok
 		if u.Prefix != prefix.String() {
 			return fmt.Errorf("federation token %s already admitted swarm %s; swarm %s needs a token of its own", c.ID, u.Prefix, prefix)
 		}
-		f.remember(c.ID, prefix)
+		if subtle.ConstantTimeCompare([]byte(u.Token), []byte(tok)) != 1 {
+			// Only the token's id matched (ids show in logs): without the
+			// secret to check a MAC, the token itself must be the one used.
+			return fmt.Errorf("federation token %s: not the token that admitted swarm %s", c.ID, prefix)
+		}
+		f.remember(c.ID, prefix, tok)
 		return nil
 	}
 	if !macChecked {
@@ -203,7 +211,7 @@ func (n *Node) bindFedToken(c trust.FedClaims, prefix subjects.Chevron, pub, tok
 	if err := n.firstFedUse(ctx, kv, c, prefix, pub, tok, now); err != nil {
 		return err
 	}
-	f.remember(c.ID, prefix)
+	f.remember(c.ID, prefix, tok)
 	return nil
 }
 
@@ -263,13 +271,22 @@ func (n *Node) firstFedUse(ctx context.Context, kv jetstream.KeyValue, c trust.F
 	return nil
 }
 
-func (f *federation) remember(id string, prefix subjects.Chevron) {
+// remember caches that token id admitted prefix, for when JetStream is
+// not readable; the entry holds a digest of the whole token, so a token
+// forged around a known id does not match it.
+func (f *federation) remember(id string, prefix subjects.Chevron, tok string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if len(f.bound) > 4096 {
 		f.bound = map[string]string{}
 	}
-	f.bound[id] = prefix.String()
+	f.bound[id] = boundEntry(prefix, tok)
+}
+
+// boundEntry is a bound cache entry: the prefix and the token's digest.
+func boundEntry(prefix subjects.Chevron, tok string) string {
+	d := sha256.Sum256([]byte(tok))
+	return prefix.String() + " " + hex.EncodeToString(d[:])
 }
 
 // readFedUse reads and checks a federation use record: signed by this
