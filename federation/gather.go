@@ -444,28 +444,14 @@ func sortResults(rs []NodeResult) {
 	sort.SliceStable(rs, func(i, j int) bool { return subjects.CompareText(rs[i].Chevron, rs[j].Chevron) < 0 })
 }
 
-// summarize counts node statuses and swarm statuses.
+// summarize counts node statuses (mesh.Summarize) and swarm statuses.
 func summarize(rs []NodeResult, swarms []SwarmResult, dropped int) Summary {
-	s := Summary{Swarms: len(swarms)}
-	s.Total, s.Dropped = len(rs), dropped
-	var ms []float64
-	for _, r := range rs {
-		switch r.Status {
-		case mesh.StatusOK:
-			s.OK++
-		case mesh.StatusError:
-			s.Error++
-		case mesh.StatusTimeout:
-			s.Timeout++
-		case mesh.StatusOffline:
-			s.Offline++
-		case mesh.StatusDenied:
-			s.Denied++
-		}
-		if r.Status == mesh.StatusOK || r.Status == mesh.StatusError || r.Status == mesh.StatusDenied {
-			ms = append(ms, r.Ms)
-		}
+	nodes := make([]mesh.NodeResult, len(rs))
+	for i, r := range rs {
+		nodes[i] = r.NodeResult
 	}
+	s := Summary{Summary: mesh.Summarize(nodes), Swarms: len(swarms)}
+	s.Dropped = dropped
 	for _, sw := range swarms {
 		switch sw.Status {
 		case SwarmPartitioned:
@@ -476,41 +462,21 @@ func summarize(rs []NodeResult, swarms []SwarmResult, dropped int) Summary {
 			s.Refused++
 		}
 	}
-	sort.Float64s(ms)
-	s.P50, s.P99 = percentile(ms, 0.50), percentile(ms, 0.99)
-	parts := []string{fmt.Sprintf("%d ok", s.OK)}
-	for _, p := range []struct {
-		n    int
-		name string
-	}{{s.Error, "error"}, {s.Denied, "denied"}, {s.Timeout, "timeout"}, {s.Offline, "offline"}} {
-		if p.n > 0 {
-			parts = append(parts, fmt.Sprintf("%d %s", p.n, p.name))
-		}
-	}
-	s.Line = fmt.Sprintf("%s of %d", strings.Join(parts, ", "), s.Total)
-	sw := []string{fmt.Sprintf("%d swarms", s.Swarms)}
+	parts := []string{fmt.Sprintf("%d swarms", s.Swarms)}
 	for _, p := range []struct {
 		n    int
 		name string
 	}{{s.Partitioned, "partitioned"}, {s.Incomplete, "incomplete"}, {s.Refused, "refused"}} {
 		if p.n > 0 {
-			sw = append(sw, fmt.Sprintf("%d %s", p.n, p.name))
+			parts = append(parts, fmt.Sprintf("%d %s", p.n, p.name))
 		}
 	}
-	s.Line += " · " + strings.Join(sw, ", ")
-	if len(ms) > 0 {
-		s.Line += fmt.Sprintf(" · p50 %.1f ms p99 %.1f ms", s.P50, s.P99)
+	s.Line = s.Counts() + " · " + strings.Join(parts, ", ")
+	if s.OK+s.Error+s.Denied > 0 {
+		s.Line += s.Times()
 	}
 	if dropped > 0 {
 		s.Line += fmt.Sprintf(" · %d messages dropped (bad signature, not the key the ambassador listed, or not this request's)", dropped)
 	}
 	return s
-}
-
-func percentile(sorted []float64, p float64) float64 {
-	if len(sorted) == 0 {
-		return 0
-	}
-	i := int(math.Ceil(p*float64(len(sorted)))) - 1
-	return sorted[max(0, min(i, len(sorted)-1))]
 }

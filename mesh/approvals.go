@@ -646,6 +646,6 @@ func (c *Client) GatherApproved(ctx context.Context, req GatherRequest, first Ga
 			out.Results[i] = nr
 		}
 	}
-	out.Summary = summarize(out.Results)
+	out.Summary = Summarize(out.Results)
 	return out, nil
 }

@@ -393,7 +393,7 @@ func (c *Client) GatherSet(ctx context.Context, req GatherRequest, sel subjects.
 		res.Results = append(res.Results, *r)
 	}
 	sortByChevron(res.Results)
-	res.Summary = summarize(res.Results)
+	res.Summary = Summarize(res.Results)
 	if dropped > 0 {
 		res.Summary.Dropped = dropped
 		res.Summary.Line += fmt.Sprintf(" · %d replies dropped (bad signature, or not the registered key of the node they name)", dropped)
@@ -440,7 +440,9 @@ func sortByChevron(rs []NodeResult) {
 	})
 }
 
-func summarize(rs []NodeResult) Summary {
+// Summarize counts results by status, with the round trips' p50 and p99
+// over the nodes that answered; Line says it for people.
+func Summarize(rs []NodeResult) Summary {
 	s := Summary{Total: len(rs)}
 	var ms []float64
 	for _, r := range rs {
@@ -462,6 +464,15 @@ func summarize(rs []NodeResult) Summary {
 	}
 	sort.Float64s(ms)
 	s.P50, s.P99 = percentile(ms, 0.50), percentile(ms, 0.99)
+	s.Line = s.Counts()
+	if len(ms) > 0 {
+		s.Line += s.Times()
+	}
+	return s
+}
+
+// Counts says the counts: "3 ok, 1 timeout of 4".
+func (s Summary) Counts() string {
 	parts := []string{fmt.Sprintf("%d ok", s.OK)}
 	for _, p := range []struct {
 		n    int
@@ -471,11 +482,12 @@ func summarize(rs []NodeResult) Summary {
 			parts = append(parts, fmt.Sprintf("%d %s", p.n, p.name))
 		}
 	}
-	s.Line = fmt.Sprintf("%s of %d", strings.Join(parts, ", "), s.Total)
-	if len(ms) > 0 {
-		s.Line += fmt.Sprintf(" · p50 %s p99 %s", fmtMs(s.P50), fmtMs(s.P99))
-	}
-	return s
+	return fmt.Sprintf("%s of %d", strings.Join(parts, ", "), s.Total)
+}
+
+// Times says the round trips: " · p50 1.2 ms p99 3.4 ms".
+func (s Summary) Times() string {
+	return fmt.Sprintf(" · p50 %s p99 %s", fmtMs(s.P50), fmtMs(s.P99))
 }
 
 func percentile(sorted []float64, p float64) float64 {
