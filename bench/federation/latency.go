@@ -22,7 +22,7 @@ const (
 
 // latency is one swarm size's gather figures.
 type latency struct {
-	nodes                int // nodes of the target swarm
+	nodes, full          int // nodes of the target swarm, of which full nodes
 	inSwarm, oneHop, two []time.Duration
 	// preHub and preSibling are the reads before a federated gather (the
 	// directory, the federated registry, the registry) from each side.
@@ -33,7 +33,7 @@ type latency struct {
 }
 
 // measureLatency starts a hub of one node, a child swarm of n nodes
-// (targetPrefix) and a sibling child
+// (targetPrefix: full nodes, the rest responders) and a sibling child
 // of one node (siblingPrefix), every link through a delay proxy of rtt
 // when rtt > 0, and gathers ping from the child's nodes: from inside the
 // child (mesh GatherSet), from the hub (one leaf hop, through the child's
@@ -41,11 +41,12 @@ type latency struct {
 // warm rounds not counted. The three kinds take turns going first in a
 // round, so the audit writes one gather leaves behind weigh on each kind
 // alike.
-func measureLatency(s *scope, n, rounds, warm int, rtt time.Duration, log *slog.Logger) latency {
+func measureLatency(s *scope, n, full, rounds, warm int, rtt time.Duration, log *slog.Logger) latency {
 	began := time.Now()
+	full = min(full, n)
 	hub := testmesh.StartSwarm(s, 1, hubPrefix, testmesh.AsHub())
 	parents := leafTargets(s, hub, rtt)
-	target := startChild(s, hub, parents, n, targetPrefix)
+	target := startChild(s, hub, parents, full, targetPrefix)
 	sibling := startChild(s, hub, parents, 1, siblingPrefix)
 	hubF := startFeatures(s, hub, log)
 	targetF := startFeatures(s, target, log)
@@ -54,13 +55,14 @@ func measureLatency(s *scope, n, rounds, warm int, rtt time.Duration, log *slog.
 	waitHears(s, hubF[0], targetPrefix, siblingPrefix)
 	waitHears(s, siblingF[0], targetPrefix)
 	target.WaitAlive(60 * time.Second)
+	startResponders(s, target, targetPrefix, full+1, n)
 	// Requesters: the child's own founder inside it; two admins of the
 	// hub's (inherited by the children), one on the hub, one on the
 	// sibling. Each key has its own chain.
 	inside := target.Client(0)
 	fromHub := hubUser(s, hub, "bench-hub", hub.Node(0), target, sibling)
 	fromSibling := hubUser(s, hub, "bench-sibling", sibling.Node(0), target, sibling)
-	l := latency{nodes: n}
+	l := latency{nodes: n, full: full}
 
 	ctx := context.Background()
 	hp, _ := subjects.ParseSwarmPrefix(hubPrefix)
@@ -95,7 +97,7 @@ func measureLatency(s *scope, n, rounds, warm int, rtt time.Duration, log *slog.
 	}
 	for r := 0; r < warm+rounds; r++ {
 		if r == warm {
-			l = latency{nodes: l.nodes, startup: l.startup}
+			l = latency{nodes: l.nodes, full: l.full, startup: l.startup}
 		}
 		for k := range kinds {
 			kinds[(r+k)%len(kinds)]()

@@ -6,14 +6,16 @@
 // embedded nats-servers, clustered JetStream, TLS leaf links on
 // 127.0.0.1) with the federated features beside each node started as
 // `robonet up` starts them (directory, ambassador, and on hubs the
-// authority publisher); -rtt puts a delay proxy in front of every hub leaf
-// listener.
+// authority publisher). A target swarm larger than -full nodes is made up
+// with responders (responders.go): registered, heartbeating node
+// identities answering through a real command host, on the real nodes'
+// servers. -rtt puts a delay proxy in front of every hub leaf listener.
 //
 // It measures; it asserts nothing.
 //
 // Usage, from inside the module:
 //
-//	go run ./bench/federation [-nodes 30] [-rounds 200] [-rtt 0] [-v]
+//	go run ./bench/federation [-nodes 30] [-full 3] [-rounds 200] [-rtt 0] [-v]
 //
 // See bench/README.md for what each figure measures.
 package main
@@ -34,23 +36,24 @@ import (
 
 // config is the command line.
 type config struct {
-	nodes, rounds, warm int
-	rtt                 time.Duration
-	verbose             bool
-	cpuprofile          string
+	nodes, full, rounds, warm int
+	rtt                       time.Duration
+	verbose                   bool
+	cpuprofile                string
 }
 
 func main() {
 	var c config
 	flag.IntVar(&c.nodes, "nodes", 30, "nodes of the larger target swarm (the smaller has 3)")
+	flag.IntVar(&c.full, "full", 3, "how many of a target swarm's nodes are full nodes; the rest are responders")
 	flag.IntVar(&c.rounds, "rounds", 200, "gathers of each kind per swarm size (0: no latency figures)")
 	flag.IntVar(&c.warm, "warm", 10, "warm-up rounds before those, not counted")
 	flag.DurationVar(&c.rtt, "rtt", 0, "round trip added to every leaf link by a delay proxy (half each way)")
 	flag.BoolVar(&c.verbose, "v", false, "progress and node warnings on stderr")
 	flag.StringVar(&c.cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run (every node included) here")
 	flag.Parse()
-	if c.nodes < 1 || c.rounds < 0 || c.warm < 0 || c.rtt < 0 {
-		fmt.Fprintln(os.Stderr, "federation: -nodes must be at least 1; the other counts and -rtt at least 0")
+	if c.nodes < 1 || c.full < 1 || c.rounds < 0 || c.warm < 0 || c.rtt < 0 {
+		fmt.Fprintln(os.Stderr, "federation: -nodes and -full must be at least 1; the other counts and -rtt at least 0")
 		os.Exit(2)
 	}
 	root, err := os.MkdirTemp("", "bench-federation")
@@ -130,7 +133,7 @@ func latencyFigures(root string, c config, log *slog.Logger) error {
 	for _, n := range sizes {
 		progress(c, "latency: target swarm of %d nodes", n)
 		if err := inScope(root, c, func(s *scope) {
-			rows = append(rows, measureLatency(s, n, c.rounds, c.warm, c.rtt, log))
+			rows = append(rows, measureLatency(s, n, c.full, c.rounds, c.warm, c.rtt, log))
 		}); err != nil {
 			return err
 		}
@@ -138,12 +141,12 @@ func latencyFigures(root string, c config, log *slog.Logger) error {
 	fmt.Printf("\nGather latency: `ping` to every node of swarm %s, p50 / p99 of %d gathers of each kind (after %d warm-up rounds)\n",
 		targetPrefix, c.rounds, c.warm)
 	tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "nodes\tin-swarm\t1 hop: hub→child\t2 hops: sibling→hub→child\t1 hop − in-swarm (p50)\t2 hops − in-swarm (p50)\ttarget p50 1 hop / 2 hops\tmet\tall answered")
+	fmt.Fprintln(tw, "nodes (full+resp.)\tin-swarm\t1 hop: hub→child\t2 hops: sibling→hub→child\t1 hop − in-swarm (p50)\t2 hops − in-swarm (p50)\ttarget p50 1 hop / 2 hops\tmet\tall answered")
 	for _, l := range rows {
 		in, one, two := pct(l.inSwarm, 0.5), pct(l.oneHop, 0.5), pct(l.two, 0.5)
 		t1, t2 := in+c.rtt+3*time.Millisecond, in+2*c.rtt+3*time.Millisecond
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%+.2f ms\t%+.2f ms\t≤ %s / ≤ %s\t%s / %s\t%d/%d/%d of %d\n",
-			l.nodes, pq(l.inSwarm), pq(l.oneHop), pq(l.two),
+		fmt.Fprintf(tw, "%d (%d+%d)\t%s\t%s\t%s\t%+.2f ms\t%+.2f ms\t≤ %s / ≤ %s\t%s / %s\t%d/%d/%d of %d\n",
+			l.nodes, l.full, l.nodes-l.full, pq(l.inSwarm), pq(l.oneHop), pq(l.two),
 			msf(one-in), msf(two-in), ms(t1), ms(t2), yes(one <= t1), yes(two <= t2), l.okIn, l.okOne, l.okTwo, c.rounds)
 	}
 	tw.Flush()
