@@ -1,6 +1,9 @@
 // Command federation prints robonet's federation figures (issue 11):
 // gather latency inside one swarm against one and two leaf hops through
-// the target swarm's ambassador.
+// the target swarm's ambassador, how fast a silently dropped leaf link
+// shows as partitioned, how fast it comes back after the heal, and how
+// long the hub's rn_fed_events takes to catch up with the events a child
+// produced while cut off (counted: none lost, none duplicated).
 //
 // Everything runs in this process: real robonet nodes (internal/testmesh:
 // embedded nats-servers, clustered JetStream, TLS leaf links on
@@ -9,13 +12,14 @@
 // authority publisher). A target swarm larger than -full nodes is made up
 // with responders (responders.go): registered, heartbeating node
 // identities answering through a real command host, on the real nodes'
-// servers. -rtt puts a delay proxy in front of every hub leaf listener.
+// servers. Partitions come from testmesh.Proxy (bytes dropped, sockets
+// kept); -rtt puts a delay proxy in front of every hub leaf listener.
 //
 // It measures; it asserts nothing.
 //
 // Usage, from inside the module:
 //
-//	go run ./bench/federation [-nodes 30] [-full 3] [-rounds 200] [-rtt 0] [-v]
+//	go run ./bench/federation [-nodes 30] [-full 3] [-rounds 200] [-rtt 0] [-runs 5] [-events 300] [-partition 10s] [-v]
 //
 // See bench/README.md for what each figure measures.
 package main
@@ -38,6 +42,8 @@ import (
 type config struct {
 	nodes, full, rounds, warm int
 	rtt                       time.Duration
+	runs, events              int
+	hold                      time.Duration
 	verbose                   bool
 	cpuprofile                string
 }
@@ -49,10 +55,13 @@ func main() {
 	flag.IntVar(&c.rounds, "rounds", 200, "gathers of each kind per swarm size (0: no latency figures)")
 	flag.IntVar(&c.warm, "warm", 10, "warm-up rounds before those, not counted")
 	flag.DurationVar(&c.rtt, "rtt", 0, "round trip added to every leaf link by a delay proxy (half each way)")
+	flag.IntVar(&c.runs, "runs", 5, "partition and heal cycles (0: no partition figures)")
+	flag.IntVar(&c.events, "events", 300, "events the child produces during each partition (audit events of local pings)")
+	flag.DurationVar(&c.hold, "partition", 10*time.Second, "how long each partition lasts at least (it lasts until detected and the events are in)")
 	flag.BoolVar(&c.verbose, "v", false, "progress and node warnings on stderr")
 	flag.StringVar(&c.cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run (every node included) here")
 	flag.Parse()
-	if c.nodes < 1 || c.full < 1 || c.rounds < 0 || c.warm < 0 || c.rtt < 0 {
+	if c.nodes < 1 || c.full < 1 || c.rounds < 0 || c.warm < 0 || c.runs < 0 || c.events < 0 || c.rtt < 0 {
 		fmt.Fprintln(os.Stderr, "federation: -nodes and -full must be at least 1; the other counts and -rtt at least 0")
 		os.Exit(2)
 	}
@@ -100,6 +109,11 @@ func run(root string, c config) (err error) {
 		runtime.GOMAXPROCS(0), loadavg(), time.Now().Format(time.RFC3339), rtt)
 	if c.rounds > 0 {
 		if err := latencyFigures(root, c, log); err != nil {
+			return err
+		}
+	}
+	if c.runs > 0 {
+		if err := partitionFigures(root, c, log); err != nil {
 			return err
 		}
 	}
@@ -157,6 +171,72 @@ func latencyFigures(root string, c config, log *slog.Logger) error {
 	return nil
 }
 
+func partitionFigures(root string, c config, log *slog.Logger) error {
+	var cycles []cycle
+	err := inScope(root, c, func(s *scope) {
+		progress(c, "partition: starting a hub of %d nodes and a child of %d", partHub, partChild)
+		p := startPartitionTopology(s, c.rtt, log)
+		for i := 0; i < c.runs; i++ {
+			progress(c, "partition: run %d of %d", i+1, c.runs)
+			cycles = append(cycles, p.runCycle(s, c.events, c.hold))
+		}
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("\nPartition and heal: child swarm %s (%d nodes, each with its own leaf link, all through one proxy) under hub %s (%d nodes); %d runs\n",
+		targetPrefix, partChild, hubPrefix, partHub, len(cycles))
+	tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "run\tdirectory: partitioned\tgather: partitioned (took)\thub link down\tchild links down\theld\tlinks up\tdirectory: up\tfirst reply\tcaught up\tevents\tlost\tdup\tkicks")
+	for i, cy := range cycles {
+		fmt.Fprintf(tw, "%d\t%s\t%s (%s)\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\n", i+1,
+			sec(cy.dirDown), sec(cy.gatherDown), ms(cy.gatherTook), sec(cy.hubLink), sec(cy.childLink), sec(cy.held),
+			sec(cy.linksUp), sec(cy.dirUp), sec(cy.firstOK), sec(cy.caughtUp), cy.produced, cy.lost, cy.dup, cy.kicks)
+	}
+	tw.Flush()
+	fmt.Println()
+	tw = tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "figure\tmin\tmedian\tmax\tmissed\ttarget (issue 11)")
+	row := func(name, target string, get func(cycle) time.Duration) {
+		var ds []time.Duration
+		missed := 0
+		for _, cy := range cycles {
+			if d := get(cy); d > 0 {
+				ds = append(ds, d)
+			} else {
+				missed++
+			}
+		}
+		if len(ds) == 0 {
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t%d\t%s\n", name, missed, target)
+			return
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", name, sec(slices.Min(ds)), sec(pct(ds, 0.5)), sec(slices.Max(ds)), missed, target)
+	}
+	row("blackhole → hub's directory shows the child partitioned", "", func(c cycle) time.Duration { return c.dirDown })
+	row("blackhole → a gather from the hub returns partitioned", "≤ 8 s", func(c cycle) time.Duration { return c.gatherDown })
+	row("blackhole → the hub holds no link from the child", "≤ 4 s", func(c cycle) time.Duration { return c.hubLink })
+	row("blackhole → no child node holds a link", "≤ 4 s", func(c cycle) time.Duration { return c.childLink })
+	row("heal → every link up at both ends", "≤ 2 s", func(c cycle) time.Duration { return c.linksUp })
+	row("heal → hub's directory shows the child up", "", func(c cycle) time.Duration { return c.dirUp })
+	row("heal → first complete cross-swarm gather", "", func(c cycle) time.Duration { return c.firstOK })
+	row("links up → first complete cross-swarm gather", "≤ 2 s", func(c cycle) time.Duration {
+		if c.firstOK == 0 || c.linksUp == 0 {
+			return 0
+		}
+		return max(c.firstOK-c.linksUp, time.Microsecond)
+	})
+	row("heal → hub's rn_fed_events has every event", "a 10-min backlog at the zone: ≤ 10 s", func(c cycle) time.Duration { return c.caughtUp })
+	tw.Flush()
+	lost, dup, produced := 0, 0, 0
+	for _, cy := range cycles {
+		lost, dup, produced = lost+cy.lost, dup+cy.dup, produced+cy.produced
+	}
+	fmt.Printf("Events: %d produced in the child during the partitions; of the child's rn_events, %d missing and %d duplicated at the hub.\n",
+		produced, lost, dup)
+	return nil
+}
+
 func pq(ds []time.Duration) string { return ms(pct(ds, 0.5)) + " / " + ms(pct(ds, 0.99)) }
 
 func pct(ds []time.Duration, p float64) time.Duration {
@@ -172,6 +252,13 @@ func pct(ds []time.Duration, p float64) time.Duration {
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", msf(d)) }
 
 func msf(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func sec(d time.Duration) string {
+	if d <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f s", d.Seconds())
+}
 
 func yes(b bool) string {
 	if b {
