@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/robonet-mesh/robonet/federation"
@@ -62,15 +63,15 @@ func measureLatency(s *scope, n, full, rounds, warm int, rtt time.Duration, log 
 	inside := target.Client(0)
 	fromHub := hubUser(s, hub, "bench-hub", hub.Node(0), target, sibling)
 	fromSibling := hubUser(s, hub, "bench-sibling", sibling.Node(0), target, sibling)
+	waitFedNodes(s, fromHub, targetPrefix, n)
+	waitFedNodes(s, fromSibling, targetPrefix, n)
 	l := latency{nodes: n, full: full}
 
 	ctx := context.Background()
 	hp, _ := subjects.ParseSwarmPrefix(hubPrefix)
 	sp, _ := subjects.ParseSwarmPrefix(siblingPrefix)
 	sel, _ := subjects.ParseSelector(targetPrefix)
-	// The first gathers also wait for what the topology still settles
-	// (inherited users, the hub's streams): until all three kinds
-	// answered in full once.
+	// Then until all three kinds answered in full once.
 	s.check(60*time.Second, func() error {
 		_, ok := gatherInSwarm(ctx, s, inside, sel, n)
 		_, _, ok1 := gatherFederated(ctx, s, fromHub, hp, n)
@@ -181,6 +182,30 @@ func cliRequest(ctx context.Context, c *mesh.Client, local subjects.Chevron, sel
 	}
 	return federation.Request{GatherRequest: mesh.GatherRequest{Selector: selector, Verb: "ping", Timeout: timeout},
 		Local: local, Members: members, Swarms: view.Swarms, NodeKey: nodeKey}, nil
+}
+
+// waitFedNodes waits until the federated registry as c's node serves it
+// lists n nodes under prefix. Until then `robonet run` from there drops the
+// swarm's answers (keys it cannot check) and waits out its deadline.
+func waitFedNodes(s *scope, c *mesh.Client, prefix string, n int) {
+	s.check(60*time.Second, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		fn, err := federation.ReadNodes(ctx, c)
+		if err != nil {
+			return err
+		}
+		k := 0
+		for _, m := range fn.Nodes {
+			if strings.HasPrefix(m.Chevron, prefix+".") && m.Pubkey != "" {
+				k++
+			}
+		}
+		if k != n {
+			return fmt.Errorf("the federated registry lists %d of the %d nodes of %s", k, n, prefix)
+		}
+		return nil
+	})
 }
 
 func swarmResult(res federation.Result, prefix string) federation.SwarmResult {

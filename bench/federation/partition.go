@@ -73,6 +73,7 @@ func startPartitionTopology(s *scope, rtt time.Duration, log *slog.Logger) *part
 	waitHears(s, p.hubF[0], targetPrefix)
 	p.child.WaitAlive(60 * time.Second)
 	p.fromHub = hubUser(s, p.hub, "bench-hub", p.hub.Node(0), p.child)
+	waitFedNodes(s, p.fromHub, targetPrefix, partChild)
 	p.inChild = p.child.Client(0)
 	p.local, _ = subjects.ParseSwarmPrefix(hubPrefix)
 	p.hubJS = featureJS(s, p.hub.Node(0))
