@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -229,23 +231,34 @@ func waitHears(s *scope, f *features, prefixes ...string) {
 func hubUser(s *scope, hub *testmesh.Swarm, name string, at *node.Node, below ...*testmesh.Swarm) *mesh.Client {
 	kp, err := nkeys.CreateUser()
 	if err != nil {
-		s.Fatal(err)
+		s.Fatalf("user %s: %v", name, err)
 	}
 	pub, _ := kp.PublicKey()
 	seed, _ := kp.Seed()
 	path := filepath.Join(s.TempDir(), name+".nk")
 	if err := os.WriteFile(path, seed, 0o600); err != nil {
-		s.Fatal(err)
+		s.Fatalf("user %s: %v", name, err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	ids, err := hub.Client(0).Identities(ctx)
-	if err != nil {
-		s.Fatal(err)
-	}
-	if _, err := ids.AddUser(ctx, name, "admin", pub, "", time.Now()); err != nil {
-		s.Fatalf("add user %s: %v", name, err)
-	}
+	admin := hub.Client(0)
+	// Right after a hub starts, its JetStream may not answer yet: try
+	// again, and take "exists" after a try that wrote the record but
+	// did not see every node apply it (the wait below covers that).
+	tried := false
+	s.check(30*time.Second, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		ids, err := admin.Identities(ctx)
+		if err != nil {
+			return fmt.Errorf("the hub's identities: %w", err)
+		}
+		_, err = ids.AddUser(ctx, name, "admin", pub, "", time.Now())
+		var partial *mesh.NotEverywhereError
+		if err == nil || errors.As(err, &partial) || (tried && strings.Contains(err.Error(), "exists")) {
+			return nil
+		}
+		tried = true
+		return fmt.Errorf("add user %s: %w", name, err)
+	})
 	s.check(30*time.Second, func() error {
 		for _, sw := range append([]*testmesh.Swarm{hub}, below...) {
 			for _, nd := range sw.Live() {
@@ -256,6 +269,8 @@ func hubUser(s *scope, hub *testmesh.Swarm, name string, at *node.Node, below ..
 		}
 		return nil
 	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
 	c, err := mesh.Connect(ctx, mesh.Options{Server: at.ClientURL(), SeedFile: path})
 	if err != nil {
 		s.Fatalf("connect user %s to %s: %v", name, at.Chevron(), err)

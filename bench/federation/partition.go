@@ -17,6 +17,7 @@ import (
 	"github.com/robonet-mesh/robonet/mesh"
 	"github.com/robonet-mesh/robonet/node"
 	"github.com/robonet-mesh/robonet/subjects"
+	"github.com/robonet-mesh/robonet/wire"
 )
 
 // Sizes of the partition topology.
@@ -36,7 +37,9 @@ type cycle struct {
 	childLink  time.Duration // no child node holds a link to the hub
 	held       time.Duration // blackhole to heal
 
+	firstLink time.Duration // the hub holds a link from the child again
 	linksUp   time.Duration // every child node linked again, and the hub holds each link
+	kickAt    time.Duration // the hub's leader stepped the aggregates' leaders down (0: it did not)
 	dirUp     time.Duration // the hub's directory shows the child up
 	firstOK   time.Duration // a federated gather from the hub came back complete, every node ok
 	caughtUp  time.Duration // the hub's rn_fed_events holds every event the child had at the heal
@@ -100,12 +103,12 @@ func startPartitionTopology(s *scope, rtt time.Duration, log *slog.Logger) *part
 func featureJS(s *scope, nd *node.Node) jetstream.JetStream {
 	nc, err := nd.FeatureConn("bench")
 	if err != nil {
-		s.Fatal(err)
+		s.Fatalf("feature connection to %s: %v", nd.Chevron(), err)
 	}
 	s.Cleanup(nc.Close)
 	js, err := jetstream.New(nc)
 	if err != nil {
-		s.Fatal(err)
+		s.Fatalf("jetstream on %s: %v", nd.Chevron(), err)
 	}
 	return js
 }
@@ -134,6 +137,7 @@ func msgs(js jetstream.JetStream, stream string) (uint64, error) {
 // child and the leaf links at both ends.
 type linkState struct {
 	dirUp, hubLinks, childLinks int // hubLinks: the hub's links from the child; childLinks: child nodes linked
+	kicks                       uint64
 }
 
 func (p *partitionTopology) state() linkState {
@@ -153,6 +157,7 @@ func (p *partitionTopology) state() linkState {
 			st.childLinks++
 		}
 	}
+	st.kicks = p.kicks()
 	return st
 }
 
@@ -245,14 +250,14 @@ func complete(res federation.Result) bool {
 // n more events (each ping to its nodes is one audit event per node).
 func (p *partitionTopology) produce(s *scope, n int) int {
 	ctx := context.Background()
-	before, err := lastSeq(p.childJS, federation.StreamEvents)
-	if err != nil {
-		s.Fatal(err)
-	}
-	members, err := p.inChild.Nodes(ctx)
-	if err != nil {
-		s.Fatal(err)
-	}
+	before := p.childLastSeq(s)
+	var members []wire.Member
+	s.check(10*time.Second, func() (err error) {
+		if members, err = p.inChild.Nodes(ctx); err != nil {
+			return fmt.Errorf("the child's registry during the partition: %w", err)
+		}
+		return nil
+	})
 	sel, _ := subjects.ParseSelector(targetPrefix)
 	for sent := 0; sent < n; sent += len(members) {
 		if _, err := p.inChild.GatherSet(ctx, mesh.GatherRequest{Selector: targetPrefix, Verb: "ping", Timeout: 5 * time.Second}, sel, members, nil); err != nil {
@@ -260,9 +265,9 @@ func (p *partitionTopology) produce(s *scope, n int) int {
 		}
 	}
 	var now uint64
-	s.check(30*time.Second, func() error {
+	s.check(30*time.Second, func() (err error) {
 		if now, err = lastSeq(p.childJS, federation.StreamEvents); err != nil {
-			return err
+			return fmt.Errorf("the child's events during the partition: %w", err)
 		}
 		if now < before+uint64(n) {
 			return fmt.Errorf("the child's %s took %d of %d events", federation.StreamEvents, now-before, n)
@@ -270,6 +275,19 @@ func (p *partitionTopology) produce(s *scope, n int) int {
 		return nil
 	})
 	return int(now - before)
+}
+
+// childLastSeq is the child's rn_events last sequence, asked again for up
+// to 10 s (a JetStream request may meet a moment without an answer).
+func (p *partitionTopology) childLastSeq(s *scope) uint64 {
+	var last uint64
+	s.check(10*time.Second, func() (err error) {
+		if last, err = lastSeq(p.childJS, federation.StreamEvents); err != nil {
+			return fmt.Errorf("the child's events: %w", err)
+		}
+		return nil
+	})
+	return last
 }
 
 // runCycle partitions the child for at least hold, producing events
@@ -302,17 +320,16 @@ func (p *partitionTopology) runCycle(s *scope, events int, hold time.Duration) c
 	if left := hold - time.Since(cut); left > 0 {
 		time.Sleep(left)
 	}
-	var err error
-	if c.atHeal, err = lastSeq(p.childJS, federation.StreamEvents); err != nil {
-		s.Fatal(err)
-	}
+	c.atHeal = p.childLastSeq(s)
 
 	heal := time.Now()
 	p.proxy.Heal()
 	c.held = heal.Sub(cut)
 	w = p.watch(heal, map[string]func(linkState) bool{
+		"first": func(st linkState) bool { return st.hubLinks > 0 },
 		"links": func(st linkState) bool { return st.hubLinks == partChild && st.childLinks == partChild },
 		"dir":   func(st linkState) bool { return st.dirUp == 1 },
+		"kick":  func(st linkState) bool { return st.kicks > kicks },
 	})
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -321,13 +338,18 @@ func (p *partitionTopology) runCycle(s *scope, events int, hold time.Duration) c
 		c.caughtUp = p.waitCaughtUp(heal, c.atHeal, 120*time.Second)
 	}()
 	c.firstOK, _ = p.gatherUntil(heal, time.Second, 60*time.Second, complete)
-	first = w.wait(60 * time.Second)
-	c.linksUp, c.dirUp = first["links"], first["dir"]
 	wg.Wait()
-	seen, err := originSeqs(p.hubJS)
-	if err != nil {
-		s.Fatal(err)
-	}
+	// By now the links are usually long up; what has not happened 10 s
+	// after the catch-up (a kick, when none was needed) shows as "-".
+	first = w.wait(10 * time.Second)
+	c.firstLink, c.linksUp, c.dirUp, c.kickAt = first["first"], first["links"], first["dir"], first["kick"]
+	var seen map[uint64]int
+	s.check(30*time.Second, func() (err error) {
+		if seen, err = originSeqs(p.hubJS); err != nil {
+			return fmt.Errorf("reading the hub's %s: %w", federation.StreamFedEvents, err)
+		}
+		return nil
+	})
 	for q := uint64(1); q <= c.atHeal; q++ {
 		switch k := seen[q]; {
 		case k == 0:
