@@ -26,9 +26,9 @@ const (
 	partChild = 3 // child nodes, each with its own leaf link, all through one proxy
 )
 
-// cycle is one partition and heal, every figure from the blackhole (the
-// first four) or from the heal (the rest); 0 means not seen before the
-// deadline.
+// cycle is one partition and heal: the durations of the first group are
+// from the blackhole, those of the second from the heal; 0 means not seen
+// before the deadline.
 type cycle struct {
 	dirDown    time.Duration // the hub's directory shows the child partitioned
 	gatherDown time.Duration // a federated gather from the hub returned partitioned for it
