@@ -166,6 +166,10 @@ func latencyFigures(root string, c config, log *slog.Logger) error {
 	}
 	tw.Flush()
 	for _, l := range rows {
+		if l.linkRTT > c.rtt+5*time.Millisecond {
+			fmt.Printf("Swarm of %d: the leaf links' RTT (%s) is far above the %v added: the servers are too busy to answer pings in time, and the target built on it means little.\n",
+				l.nodes, ms(l.linkRTT), c.rtt)
+		}
 		fmt.Printf("Swarm of %d: the reads `robonet run` makes before a federated gather (directory, federated registry, registry; not in the figures above) took p50 / p99 %s on the hub, %s on the sibling; leaf link RTT as nats-server measured it: %s; topology up and every node answering after %v.\n",
 			l.nodes, pq(l.preHub), pq(l.preSibling), ms(l.linkRTT), l.startup.Round(100*time.Millisecond))
 	}
