@@ -83,10 +83,8 @@ func startFedSwarm(t *testing.T, hosts []*host, prefix string, hub bool, parent 
 		if i == 0 {
 			args = append(args, "--founder")
 		}
-		n := &node{t: t, host: h, name: name, data: h.lab.dir + "/" + name, args: args, noSwarm: true, secret: secret}
-		if len(hosts) > 1 {
-			n.join = strings.Join(join, ",")
-		}
+		n := &node{t: t, host: h, name: name, data: h.lab.dir + "/" + name, join: strings.Join(join, ","), args: args,
+			noSwarm: true, secret: secret, standalone: len(hosts) == 1}
 		t.Cleanup(n.cleanup)
 		n.start()
 		s.nodes = append(s.nodes, n)

@@ -92,6 +92,10 @@ type node struct {
 	noSwarm bool
 	// secret is the --token the node starts with; "" means swarmSecret.
 	secret string
+	// standalone starts the node without --cluster and --join: a
+	// single-node swarm, JetStream standalone. (A node with --cluster and
+	// an empty --join founds a swarm and waits for a second member.)
+	standalone bool
 
 	// Set by start and read by the test goroutine only; the waiter goroutine
 	// writes waitErr and exited before closing done.
@@ -137,9 +141,9 @@ func (n *node) start() {
 		"--listen", "0.0.0.0:" + clientPort, "--token", cmp.Or(n.secret, swarmSecret),
 		"--log-level", logLevel(),
 	}
-	if n.join != "" {
+	if !n.standalone {
 		args = append(args, "--cluster", "0.0.0.0:"+clusterPort, "--join", n.join)
-	} // else a single-node swarm: JetStream standalone
+	}
 	if !n.noSwarm {
 		args = append(args, "--swarm", swarmName)
 	}
