@@ -31,7 +31,6 @@ import (
 	"golang.org/x/crypto/ssh/agent"
 )
 
-// needTool skips when a tool is missing, and fails under CI=true.
 // unavailable skips a test whose prerequisite is missing, or fails it
 // when CI=true: in CI a missing tool is a broken runner.
 func unavailable(t *testing.T, format string, args ...any) {

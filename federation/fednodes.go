@@ -164,6 +164,18 @@ type FedNodes struct {
 	Unverified int `json:"unverified,omitempty"`
 }
 
+// KeyOf is the federated registry's word on node keys, for
+// Request.NodeKey: the key each listed chevron registered.
+func (f FedNodes) KeyOf() func(chevron string) (pubkey string, ok bool) {
+	keys := make(map[string]string, len(f.Nodes))
+	for _, m := range f.Nodes {
+		if m.Pubkey != "" {
+			keys[m.Chevron] = m.Pubkey
+		}
+	}
+	return func(chev string) (string, bool) { k, ok := keys[chev]; return k, ok }
+}
+
 // ancestorRead bounds each read of an ancestor's bucket.
 const ancestorRead = 2 * time.Second
 

@@ -1,4 +1,4 @@
-package leafnode
+package leafnode_test
 
 import (
 	"crypto/rand"
@@ -15,6 +15,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
+	"github.com/robonet-mesh/robonet/internal/testmesh"
+	"github.com/robonet-mesh/robonet/leafnode"
 	"github.com/robonet-mesh/robonet/subjects"
 	"github.com/robonet-mesh/robonet/trust"
 )
@@ -78,7 +80,7 @@ func connect(t *testing.T, s *server.Server) *nats.Conn {
 
 func waitLeafs(t *testing.T, s *server.Server, n int) {
 	t.Helper()
-	checkFor(t, 10*time.Second, func() error {
+	testmesh.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		if got := s.NumLeafNodes(); got != n {
 			return fmt.Errorf("%s has %d leaf connections, want %d", s.Name(), got, n)
 		}
@@ -86,92 +88,14 @@ func waitLeafs(t *testing.T, s *server.Server, n int) {
 	})
 }
 
-func checkFor(t *testing.T, timeout time.Duration, f func() error) {
+// chev parses a chevron the test spells.
+func chev(t testing.TB, c string) subjects.Chevron {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// crosses reports whether a message published on subj from one side
-// reaches a subscriber on the other, without timing: the receiver first
-// sees a sync message that proves its interest reached the sender's side
-// (interest travels in order on the link), then the sender publishes subj
-// and a probe, and the receiver waits for the probe, which travels behind
-// subj on the same connections.
-func crosses(t *testing.T, from, to *nats.Conn, subj string) bool {
-	t.Helper()
-	// One channel for the three subscriptions: the connection's reader
-	// fills it in arrival order (callbacks would run on one goroutine per
-	// subscription, in no common order).
-	msgs := make(chan *nats.Msg, 256)
-	tag := nats.NewInbox()[len("_INBOX."):]
-	sync, probe := "rn.fed.sync."+tag, "rn.fed.probe."+tag
-	for _, s := range []string{subj, probe, sync} { // sync last: its crossing proves the others' interest arrived
-		sub, err := to.ChanSubscribe(s, msgs)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer sub.Unsubscribe()
-	}
-	if err := to.Flush(); err != nil {
+	v, err := subjects.Parse(c)
+	if err != nil {
 		t.Fatal(err)
 	}
-	// Interest in subj was sent before interest in sync; once sync
-	// crosses, subj's interest (if allowed) is there too.
-	deadline := time.Now().Add(10 * time.Second)
-	for synced := false; !synced; {
-		if time.Now().After(deadline) {
-			t.Fatalf("sync subject %s never crossed", sync)
-		}
-		if err := from.Publish(sync, nil); err != nil {
-			t.Fatal(err)
-		}
-		_ = from.Flush()
-		timer := time.NewTimer(50 * time.Millisecond)
-	wait:
-		for {
-			select {
-			case m := <-msgs:
-				if m.Subject == sync {
-					synced = true
-					break wait
-				}
-			case <-timer.C:
-				break wait
-			}
-		}
-		timer.Stop()
-	}
-	if err := from.Publish(subj, []byte("x")); err != nil {
-		t.Fatal(err)
-	}
-	if err := from.Publish(probe, nil); err != nil {
-		t.Fatal(err)
-	}
-	_ = from.Flush()
-	seen := false
-	for {
-		select {
-		case m := <-msgs:
-			switch m.Subject {
-			case subj:
-				seen = true
-			case probe:
-				return seen
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatalf("probe %s never crossed", probe)
-		}
-	}
+	return v
 }
 
 // TestChildPermissionsDirections registers ChildPermissions on a hub's leaf
@@ -181,7 +105,7 @@ func crosses(t *testing.T, from, to *nats.Conn, subj string) bool {
 // the accepting side).
 func TestChildPermissionsDirections(t *testing.T) {
 	child := chev(t, "3.12.7")
-	a := &auth{perms: ChildPermissions(child, "rn-3-12-1")}
+	a := &auth{perms: leafnode.ChildPermissions(child, "rn-3-12-1")}
 	hub := startServer(t, &server.Options{ServerName: "hub", Cluster: server.ClusterOpts{Name: "rn-3-12-1"},
 		LeafNode: server.LeafNodeOpts{Host: "127.0.0.1", Port: server.RANDOM_PORT}, CustomClientAuthentication: a})
 	u, _ := url.Parse("nats-leaf://" + leafAddr(t, hub))
@@ -230,7 +154,7 @@ func TestChildPermissionsDirections(t *testing.T) {
 		if !tc.up {
 			from, to, dir = ch, cs, "down"
 		}
-		if got := crosses(t, from, to, tc.subj); got != tc.want {
+		if got := testmesh.Crosses(t, from, to, tc.subj); got != tc.want {
 			t.Errorf("%s %s: crossed=%v, want %v", dir, tc.subj, got, tc.want)
 		}
 	}
@@ -247,7 +171,7 @@ func TestSpokeDeniesOnTheWire(t *testing.T) {
 	u, _ := url.Parse("nats-leaf://" + leafAddr(t, hub))
 	spoke := startServer(t, &server.Options{ServerName: "spoke", Cluster: server.ClusterOpts{Name: "rn-3-12-7"},
 		LeafNode: server.LeafNodeOpts{ReconnectInterval: 50 * time.Millisecond, Remotes: []*server.RemoteLeafOpts{{URLs: []*url.URL{u},
-			DenyImports: SpokeDenies(child), DenyExports: SpokeDenies(child)}}}})
+			DenyImports: leafnode.SpokeDenies(child), DenyExports: leafnode.SpokeDenies(child)}}}})
 	waitLeafs(t, hub, 1)
 	ch, cs := connect(t, hub), connect(t, spoke)
 	for _, tc := range []struct {
@@ -266,7 +190,7 @@ func TestSpokeDeniesOnTheWire(t *testing.T) {
 			if !up {
 				from, to = ch, cs
 			}
-			if got := crosses(t, from, to, tc.subj); got != tc.want {
+			if got := testmesh.Crosses(t, from, to, tc.subj); got != tc.want {
 				t.Errorf("%s (up=%v): crossed=%v, want %v", tc.subj, up, got, tc.want)
 			}
 		}
@@ -340,7 +264,7 @@ func TestSpokeAcceptsOnlyTheIssuingHub(t *testing.T) {
 			}
 			a := &auth{}
 			so := &server.Options{ServerName: "hub", Cluster: server.ClusterOpts{Name: "rn-3-12-1"}, CustomClientAuthentication: a}
-			if err := (Hub{Listen: "127.0.0.1:0", Certificate: func() (*tls.Certificate, error) { return &hcert, nil }}).Apply(so); err != nil {
+			if err := (leafnode.Hub{Listen: "127.0.0.1:0", Certificate: func() (*tls.Certificate, error) { return &hcert, nil }}).Apply(so); err != nil {
 				t.Fatal(err)
 			}
 			hub := startServer(t, so)
@@ -353,7 +277,7 @@ func TestSpokeAcceptsOnlyTheIssuingHub(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			r, err := Spoke{Parents: []string{leafAddr(t, hub)}, Prefix: chev(t, "3.12.7"), Token: tok, Seed: seed, Certificate: scert}.Remote()
+			r, err := leafnode.Spoke{Parents: []string{leafAddr(t, hub)}, Prefix: chev(t, "3.12.7"), Token: tok, Seed: seed, Certificate: scert}.Remote()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -375,8 +299,8 @@ func TestSpokeAcceptsOnlyTheIssuingHub(t *testing.T) {
 			}
 			// Refused: wait until the spoke has refused the hub's
 			// certificate twice, then nothing may have reached the hub.
-			checkFor(t, 10*time.Second, func() error {
-				if n := logs.count(ErrHubCert.Error()); n < 2 {
+			testmesh.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+				if n := logs.count(leafnode.ErrHubCert.Error()); n < 2 {
 					return fmt.Errorf("spoke logged %d refusals of the hub's certificate", n)
 				}
 				return nil
@@ -400,7 +324,7 @@ func TestSpokeRemote(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ok := Spoke{Parents: []string{"hub1:7422", "nats-leaf://hub2:7422"}, Prefix: chev(t, "3.12.7"), Token: tok, Seed: seed}
+	ok := leafnode.Spoke{Parents: []string{"hub1:7422", "nats-leaf://hub2:7422"}, Prefix: chev(t, "3.12.7"), Token: tok, Seed: seed}
 	r, err := ok.Remote()
 	if err != nil {
 		t.Fatal(err)
@@ -412,7 +336,7 @@ func TestSpokeRemote(t *testing.T) {
 	if p, _ := r.URLs[0].User.Password(); p != tok {
 		t.Fatal("token is not the password")
 	}
-	for name, sp := range map[string]Spoke{
+	for name, sp := range map[string]leafnode.Spoke{
 		"no parents":   {Prefix: ok.Prefix, Token: tok, Seed: seed},
 		"bad parent":   {Parents: []string{"hub1"}, Prefix: ok.Prefix, Token: tok, Seed: seed},
 		"node chevron": {Parents: ok.Parents, Prefix: chev(t, "3.12.7.1"), Token: tok, Seed: seed},

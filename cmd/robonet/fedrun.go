@@ -59,13 +59,7 @@ func federatedRun(ctx context.Context, cmd *cobra.Command, g *globals, c *mesh.C
 	// does not list is checked for consistency only (see Request.NodeKey).
 	var nodeKey func(string) (string, bool)
 	if fn, err := federation.ReadNodes(ctx, c); err == nil {
-		keys := make(map[string]string, len(fn.Nodes))
-		for _, m := range fn.Nodes {
-			if m.Pubkey != "" {
-				keys[m.Chevron] = m.Pubkey
-			}
-		}
-		nodeKey = func(chev string) (string, bool) { k, ok := keys[chev]; return k, ok }
+		nodeKey = fn.KeyOf()
 	}
 	members, err := c.Nodes(ctx)
 	if err != nil {
