@@ -478,7 +478,10 @@ func (n *Node) nodePermissions() *server.Permissions {
 	pub = append(pub, "$KV."+BucketLeader+"."+leaseKey, "$KV."+BucketConfig+".>", "$KV."+BucketTokens+".>",
 		"$KV."+BucketRevoked+".*."+n.pub, "$O."+BucketFiles+".>")
 	if n.edge {
-		pub = append(pub, "$JS."+n.coreDomain()+".API.>", leafnode.EdgeBeat(n.ServerName())) // JetStream and heartbeats through the leaf link
+		// JetStream and heartbeats through the leaf link, and the core's
+		// registry and roster (an edge's Members and CoreStatus ask it).
+		pub = append(pub, "$JS."+n.coreDomain()+".API.>", leafnode.EdgeBeat(n.ServerName()))
+		pub = append(pub, queryPerms(subjects.QueryNodes, subjects.QueryCore)...)
 	}
 	chev := n.chev
 	if chev.IsZero() {

@@ -115,7 +115,7 @@ func (n *Node) writeFounder(ctx context.Context, opKP nkeys.KeyPair) error {
 	if err != nil {
 		return err
 	}
-	nc, err := nats.Connect("", nats.InProcessServer(n.srv), nats.Name("robonet-founder"),
+	nc, err := connectInProcess(nats.InProcessServer(n.srv), nats.Name("robonet-founder"),
 		nats.CustomInboxPrefix(subjects.Inbox(n.opPub)),
 		nats.Nkey(n.opPub, opKP.Sign), nats.NoCallbacksAfterClientClose())
 	if err != nil {

@@ -235,7 +235,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		return errors.New("nats server: not ready for connections after 10s")
 	}
 	n.so = so
-	n.nc, err = nats.Connect("", nats.InProcessServer(n.srv), nats.Name("robonet-node"),
+	n.nc, err = connectInProcess(nats.InProcessServer(n.srv), nats.Name("robonet-node"),
 		nats.CustomInboxPrefix(subjects.Inbox(n.pub)),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			n.log.Warn("own connection", "err", err)

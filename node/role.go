@@ -40,7 +40,7 @@ const coreSizeKey = "core.size"
 // linkLostGrace is how long a core node waits, after an edge's leaf
 // connection to it went away, for a heartbeat of that edge through
 // another core member before it reports the edge left ("link lost").
-const linkLostGrace = time.Second
+const linkLostGrace = 500 * time.Millisecond
 
 // ErrNoCore is wrapped when an edge knows no core address to dial.
 var ErrNoCore = errors.New("no core address")
@@ -214,6 +214,22 @@ func (n *Node) coreDomain() string {
 	return "rn-" + n.opts.Swarm
 }
 
+// connectInProcess connects to the node's own server, trying again a few
+// times: core and edge servers ping every second (leaf links inherit the
+// server's interval), and on a loaded host the server's first PING can
+// arrive before the handshake's PONG, which nats.go reports as an error.
+func connectInProcess(opts ...nats.Option) (*nats.Conn, error) {
+	opts = append(opts, nats.Timeout(10*time.Second))
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		var nc *nats.Conn
+		if nc, err = nats.Connect("", opts...); err == nil {
+			return nc, nil
+		}
+	}
+	return nil, err
+}
+
 // isEdgeLeaf reports whether a leaf CONNECT is an edge's: no user, no
 // password (child swarms show their prefix and federation token).
 func isEdgeLeaf(c server.ClientAuthentication) bool {
@@ -354,13 +370,25 @@ func (n *Node) askCore(timeout time.Duration) (wire.CoreStatus, error) {
 
 // askSigned sends a signed query to subj and decodes the signed answer.
 func (n *Node) askSigned(subj string, timeout time.Duration, out any) error {
-	m := &nats.Msg{Subject: subj, Data: []byte("{}")}
+	inbox := n.nc.NewInbox()
+	sub, err := n.nc.SubscribeSync(inbox)
+	if err != nil {
+		return err
+	}
+	defer sub.Unsubscribe()
+	if err := n.nc.FlushTimeout(timeout); err != nil {
+		return err
+	}
+	m := &nats.Msg{Subject: subj, Reply: inbox, Data: []byte("{}")}
 	if err := n.signer.SignMsg(m); err != nil {
 		return err
 	}
-	resp, err := n.nc.RequestMsg(m, timeout)
-	if err != nil {
+	if err := n.nc.PublishMsg(m); err != nil {
 		return err
+	}
+	resp, err := sub.NextMsg(timeout)
+	if err != nil {
+		return fmt.Errorf("%s: %w", subj, err)
 	}
 	h, err := mesh.ParseSigned(resp)
 	if err != nil {
@@ -390,7 +418,7 @@ func (n *Node) askCoreCached() (wire.CoreStatus, bool) {
 		return st, true
 	}
 	n.es.mu.Unlock()
-	st, err := n.askCore(time.Second)
+	st, err := n.askCore(2 * time.Second)
 	if err != nil {
 		n.es.mu.Lock()
 		defer n.es.mu.Unlock()
@@ -473,7 +501,7 @@ func (n *Node) decideCandidate(ctx context.Context) (string, error) {
 		return "", errors.New("nats server: not ready for connections after 10s")
 	}
 	n.srv = srv
-	nc, err := nats.Connect("", nats.InProcessServer(srv), nats.Name("robonet-node"),
+	nc, err := connectInProcess(nats.InProcessServer(srv), nats.Name("robonet-node"),
 		nats.CustomInboxPrefix(subjects.Inbox(n.pub)), nats.Nkey(n.pub, n.kp.Sign))
 	if err != nil {
 		return "", fmt.Errorf("connect to own server: %w", err)
@@ -483,7 +511,7 @@ func (n *Node) decideCandidate(ctx context.Context) (string, error) {
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
 		if srv.NumLeafNodes() > 0 {
-			st, err := n.askCore(time.Second)
+			st, err := n.askCore(2 * time.Second)
 			if err == nil {
 				mine := slices.ContainsFunc(st.Members, func(m wire.CoreMember) bool { return m.Server == n.ServerName() })
 				role := wire.NodeRoleEdge
@@ -656,4 +684,39 @@ func (n *Node) warnCoreBelow(now time.Time) {
 	}
 	n.log.Warn(reason)
 	n.publishEvent(wire.Event{Kind: evtCore, Chevron: n.chev.String(), Name: n.name, Pubkey: n.pub, Reason: reason})
+}
+
+// EdgeLeafAddr is the address a core node accepts edges' leaf connections
+// on, host:port; "" on an edge or a single node.
+func (n *Node) EdgeLeafAddr() string {
+	if n.edge || n.srv == nil || !n.Clustered() {
+		return ""
+	}
+	v, err := n.srv.Varz(nil)
+	if err != nil || v.LeafNode.Port <= 0 {
+		return ""
+	}
+	host := v.LeafNode.Host
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, strconv.Itoa(v.LeafNode.Port))
+}
+
+// EdgeLinks lists the server names of the leaf connections a core node
+// holds now (edges, and child swarms' nodes on a hub).
+func (n *Node) EdgeLinks() []string {
+	if n.edge || n.srv == nil {
+		return nil
+	}
+	lz, err := n.srv.Leafz(&server.LeafzOptions{})
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, l := range lz.Leafs {
+		out = append(out, l.Name)
+	}
+	slices.Sort(out)
+	return out
 }

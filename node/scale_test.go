@@ -2,9 +2,15 @@ package node_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/robonet-mesh/robonet/internal/testmesh"
 	"github.com/robonet-mesh/robonet/mesh"
@@ -85,5 +91,237 @@ func TestScaleCoreAndEdgesForm(t *testing.T) {
 	if res.Summary.Total != 5 || !res.OK() {
 		t.Fatalf("run all ping from a core node: %+v", res.Summary)
 	}
-	_ = node.DefaultCore
+}
+
+// TestScaleEdgeHearsNoHeartbeats: a program on an edge subscribed to rn.>
+// gets no other node's heartbeat or tier view, while the core hears the
+// edge's own heartbeats (it stays alive past several of its intervals).
+func TestScaleEdgeHearsNoHeartbeats(t *testing.T) {
+	s := testmesh.StartCore(t, 3, fastEdgeBeat)
+	e := s.AddEdge(fastEdgeBeat)
+	checkRoles(t, s, 20*time.Second)
+	c := s.Client(s.Index(e))
+	var mu sync.Mutex
+	heard := map[string]int{}
+	sub, err := c.Conn().Subscribe("rn.>", func(m *nats.Msg) {
+		mu.Lock()
+		heard[m.Subject]++
+		mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	// Wait until the core has heard several more of the edge's beats: the
+	// subscription has been in place for as long.
+	first := seenBy(s.Node(0), e.Chevron().String())
+	testmesh.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+		if last := seenBy(s.Node(0), e.Chevron().String()); !last.After(first.Add(3 * edgeBeat)) {
+			return fmt.Errorf("core last heard the edge at %v (first %v)", last, first)
+		}
+		return nil
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	for subj, n := range heard {
+		if strings.HasSuffix(subj, ".evt.hb") || strings.HasSuffix(subj, ".evt.tiers") || strings.HasPrefix(subj, "_rn.ehb.") {
+			t.Errorf("the edge delivered %d messages on %s to a local rn.> subscriber", n, subj)
+		}
+	}
+	if st := testmesh.StateOf(s.Node(1), e.Chevron().String()); st != wire.StateAlive {
+		t.Fatalf("core node 2 sees the edge %s", st)
+	}
+}
+
+// edgeBeat is the edge heartbeat interval of the tests that wait for
+// several of them (5 s by default).
+const edgeBeat = time.Second
+
+func fastEdgeBeat(_ int, o *node.Options) { o.Timing.EdgeHeartbeat = edgeBeat }
+
+func seenBy(nd *node.Node, chev string) time.Time {
+	for _, m := range nd.Members() {
+		if m.Chevron == chev {
+			return m.LastSeen
+		}
+	}
+	return time.Time{}
+}
+
+// waitOffline waits until every live core node shows chev offline and
+// returns how long that took from since.
+func waitOffline(t *testing.T, s *testmesh.Swarm, chev string, since time.Time, deadline time.Duration) time.Duration {
+	t.Helper()
+	var took time.Duration
+	testmesh.CheckFor(t, deadline, 20*time.Millisecond, func() error {
+		for _, nd := range s.Cores() {
+			if st := testmesh.StateOf(nd, chev); st != wire.StateOffline {
+				return fmt.Errorf("core node %s sees edge %s %q", nd.Chevron(), chev, st)
+			}
+		}
+		took = time.Since(since)
+		return nil
+	})
+	return took
+}
+
+// TestScaleEdgeKilledShownOffline: a killed edge's leaf link closes; the
+// core node it was linked to reports it left. README: ≤ 3 s.
+func TestScaleEdgeKilledShownOffline(t *testing.T) {
+	s := testmesh.StartCore(t, 3)
+	e := s.AddEdge()
+	s.AddEdge()
+	checkRoles(t, s, 20*time.Second)
+	chev := e.Chevron().String()
+	at := time.Now()
+	s.Kill(s.Index(e))
+	took := waitOffline(t, s, chev, at, 3*time.Second)
+	t.Logf("killed edge shown offline after %v", took)
+}
+
+// TestScaleEdgeCutOffShownOffline: an edge whose link goes silent (no FIN:
+// a proxy that drops every byte) is dropped by the core's leaf pings and
+// reported left. README: ≤ 6 s.
+func TestScaleEdgeCutOffShownOffline(t *testing.T) {
+	s := testmesh.StartCore(t, 3)
+	// The edge dials core node 0 only, through the proxy (discovery off).
+	leaf := s.Node(0).EdgeLeafAddr()
+	p := testmesh.NewProxy(t, leaf)
+	e := s.AddEdge(func(_ int, o *node.Options) { node.SetCoreLeafs(o, []string{p.Addr()}) })
+	checkRoles(t, s, 20*time.Second)
+	chev := e.Chevron().String()
+	at := time.Now()
+	p.Blackhole()
+	took := waitOffline(t, s, chev, at, 6*time.Second)
+	t.Logf("cut-off edge shown offline after %v", took)
+}
+
+// TestScaleCoreMemberKilledEdgesFailOver: edges linked to a core node that
+// dies relink to another core member and are never shown offline.
+func TestScaleCoreMemberKilledEdgesFailOver(t *testing.T) {
+	s := testmesh.StartCore(t, 3)
+	var edges []*node.Node
+	for i := 0; i < 3; i++ {
+		edges = append(edges, s.AddEdge())
+	}
+	checkRoles(t, s, 20*time.Second)
+	// Kill the core node the first edge is linked to (not the founder's
+	// data matters here: any member).
+	victim := -1
+	testmesh.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+		link := edges[0].Status().CoreLink
+		for i := 0; i < 3; i++ {
+			if nd := s.Node(i); nd != nil && nd.ServerName() == link {
+				victim = i
+				return nil
+			}
+		}
+		return fmt.Errorf("edge linked to %q", link)
+	})
+	victimServer := s.Node(victim).ServerName()
+	s.Kill(victim)
+	// Sample the surviving core's view while the edges fail over, and for
+	// a few seconds more: no edge is ever offline.
+	until := time.Now().Add(8 * time.Second)
+	relinked := false
+	for time.Now().Before(until) {
+		for _, nd := range s.Cores() {
+			for _, e := range edges {
+				if st := testmesh.StateOf(nd, e.Chevron().String()); st == wire.StateOffline {
+					t.Fatalf("core node %s shows edge %s offline during failover", nd.Chevron(), e.Chevron())
+				}
+			}
+		}
+		relinked = true
+		for _, e := range edges {
+			if l := e.Status().CoreLink; l == "" || l == victimServer {
+				relinked = false
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !relinked {
+		t.Fatal("edges did not relink to a surviving core member")
+	}
+}
+
+// TestScaleEdgeRestartsSameIdentity: an edge restarted keeps its key and
+// chevron and is alive again.
+func TestScaleEdgeRestartsSameIdentity(t *testing.T) {
+	s := testmesh.StartCore(t, 3)
+	e := s.AddEdge()
+	checkRoles(t, s, 20*time.Second)
+	pub, chev := e.Pubkey(), e.Chevron().String()
+	e2 := s.Restart(s.Index(e))
+	if e2.Pubkey() != pub || e2.Chevron().String() != chev || e2.Role() != wire.NodeRoleEdge {
+		t.Fatalf("restarted edge: key %s chevron %s role %s, want %s %s edge", e2.Pubkey(), e2.Chevron(), e2.Role(), pub, chev)
+	}
+	checkRoles(t, s, 20*time.Second)
+}
+
+// TestScaleCandidateJoinsCoreOrEdge: a node with --cluster and --join asks
+// the core; it becomes an edge when the core is full and a core member
+// when it has room.
+func TestScaleCandidateJoinsCoreOrEdge(t *testing.T) {
+	t.Run("full", func(t *testing.T) {
+		s := testmesh.StartCore(t, 3)
+		c := s.AddCandidate()
+		if c.Role() != wire.NodeRoleEdge {
+			t.Fatalf("candidate with a full core became %s", c.Role())
+		}
+		checkRoles(t, s, 20*time.Second)
+	})
+	t.Run("room", func(t *testing.T) {
+		s := testmesh.StartCore(t, 2, func(_ int, o *node.Options) { o.Core = 3 })
+		if st := s.Node(0).CoreStatus(); !st.Below || st.Size != 3 {
+			t.Fatalf("core of 2 with size 3: %+v", st)
+		}
+		c := s.AddCandidate()
+		if c.Role() != wire.NodeRoleCore {
+			t.Fatalf("candidate with room in the core became %s", c.Role())
+		}
+		testmesh.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+			if st := s.Node(0).CoreStatus(); st.Live() != 3 || st.Below {
+				return fmt.Errorf("core status %+v", st)
+			}
+			return nil
+		})
+		checkRoles(t, s, 20*time.Second)
+	})
+}
+
+// TestScaleRevokedEdgeRefusedOnLeaf: revoking an edge closes its leaf link
+// and the core refuses it from then on.
+func TestScaleRevokedEdgeRefusedOnLeaf(t *testing.T) {
+	s := testmesh.StartCore(t, 3)
+	e := s.AddEdge()
+	checkRoles(t, s, 20*time.Second)
+	ids, err := s.Client(0).Identities(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ids.Revoke(context.Background(), e.Pubkey(), "", "test", "", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	// Its link goes and stays gone: no core node holds a leaf from it for
+	// a couple of seconds of its redials (every 500 ms).
+	var clear time.Time
+	testmesh.CheckFor(t, 15*time.Second, 50*time.Millisecond, func() error {
+		for _, nd := range s.Cores() {
+			if slices.Contains(nd.EdgeLinks(), e.ServerName()) {
+				clear = time.Time{}
+				return fmt.Errorf("core node %s still holds the revoked edge's leaf", nd.Chevron())
+			}
+		}
+		if clear.IsZero() {
+			clear = time.Now()
+		}
+		if time.Since(clear) < 2*time.Second {
+			return errors.New("not refused for long enough yet")
+		}
+		return nil
+	})
+	if l := e.Status().CoreLink; l != "" {
+		t.Fatalf("revoked edge still linked to %s", l)
+	}
 }
