@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -337,6 +338,70 @@ func (c *Client) Query(ctx context.Context, name string, req any, v any) error {
 // query may answer its inbox); a key that is not the one trusted for this
 // node ends the wait at once with that error.
 func (c *Client) request(ctx context.Context, subj, srv string, payload []byte) ([]byte, error) {
+	return c.requestChecked(ctx, subj, payload, func(m *nats.Msg) (bool, error) {
+		from, err := c.verifyQueryReply(m, srv)
+		if err != nil {
+			return false, err
+		}
+		return true, c.settleKey(from)
+	})
+}
+
+// QueryMember asks one node of the swarm the query name with the JSON of
+// req (nil: empty) and decodes its answer into v: the node of server srv
+// (rn.sys.<name>.<srv>), or with srv empty whichever node of the queue
+// group takes it (rn.sys.<name>). With verification on, the answer counts
+// only when signed by one of keys (node keys from a verified registry:
+// Nodes); others are dropped while the client waits. Nothing is pinned:
+// the answering node need not be the one the client is connected to.
+func (c *Client) QueryMember(ctx context.Context, name, srv string, keys []string, req any, v any) error {
+	var payload []byte
+	if req != nil {
+		var err error
+		if payload, err = json.Marshal(req); err != nil {
+			return err
+		}
+	}
+	subj := subjects.Query(name)
+	if srv != "" {
+		subj = subjects.QueryAt(name, srv)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+	}
+	data, err := c.requestChecked(ctx, subj, payload, func(m *nats.Msg) (bool, error) {
+		from, err := c.verifyQueryReply(m, srv)
+		if err != nil {
+			return false, err
+		}
+		if !slices.Contains(keys, from) {
+			return false, fmt.Errorf("%w: reply signed by %s, not by a node asked", ErrNodeKey, from)
+		}
+		return true, nil
+	})
+	if err != nil {
+		return err
+	}
+	var reply wire.Reply
+	if err := wire.Decode(data, &reply); err != nil {
+		return fmt.Errorf("%s: %w", subj, err)
+	}
+	if reply.Error != nil {
+		return fmt.Errorf("%s: %w", subj, reply.Error)
+	}
+	if err := json.Unmarshal(reply.Data, v); err != nil {
+		return fmt.Errorf("%s: decode: %w", subj, err)
+	}
+	return nil
+}
+
+// requestChecked publishes one signed query on subj and returns the first
+// reply check accepts. With verification off every reply is accepted. A
+// reply check refuses (false, err) is dropped and counted and the wait goes
+// on; one it accepts with an error (true, err) ends the wait with it.
+func (c *Client) requestChecked(ctx context.Context, subj string, payload []byte, check func(*nats.Msg) (bool, error)) ([]byte, error) {
 	inbox := c.nc.NewInbox()
 	// A small channel: SubscribeSync's would allocate 64k slots per query.
 	ch := make(chan *nats.Msg, 64)
@@ -371,13 +436,12 @@ func (c *Client) request(ctx context.Context, subj, srv string, payload []byte) 
 		if c.verifier == nil {
 			return m.Data, nil
 		}
-		from, err := c.verifyQueryReply(m, srv)
-		if err == nil {
-			err = c.settleKey(from)
-			if err != nil {
-				c.badReplies.Add(1)
-				return nil, fmt.Errorf("%s: %w", subj, err)
-			}
+		ok, err := check(m)
+		if ok && err != nil {
+			c.badReplies.Add(1)
+			return nil, fmt.Errorf("%s: %w", subj, err)
+		}
+		if ok {
 			return m.Data, nil
 		}
 		c.badReplies.Add(1)
