@@ -56,7 +56,7 @@ func (n *Node) evictRevoked() {
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
-			if n.removePeer(name, pub) {
+			if n.removePeer(name, pub, "revoked") {
 				n.ev.mu.Lock()
 				n.ev.done[name] = true
 				n.ev.mu.Unlock()
@@ -65,9 +65,10 @@ func (n *Node) evictRevoked() {
 	}
 }
 
-// removePeer asks the meta leader to drop server name from the meta group;
-// it reports whether the server is out of it now.
-func (n *Node) removePeer(name, pub string) bool {
+// removePeer asks the meta leader to drop server name (of node key pub)
+// from the meta group, for the reason why (logged); it reports whether the
+// server is out of it now.
+func (n *Node) removePeer(name, pub, why string) bool {
 	n.ev.mu.Lock()
 	if n.ev.nc == nil || n.ev.nc.IsClosed() {
 		nc, err := nats.Connect("", nats.InProcessServer(n.srv), nats.Name(sysConnName),
@@ -86,22 +87,22 @@ func (n *Node) removePeer(name, pub string) bool {
 	defer cancel()
 	msg, err := nc.RequestWithContext(ctx, server.JSApiRemoveServer, req)
 	if err != nil {
-		n.log.Warn("JetStream peer removal of a revoked node", "server", name, "key", pub, "err", err)
+		n.log.Warn("JetStream peer removal", "why", why, "server", name, "key", pub, "err", err)
 		return false
 	}
 	var resp server.JSApiMetaServerRemoveResponse
 	if err := json.Unmarshal(msg.Data, &resp); err != nil {
-		n.log.Warn("JetStream peer removal of a revoked node: bad answer", "server", name, "err", err)
+		n.log.Warn("JetStream peer removal: bad answer", "why", why, "server", name, "err", err)
 		return false
 	}
 	if resp.Error != nil {
 		if resp.Error.ErrCode == uint16(server.JSClusterServerNotMemberErr) {
 			return true
 		}
-		n.log.Warn("JetStream peer removal of a revoked node refused", "server", name, "key", pub, "err", resp.Error.Description)
+		n.log.Warn("JetStream peer removal refused", "why", why, "server", name, "key", pub, "err", resp.Error.Description)
 		return false
 	}
-	n.log.Info("revoked node's server removed from JetStream's meta group", "server", name, "key", pub)
+	n.log.Info("server removed from JetStream's meta group", "why", why, "server", name, "key", pub)
 	return true
 }
 
