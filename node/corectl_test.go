@@ -1,0 +1,141 @@
+package node_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/robonet-mesh/robonet/internal/testmesh"
+	"github.com/robonet-mesh/robonet/mesh"
+	"github.com/robonet-mesh/robonet/node"
+	"github.com/robonet-mesh/robonet/subjects"
+	"github.com/robonet-mesh/robonet/wire"
+)
+
+// coreAsk asks query name of the node nd (its own subject) with c and
+// returns the answer.
+func coreAsk(c *mesh.Client, nd *node.Node, name string, req any) (node.CoreChange, error) {
+	var out node.CoreChange
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := c.QueryMember(ctx, name, nd.ServerName(), []string{nd.Pubkey()}, req, &out)
+	return out, err
+}
+
+func wantCode(t *testing.T, err error, code, text string) {
+	t.Helper()
+	var we *wire.Error
+	if !errors.As(err, &we) || we.Code != code || !strings.Contains(we.Msg, text) {
+		t.Fatalf("error %v, want %s naming %q", err, code, text)
+	}
+}
+
+// TestCoreControlIsForAdmins: the core control queries are refused to
+// anyone but an admin, whatever connection carried them: a node's own
+// operator (admin on its node only) asking another node is denied there,
+// and an operator user cannot even publish them.
+func TestCoreControlIsForAdmins(t *testing.T) {
+	s := testmesh.Start(t, 3)
+	s.WaitAlive(30 * time.Second)
+	local := s.Client(1) // node 1's operator: admin on node 1, operator elsewhere
+	for _, q := range []struct {
+		name string
+		req  any
+	}{
+		{subjects.QueryCoreSize, node.CoreSizeRequest{Size: 5}},
+		{subjects.QueryCoreRemove, node.CoreRemoveRequest{Target: s.Node(2).Name()}},
+		{subjects.QueryCoreAdd, node.CoreAddRequest{Pubkey: s.Node(2).Pubkey()}},
+	} {
+		_, err := coreAsk(local, s.Node(2), q.name, q.req)
+		wantCode(t, err, wire.CodeDenied, "needs an admin")
+	}
+	op := s.User(0, "oscar", wire.RoleOperator)
+	if _, err := coreAsk(op, s.Node(0), subjects.QueryCoreSize, node.CoreSizeRequest{Size: 5}); err == nil {
+		t.Fatal("an operator set the core size")
+	}
+}
+
+// TestCoreControlValidates: every input is checked and the error names
+// what was wrong; a valid size is written and read back.
+func TestCoreControlValidates(t *testing.T) {
+	s := testmesh.Start(t, 3)
+	s.WaitAlive(30 * time.Second)
+	admin := s.Client(0)
+	n0, n2 := s.Node(0), s.Node(2)
+	for _, tc := range []struct {
+		name string
+		nd   *node.Node
+		req  any
+		want string
+	}{
+		{subjects.QueryCoreSize, n0, node.CoreSizeRequest{Size: 0}, "core size 0: want 1..7"},
+		{subjects.QueryCoreSize, n0, node.CoreSizeRequest{Size: 8}, "core size 8: want 1..7"},
+		{subjects.QueryCoreSize, n0, map[string]any{"size": 3, "colour": "red"}, `unknown field "colour"`},
+		{subjects.QueryCoreRemove, n0, node.CoreRemoveRequest{Target: "rn99"}, `"rn99"`},
+		{subjects.QueryCoreRemove, n0, node.CoreRemoveRequest{Target: ""}, "want a node's name, chevron or key"},
+		{subjects.QueryCoreRemove, n0, node.CoreRemoveRequest{Target: "a b"}, `"a b"`},
+		{subjects.QueryCoreAdd, n2, node.CoreAddRequest{Pubkey: n0.Pubkey()}, "whose key is " + n2.Pubkey()},
+		{subjects.QueryCoreAdd, n2, node.CoreAddRequest{Pubkey: n2.Pubkey()}, "is a core member already"},
+	} {
+		_, err := coreAsk(admin, tc.nd, tc.name, tc.req)
+		wantCode(t, err, wire.CodeBadRequest, tc.want)
+	}
+	got, err := coreAsk(admin, n0, subjects.QueryCoreSize, node.CoreSizeRequest{Size: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Size != 5 || got.Live != 3 || !strings.Contains(got.Note, "below its size (3 of 5 up)") {
+		t.Fatalf("core size 5: %+v", got)
+	}
+	// Another node reads it back: a full core of 3 is below a size of 5, so
+	// removing a member is judged against 5.
+	got, err = coreAsk(admin, n2, subjects.QueryCoreSize, node.CoreSizeRequest{Size: 3})
+	if err != nil || got.Size != 3 || got.Note != "" {
+		t.Fatalf("core size 3: %+v, %v", got, err)
+	}
+}
+
+// TestCoreRemoveDemotesTheMemberAsked: asked at its own subject, a core
+// member lists itself removed, leaves JetStream's meta group and asks to
+// restart as an edge; the answer comes first.
+func TestCoreRemoveDemotesTheMemberAsked(t *testing.T) {
+	s := testmesh.Start(t, 3)
+	s.WaitAlive(30 * time.Second)
+	admin := s.Client(0)
+	victim := s.Node(2)
+	testmesh.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		for _, nd := range s.Live() {
+			if p := nd.MetaPeers(); len(p) == 3 {
+				return nil
+			}
+		}
+		return errors.New("meta group not at 3 peers yet")
+	})
+	got, err := coreAsk(admin, victim, subjects.QueryCoreRemove, node.CoreRemoveRequest{Target: victim.Chevron().String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Restarting || got.Role != wire.NodeRoleEdge || !got.JetStreamRemoved || got.Pubkey != victim.Pubkey() {
+		t.Fatalf("remove: %+v", got)
+	}
+	select {
+	case <-victim.RestartRequested():
+	case <-time.After(10 * time.Second):
+		t.Fatal("no restart requested 10 s after the answer")
+	}
+	testmesh.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		for _, nd := range s.Live()[:2] {
+			if p := nd.MetaPeers(); len(p) > 0 {
+				if slices.Contains(p, victim.ServerName()) {
+					return fmt.Errorf("meta peers %v still list %s", p, victim.ServerName())
+				}
+				return nil
+			}
+		}
+		return errors.New("no meta leader among nodes 0 and 1")
+	})
+}
