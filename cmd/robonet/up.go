@@ -14,6 +14,7 @@ import (
 
 	"github.com/robonet-mesh/robonet/node"
 	"github.com/robonet-mesh/robonet/trust"
+	"github.com/robonet-mesh/robonet/wire"
 )
 
 func newUpCmd(g *globals) *cobra.Command {
@@ -31,9 +32,21 @@ func newUpCmd(g *globals) *cobra.Command {
 		Long: `Run a robonet node in the foreground until Ctrl-C or SIGTERM.
 
 With no --cluster and no --join the node is a single-node mesh (JetStream standalone).
-With --cluster and/or --join it is a swarm member: it routes to the --join addresses
-and JetStream runs clustered (it needs two members before the swarm's state can be written;
-buckets become R3 once three are up).
+With --cluster and/or --join it is a swarm member, in one of two roles:
+
+  core  route-clustered with the other core members: JetStream, the lease, the durable
+        buckets, the registry. The first --core nodes (default 3, at most 7) form it:
+        a node with --cluster and no --join founds it; one with --cluster and --join
+        joins it while it has fewer members up than its size.
+  edge  every other node: its server connects to the core as a NATS leaf node (failing
+        over to another core member), local programs keep using --listen, and it does
+        not hear other nodes' heartbeats. A node with --join and no --cluster, or with
+        --edge, is an edge; so is a node with --cluster and --join once the core is full.
+
+The role is saved in --data, so a restart keeps it. An admin changes it with robonet core
+add <node> (an edge started with --cluster becomes core) and robonet core remove <node>;
+the node restarts in-process in its new role. The core needs two members before the
+swarm's state can be written; buckets become R3 once three are up.
 
 Federation: --leaf-listen makes the node's swarm a hub that accepts child swarms;
 --federate with --federate-token makes it a child of the swarm at those addresses.
@@ -76,44 +89,43 @@ they are saved in --data, so a restart needs none of them.`,
 					o.FederateToken = tok
 				}
 			}
+			if o.Core < node.MinCore || o.Core > node.MaxCore {
+				return fmt.Errorf("--core %d: want a core size of %d..%d", o.Core, node.MinCore, node.MaxCore)
+			}
 			o.DataDir = g.data
 			o.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
-			n, err := node.New(o)
-			if err != nil {
-				return err
-			}
 			ctx := cmd.Context()
-			startCtx, cancel := context.WithTimeout(ctx, wait)
-			defer cancel()
-			began := time.Now()
-			if err := n.Start(startCtx); err != nil {
-				return err
-			}
-			fed, err := startFederation(ctx, n, o.Logger)
+			r, err := startRunning(ctx, cmd, o, wait)
 			if err != nil {
-				_ = n.Shutdown(context.Background())
 				return err
 			}
-			stopFed, err := startFedCommands(ctx, n, o.Logger)
-			if err != nil {
-				fed.stop()
-				_ = n.Shutdown(context.Background())
-				return err
-			}
-			printUp(cmd, n, time.Since(began))
 			if fromFile && strings.HasPrefix(o.Token, trust.TokenPrefix) {
 				forgetTokenFile(cmd, tokenFile)
 			}
-			select {
-			case <-ctx.Done():
-			case <-n.Done():
+			for {
+				select {
+				case <-ctx.Done():
+				case <-r.n.Done():
+				case <-r.n.RestartRequested():
+					// robonet core add/remove changed the node's role: it
+					// saved the new one; a new node with the same options
+					// starts in it.
+					was := r.n.Role()
+					fmt.Fprintf(cmd.ErrOrStderr(), "robonet: %s asked to restart in its new role (was %s); restarting in-process…\n", r.n.Name(), was)
+					o.Logger.Warn("restarting in-process in the node's new role", "was", was)
+					if err := r.stop(); err != nil {
+						return err
+					}
+					if r, err = startRunning(ctx, cmd, o, wait); err != nil {
+						return fmt.Errorf("restart in the new role: %w", err)
+					}
+					fmt.Fprintf(cmd.ErrOrStderr(), "robonet: restarted as %s\n", r.n.Role())
+					continue
+				}
+				break
 			}
 			fmt.Fprintln(cmd.ErrOrStderr(), "robonet: shutting down (lame duck)…")
-			sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer scancel()
-			stopFed(sctx)
-			fed.stop()
-			if err := n.Shutdown(sctx); err != nil {
+			if err := r.stop(); err != nil {
 				return err
 			}
 			fmt.Fprintln(cmd.ErrOrStderr(), "robonet: stopped cleanly")
@@ -135,6 +147,9 @@ they are saved in --data, so a restart needs none of them.`,
 	f.StringVar(&tags, "tags", "", "tags key=value,key=value, e.g. role=camera")
 	f.StringSliceVar(&o.FileRoots, "file-root", nil, "directories the file verb may read and write under (default <data>/files); never the data dir")
 	f.StringSliceVar(&o.ExecAllow, "exec-allow", nil, "programs exec may run as a mutate command (others are dangerous), e.g. systemctl,journalctl")
+	f.BoolVar(&o.Edge, "edge", false, "be an edge (a leaf node of the core) whatever role is saved; a node started with it cannot be promoted (robonet core add)")
+	f.IntVar(&o.Core, "core", 3, "the core's size when this node founds it: 1..7 route-clustered members (admins change it later: robonet core size N)")
+	f.StringVar(&o.EdgeListen, "edge-listen", "", "core members: where edges connect as leaf nodes, host:port (default <--cluster host>:7422; with --leaf-listen, that listener serves edges too)")
 	f.StringVar(&o.LeafListen, "leaf-listen", "", "accept child swarms' leaf connections on host:port, e.g. 0.0.0.0:7422 (TLS; makes this swarm a federation hub)")
 	f.StringSliceVar(&o.Federate, "federate", nil, "the parent swarm's leaf addresses, host:port,host:port (makes this swarm a child; needs --federate-token)")
 	f.StringVar(&o.FederateToken, "federate-token", "", "federation token from the parent swarm (rntok_…, robonet token create --federate there); saved in --data")
@@ -144,11 +159,59 @@ they are saved in --data, so a restart needs none of them.`,
 	return cmd
 }
 
+// running is a started node with the features composed onto it.
+type running struct {
+	n       *node.Node
+	fed     *federationFeature
+	stopFed func(context.Context)
+}
+
+// startRunning creates and starts a node with o (waiting up to wait for
+// the swarm), composes the federation features onto it and prints the
+// banner.
+func startRunning(ctx context.Context, cmd *cobra.Command, o node.Options, wait time.Duration) (*running, error) {
+	n, err := node.New(o)
+	if err != nil {
+		return nil, err
+	}
+	startCtx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	began := time.Now()
+	if err := n.Start(startCtx); err != nil {
+		return nil, err
+	}
+	fed, err := startFederation(ctx, n, o.Logger)
+	if err != nil {
+		_ = n.Shutdown(context.Background())
+		return nil, err
+	}
+	stopFed, err := startFedCommands(ctx, n, o.Logger)
+	if err != nil {
+		fed.stop()
+		_ = n.Shutdown(context.Background())
+		return nil, err
+	}
+	printUp(cmd, n, time.Since(began))
+	return &running{n: n, fed: fed, stopFed: stopFed}, nil
+}
+
+// stop shuts the features and the node down (lame duck), within 30 s.
+func (r *running) stop() error {
+	sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer scancel()
+	r.stopFed(sctx)
+	r.fed.stop()
+	return r.n.Shutdown(sctx)
+}
+
 func printUp(cmd *cobra.Command, n *node.Node, took time.Duration) {
 	w := cmd.OutOrStdout()
 	mode := "single node, JetStream standalone"
-	if n.Clustered() {
-		mode = "swarm member, JetStream clustered"
+	switch {
+	case n.Role() == wire.NodeRoleEdge:
+		mode = "edge: a leaf node of the core"
+	case n.Clustered():
+		mode = "core member, JetStream clustered"
 	}
 	fmt.Fprintf(w, "robonet %s: node %s up as chevron %s in swarm %q (%s), ready in %s\n",
 		node.Version, n.Name(), n.Chevron(), n.Status().Swarm, mode, took.Round(time.Millisecond))
