@@ -41,6 +41,10 @@ type upConfig struct {
 	LeafListen        *string  `json:"leaf_listen"`
 	Federate          []string `json:"federate"`
 	FederateTokenFile *string  `json:"federate_token_file"`
+	// Core and edges.
+	Edge       *bool   `json:"edge"`
+	Core       *int    `json:"core"`
+	EdgeListen *string `json:"edge_listen"`
 }
 
 // isJSONConfig reports whether a config file is the JSON form (its first
@@ -81,8 +85,15 @@ func parseJSONConfig(data []byte) (map[string]string, error) {
 	str("token-file", c.TokenFile)
 	str("leaf-listen", c.LeafListen)
 	str("federate-token-file", c.FederateTokenFile)
+	str("edge-listen", c.EdgeListen)
 	if c.Founder != nil {
 		out["founder"] = strconv.FormatBool(*c.Founder)
+	}
+	if c.Edge != nil {
+		out["edge"] = strconv.FormatBool(*c.Edge)
+	}
+	if c.Core != nil {
+		out["core"] = strconv.Itoa(*c.Core)
 	}
 	for _, l := range []struct {
 		field, flag string
