@@ -175,7 +175,7 @@ func nodesAll(ctx context.Context, cmd *cobra.Command, g *globals, c *mesh.Clien
 
 func printFedNodes(w io.Writer, ms []wire.FedMember, now time.Time) {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SWARM\tCHEVRON\tNAME\tSTATE\tLEADER\tCAPS\tTAGS\tVERSION\tUPTIME")
+	fmt.Fprintln(tw, "SWARM\tCHEVRON\tNAME\tROLE\tSTATE\tLEADER\tCAPS\tTAGS\tVERSION\tUPTIME")
 	for _, m := range ms {
 		leader := ""
 		if m.Leader {
@@ -185,7 +185,7 @@ func printFedNodes(w io.Writer, ms []wire.FedMember, now time.Time) {
 		if !m.Started.IsZero() && m.State == wire.StateAlive {
 			uptime = fmtDuration(now.Sub(m.Started))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", orDash(m.Swarm), m.Chevron, m.Name, m.State, leader,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", orDash(m.Swarm), m.Chevron, m.Name, node.MemberRole(m.Member), m.State, leader,
 			orDash(strings.Join(m.Caps, ",")), orDash(fmtTags(m.Tags)), orDash(m.Version), uptime)
 	}
 	tw.Flush()

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/robonet-mesh/robonet/node"
 	"github.com/robonet-mesh/robonet/wire"
 )
 
@@ -23,7 +24,7 @@ func newNodesCmd(g *globals) *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "nodes",
-		Short: "List the swarm's nodes: chevron, name, state, leader, trust tier, caps, tags, load, version, uptime",
+		Short: "List the swarm's nodes: chevron, name, role (core|edge), state, leader, trust tier, caps, tags, load, version, uptime",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -72,7 +73,7 @@ func nonNil(ms []wire.Member) []wire.Member {
 
 func printNodes(w io.Writer, ms []wire.Member, now time.Time) {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "CHEVRON\tNAME\tSTATE\tLEADER\tTIER\tCAPS\tTAGS\tLOAD\tVERSION\tUPTIME")
+	fmt.Fprintln(tw, "CHEVRON\tNAME\tROLE\tSTATE\tLEADER\tTIER\tCAPS\tTAGS\tLOAD\tVERSION\tUPTIME")
 	for _, m := range ms {
 		leader := ""
 		if m.Leader {
@@ -82,7 +83,7 @@ func printNodes(w io.Writer, ms []wire.Member, now time.Time) {
 		if !m.Started.IsZero() && m.State != wire.StateOffline {
 			uptime = fmtDuration(now.Sub(m.Started))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%.2f\t%s\t%s\n", m.Chevron, m.Name, m.State, leader, m.Tier,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%.2f\t%s\t%s\n", m.Chevron, m.Name, node.MemberRole(m), m.State, leader, m.Tier,
 			orDash(strings.Join(m.Caps, ",")), orDash(fmtTags(m.Tags)), m.Load, orDash(m.Version), uptime)
 	}
 	tw.Flush()
@@ -127,7 +128,7 @@ func fmtDuration(d time.Duration) string {
 // change is one line of `nodes --watch`.
 type change struct {
 	Time   time.Time   `json:"time"`
-	Change string      `json:"change"` // join, leave, state, leader
+	Change string      `json:"change"` // join, leave, state, role, leader
 	Node   wire.Member `json:"node"`
 	Was    string      `json:"was,omitempty"`
 }
@@ -150,6 +151,9 @@ func diffMembers(prev, cur []wire.Member, now time.Time) []change {
 			out = append(out, change{Time: now, Change: "leave", Node: m, Was: p.State})
 		case m.State != p.State:
 			out = append(out, change{Time: now, Change: "state", Node: m, Was: p.State})
+		}
+		if ok && p.State != wire.StateOffline && m.State != wire.StateOffline && node.MemberRole(m) != node.MemberRole(p) {
+			out = append(out, change{Time: now, Change: "role", Node: m, Was: node.MemberRole(p)})
 		}
 		if ok && m.Leader && !p.Leader {
 			out = append(out, change{Time: now, Change: "leader", Node: m})
@@ -208,10 +212,12 @@ func watchNodes(ctx context.Context, w io.Writer, asJSON bool, first []wire.Memb
 				}
 				continue
 			}
-			mark := map[string]string{"join": "+", "leave": "-", "state": "~", "leader": "*"}[c.Change]
+			mark := map[string]string{"join": "+", "leave": "-", "state": "~", "role": "~", "leader": "*"}[c.Change]
 			detail := c.Node.State
 			if c.Change == "leader" {
 				detail = "is now the leader"
+			} else if c.Change == "role" {
+				detail = c.Was + " -> " + node.MemberRole(c.Node)
 			} else if c.Was != "" {
 				detail = c.Was + " -> " + c.Node.State
 			}

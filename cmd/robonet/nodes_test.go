@@ -32,4 +32,10 @@ func TestDiffMembers(t *testing.T) {
 	if !kinds["2:join"] || !kinds["1:leader"] || len(again) != 2 {
 		t.Errorf("changes = %v", kinds)
 	}
+	// A promoted edge is a role change; a node without a role is core.
+	roles := diffMembers([]wire.Member{{Chevron: "7", State: "alive", Role: "edge"}, {Chevron: "8", State: "alive"}},
+		[]wire.Member{{Chevron: "7", State: "alive", Role: "core"}, {Chevron: "8", State: "alive", Role: "core"}}, now)
+	if len(roles) != 1 || roles[0].Change != "role" || roles[0].Was != "edge" || roles[0].Node.Chevron != "7" {
+		t.Errorf("role changes = %+v", roles)
+	}
 }
