@@ -212,6 +212,9 @@ func (n *Node) coreAdd(ctx context.Context, _ string, data []byte) (CoreChange, 
 	if n.Role() != wire.NodeRoleEdge {
 		return out, "", fmt.Errorf("%s is a core member already", n.selfText())
 	}
+	if n.opts.Edge {
+		return out, "", fmt.Errorf("%s was started with --edge, which makes it an edge at every start: restart it without --edge (and with --cluster), then add it", n.selfText())
+	}
 	if n.opts.Cluster == "" {
 		return out, "", fmt.Errorf("%s has no cluster address for routes: restart it with robonet up --cluster <host>:6222 (and its --join), then add it", n.selfText())
 	}
