@@ -83,6 +83,7 @@ flags win over the environment, which wins over the file.`,
 	root.AddCommand(
 		newUpCmd(g),
 		newNodesCmd(g),
+		newCoreCmd(g),
 		newFederationCmd(g),
 		newStatusCmd(g),
 		newNatsContextCmd(g),

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -46,6 +47,19 @@ func newStatusCmd(g *globals) *cobra.Command {
 			fmt.Fprintf(tw, "node\t%s (%s), %s, version %s\n", st.Name, st.Chevron, st.State, st.Version)
 			fmt.Fprintf(tw, "leader\t%s\n", leader)
 			fmt.Fprintf(tw, "members\t%d live, %d known\n", st.Members, st.Known)
+			if st.Role != "" {
+				fmt.Fprintf(tw, "role\t%s\n", st.Role)
+			}
+			if st.CoreSize > 0 {
+				core := fmt.Sprintf("%d/%d up", st.CoreLive, st.CoreSize)
+				if st.CoreBelow {
+					core += ", BELOW its size (robonet core add <node> promotes an edge)"
+				}
+				if st.CoreLink != "" {
+					core += fmt.Sprintf(", linked to %s since %s", st.CoreLink, st.CoreLinkSince.Local().Format(time.TimeOnly))
+				}
+				fmt.Fprintf(tw, "core\t%s\n", core)
+			}
 			fmt.Fprintf(tw, "jetstream\t%s, meta leader %s, %s\n", js, orDash(st.MetaLeader), fmtReplication(st))
 			return tw.Flush()
 		},
