@@ -19,16 +19,12 @@ import (
 )
 
 // Core control (robonet core add|remove|size): admin-signed queries that
-// change who is in the core. The core's size lives in rn_config CoreSizeKey;
-// a demoted member is listed under CoreRemovedKey so that, coming back with
-// a saved core role, it knows to be an edge.
+// change who is in the core. The core's size lives in rn_config core.size
+// (coreSizeKey); a demoted member is listed under CoreRemovedKey so that,
+// coming back with a saved core role, it knows to be an edge.
 
-// The rn_config keys of the core and its bounds.
-const (
-	CoreSizeKey    = "core.size"
-	coreRemovedPre = "core.removed."
-	MinCore        = 1
-)
+// coreRemovedPre prefixes the rn_config keys of removed core members.
+const coreRemovedPre = "core.removed."
 
 // CoreRemovedKey is the rn_config key that lists node key pub as removed
 // from the core.
@@ -120,16 +116,6 @@ func MemberRole(m wire.Member) string {
 		return wire.NodeRoleCore
 	}
 	return m.Role
-}
-
-// ParseCoreSize reads rn_config core.size: a decimal MinCore..MaxCore.
-func ParseCoreSize(value []byte) (int, error) {
-	s := strings.TrimSpace(string(value))
-	v, err := strconv.Atoi(s)
-	if err != nil || v < MinCore || v > MaxCore {
-		return 0, fmt.Errorf("%s = %q: want an integer %d..%d", CoreSizeKey, clip(s, 16), MinCore, MaxCore)
-	}
-	return v, nil
 }
 
 // serveCoreControl answers the core control queries. Every node answers
@@ -319,14 +305,14 @@ func (n *Node) coreSetSize(ctx context.Context, _ string, data []byte) (CoreChan
 	if err := decodeStrict("core size", data, &req); err != nil {
 		return CoreChange{}, "", err
 	}
-	if req.Size < MinCore || req.Size > MaxCore {
-		return CoreChange{}, "", fmt.Errorf("core size %d: want %d..%d", req.Size, MinCore, MaxCore)
+	if req.Size < 1 || req.Size > MaxCore {
+		return CoreChange{}, "", fmt.Errorf("core size %d: want 1..%d", req.Size, MaxCore)
 	}
 	if n.kvs.config == nil {
 		return CoreChange{}, "", fmt.Errorf("%s has no %s bucket", n.selfText(), BucketConfig)
 	}
-	if _, err := n.kvs.config.Put(ctx, CoreSizeKey, []byte(strconv.Itoa(req.Size))); err != nil {
-		return CoreChange{}, "", fmt.Errorf("write %s %s: %w", BucketConfig, CoreSizeKey, err)
+	if _, err := n.kvs.config.Put(ctx, coreSizeKey, []byte(strconv.Itoa(req.Size))); err != nil {
+		return CoreChange{}, "", fmt.Errorf("write %s %s: %w", BucketConfig, coreSizeKey, err)
 	}
 	_, live, _, err := n.coreCount(ctx)
 	if err != nil {
@@ -342,27 +328,18 @@ func (n *Node) coreSetSize(ctx context.Context, _ string, data []byte) (CoreChan
 	return out, "", nil
 }
 
-// coreCount is the core's size (rn_config, else --core) and its members
-// up as this node sees the registry, with their names.
-func (n *Node) coreCount(ctx context.Context) (size, live int, names []string, err error) {
-	size = n.opts.Core
-	if n.leaderRead != nil {
-		e, found, err := n.leaderRead.Get(ctx, CoreSizeKey)
-		if err != nil {
-			return 0, 0, nil, fmt.Errorf("read %s %s: %w", BucketConfig, CoreSizeKey, err)
-		}
-		if found {
-			if size, err = ParseCoreSize(e.Value); err != nil {
-				return 0, 0, nil, err
-			}
-		}
+// coreCount is the core's size and its members up, with their names, as
+// this node sees the core (CoreStatus; an edge asks the core).
+func (n *Node) coreCount(context.Context) (size, live int, names []string, err error) {
+	st := n.CoreStatus()
+	if st.Size == 0 {
+		return 0, 0, nil, errors.New("no answer from the core about its size and members: try again")
 	}
-	for _, m := range n.Members() {
-		if MemberRole(m) == wire.NodeRoleCore && m.State != wire.StateOffline {
-			live++
-			names = append(names, m.Name)
+	for _, m := range st.Members {
+		if m.Up {
+			names = append(names, cmpOr(m.Name, m.Server))
 		}
 	}
 	slices.Sort(names)
-	return size, live, names, nil
+	return st.Size, len(names), names, nil
 }

@@ -241,10 +241,10 @@ func newCoreSizeCmd(g *globals) *cobra.Command {
 		Example: `  robonet core size 5`,
 		Args: func(_ *cobra.Command, args []string) error {
 			if len(args) != 1 {
-				return fmt.Errorf("core size takes one argument, the size %d..%d (got %d)", node.MinCore, node.MaxCore, len(args))
+				return fmt.Errorf("core size takes one argument, the size %d..%d (got %d)", 1, node.MaxCore, len(args))
 			}
-			if v, err := strconv.Atoi(args[0]); err != nil || v < node.MinCore || v > node.MaxCore {
-				return fmt.Errorf("core size %q: want an integer %d..%d", clip(args[0]), node.MinCore, node.MaxCore)
+			if v, err := strconv.Atoi(args[0]); err != nil || v < 1 || v > node.MaxCore {
+				return fmt.Errorf("core size %q: want an integer %d..%d", clip(args[0]), 1, node.MaxCore)
 			}
 			return nil
 		},

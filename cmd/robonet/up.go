@@ -89,8 +89,8 @@ they are saved in --data, so a restart needs none of them.`,
 					o.FederateToken = tok
 				}
 			}
-			if o.Core < node.MinCore || o.Core > node.MaxCore {
-				return fmt.Errorf("--core %d: want a core size of %d..%d", o.Core, node.MinCore, node.MaxCore)
+			if o.Core < 1 || o.Core > node.MaxCore {
+				return fmt.Errorf("--core %d: want a core size of 1..%d", o.Core, node.MaxCore)
 			}
 			o.DataDir = g.data
 			o.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
