@@ -267,6 +267,12 @@ func (n *Node) coreRemove(ctx context.Context, by string, data []byte) (CoreChan
 	if !n.Clustered() {
 		return out, "", fmt.Errorf("%s runs standalone: there is no core to remove it from", n.selfText())
 	}
+	if up && m.Pubkey != n.pub {
+		// Dropped from JetStream while it runs as core, it would disable
+		// its JetStream and stay a broken core member until restarted.
+		return out, "", fmt.Errorf("%s is up: ask it itself (%s), so that it restarts as an edge; robonet core remove does",
+			what, subjects.QueryAt(subjects.QueryCoreRemove, m.Server))
+	}
 	if err := n.markRemoved(ctx, m.Pubkey, by); err != nil {
 		return out, "", err
 	}
@@ -277,12 +283,9 @@ func (n *Node) coreRemove(ctx context.Context, by string, data []byte) (CoreChan
 	if up {
 		out.Live--
 	}
-	switch {
-	case m.Pubkey == n.pub:
+	if m.Pubkey == n.pub {
 		out.Restarting = true
 		return out, wire.NodeRoleEdge, nil
-	case up:
-		out.Note = strings.TrimPrefix(out.Note+"; ", "; ") + fmt.Sprintf("%s is up and still a core member until it is asked at its own subject (robonet core remove does that)", what)
 	}
 	return out, "", nil
 }

@@ -78,6 +78,7 @@ func TestCoreControlValidates(t *testing.T) {
 		{subjects.QueryCoreRemove, n0, node.CoreRemoveRequest{Target: "rn99"}, `"rn99"`},
 		{subjects.QueryCoreRemove, n0, node.CoreRemoveRequest{Target: ""}, "want a node's name, chevron or key"},
 		{subjects.QueryCoreRemove, n0, node.CoreRemoveRequest{Target: "a b"}, `"a b"`},
+		{subjects.QueryCoreRemove, n0, node.CoreRemoveRequest{Target: n2.Name()}, "is up: ask it itself"},
 		{subjects.QueryCoreAdd, n2, node.CoreAddRequest{Pubkey: n0.Pubkey()}, "whose key is " + n2.Pubkey()},
 		{subjects.QueryCoreAdd, n2, node.CoreAddRequest{Pubkey: n2.Pubkey()}, "is a core member already"},
 	} {
