@@ -335,6 +335,12 @@ func (n *Node) coreSetSize(ctx context.Context, _ string, data []byte) (CoreChan
 // this node sees the core (CoreStatus; an edge asks the core).
 func (n *Node) coreCount(context.Context) (size, live int, names []string, err error) {
 	st := n.CoreStatus()
+	if n.Role() == wire.NodeRoleEdge {
+		// Not the cached answer: a size just set must count.
+		if st, err = n.askCore(3 * time.Second); err != nil {
+			return 0, 0, nil, fmt.Errorf("ask the core its size and members: %w", err)
+		}
+	}
 	if st.Size == 0 {
 		return 0, 0, nil, errors.New("no answer from the core about its size and members: try again")
 	}
