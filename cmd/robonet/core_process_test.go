@@ -17,9 +17,9 @@ import (
 
 // TestBinaryCoreAndEdges runs a core of 3 and two edges as real `robonet
 // up` processes: nodes --json gives every node's role; a SIGKILLed edge is
-// shown offline within 3 s (the core sees its leaf connection close); and
+// shown offline within 3 s (the core sees its leaf connection close);
 // robonet core add promotes the other edge, which restarts in-process as a
-// core member.
+// core member, and robonet core remove makes it an edge again.
 func TestBinaryCoreAndEdges(t *testing.T) {
 	routes := testmesh.ReservePorts(t, 3)
 	join := strings.Join(routes, ",")
@@ -185,4 +185,26 @@ func TestBinaryCoreAndEdges(t *testing.T) {
 	if m := by[keyB]; m.Role != wire.NodeRoleCore || m.State != wire.StateAlive || node.MemberRole(m) != wire.NodeRoleCore {
 		t.Fatalf("edge B after promotion: %+v", m)
 	}
+
+	// And back: core remove asks it itself; it restarts as an edge.
+	out, errOut, code = cli(t, nil, append([]string{"core", "remove", keyB, "--wait", "90s"}, admin...)...)
+	if code != 0 || !strings.Contains(out, "is an edge") {
+		t.Fatalf("core remove: exit %d, %q, %q", code, out, errOut)
+	}
+	testmesh.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		if !strings.Contains(edgeB.output(), "restarted as edge") {
+			return errors.New("B has not said it restarted as an edge")
+		}
+		return nil
+	})
+	testmesh.CheckFor(t, 30*time.Second, 200*time.Millisecond, func() error {
+		st, err := coreStatus(c0)
+		if err != nil {
+			return err
+		}
+		if st.Size != 4 || st.Live() != 3 || !st.Below {
+			return fmt.Errorf("core status after core remove: %+v", st)
+		}
+		return nil
+	})
 }
