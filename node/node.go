@@ -352,7 +352,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		go n.ls.run(n.ctx)
 		go n.watchEdges()
 	}
-	// n.serveCoreControl() goes here once node/corectl.go (core add/remove/size, H2) exists.
+	if err := n.serveCoreControl(); err != nil {
+		return err
+	}
 	n.publishEvent(wire.Event{Kind: subjects.EvtJoin, Chevron: n.chev.String(), Name: n.name, Pubkey: n.pub})
 	n.ready.Store(true)
 	return nil
