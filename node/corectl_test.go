@@ -139,4 +139,84 @@ func TestCoreRemoveDemotesTheMemberAsked(t *testing.T) {
 		}
 		return errors.New("no meta leader among nodes 0 and 1")
 	})
+	nd := s.Restart(2) // as robonet up does: Shutdown, New, Start, same options
+	if nd.Role() != wire.NodeRoleEdge {
+		t.Fatalf("restarted as %s", nd.Role())
+	}
+	testmesh.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		for i := 0; i < 2; i++ {
+			found := false
+			for _, m := range s.Node(i).Members() {
+				if m.Pubkey == nd.Pubkey() {
+					found = true
+					if m.Role != wire.NodeRoleEdge || m.State != wire.StateAlive {
+						return fmt.Errorf("node %d lists it %s, %s", i, m.Role, m.State)
+					}
+				}
+			}
+			if !found {
+				return fmt.Errorf("node %d does not list it", i)
+			}
+		}
+		return nil
+	})
+}
+
+// TestCoreAddPromotesAnEdge: an edge with a cluster address, asked by an
+// admin, becomes a core member: restarted with the same options it routes
+// into the core, joins JetStream's meta group and is listed core.
+func TestCoreAddPromotesAnEdge(t *testing.T) {
+	s := testmesh.StartCore(t, 3)
+	s.WaitAlive(30 * time.Second)
+	edge := s.AddCandidate() // --cluster and --join: the core is full, so an edge
+	if edge.Role() != wire.NodeRoleEdge {
+		t.Fatalf("a candidate joining a full core is %s", edge.Role())
+	}
+	admin := s.Client(0)
+	// The edge's subscription reaches the core over its leaf link.
+	var err error
+	testmesh.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+		_, err = coreAsk(admin, edge, subjects.QueryCoreAdd, node.CoreAddRequest{Pubkey: edge.Pubkey()})
+		if errors.Is(err, mesh.ErrNoResponse) {
+			return err
+		}
+		return nil
+	})
+	wantCode(t, err, wire.CodeBadRequest, "the core is full: 3 of 3 members up")
+	got, err := coreAsk(admin, edge, subjects.QueryCoreAdd, node.CoreAddRequest{Pubkey: edge.Pubkey(), Force: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Restarting || got.Role != wire.NodeRoleCore || got.Size != 3 || got.Live != 3 || !strings.Contains(got.Note, "above its size 3") {
+		t.Fatalf("core add: %+v", got)
+	}
+	select {
+	case <-edge.RestartRequested():
+	case <-time.After(10 * time.Second):
+		t.Fatal("no restart requested 10 s after the answer")
+	}
+	nd := s.Restart(s.Index(edge)) // as robonet up does: Shutdown, New, Start, same options
+	if nd.Role() != wire.NodeRoleCore {
+		t.Fatalf("restarted as %s", nd.Role())
+	}
+	testmesh.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		for i := 0; i < 3; i++ {
+			c := s.Node(i)
+			if !slices.Contains(nd.RoutedServers(), c.ServerName()) {
+				return fmt.Errorf("no route to %s yet (routes %v)", c.ServerName(), nd.RoutedServers())
+			}
+			if p := c.MetaPeers(); len(p) > 0 && !slices.Contains(p, nd.ServerName()) {
+				return fmt.Errorf("meta peers %v lack %s", p, nd.ServerName())
+			}
+			for _, m := range c.Members() {
+				if m.Pubkey == nd.Pubkey() && (m.Role != wire.NodeRoleCore || m.State != wire.StateAlive) {
+					return fmt.Errorf("%s lists it %s, %s", c.Name(), m.Role, m.State)
+				}
+			}
+		}
+		return nil
+	})
+	if st := nd.CoreStatus(); st.Live() != 4 || !st.Above {
+		t.Fatalf("core status after promotion: %+v", st)
+	}
 }
