@@ -255,9 +255,11 @@ func (n *Node) coreRemove(ctx context.Context, by string, data []byte) (CoreChan
 		return out, "", fmt.Errorf("%s is an edge, not a core member", what)
 	}
 	up := m.State != wire.StateOffline
+	// The core as this node sees it (routes included: a member that has
+	// just restarted has routes before it has heard every heartbeat).
 	others := 0
-	for _, o := range ms {
-		if o.Pubkey != m.Pubkey && MemberRole(o) == wire.NodeRoleCore && o.State != wire.StateOffline {
+	for _, o := range n.CoreStatus().Members {
+		if o.Up && o.Server != serverName(m.Pubkey) {
 			others++
 		}
 	}
