@@ -392,6 +392,9 @@ func TestBinaryBadInput(t *testing.T) {
 		{"forged token", []string{"--join", l.Addr().String(), "--cluster", freeAddr(t), "--token", "rntok_AAAA"}, "--token"},
 		{"bad tags", []string{"--tags", "=x"}, "=x"},
 		{"bad caps", []string{"--caps", "GPU"}, "GPU"},
+		{"core too big", []string{"--core", "8"}, "--core 8: want a core size of 1..7"},
+		{"core zero", []string{"--core", "0"}, "--core 0"},
+		{"bad edge listen", []string{"--cluster", freeAddr(t), "--edge-listen", "nowhere"}, `"nowhere"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append([]string{"up", "--data", filepath.Join(t.TempDir(), "d"), "--listen", freeAddr(t)}, tc.args...)
