@@ -105,6 +105,11 @@ func TestBinaryCoreAndEdges(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "ROLE") || !strings.Contains(out, " edge ") || !strings.Contains(out, " core ") {
 		t.Fatalf("nodes table:\n%s", out)
 	}
+	// status on an edge says so, with the core's size and its link.
+	out, _, code = cli(t, nil, "status", "--server", edgeB.client, "--data", edgeB.data)
+	if code != 0 || !strings.Contains(out, "role       edge") || !strings.Contains(out, "core       3/3 up") {
+		t.Fatalf("status on an edge:\n%s", out)
+	}
 
 	// SIGKILL edge A: the core sees its leaf connection close.
 	killed := time.Now()

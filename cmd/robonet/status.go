@@ -37,7 +37,12 @@ func newStatusCmd(g *globals) *cobra.Command {
 				leader = fmt.Sprintf("%s (%s), token %d", st.LeaderName, st.Leader, st.Token)
 			}
 			js := "standalone (single node)"
-			if st.Clustered {
+			if st.Role == wire.NodeRoleEdge {
+				js = "the core's, through the leaf link (an edge has none of its own)"
+				if !st.JetStreamOK {
+					js += ", NOT linked now"
+				}
+			} else if st.Clustered {
 				js = "clustered"
 				if !st.JetStreamOK {
 					js += ", NOT current (no quorum?)"

@@ -220,7 +220,9 @@ func printUp(cmd *cobra.Command, n *node.Node, took time.Duration) {
 	} else {
 		fmt.Fprintf(w, "  clients   %s (nkey auth)\n", n.ClientURL())
 	}
-	if a := n.ClusterAddr(); a != "" {
+	if n.Role() == wire.NodeRoleEdge {
+		fmt.Fprintf(w, "  routes    none: an edge links to the core as a leaf node (robonet core add %s promotes it when it has --cluster)\n", n.Name())
+	} else if a := n.ClusterAddr(); a != "" {
 		fmt.Fprintf(w, "  routes    %s (others: robonet up --join <this host>:%s)\n", a, a[strings.LastIndex(a, ":")+1:])
 	} else {
 		fmt.Fprintln(w, "  routes    none (to grow: restart with --cluster 0.0.0.0:6222, see README)")
