@@ -219,4 +219,34 @@ func TestCoreAddPromotesAnEdge(t *testing.T) {
 	if st := nd.CoreStatus(); st.Live() != 4 || !st.Above {
 		t.Fatalf("core status after promotion: %+v", st)
 	}
+
+	// Lost for good: any core member takes it out of the core.
+	s.Kill(s.Index(nd))
+	testmesh.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		if st := testmesh.StateOf(s.Node(0), nd.Chevron().String()); st != wire.StateOffline {
+			return fmt.Errorf("node 0 sees the killed member %s", st)
+		}
+		return nil
+	})
+	var out node.CoreChange
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	keys := []string{s.Node(0).Pubkey(), s.Node(1).Pubkey(), s.Node(2).Pubkey()}
+	if err := admin.QueryMember(ctx, subjects.QueryCoreRemove, "", keys, node.CoreRemoveRequest{Target: nd.Name()}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if out.Restarting || !out.JetStreamRemoved || out.Pubkey != nd.Pubkey() || out.Role != wire.NodeRoleEdge {
+		t.Fatalf("remove of a dead member: %+v", out)
+	}
+	testmesh.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		for i := 0; i < 3; i++ {
+			if p := s.Node(i).MetaPeers(); len(p) > 0 {
+				if slices.Contains(p, nd.ServerName()) {
+					return fmt.Errorf("meta peers %v still list %s", p, nd.ServerName())
+				}
+				return nil
+			}
+		}
+		return errors.New("no meta leader among the core")
+	})
 }
