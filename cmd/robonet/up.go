@@ -37,7 +37,8 @@ With --cluster and/or --join it is a swarm member, in one of two roles:
   core  route-clustered with the other core members: JetStream, the lease, the durable
         buckets, the registry. The first --core nodes (default 3, at most 7) form it:
         a node with --cluster and no --join founds it; one with --cluster and --join
-        joins it while it has fewer members up than its size.
+        joins it while it has fewer members up than its size (or when no core answers
+        within about 5 s: nodes that all start together form it).
   edge  every other node: its server connects to the core as a NATS leaf node (failing
         over to another core member), local programs keep using --listen, and it does
         not hear other nodes' heartbeats. A node with --join and no --cluster, or with
