@@ -320,7 +320,7 @@ func (c *Client) Query(ctx context.Context, name string, req any, v any) error {
 		return err
 	}
 	var reply wire.Reply
-	if err := wire.Decode(data, &reply); err != nil {
+	if err := wire.DecodeLimit(data, &reply, wire.MaxView); err != nil {
 		return fmt.Errorf("%s: %w", subj, err)
 	}
 	if reply.Error != nil {

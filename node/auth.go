@@ -80,16 +80,22 @@ func (ids *identities) rebuildLocked() {
 	}
 	ids.byKey = map[string]string{}
 	ids.keyChev = map[string]subjects.Chevron{}
-	for chev, in := range ids.infos {
+	for _, in := range ids.infos {
 		if in.Operator != "" {
 			// A node's local operator administers its own node (roleOf);
 			// elsewhere it is an operator, so a stolen node disk is not
 			// the swarm.
 			ids.byKey[in.Operator] = wire.RoleOperator
 		}
+	}
+	// A node key stays a node key even when another registration names it
+	// as its operator (a separate pass: map order must not decide).
+	for chev, in := range ids.infos {
 		if in.Pubkey != "" {
 			ids.byKey[in.Pubkey] = wire.RoleNode
-			if c, err := subjects.Parse(chev); err == nil {
+			// One key registered at two chevrons: the first in order, not
+			// whichever map order gives.
+			if c, err := subjects.Parse(chev); err == nil && !chevHeld(ids.keyChev, in.Pubkey, chev) {
 				ids.keyChev[in.Pubkey] = c
 			}
 		}
@@ -107,6 +113,12 @@ func (ids *identities) rebuildLocked() {
 	}
 }
 
+// chevHeld reports whether m gives pub a chevron ordered before chev.
+func chevHeld(m map[string]subjects.Chevron, pub, chev string) bool {
+	c, ok := m[pub]
+	return ok && c.String() < chev
+}
+
 // isAdmin reports whether pub's signature makes records (revoked or not).
 func (ids *identities) isAdmin(pub string) bool {
 	ids.mu.Lock()
@@ -119,10 +131,43 @@ func (ids *identities) setNode(chev string, info *wire.NodeInfo) {
 	defer ids.mu.Unlock()
 	if info == nil {
 		delete(ids.infos, chev)
-	} else {
-		ids.infos[chev] = *info
+		ids.rebuildLocked()
+		return
 	}
-	ids.rebuildLocked()
+	old, had := ids.infos[chev]
+	ids.infos[chev] = *info
+	switch {
+	case had && old.Pubkey == info.Pubkey && old.Operator == info.Operator:
+		// A re-declaration (caps, tags, endpoints): nothing derived changes.
+	case !had && ids.freshLocked(info.Pubkey) && ids.freshLocked(info.Operator) && info.Pubkey != info.Operator:
+		// A new node with keys nobody else holds: what rebuildLocked would
+		// derive for it, without walking every registration (O(n) per
+		// entry made a 10,000-node registry quadratic to load).
+		if info.Operator != "" {
+			ids.byKey[info.Operator] = wire.RoleOperator
+		}
+		if info.Pubkey != "" {
+			ids.byKey[info.Pubkey] = wire.RoleNode
+			if c, err := subjects.Parse(chev); err == nil {
+				ids.keyChev[info.Pubkey] = c
+			}
+		}
+	default:
+		ids.rebuildLocked()
+	}
+}
+
+// freshLocked reports whether key plays no part in what rebuildLocked
+// derives: no role, no chevron, not revoked, not the founder. "" is fresh.
+// ids.mu must be held.
+func (ids *identities) freshLocked(key string) bool {
+	if key == "" {
+		return true
+	}
+	_, role := ids.byKey[key]
+	_, chev := ids.keyChev[key]
+	_, rev := ids.revoked[key]
+	return !role && !chev && !rev && key != ids.founder
 }
 
 func (ids *identities) setUser(name string, u *wire.User, by string) {

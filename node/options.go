@@ -61,6 +61,10 @@ func DefaultTiming() Timing {
 	}
 }
 
+// MaxPeers is how many peers a node's trust ledger and Sentinel keep by
+// default: a swarm of 10,000 edges with room to grow.
+const MaxPeers = 65536
+
 // Options configure a node. The zero value, with DataDir set, is a working
 // single-node mesh: chevron 1, clients on 127.0.0.1:4222, no routes.
 type Options struct {
@@ -248,6 +252,16 @@ func (o Options) validate() (Options, error) {
 	}
 	if o.Listen == "" {
 		o.Listen = DefaultListen
+	}
+	// A core member judges every node of the swarm, edges included: the
+	// packages' own bound (1024 peers) would leave every node past the
+	// 1024th unjudged and shown offline. Only registered identities enter
+	// either, so the bound is against a runaway, not a stranger.
+	if o.Trust.MaxPeers == 0 {
+		o.Trust.MaxPeers = MaxPeers
+	}
+	if o.Sentinel.MaxPeers == 0 {
+		o.Sentinel.MaxPeers = MaxPeers
 	}
 	if _, _, err := splitHostPort(o.Listen); err != nil {
 		return bad("--listen %q: %v", o.Listen, err)

@@ -320,11 +320,20 @@ type Reply struct {
 // ErrTooLarge is returned for payloads over the size limit.
 var ErrTooLarge = errors.New("message too large")
 
+// MaxView is the limit for a query's answer a client asked for: the
+// swarm's registry (rn.sys.nodes) is ~370 bytes a node, 3.7 MB at 10,000
+// nodes. It is nats-server's payload limit as robonet configures it.
+const MaxView = 8 << 20
+
 // Decode unmarshals a payload from the network into v, refusing payloads over
 // MaxMessage and trailing data.
-func Decode(data []byte, v any) error {
-	if len(data) > MaxMessage {
-		return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(data), MaxMessage)
+func Decode(data []byte, v any) error { return DecodeLimit(data, v, MaxMessage) }
+
+// DecodeLimit is Decode with another size limit, for answers the reader
+// asked for (MaxView).
+func DecodeLimit(data []byte, v any, limit int) error {
+	if len(data) > limit {
+		return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(data), limit)
 	}
 	if err := json.Unmarshal(data, v); err != nil {
 		return fmt.Errorf("decode %T: %w", v, err)
