@@ -1,0 +1,307 @@
+// Command scale prints the figures of issue 12 (scale) on this machine: a
+// core of 3 real `robonet up` processes, real edge processes (`robonet up
+// --edge`), and thousands of simulated edges (the `sim` subcommand of this
+// program, started as a few child processes), then the route-clustered
+// swarm at 5 and 15 members beside it. It measures and asserts nothing.
+//
+//	go run ./bench/scale                          # defaults: 3 core + 100 edges + 10,000 sim; swarms of 5 and 15
+//	go run ./bench/scale -sim 500 -edges 5 -swarms "" -v   # a small run while developing
+//	go run ./bench/scale -sim 10000,50000         # both scales (a fresh core for each)
+//
+// A simulated edge is an identity of its own: an nkey, a registry entry in
+// rn_nodes signed by that key (Create, as a node claims its chevron), its
+// own HCTH chain (mesh.Signer), a signed heartbeat every -hb on
+// rn.<chevron>.evt.hb, and a real node.CommandHost answering ping on its
+// command subjects with replies signed by its key. Edges of one sim child
+// share NATS client connections (-perconn per connection), spread over the
+// three core members' client ports; see README.md for why they cannot
+// connect with their own node keys.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/robonet-mesh/robonet/mesh"
+	"github.com/robonet-mesh/robonet/trust"
+	"github.com/robonet-mesh/robonet/wire"
+)
+
+type config struct {
+	bin      string
+	sims     []int
+	edges    int
+	simProcs int
+	perConn  int
+	hb       time.Duration
+	idle     time.Duration
+	pings    int
+	swarms   []int
+	verbose  bool
+	keep     bool
+}
+
+type bench struct {
+	cfg     config
+	ps      procs
+	tmp     string
+	bin     string
+	self    string
+	edgeOK  bool // the binary has edge mode (up --edge)
+	notes   []string
+	sims    []*proc // the current scale's sim children
+	started time.Time
+}
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "sim" {
+		os.Exit(runSim(os.Args[2:]))
+	}
+	os.Exit(run())
+}
+
+func run() int {
+	var cfg config
+	var sims, swarms string
+	flag.StringVar(&cfg.bin, "bin", "", "robonet binary (default: go build ./cmd/robonet)")
+	flag.StringVar(&sims, "sim", "10000", "simulated edges, one scale per comma-separated count (a fresh core for each)")
+	flag.IntVar(&cfg.edges, "edges", 100, "real edge processes")
+	flag.IntVar(&cfg.simProcs, "simprocs", 4, "sim child processes")
+	flag.IntVar(&cfg.perConn, "perconn", 100, "simulated edges per NATS connection")
+	flag.DurationVar(&cfg.hb, "hb", 0, "simulated edges' heartbeat interval (0: 5 s with edge mode, else the node's 1 s)")
+	flag.DurationVar(&cfg.idle, "idle", 20*time.Second, "window for idle CPU")
+	flag.IntVar(&cfg.pings, "pings", 5, "rounds of `run all ping`")
+	flag.StringVar(&swarms, "swarms", "5,15", "route-clustered swarm sizes to compare (empty: none)")
+	flag.BoolVar(&cfg.verbose, "v", false, "progress on stderr")
+	flag.Parse()
+	var err error
+	if cfg.sims, err = ints(sims); err != nil {
+		fmt.Fprintln(os.Stderr, "scale: -sim:", err)
+		return 2
+	}
+	if cfg.swarms, err = ints(swarms); err != nil {
+		fmt.Fprintln(os.Stderr, "scale: -swarms:", err)
+		return 2
+	}
+	b := &bench{cfg: cfg, started: time.Now()}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if b.tmp, err = os.MkdirTemp("", "robonet-scale-"); err != nil {
+		fmt.Fprintln(os.Stderr, "scale:", err)
+		return 1
+	}
+	defer func() {
+		b.ps.killAll()
+		_ = os.RemoveAll(b.tmp)
+	}()
+	if err := b.prepare(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "scale:", err)
+		return 1
+	}
+	fmt.Printf("bench/scale · %s · load %s at start\n", time.Now().UTC().Format(time.RFC3339), loadAvg())
+	failed := false
+	for _, n := range cfg.sims {
+		if err := b.scale(ctx, n); err != nil {
+			fmt.Printf("  FAILED: %v\n", err)
+			failed = true
+		}
+		b.ps.killAll()
+	}
+	for _, n := range cfg.swarms {
+		if err := b.swarm(ctx, n); err != nil {
+			fmt.Printf("  FAILED: %v\n", err)
+			failed = true
+		}
+		b.ps.killAll()
+	}
+	for _, n := range b.notes {
+		fmt.Println("note:", n)
+	}
+	fmt.Printf("load %s at end · %v in all\n", loadAvg(), time.Since(b.started).Round(time.Second))
+	if failed {
+		return 1
+	}
+	return 0
+}
+
+func ints(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("%q is not a count", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func (b *bench) logf(format string, a ...any) {
+	if b.cfg.verbose {
+		fmt.Fprintf(os.Stderr, "%6.1fs "+format+"\n", append([]any{time.Since(b.started).Seconds()}, a...)...)
+	}
+}
+
+func (b *bench) note(format string, a ...any) { b.notes = append(b.notes, fmt.Sprintf(format, a...)) }
+
+// prepare builds robonet (unless -bin), finds this program's own binary
+// for the sim children, and asks the binary whether it has edge mode.
+func (b *bench) prepare(ctx context.Context) error {
+	var err error
+	if b.self, err = os.Executable(); err != nil {
+		return err
+	}
+	if b.cfg.bin != "" {
+		b.bin, err = filepath.Abs(b.cfg.bin)
+		if err != nil {
+			return err
+		}
+	} else {
+		b.bin = filepath.Join(b.tmp, "robonet")
+		b.logf("building ./cmd/robonet")
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", b.bin, "./cmd/robonet")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("go build ./cmd/robonet (run from the module root or pass -bin): %v\n%s", err, out)
+		}
+	}
+	out, _ := exec.CommandContext(ctx, b.bin, "up", "--help").CombinedOutput()
+	b.edgeOK = strings.Contains(string(out), "--edge")
+	if !b.edgeOK {
+		b.note("this robonet has no edge mode (`up --help` lists no --edge): no real edges; the simulated edges heartbeat to a route-clustered core")
+	}
+	if b.cfg.hb == 0 {
+		b.cfg.hb = time.Second
+		if b.edgeOK {
+			b.cfg.hb = 5 * time.Second
+		}
+	}
+	return nil
+}
+
+// core is a running core of three.
+type core struct {
+	members []*proc
+	client  *mesh.Client   // on member 0, the founder (its operator key is an admin)
+	clients []*mesh.Client // one per member
+	secret  string
+	routes  []string
+	leafs   []string
+}
+
+// startCore starts three members at once (member 0 with --founder) and
+// waits until member 0 sees three alive.
+func (b *bench) startCore(ctx context.Context, dir string) (*core, error) {
+	addrs, err := reservePorts(9)
+	if err != nil {
+		return nil, err
+	}
+	secret, err := trust.GenerateSecret()
+	if err != nil {
+		return nil, err
+	}
+	c := &core{secret: secret, routes: addrs[3:6], leafs: addrs[6:9]}
+	join := strings.Join(c.routes, ",")
+	for i := range 3 {
+		data := filepath.Join(dir, fmt.Sprint("core", i))
+		args := []string{"up", "--data", data, "--listen", addrs[i], "--log-level", "warn",
+			"--cluster", c.routes[i], "--join", join, "--swarm", "scale", "--token", secret}
+		if i == 0 {
+			args = append(args, "--founder")
+		}
+		if b.edgeOK {
+			args = append(args, "--edge-listen", c.leafs[i])
+		}
+		p, err := b.ps.start(fmt.Sprint("core", i), b.bin, args, upMarker)
+		if err != nil {
+			return nil, err
+		}
+		p.data, p.listen, p.route = data, addrs[i], c.routes[i]
+		c.members = append(c.members, p)
+	}
+	for _, p := range c.members {
+		if err := p.waitReady(ctx, 90*time.Second); err != nil {
+			return nil, err
+		}
+	}
+	for i, p := range c.members {
+		cl, err := connect(ctx, p.url(), c.members[0].data, fmt.Sprint("scale-", i))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", p.label, err)
+		}
+		c.clients = append(c.clients, cl)
+	}
+	c.client = c.clients[0]
+	_, err = poll(ctx, 60*time.Second, 200*time.Millisecond, func(ctx context.Context) (bool, error) {
+		for _, cl := range c.clients {
+			ms, err := nodesView(ctx, cl)
+			if err != nil {
+				return false, err
+			}
+			if n := states(ms)[wire.StateAlive]; n != 3 {
+				return false, fmt.Errorf("%d alive", n)
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("core of 3: %w", err)
+	}
+	return c, nil
+}
+
+func (c *core) close() {
+	for _, cl := range c.clients {
+		cl.Close()
+	}
+}
+
+func (c *core) pids() []int {
+	var out []int
+	for _, p := range c.members {
+		out = append(out, p.pid())
+	}
+	return out
+}
+
+func (c *core) urls() []string {
+	var out []string
+	for _, p := range c.members {
+		out = append(out, p.url())
+	}
+	return out
+}
+
+// fig prints one figure line.
+func fig(name, value, target string) {
+	if target != "" {
+		target = "  (target " + target + ")"
+	}
+	fmt.Printf("  %-52s %s%s\n", name, value, target)
+}
+
+func pct(v []float64, p float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	i := int(p*float64(len(s))+0.999999) - 1
+	return s[max(0, min(i, len(s)-1))]
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
+
+func mkdir(d string) error { return os.MkdirAll(d, 0o700) }

@@ -1,0 +1,105 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/robonet-mesh/robonet/mesh"
+	"github.com/robonet-mesh/robonet/trust"
+	"github.com/robonet-mesh/robonet/wire"
+)
+
+// swarm starts n route-clustered members at once (what every node is
+// before edge mode: no --edge), and prints the time to form and the idle
+// CPU and RSS per node.
+func (b *bench) swarm(ctx context.Context, n int) error {
+	fmt.Printf("\n== route-clustered swarm of %d (every member a core member) · load %s\n", n, loadAvg())
+	addrs, err := reservePorts(2 * n)
+	if err != nil {
+		return err
+	}
+	secret, err := trust.GenerateSecret()
+	if err != nil {
+		return err
+	}
+	routes := addrs[n:]
+	join := strings.Join(routes, ",")
+	dir := filepath.Join(b.tmp, fmt.Sprint("swarm-", n))
+	var ps []*proc
+	t0 := time.Now()
+	for i := range n {
+		data := filepath.Join(dir, fmt.Sprint("n", i))
+		args := []string{"up", "--data", data, "--listen", addrs[i], "--log-level", "warn",
+			"--cluster", routes[i], "--join", join, "--swarm", fmt.Sprint("route", n), "--token", secret}
+		if i == 0 {
+			args = append(args, "--founder")
+		}
+		if b.edgeOK && n > 3 {
+			// A route-clustered swarm bigger than the core: every member
+			// is told the core is its size.
+			args = append(args, "--core", fmt.Sprint(min(n, 7)))
+		}
+		p, err := b.ps.start(fmt.Sprint("n", i), b.bin, args, upMarker)
+		if err != nil {
+			return err
+		}
+		p.data, p.listen = data, addrs[i]
+		ps = append(ps, p)
+	}
+	for _, p := range ps {
+		if err := p.waitReady(ctx, 180*time.Second); err != nil {
+			return err
+		}
+	}
+	var clients []*mesh.Client
+	defer func() {
+		for _, c := range clients {
+			c.Close()
+		}
+	}()
+	for i, p := range ps {
+		c, err := connect(ctx, p.url(), ps[0].data, fmt.Sprint("swarm-", i))
+		if err != nil {
+			return fmt.Errorf("%s: %w", p.label, err)
+		}
+		clients = append(clients, c)
+	}
+	at, err := poll(ctx, 120*time.Second, 200*time.Millisecond, func(ctx context.Context) (bool, error) {
+		for i, c := range clients {
+			ms, err := c.Nodes(ctx)
+			if err != nil {
+				return false, fmt.Errorf("n%d: %w", i, err)
+			}
+			if a := states(ms)[wire.StateAlive]; a != n {
+				return false, fmt.Errorf("n%d sees %d alive", i, a)
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		return fmt.Errorf("swarm of %d: %w", n, err)
+	}
+	fig(fmt.Sprintf("%d members started at once: exec → all see %d alive", n, n), ms(at.Sub(t0)), "")
+	b.settle(ctx, 5*time.Second)
+	var pids []int
+	for _, p := range ps {
+		pids = append(pids, p.pid())
+	}
+	cpu, err := cpuOver(ctx, pids, b.cfg.idle)
+	if err != nil {
+		return err
+	}
+	var rss []float64
+	sum := 0.0
+	for i, pid := range pids {
+		r, _ := rssMiB(pid)
+		rss = append(rss, r)
+		sum += cpu[i]
+	}
+	fig("idle CPU per node p50 / max", fmt.Sprintf("%.1f / %.1f ms/s (all %d: %.0f ms/s)", pct(cpu, .5), pct(cpu, 1), n, sum), "")
+	fig("RSS per node p50 / max", fmt.Sprintf("%.0f / %.0f MiB", pct(rss, .5), pct(rss, 1)), "")
+	return nil
+}
