@@ -34,7 +34,6 @@ import (
 
 	"github.com/robonet-mesh/robonet/mesh"
 	"github.com/robonet-mesh/robonet/trust"
-	"github.com/robonet-mesh/robonet/wire"
 )
 
 type config struct {
@@ -194,8 +193,8 @@ func (b *bench) prepare(ctx context.Context) error {
 // core is a running core of three.
 type core struct {
 	members []*proc
-	client  *mesh.Client   // on member 0, the founder (its operator key is an admin)
-	clients []*mesh.Client // one per member
+	client  *mesh.Client // on member 0, the founder (its operator key is an admin)
+	servers []string     // the members' server names
 	secret  string
 	routes  []string
 	leafs   []string
@@ -236,36 +235,26 @@ func (b *bench) startCore(ctx context.Context, dir string) (*core, error) {
 			return nil, err
 		}
 	}
-	for i, p := range c.members {
-		cl, err := connect(ctx, p.url(), c.members[0].data, fmt.Sprint("scale-", i))
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", p.label, err)
-		}
-		c.clients = append(c.clients, cl)
+	if c.client, err = connect(ctx, c.members[0].url(), c.members[0].data, "scale"); err != nil {
+		return nil, fmt.Errorf("%s: %w", c.members[0].label, err)
 	}
-	c.client = c.clients[0]
-	_, err = poll(ctx, 60*time.Second, 200*time.Millisecond, func(ctx context.Context) (bool, error) {
-		for _, cl := range c.clients {
-			ms, err := nodesView(ctx, cl)
-			if err != nil {
-				return false, err
-			}
-			if n := states(ms)[wire.StateAlive]; n != 3 {
-				return false, fmt.Errorf("%d alive", n)
-			}
-		}
-		return true, nil
-	})
-	if err != nil {
+	if _, c.servers, err = formed(ctx, c.client, 3, 60*time.Second); err != nil {
+		c.close()
 		return nil, fmt.Errorf("core of 3: %w", err)
 	}
 	return c, nil
 }
 
-func (c *core) close() {
-	for _, cl := range c.clients {
-		cl.Close()
+func (c *core) close() { c.client.Close() }
+
+// other is a core member's server other than the client's, for views.
+func (c *core) other() string {
+	for _, s := range c.servers {
+		if s != c.client.Conn().ConnectedServerName() {
+			return s
+		}
 	}
+	return ""
 }
 
 func (c *core) pids() []int {

@@ -278,20 +278,57 @@ func loadAvg() string {
 	return strings.Join(f[:3], " ")
 }
 
-// connect opens a client on p with the operator seed of dataDir (the
-// founder's is an admin everywhere), with a chain file of its own.
+// connect opens a client on url with the operator seed of dataDir (the
+// founder's is an admin everywhere).
 func connect(ctx context.Context, url, dataDir, name string) (*mesh.Client, error) {
-	return mesh.Connect(ctx, mesh.Options{Server: url, SeedFile: filepath.Join(dataDir, operatorSeed),
-		ChainFile: filepath.Join(dataDir, operatorSeed+"."+name+".chain"), Name: name, Timeout: 5 * time.Second})
+	return mesh.Connect(ctx, mesh.Options{Server: url, SeedFile: filepath.Join(dataDir, operatorSeed), Name: name, Timeout: 5 * time.Second})
+}
+
+// formed waits until every member of c's view (asked at the connected
+// server) is alive and there are n, and every alive member's server says
+// the same; it returns the members' servers.
+func formed(ctx context.Context, c *mesh.Client, n int, d time.Duration) (time.Time, []string, error) {
+	var servers []string
+	at, err := poll(ctx, d, 200*time.Millisecond, func(ctx context.Context) (bool, error) {
+		ms, err := nodesView(ctx, c, "")
+		if err != nil {
+			return false, err
+		}
+		if a := states(ms)[wire.StateAlive]; a != n {
+			return false, fmt.Errorf("%d alive", a)
+		}
+		servers = servers[:0]
+		for _, m := range ms {
+			servers = append(servers, m.Server)
+		}
+		for _, srv := range servers {
+			ms, err := nodesView(ctx, c, srv)
+			if err != nil {
+				return false, fmt.Errorf("%s: %w", srv, err)
+			}
+			if a := states(ms)[wire.StateAlive]; a != n {
+				return false, fmt.Errorf("%s sees %d alive", srv, a)
+			}
+		}
+		return true, nil
+	})
+	return at, servers, err
 }
 
 // nodesView asks the node c is connected to for rn.sys.nodes, signed as
 // the CLI signs it, and decodes the answer without wire.MaxMessage (1 MiB),
 // which mesh.Client.Nodes applies and a registry of a few thousand
 // members exceeds. The reply's signature is not checked here.
-func nodesView(ctx context.Context, c *mesh.Client) ([]wire.Member, error) {
+//
+// The query goes to server (the connected one when ""): one client signs
+// every query of the bench, since signers of one key with chains of their
+// own look like a fork (stale sequences) to the nodes.
+func nodesView(ctx context.Context, c *mesh.Client, server string) ([]wire.Member, error) {
 	nc := c.Conn()
-	subj := subjects.QueryAt(subjects.QueryNodes, nc.ConnectedServerName())
+	if server == "" {
+		server = nc.ConnectedServerName()
+	}
+	subj := subjects.QueryAt(subjects.QueryNodes, server)
 	m := &nats.Msg{Subject: subj, Reply: nc.NewInbox()}
 	if err := c.Signer().SignMsg(m); err != nil {
 		return nil, err

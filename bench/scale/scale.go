@@ -104,7 +104,7 @@ func (b *bench) startEdges(ctx context.Context, c *core, dir string) ([]*proc, e
 		}
 	}
 	at, err := poll(ctx, 120*time.Second, 100*time.Millisecond, func(ctx context.Context) (bool, error) {
-		ms, err := nodesView(ctx, c.clients[1])
+		ms, err := nodesView(ctx, c.client, c.other())
 		if err != nil {
 			return false, err
 		}
@@ -175,7 +175,7 @@ func (b *bench) startSims(ctx context.Context, c *core, dir string, n, expected 
 	fig(fmt.Sprintf("%d simulated edges registered (rn_nodes Create each)", n), ms(lastReady.Sub(t0)), "")
 	var seen int
 	at, err := poll(ctx, 60*time.Second+time.Duration(n)*20*time.Millisecond, time.Second, func(ctx context.Context) (bool, error) {
-		ms, err := nodesView(ctx, c.clients[1])
+		ms, err := nodesView(ctx, c.client, c.other())
 		if err != nil {
 			return false, err
 		}
@@ -264,7 +264,7 @@ func (b *bench) pingFigures(ctx context.Context, c *core, expected int) error {
 	for r := range b.cfg.pings {
 		t0 := time.Now()
 		qctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-		members, err := nodesView(qctx, c.client)
+		members, err := nodesView(qctx, c.client, "")
 		if err != nil {
 			cancel()
 			return err
@@ -281,6 +281,8 @@ func (b *bench) pingFigures(ctx context.Context, c *core, expected int) error {
 		for _, nr := range res.Results {
 			if nr.Status == mesh.StatusOK {
 				nodeMs = append(nodeMs, nr.Ms)
+			} else if r == 0 {
+				b.logf("ping: %s %s: %s %s %s", nr.Chevron, nr.Name, nr.Status, nr.Code, nr.Error)
 			}
 		}
 		ok := res.Summary.OK == expected && len(set) == expected && res.Summary.Dropped == 0
@@ -312,7 +314,7 @@ func (b *bench) leaveFigures(ctx context.Context, c *core, edges []*proc, big bo
 		t0 := time.Now()
 		_ = p.cmd.Process.Signal(sig)
 		at, err := poll(ctx, 30*time.Second, every, func(ctx context.Context) (bool, error) {
-			ms, err := nodesView(ctx, c.clients[1])
+			ms, err := nodesView(ctx, c.client, c.other())
 			if err != nil {
 				return false, err
 			}
@@ -329,7 +331,7 @@ func (b *bench) leaveFigures(ctx context.Context, c *core, edges []*proc, big bo
 			t1 := time.Now()
 			_ = p.cmd.Process.Signal(syscall.SIGCONT)
 			at, err := poll(ctx, 30*time.Second, every, func(ctx context.Context) (bool, error) {
-				ms, err := nodesView(ctx, c.clients[1])
+				ms, err := nodesView(ctx, c.client, c.other())
 				if err != nil {
 					return false, err
 				}

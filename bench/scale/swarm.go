@@ -7,9 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/robonet-mesh/robonet/mesh"
 	"github.com/robonet-mesh/robonet/trust"
-	"github.com/robonet-mesh/robonet/wire"
 )
 
 // swarm starts n route-clustered members at once (what every node is
@@ -54,31 +52,12 @@ func (b *bench) swarm(ctx context.Context, n int) error {
 			return err
 		}
 	}
-	var clients []*mesh.Client
-	defer func() {
-		for _, c := range clients {
-			c.Close()
-		}
-	}()
-	for i, p := range ps {
-		c, err := connect(ctx, p.url(), ps[0].data, fmt.Sprint("swarm-", i))
-		if err != nil {
-			return fmt.Errorf("%s: %w", p.label, err)
-		}
-		clients = append(clients, c)
+	client, err := connect(ctx, ps[0].url(), ps[0].data, "scale-swarm")
+	if err != nil {
+		return fmt.Errorf("%s: %w", ps[0].label, err)
 	}
-	at, err := poll(ctx, 120*time.Second, 200*time.Millisecond, func(ctx context.Context) (bool, error) {
-		for i, c := range clients {
-			ms, err := c.Nodes(ctx)
-			if err != nil {
-				return false, fmt.Errorf("n%d: %w", i, err)
-			}
-			if a := states(ms)[wire.StateAlive]; a != n {
-				return false, fmt.Errorf("n%d sees %d alive", i, a)
-			}
-		}
-		return true, nil
-	})
+	defer client.Close()
+	at, _, err := formed(ctx, client, n, 120*time.Second)
 	if err != nil {
 		return fmt.Errorf("swarm of %d: %w", n, err)
 	}
