@@ -38,6 +38,8 @@ import (
 
 type config struct {
 	bin      string
+	coreKind string // "self": the core subcommand (peer bounds raised); "robonet": robonet up
+	maxPeers int
 	sims     []int
 	edges    int
 	simProcs int
@@ -66,6 +68,9 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "sim" {
 		os.Exit(runSim(os.Args[2:]))
 	}
+	if len(os.Args) > 1 && os.Args[1] == "core" {
+		os.Exit(runCore(os.Args[2:]))
+	}
 	os.Exit(run())
 }
 
@@ -74,6 +79,8 @@ func run() int {
 	var sims, swarms string
 	flag.StringVar(&cfg.bin, "bin", "", "robonet binary (default: go build ./cmd/robonet)")
 	flag.StringVar(&sims, "sim", "10000", "simulated edges, one scale per comma-separated count (a fresh core for each)")
+	flag.StringVar(&cfg.coreKind, "core", "self", "core members: self (this program's core subcommand: package node, peer bounds raised to -maxpeers) or robonet (robonet up as is)")
+	flag.IntVar(&cfg.maxPeers, "maxpeers", 65536, "with -core self: trust ledger and Sentinel peer bound")
 	flag.IntVar(&cfg.edges, "edges", 100, "real edge processes")
 	flag.IntVar(&cfg.simProcs, "simprocs", 4, "sim child processes")
 	flag.IntVar(&cfg.perConn, "perconn", 100, "simulated edges per NATS connection")
@@ -215,15 +222,20 @@ func (b *bench) startCore(ctx context.Context, dir string) (*core, error) {
 	join := strings.Join(c.routes, ",")
 	for i := range 3 {
 		data := filepath.Join(dir, fmt.Sprint("core", i))
-		args := []string{"up", "--data", data, "--listen", addrs[i], "--log-level", "warn",
-			"--cluster", c.routes[i], "--join", join, "--swarm", "scale", "--token", secret}
+		args := []string{"--data", data, "--listen", addrs[i], "--cluster", c.routes[i], "--join", join, "--swarm", "scale", "--token", secret}
 		if i == 0 {
 			args = append(args, "--founder")
 		}
 		if b.edgeOK {
 			args = append(args, "--edge-listen", c.leafs[i])
 		}
-		p, err := b.ps.start(fmt.Sprint("core", i), b.bin, args, upMarker)
+		bin := b.bin
+		if b.cfg.coreKind == "self" {
+			bin, args = b.self, append([]string{"core", "-maxpeers", fmt.Sprint(b.cfg.maxPeers)}, args...)
+		} else {
+			args = append([]string{"up", "--log-level", "warn"}, args...)
+		}
+		p, err := b.ps.start(fmt.Sprint("core", i), bin, args, upMarker)
 		if err != nil {
 			return nil, err
 		}

@@ -20,8 +20,12 @@ const simPrefix = "9000"
 // scale runs one scale: a fresh core of 3, the real edges, n simulated
 // edges, and prints its figures.
 func (b *bench) scale(ctx context.Context, n int) error {
-	fmt.Printf("\n== core 3 + %d real edges + %d simulated edges · sim heartbeat %v · %d sim processes, %d edges per connection · load %s\n",
-		b.realEdges(), n, b.cfg.hb, b.cfg.simProcs, b.cfg.perConn, loadAvg())
+	coreKind := "robonet up"
+	if b.cfg.coreKind == "self" {
+		coreKind = fmt.Sprintf("package node, peer bounds %d", b.cfg.maxPeers)
+	}
+	fmt.Printf("\n== core 3 (%s) + %d real edges + %d simulated edges · sim heartbeat %v · %d sim processes, %d edges per connection · load %s\n",
+		coreKind, b.realEdges(), n, b.cfg.hb, b.cfg.simProcs, b.cfg.perConn, loadAvg())
 	dir := filepath.Join(b.tmp, fmt.Sprint("scale-", n))
 	t0 := time.Now()
 	c, err := b.startCore(ctx, dir)

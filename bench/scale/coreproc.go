@@ -1,0 +1,74 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/robonet-mesh/robonet/node"
+	"github.com/robonet-mesh/robonet/sentinel"
+	"github.com/robonet-mesh/robonet/trust"
+)
+
+// runCore is the `core` subcommand: one core member as its own process,
+// started from package node with the options `robonet up --cluster --join
+// --swarm --token [--founder]` passes, and one change: the trust ledger's
+// and the Sentinel's peer bounds (trust.Config.MaxPeers,
+// sentinel.Config.MaxPeers, 1024 by default and not settable from the
+// CLI) raised to -maxpeers. With the default a node refuses every peer
+// past the 1024th: its heartbeats are dropped and it is shown offline.
+// It prints the line `robonet up` prints when ready.
+func runCore(args []string) int {
+	fs := flag.NewFlagSet("core", flag.ExitOnError)
+	var o node.Options
+	var join string
+	maxPeers := fs.Int("maxpeers", 65536, "trust ledger and Sentinel peer bound")
+	fs.StringVar(&o.DataDir, "data", "", "data dir")
+	fs.StringVar(&o.Listen, "listen", "", "client address")
+	fs.StringVar(&o.Cluster, "cluster", "", "route address")
+	fs.StringVar(&join, "join", "", "route addresses, comma-separated")
+	fs.StringVar(&o.Swarm, "swarm", node.DefaultSwarm, "swarm name")
+	fs.StringVar(&o.Token, "token", "", "swarm secret")
+	fs.BoolVar(&o.Founder, "founder", false, "found the swarm")
+	_ = fs.Parse(args)
+	if join != "" {
+		o.Join = strings.Split(join, ",")
+	}
+	o.Trust = trust.DefaultConfig()
+	o.Trust.MaxPeers = *maxPeers
+	o.Sentinel = sentinel.DefaultConfig()
+	o.Sentinel.MaxPeers = *maxPeers
+	o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	n, err := node.New(o)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "core:", err)
+		return 1
+	}
+	began := time.Now()
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	if err := n.Start(sctx); err != nil {
+		fmt.Fprintln(os.Stderr, "core:", err)
+		return 1
+	}
+	fmt.Printf("scale core: node %s%s%s in swarm %q, ready in %s\n", n.Name(), upMarker, n.Chevron(), o.Swarm, time.Since(began).Round(time.Millisecond))
+	select {
+	case <-ctx.Done():
+	case <-n.Done():
+	}
+	dctx, dcancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer dcancel()
+	if err := n.Shutdown(dctx); err != nil {
+		fmt.Fprintln(os.Stderr, "core:", err)
+		return 1
+	}
+	return 0
+}
