@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/http"
+	_ "net/http/pprof" // -pprof
 	"os"
 	"os/signal"
 	"strings"
@@ -36,7 +38,11 @@ func runCore(args []string) int {
 	fs.StringVar(&o.Swarm, "swarm", node.DefaultSwarm, "swarm name")
 	fs.StringVar(&o.Token, "token", "", "swarm secret")
 	fs.BoolVar(&o.Founder, "founder", false, "found the swarm")
+	pprof := fs.String("pprof", "", "serve net/http/pprof on this address")
 	_ = fs.Parse(args)
+	if *pprof != "" {
+		go func() { _ = http.ListenAndServe(*pprof, nil) }()
+	}
 	if join != "" {
 		o.Join = strings.Split(join, ",")
 	}

@@ -40,6 +40,8 @@ type config struct {
 	bin      string
 	coreKind string // "self": the core subcommand (peer bounds raised); "robonet": robonet up
 	maxPeers int
+	regRate  float64
+	pprof    string // -core self: member 1 serves pprof here
 	sims     []int
 	edges    int
 	simProcs int
@@ -81,6 +83,8 @@ func run() int {
 	flag.StringVar(&sims, "sim", "10000", "simulated edges, one scale per comma-separated count (a fresh core for each)")
 	flag.StringVar(&cfg.coreKind, "core", "self", "core members: self (this program's core subcommand: package node, peer bounds raised to -maxpeers) or robonet (robonet up as is)")
 	flag.IntVar(&cfg.maxPeers, "maxpeers", 65536, "with -core self: trust ledger and Sentinel peer bound")
+	flag.StringVar(&cfg.pprof, "pprof", "", "with -core self: core member 1 serves net/http/pprof on this address")
+	flag.Float64Var(&cfg.regRate, "regrate", 250, "simulated edges registered per second, all sim processes together (0: unpaced); see README")
 	flag.IntVar(&cfg.edges, "edges", 100, "real edge processes")
 	flag.IntVar(&cfg.simProcs, "simprocs", 4, "sim child processes")
 	flag.IntVar(&cfg.perConn, "perconn", 100, "simulated edges per NATS connection")
@@ -232,6 +236,9 @@ func (b *bench) startCore(ctx context.Context, dir string) (*core, error) {
 		bin := b.bin
 		if b.cfg.coreKind == "self" {
 			bin, args = b.self, append([]string{"core", "-maxpeers", fmt.Sprint(b.cfg.maxPeers)}, args...)
+			if i == 1 && b.cfg.pprof != "" {
+				args = append([]string{"core", "-pprof", b.cfg.pprof}, args[1:]...)
+			}
 		} else {
 			args = append([]string{"up", "--log-level", "warn"}, args...)
 		}

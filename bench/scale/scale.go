@@ -159,7 +159,8 @@ func (b *bench) startSims(ctx context.Context, c *core, dir string, n, expected 
 			return err
 		}
 		p, err := b.ps.start(fmt.Sprint("sim", i), b.self, []string{"sim", "-urls", urls, "-seed", seed, "-prefix", simPrefix,
-			"-from", fmt.Sprint(from), "-to", fmt.Sprint(to), "-perconn", fmt.Sprint(b.cfg.perConn), "-hb", b.cfg.hb.String(), "-dir", sdir},
+			"-from", fmt.Sprint(from), "-to", fmt.Sprint(to), "-perconn", fmt.Sprint(b.cfg.perConn), "-hb", b.cfg.hb.String(), "-dir", sdir,
+			"-rate", fmt.Sprint(b.cfg.regRate / float64(k))},
 			simReadyLine)
 		if err != nil {
 			return err
@@ -169,7 +170,7 @@ func (b *bench) startSims(ctx context.Context, c *core, dir string, n, expected 
 	b.sims = sims
 	var lastReady time.Time
 	for _, p := range sims {
-		if err := p.waitReady(ctx, 60*time.Second+time.Duration(n)*20*time.Millisecond); err != nil {
+		if err := p.waitReady(ctx, b.regWait(n)); err != nil {
 			return err
 		}
 		if p.readyT.After(lastReady) {
@@ -178,7 +179,9 @@ func (b *bench) startSims(ctx context.Context, c *core, dir string, n, expected 
 	}
 	fig(fmt.Sprintf("%d simulated edges registered (rn_nodes Create each)", n), ms(lastReady.Sub(t0)), "")
 	var seen int
-	at, err := poll(ctx, 60*time.Second+time.Duration(n)*20*time.Millisecond, time.Second, func(ctx context.Context) (bool, error) {
+	// Each view of a big registry is megabytes the member builds under
+	// its registry lock: ask every 5 s, not to slow what is measured.
+	at, err := poll(ctx, b.regWait(n), 5*time.Second, func(ctx context.Context) (bool, error) {
 		ms, err := nodesView(ctx, c.client, c.other())
 		if err != nil {
 			return false, err
@@ -196,6 +199,15 @@ func (b *bench) startSims(ctx context.Context, c *core, dir string, n, expected 
 	}
 	fig(fmt.Sprintf("all %d members alive in core view", expected), ms(at.Sub(t0))+" from the sims' exec", "")
 	return nil
+}
+
+// regWait bounds the registration of n simulated edges.
+func (b *bench) regWait(n int) time.Duration {
+	d := 60*time.Second + time.Duration(n)*20*time.Millisecond
+	if b.cfg.regRate > 0 {
+		d += time.Duration(float64(n) / b.cfg.regRate * float64(time.Second))
+	}
+	return d
 }
 
 // idleFigures measures CPU over the idle window: the core's three

@@ -80,17 +80,18 @@ func runSim(args []string) int {
 	hb := fs.Duration("hb", 5*time.Second, "heartbeat interval")
 	dir := fs.String("dir", "", "directory for the edges' chain files")
 	par := fs.Int("par", 64, "registrations in flight")
+	rate := fs.Float64("rate", 0, "registrations per second (0: as fast as -par allows)")
 	_ = fs.Parse(args)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := simMain(ctx, strings.Split(*urls, ","), *seed, *prefix, *from, *to, *perConn, *hb, *dir, *par); err != nil {
+	if err := simMain(ctx, strings.Split(*urls, ","), *seed, *prefix, *from, *to, *perConn, *hb, *dir, *par, *rate); err != nil {
 		fmt.Fprintln(os.Stderr, "sim:", err)
 		return 1
 	}
 	return 0
 }
 
-func simMain(ctx context.Context, urls []string, seed, prefix string, from, to, perConn int, hb time.Duration, dir string, par int) error {
+func simMain(ctx context.Context, urls []string, seed, prefix string, from, to, perConn int, hb time.Duration, dir string, par int, rate float64) error {
 	if from > to || perConn < 1 || len(urls) == 0 {
 		return fmt.Errorf("bad range %d..%d / perconn %d / urls %q", from, to, perConn, urls)
 	}
@@ -123,9 +124,18 @@ func simMain(ctx context.Context, urls []string, seed, prefix string, from, to, 
 	var wg sync.WaitGroup
 	var firstErr atomic.Value
 	began := time.Now()
+	var pace <-chan time.Time
+	if rate > 0 {
+		t := time.NewTicker(time.Duration(float64(time.Second) / rate))
+		defer t.Stop()
+		pace = t.C
+	}
 	for i := range n {
 		if ctx.Err() != nil {
 			break
+		}
+		if pace != nil {
+			<-pace
 		}
 		sem <- struct{}{}
 		wg.Add(1)
