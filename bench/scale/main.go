@@ -42,6 +42,7 @@ type config struct {
 	maxPeers int
 	regRate  float64
 	pprof    string // -core self: member 1 serves pprof here
+	swarmRef string
 	sims     []int
 	edges    int
 	simProcs int
@@ -55,15 +56,16 @@ type config struct {
 }
 
 type bench struct {
-	cfg     config
-	ps      procs
-	tmp     string
-	bin     string
-	self    string
-	edgeOK  bool // the binary has edge mode (up --edge)
-	notes   []string
-	sims    []*proc // the current scale's sim children
-	started time.Time
+	cfg      config
+	ps       procs
+	tmp      string
+	bin      string
+	self     string
+	edgeOK   bool   // the binary has edge mode (up --edge)
+	swarmBin string // robonet for the route-clustered swarms
+	notes    []string
+	sims     []*proc // the current scale's sim children
+	started  time.Time
 }
 
 func main() {
@@ -85,6 +87,7 @@ func run() int {
 	flag.IntVar(&cfg.maxPeers, "maxpeers", 65536, "with -core self: trust ledger and Sentinel peer bound")
 	flag.StringVar(&cfg.pprof, "pprof", "", "with -core self: core member 1 serves net/http/pprof on this address")
 	flag.Float64Var(&cfg.regRate, "regrate", 250, "simulated edges registered per second, all sim processes together (0: unpaced); see README")
+	flag.StringVar(&cfg.swarmRef, "swarmref", "main", "with edge mode in the binary: git ref whose cmd/robonet runs the route-clustered swarms (every member route-clustered, as before edges)")
 	flag.IntVar(&cfg.edges, "edges", 100, "real edge processes")
 	flag.IntVar(&cfg.simProcs, "simprocs", 4, "sim child processes")
 	flag.IntVar(&cfg.perConn, "perconn", 100, "simulated edges per NATS connection")
@@ -192,6 +195,12 @@ func (b *bench) prepare(ctx context.Context) error {
 	if !b.edgeOK {
 		b.note("this robonet has no edge mode (`up --help` lists no --edge): no real edges; the simulated edges heartbeat to a route-clustered core")
 	}
+	b.swarmBin = b.bin
+	if b.edgeOK && len(b.cfg.swarms) > 0 {
+		if b.swarmBin, err = b.buildRef(ctx, b.cfg.swarmRef); err != nil {
+			return err
+		}
+	}
 	if b.cfg.hb == 0 {
 		b.cfg.hb = time.Second
 		if b.edgeOK {
@@ -199,6 +208,26 @@ func (b *bench) prepare(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// buildRef builds cmd/robonet of git ref (git archive into the temp dir).
+func (b *bench) buildRef(ctx context.Context, ref string) (string, error) {
+	src := filepath.Join(b.tmp, "src-"+strings.ReplaceAll(ref, "/", "_"))
+	if err := mkdir(src); err != nil {
+		return "", err
+	}
+	b.logf("building cmd/robonet of %s", ref)
+	sh := exec.CommandContext(ctx, "sh", "-c", `git archive --format=tar "$1" | tar -x -C "$2"`, "sh", ref, src)
+	if out, err := sh.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("git archive %s: %v\n%s", ref, err, out)
+	}
+	bin := filepath.Join(b.tmp, "robonet-"+strings.ReplaceAll(ref, "/", "_"))
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/robonet")
+	cmd.Dir = src
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build cmd/robonet of %s: %v\n%s", ref, err, out)
+	}
+	return bin, nil
 }
 
 // core is a running core of three.

@@ -35,12 +35,7 @@ func (b *bench) swarm(ctx context.Context, n int) error {
 		if i == 0 {
 			args = append(args, "--founder")
 		}
-		if b.edgeOK && n > 3 {
-			// A route-clustered swarm bigger than the core: every member
-			// is told the core is its size.
-			args = append(args, "--core", fmt.Sprint(min(n, 7)))
-		}
-		p, err := b.ps.start(fmt.Sprint("n", i), b.bin, args, upMarker)
+		p, err := b.ps.start(fmt.Sprint("n", i), b.swarmBin, args, upMarker)
 		if err != nil {
 			return err
 		}
