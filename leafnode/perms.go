@@ -101,3 +101,28 @@ func SpokeDenies(prefix subjects.Chevron) []string {
 	}
 	return append(out, Denies()...)
 }
+
+// EdgeDenies are what never crosses the leaf link between a core node and
+// an edge of the same swarm towards the edge: other nodes' heartbeats and
+// tier views (at any chevron depth: a non-federated chevron has 1 token),
+// and the system account.
+func EdgeDenies() []string {
+	var out []string
+	for _, kind := range []string{subjects.EvtHeartbeat, "tiers"} {
+		out = append(out, subjects.EventWildcards(kind)...)
+	}
+	return append(out, "$SYS.>")
+}
+
+// EdgePermissions are what a core node registers for an edge's leaf
+// connection (same swarm, same account). Publish is what the edge may send
+// into the core: everything but the system account (its own node's
+// permissions on its own server bound what it publishes). Subscribe is
+// what the core sends the edge: everything but EdgeDenies, so an edge never
+// receives other nodes' heartbeats, even for a local `rn.>` subscriber.
+func EdgePermissions() *server.Permissions {
+	return &server.Permissions{
+		Publish:   &server.SubjectPermission{Allow: []string{">"}, Deny: []string{"$SYS.>"}},
+		Subscribe: &server.SubjectPermission{Allow: []string{">"}, Deny: EdgeDenies()},
+	}
+}

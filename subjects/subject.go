@@ -191,3 +191,7 @@ func CmdPermissions(verb string) []string {
 	}
 	return out
 }
+
+// QueryCore asks a core node for the core's size and members
+// (wire.CoreStatus): core nodes answer in the queue group and on QueryAt.
+const QueryCore = "core"

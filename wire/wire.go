@@ -73,6 +73,8 @@ type NodeInfo struct {
 	// Founding says the node founds the swarm (started with --founder or
 	// with no one to join): other nodes then leave the founder record to it.
 	Founding bool `json:"founding,omitempty"`
+	// Role is NodeRoleCore or NodeRoleEdge ("" from nodes older than roles: core).
+	Role string `json:"role,omitempty"`
 }
 
 // Roles of the identities a swarm knows.
@@ -149,6 +151,12 @@ type Heartbeat struct {
 	// UsersRev is the rn_users revision the node has applied: a user
 	// added at revision r works on every node whose UsersRev ≥ r.
 	UsersRev uint64 `json:"users_rev,omitempty"`
+	// Role is NodeRoleCore or NodeRoleEdge.
+	Role string `json:"role,omitempty"`
+	// EveryMs is the sender's heartbeat interval in milliseconds: receivers
+	// judge its staleness against it (edges beat every 5 s, core nodes every
+	// second). 0: the receiver's own timing.
+	EveryMs int64 `json:"every_ms,omitempty"`
 }
 
 // Alert is a Sentinel finding a node publishes on rn.<its chevron>.evt.alert
@@ -200,6 +208,8 @@ type Member struct {
 	// at once), or when nobody has judged it yet. Selectors' trust>=N match
 	// on it.
 	Tier int `json:"tier"`
+	// Role is NodeRoleCore or NodeRoleEdge.
+	Role string `json:"role,omitempty"`
 }
 
 // TierView is one node's judgement of the other nodes, published on
@@ -238,6 +248,17 @@ type Status struct {
 	// Founder is the swarm founder's key as the answering node pinned it
 	// (its root of the admin chain); "" until it has seen one.
 	Founder string `json:"founder,omitempty"`
+	// Role is the answering node's (NodeRoleCore or NodeRoleEdge).
+	Role string `json:"role,omitempty"`
+	// CoreSize is the core's configured size, CoreLive its live members,
+	// CoreBelow true when fewer are live than the size says.
+	CoreSize  int  `json:"core_size,omitempty"`
+	CoreLive  int  `json:"core_live,omitempty"`
+	CoreBelow bool `json:"core_below,omitempty"`
+	// CoreLink is, on an edge, the core server its leaf connection is to
+	// ("" while it has none) and since when.
+	CoreLink      string    `json:"core_link,omitempty"`
+	CoreLinkSince time.Time `json:"core_link_since,omitzero"`
 }
 
 // Lease is the value of the swarm-leader key in rn_leader.
