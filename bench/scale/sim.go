@@ -35,22 +35,6 @@ const (
 	simRegLine   = "sim registered"
 )
 
-// edgeBeat is a heartbeat as an edge sends it: wire.Heartbeat plus the
-// fields the edge mode adds (role, the sender's own interval). Outer fields
-// win over embedded ones in encoding/json, so this encodes the same on a
-// node that does not know the fields yet (they are then ignored).
-type edgeBeat struct {
-	wire.Heartbeat
-	Role    string `json:"role"`
-	EveryMs int64  `json:"every_ms"`
-}
-
-// edgeInfo is an edge's registry record: wire.NodeInfo plus its role.
-type edgeInfo struct {
-	wire.NodeInfo
-	Role string `json:"role"`
-}
-
 // simEdge is one simulated edge: its own node key, HCTH chain, registry
 // entry, heartbeat and command host. It shares its NATS connection with
 // other simulated edges of the same process (see runSim).
@@ -191,9 +175,9 @@ func newSimEdge(ctx context.Context, nc *nats.Conn, prefix string, num int, cat 
 		return nil, err
 	}
 	e := &simEdge{chev: chev, name: "sim" + chev.String(), kp: kp, pub: pub, signer: signer, nc: nc, start: time.Now().UTC()}
-	info := edgeInfo{NodeInfo: wire.NodeInfo{Chevron: chev.String(), Name: e.name, Pubkey: pub, Server: mesh.ServerName(pub),
+	info := wire.NodeInfo{Chevron: chev.String(), Name: e.name, Pubkey: pub, Server: mesh.ServerName(pub),
 		Caps: []string{}, Tags: map[string]string{"sim": "1"}, Version: node.Version, OS: runtime.GOOS, Arch: runtime.GOARCH,
-		Started: e.start, Joined: "secret"}, Role: "edge"}
+		Started: e.start, Joined: "secret", Role: wire.NodeRoleEdge}
 	rec, err := json.Marshal(info)
 	if err != nil {
 		return nil, err
@@ -254,8 +238,8 @@ func beatAll(ctx context.Context, edges []*simEdge, every time.Duration) {
 
 func (e *simEdge) beat(every time.Duration) {
 	e.seq++
-	hb := edgeBeat{Heartbeat: wire.Heartbeat{Chevron: e.chev.String(), Name: e.name, Pubkey: e.pub, Server: mesh.ServerName(e.pub),
-		Seq: e.seq, Sent: time.Now().UTC(), Started: e.start, Version: node.Version}, Role: "edge", EveryMs: every.Milliseconds()}
+	hb := wire.Heartbeat{Chevron: e.chev.String(), Name: e.name, Pubkey: e.pub, Server: mesh.ServerName(e.pub),
+		Seq: e.seq, Sent: time.Now().UTC(), Started: e.start, Version: node.Version, Role: wire.NodeRoleEdge, EveryMs: every.Milliseconds()}
 	data, _ := json.Marshal(hb)
 	m := &nats.Msg{Subject: subjects.Event(e.chev, subjects.EvtHeartbeat), Data: data}
 	if e.signer.SignMsg(m) == nil {
