@@ -2,11 +2,15 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/robonet-mesh/robonet/command"
 	"github.com/robonet-mesh/robonet/mesh"
@@ -129,6 +133,39 @@ func (b *bench) startEdges(ctx context.Context, c *core, dir string) ([]*proc, e
 	fig(fmt.Sprintf("%d edges started at once: exec → last `up` line", n), ms(lastUp.Sub(t0)), "")
 	fig(fmt.Sprintf("%d edges started at once: exec → all alive in core view", n), ms(at.Sub(t0)), "")
 	return edges, nil
+}
+
+// watchLeave subscribes to every leave event and returns a function that
+// says when the first one for chev arrived.
+func (b *bench) watchLeave(c *core, chev string) func() (time.Time, bool) {
+	var mu sync.Mutex
+	var at time.Time
+	var subs []*nats.Subscription
+	for _, subj := range subjects.EventWildcards(subjects.EvtLeave) {
+		sub, err := c.client.Conn().Subscribe(subj, func(m *nats.Msg) {
+			var e wire.Event
+			if json.Unmarshal(m.Data, &e) != nil || e.Chevron != chev {
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if at.IsZero() {
+				at = time.Now()
+			}
+		})
+		if err == nil {
+			subs = append(subs, sub)
+		}
+	}
+	_ = c.client.Conn().Flush()
+	return func() (time.Time, bool) {
+		for _, s := range subs {
+			_ = s.Unsubscribe()
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		return at, !at.IsZero()
+	}
 }
 
 // chevronOf reads the chevron from a `robonet up` line.
@@ -327,6 +364,7 @@ func (b *bench) leaveFigures(ctx context.Context, c *core, edges []*proc, big bo
 	for i, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGSTOP} {
 		p := edges[len(edges)-1-i]
 		chev := chevronOf(p)
+		leaveAt := b.watchLeave(c, chev)
 		t0 := time.Now()
 		_ = p.cmd.Process.Signal(sig)
 		at, err := poll(ctx, 30*time.Second, every, func(ctx context.Context) (bool, error) {
@@ -342,7 +380,11 @@ func (b *bench) leaveFigures(ctx context.Context, c *core, edges []*proc, big bo
 			fig("edge "+name+" → offline in core view", "not seen: "+err.Error(), target)
 			continue
 		}
-		fig("edge "+name+" → offline in core view", fmt.Sprintf("%s (poll every %v)", ms(at.Sub(t0)), every), target)
+		ev := "no leave event"
+		if t, ok := leaveAt(); ok {
+			ev = "leave event at " + ms(t.Sub(t0))
+		}
+		fig("edge "+name+" → offline in core view", fmt.Sprintf("%s (poll every %v; %s)", ms(at.Sub(t0)), every, ev), target)
 		if sig == syscall.SIGSTOP {
 			t1 := time.Now()
 			_ = p.cmd.Process.Signal(syscall.SIGCONT)
