@@ -384,7 +384,8 @@ func poll(ctx context.Context, d, every time.Duration, f func(ctx context.Contex
 	deadline := time.Now().Add(d)
 	var last error
 	for {
-		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		// A view of 50,000 members takes the member seconds to build.
+		qctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 		ok, err := f(qctx)
 		cancel()
 		if ok {

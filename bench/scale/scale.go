@@ -219,13 +219,14 @@ func (b *bench) startSims(ctx context.Context, c *core, dir string, n, expected 
 	// Each view of a big registry is megabytes the member builds under
 	// its registry lock: ask every 5 s, not to slow what is measured.
 	at, err := poll(ctx, b.regWait(n), 5*time.Second, func(ctx context.Context) (bool, error) {
+		asked := time.Now()
 		ms, err := nodesView(ctx, c.client, c.other())
 		if err != nil {
 			return false, err
 		}
 		st := states(ms)
 		seen = st[wire.StateAlive]
-		b.logf("core view: %d members %v", len(ms), st)
+		b.logf("core view: %d members %v (asked in %v)", len(ms), st, time.Since(asked).Round(time.Millisecond))
 		if seen < expected {
 			return false, fmt.Errorf("%d of %d alive in the core's view (%v)", seen, expected, st)
 		}
