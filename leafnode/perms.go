@@ -1,6 +1,8 @@
 package leafnode
 
 import (
+	"strings"
+
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/robonet-mesh/robonet/subjects"
@@ -102,10 +104,47 @@ func SpokeDenies(prefix subjects.Chevron) []string {
 	return append(out, Denies()...)
 }
 
-// EdgeDenies are what never crosses the leaf link between a core node and
-// an edge of the same swarm towards the edge: other nodes' heartbeats and
-// tier views (at any chevron depth: a non-federated chevron has 1 token),
-// and the system account.
+// EdgeBeat is the subject an edge heartbeats on (server: its server's
+// name): not rn.<chevron>.evt.hb, which core nodes use, so that a leaf
+// permission can let each edge's own heartbeats through and no other's.
+func EdgeBeat(server string) string { return "_rn.ehb." + server }
+
+// EdgeBeatAll matches every edge's heartbeat subject (core nodes subscribe).
+const EdgeBeatAll = "_rn.ehb.*"
+
+// edgeEventKinds are the event kinds that cross between core and edges:
+// all but heartbeats and tier views.
+var edgeEventKinds = []string{"join", "leave", "leader", "alert", "trust", "audit", "core"}
+
+// EdgeAllows are what an edge (whose server is server) may send into the
+// core: replies, its own heartbeats, commands and media at every chevron
+// depth, events but heartbeats and tier views, queries, federation and
+// the directory, and the core's JetStream through its domain (domain).
+func EdgeAllows(domain, server string) []string {
+	out := []string{
+		subjects.InboxRoot + ".>",
+		EdgeBeat(server),
+		subjects.Root + ".cmd.>",
+		subjects.Root + ".sys.>",
+		subjects.Root + ".fed.>",
+		subjects.Root + ".dir.>",
+		"$JS." + domain + ".API.>",
+		"$JS.ACK.>",
+		"$JS.FC.>",
+	}
+	for depth := 1; depth <= subjects.MaxTokens; depth++ {
+		pre := subjects.Root + strings.Repeat(".*", depth)
+		out = append(out, pre+".cmd.>", pre+".media.>")
+		for _, k := range edgeEventKinds {
+			out = append(out, pre+".evt."+k)
+		}
+	}
+	return out
+}
+
+// EdgeDenies are what a core never sends an edge: the core's heartbeats
+// and tier views (at any chevron depth: a non-federated chevron has one
+// token), and the system account.
 func EdgeDenies() []string {
 	var out []string
 	for _, kind := range []string{subjects.EvtHeartbeat, "tiers"} {
@@ -114,15 +153,19 @@ func EdgeDenies() []string {
 	return append(out, "$SYS.>")
 }
 
-// EdgePermissions are what a core node registers for an edge's leaf
-// connection (same swarm, same account). Publish is what the edge may send
-// into the core: everything but the system account (its own node's
-// permissions on its own server bound what it publishes). Subscribe is
-// what the core sends the edge: everything but EdgeDenies, so an edge never
-// receives other nodes' heartbeats, even for a local `rn.>` subscriber.
-func EdgePermissions() *server.Permissions {
+// EdgePermissions are what a core node registers for the leaf connection
+// of the edge whose server is srv (same swarm, same account). In
+// nats-server's terms Publish is what the edge may send into the core
+// (EdgeAllows: its own heartbeats, not another edge's) and Subscribe what
+// the core sends the edge: everything but EdgeDenies, so an edge never gets
+// the core's heartbeats or tier views, even for a local rn.> subscriber. A
+// Subscribe deny also stops the edge forwarding those subjects (it applies
+// the list the core sends it to what it forwards): that is why edges beat
+// on EdgeBeat, which only node processes may subscribe to (users get rn.>
+// and their inbox), so other edges' heartbeats reach no program on an edge.
+func EdgePermissions(domain, srv string) *server.Permissions {
 	return &server.Permissions{
-		Publish:   &server.SubjectPermission{Allow: []string{">"}, Deny: []string{"$SYS.>"}},
+		Publish:   &server.SubjectPermission{Allow: EdgeAllows(domain, srv), Deny: []string{"$SYS.>"}},
 		Subscribe: &server.SubjectPermission{Allow: []string{">"}, Deny: EdgeDenies()},
 	}
 }

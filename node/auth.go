@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/robonet-mesh/robonet/command"
+	"github.com/robonet-mesh/robonet/leafnode"
 	"github.com/robonet-mesh/robonet/subjects"
 	"github.com/robonet-mesh/robonet/trust"
 	"github.com/robonet-mesh/robonet/wire"
@@ -440,7 +441,7 @@ func Permissions(role, pub string, readVerbs []string) *server.Permissions {
 		// not rotate, token or revoke: those are admins'.
 		pubAllow = append(pubAllow, subjects.CmdPermissions("*")...)
 		pubAllow = append(pubAllow, queryPerms(subjects.QueryNodes, subjects.QueryStatus, subjects.QueryTrust, subjects.QueryAlerts, subjects.QueryQuarantine, subjects.QueryRelease,
-			subjects.QueryFed, subjects.QueryFedNodes)...)
+			subjects.QueryFed, subjects.QueryFedNodes, subjects.QueryCore)...)
 		pubAllow = append(pubAllow, jsRead(operatorStreams...)...)
 		pubAllow = append(pubAllow, "$KV."+BucketMacros+".>", "$KV."+BucketApprovals+".>")
 	default: // observer
@@ -448,7 +449,7 @@ func Permissions(role, pub string, readVerbs []string) *server.Permissions {
 			pubAllow = append(pubAllow, subjects.CmdPermissions(v)...)
 		}
 		pubAllow = append(pubAllow, queryPerms(subjects.QueryNodes, subjects.QueryStatus, subjects.QueryTrust, subjects.QueryAlerts,
-			subjects.QueryFed, subjects.QueryFedNodes)...)
+			subjects.QueryFed, subjects.QueryFedNodes, subjects.QueryCore)...)
 	}
 	return &server.Permissions{Publish: &server.SubjectPermission{Allow: pubAllow}, Subscribe: sub}
 }
@@ -476,6 +477,9 @@ func (n *Node) nodePermissions() *server.Permissions {
 	pub := append([]string{}, nodeJSAPI...)
 	pub = append(pub, "$KV."+BucketLeader+"."+leaseKey, "$KV."+BucketConfig+".>", "$KV."+BucketTokens+".>",
 		"$KV."+BucketRevoked+".*."+n.pub, "$O."+BucketFiles+".>")
+	if n.edge {
+		pub = append(pub, "$JS."+n.coreDomain()+".API.>", leafnode.EdgeBeat(n.ServerName())) // JetStream and heartbeats through the leaf link
+	}
 	chev := n.chev
 	if chev.IsZero() {
 		saved, _ := n.dd.loadState()
@@ -495,7 +499,7 @@ func (n *Node) nodePermissions() *server.Permissions {
 	}
 	return &server.Permissions{
 		Publish:   &server.SubjectPermission{Allow: pub},
-		Subscribe: &server.SubjectPermission{Allow: []string{subjects.Root + ".>", subjects.Inbox(n.pub) + ".>"}},
+		Subscribe: &server.SubjectPermission{Allow: []string{subjects.Root + ".>", subjects.Inbox(n.pub) + ".>", leafnode.EdgeBeatAll}},
 		Response:  &server.ResponsePermission{MaxMsgs: 1, Expires: maxCmdTimeout + time.Minute},
 	}
 }
@@ -518,6 +522,9 @@ type authenticator struct{ n *Node }
 func (a authenticator) Check(c server.ClientAuthentication) bool {
 	n := a.n
 	if c.Kind() == server.LEAF {
+		if isEdgeLeaf(c) {
+			return n.admitEdge(c) // edges of this swarm's core (role.go)
+		}
 		return n.admitLeaf(c) // child swarms of a hub (leafauth.go)
 	}
 	if c.Kind() != server.CLIENT {

@@ -149,10 +149,14 @@ func (n *Node) waitErr(ctx context.Context, last error) error {
 func (n *Node) bindBucket(ctx context.Context, cfg jetstream.KeyValueConfig, timeout time.Duration) (jetstream.KeyValue, error) {
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	if kv, err := n.js.KeyValue(cctx, cfg.Bucket); err == nil {
+	kv, err := n.js.KeyValue(cctx, cfg.Bucket)
+	if err == nil {
 		return kv, nil
 	}
-	kv, err := n.js.CreateKeyValue(cctx, cfg)
+	if n.edge { // edges bind; the core creates and scales
+		return nil, fmt.Errorf("bucket %s: %w", cfg.Bucket, err)
+	}
+	kv, err = n.js.CreateKeyValue(cctx, cfg)
 	if errors.Is(err, jetstream.ErrBucketExists) {
 		return n.js.KeyValue(cctx, cfg.Bucket)
 	}
@@ -165,10 +169,14 @@ func (n *Node) bindBucket(ctx context.Context, cfg jetstream.KeyValueConfig, tim
 func (n *Node) bindObjects(ctx context.Context, cfg jetstream.ObjectStoreConfig, timeout time.Duration) (jetstream.ObjectStore, error) {
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	if obs, err := n.js.ObjectStore(cctx, cfg.Bucket); err == nil {
+	obs, err := n.js.ObjectStore(cctx, cfg.Bucket)
+	if err == nil {
 		return obs, nil
 	}
-	obs, err := n.js.CreateObjectStore(cctx, cfg)
+	if n.edge {
+		return nil, fmt.Errorf("bucket %s: %w", cfg.Bucket, err)
+	}
+	obs, err = n.js.CreateObjectStore(cctx, cfg)
 	if errors.Is(err, jetstream.ErrBucketExists) {
 		return n.js.ObjectStore(cctx, cfg.Bucket)
 	}

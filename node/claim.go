@@ -171,6 +171,7 @@ func (n *Node) claimChevron(ctx context.Context, c subjects.Chevron, claims map[
 		XKey:     n.xkeyPub(),
 		Joined:   n.routes.joined(),
 		Founding: n.founds(),
+		Role:     n.Role(),
 		Chevron:  c.String(), Name: name, Pubkey: n.pub, Server: serverName(n.pub),
 		Caps: n.opts.Caps, Tags: n.opts.Tags, Version: Version, OS: runtime.GOOS, Arch: runtime.GOARCH,
 		Endpoints: wire.Endpoints{Client: n.srv.ClientURL(), Cluster: n.ClusterAddr()},

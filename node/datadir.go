@@ -142,6 +142,12 @@ type savedState struct {
 	Chevron string `json:"chevron"`
 	Name    string `json:"name"`
 	Swarm   string `json:"swarm"`
+	// Role is wire.NodeRoleCore or wire.NodeRoleEdge ("" before roles:
+	// a member with a chevron was a core member).
+	Role string `json:"role,omitempty"`
+	// CoreLeafs are the core's leaf addresses an edge last learnt, so a
+	// restart needs no --join.
+	CoreLeafs []string `json:"core_leafs,omitempty"`
 }
 
 func (d *dataDir) loadState() (savedState, error) {

@@ -31,7 +31,7 @@ const FounderFile = "founder.pub"
 // asked to (--founder), or started with no one to join (a new swarm, or a
 // single node). Others write it only when no founder shows up
 // (foundIfNone).
-func (n *Node) founds() bool { return n.opts.Founder || len(n.opts.Join) == 0 }
+func (n *Node) founds() bool { return n.opts.Founder || len(n.opts.Join) == 0 && !n.edge }
 
 // DefaultFounderGrace is how long a node that joins others waits for a
 // founder record before it writes one itself: founders started together

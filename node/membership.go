@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -11,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/shirou/gopsutil/v4/load"
 
+	"github.com/robonet-mesh/robonet/leafnode"
 	"github.com/robonet-mesh/robonet/mesh"
 	"github.com/robonet-mesh/robonet/subjects"
 	"github.com/robonet-mesh/robonet/wire"
@@ -20,6 +22,21 @@ import (
 // trust events, and tier views (tiers.go).
 func (n *Node) subscribeMembership() error {
 	n.reg.setJudge(n.judgeKey)
+	if n.edge {
+		// Edges hear no heartbeats or tier views (the core's leaf
+		// permissions deny them too); lease and trust events they do.
+		for _, subj := range subjects.EventWildcards(subjects.EvtLeader) {
+			if _, err := n.nc.Subscribe(subj, n.onLeaderEvent); err != nil {
+				return err
+			}
+		}
+		for _, subj := range subjects.EventWildcards(subjects.EvtTrust) {
+			if _, err := n.nc.Subscribe(subj, n.onTrustEvent); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	for _, subj := range subjects.EventWildcards(evtTiers) {
 		if _, err := n.nc.Subscribe(subj, n.onTierView); err != nil {
 			return err
@@ -29,6 +46,11 @@ func (n *Node) subscribeMembership() error {
 		if _, err := n.nc.Subscribe(subj, n.onHeartbeat); err != nil {
 			return err
 		}
+	}
+	// Edges heartbeat on their own subject (leafnode.EdgeBeat, see
+	// leafnode.EdgePermissions); core nodes alone hear them.
+	if _, err := n.nc.Subscribe(leafnode.EdgeBeatAll, n.onHeartbeat); err != nil {
+		return err
 	}
 	for _, subj := range subjects.EventWildcards(subjects.EvtLeave) {
 		if _, err := n.nc.Subscribe(subj, n.onLeave); err != nil {
@@ -69,12 +91,23 @@ func (n *Node) onLeaderEvent(m *nats.Msg) {
 }
 
 func (n *Node) onHeartbeat(m *nats.Msg) {
+	var hb wire.Heartbeat
+	if err := wire.Decode(m.Data, &hb); err != nil {
+		n.log.Debug("dropping malformed heartbeat", "subject", m.Subject)
+		return
+	}
 	from, _, ok := subjects.ParseEvent(m.Subject)
+	if srv, edge := strings.CutPrefix(m.Subject, "_rn.ehb."); edge {
+		// An edge's: its chevron is in the body, its server in the subject.
+		from, ok = subjects.Chevron{}, false
+		if c, err := subjects.Parse(hb.Chevron); err == nil && srv == hb.Server && hb.Role == wire.NodeRoleEdge {
+			from, ok = c, true
+		}
+	}
 	if !ok {
 		return
 	}
-	var hb wire.Heartbeat
-	if err := wire.Decode(m.Data, &hb); err != nil || hb.Chevron != from.String() || hb.Pubkey == "" {
+	if hb.Chevron != from.String() || hb.Pubkey == "" {
 		n.log.Debug("dropping malformed heartbeat", "subject", m.Subject)
 		return
 	}
@@ -360,7 +393,10 @@ func (n *Node) beat(chev subjects.Chevron, name string, leader bool) {
 	hb := wire.Heartbeat{
 		Chevron: chev.String(), Name: name, Pubkey: n.pub, Server: n.ServerName(),
 		Seq: n.hbSeq.Add(1), Sent: time.Now().UTC(), Started: n.started,
-		Load: loadPerCPU(), Leader: leader, Version: Version,
+		Load: loadPerCPU(), Leader: leader, Version: Version, Role: n.Role(),
+	}
+	if n.edge {
+		hb.EveryMs = n.opts.Timing.EdgeHeartbeat.Milliseconds()
 	}
 	hb.CPU, hb.Mem, hb.Disk = n.gauges()
 	hb.SecretEpoch, hb.UsersRev = n.secretEpoch.Load(), n.usersRev.Load()
@@ -373,7 +409,11 @@ func (n *Node) beat(chev subjects.Chevron, name string, leader bool) {
 	if err != nil {
 		return
 	}
-	if err := n.publish(subjects.Event(chev, subjects.EvtHeartbeat), data); err != nil {
+	subj := subjects.Event(chev, subjects.EvtHeartbeat)
+	if n.edge {
+		subj = leafnode.EdgeBeat(n.ServerName())
+	}
+	if err := n.publish(subj, data); err != nil {
 		n.log.Debug("heartbeat", "err", err)
 	}
 }
@@ -400,7 +440,11 @@ func (n *Node) beatBeforeClaim(chev subjects.Chevron, name string, stop <-chan s
 
 func (n *Node) beatLoop() {
 	defer n.wg.Done()
-	t := time.NewTicker(n.opts.Timing.Heartbeat)
+	every := n.opts.Timing.Heartbeat
+	if n.edge {
+		every = n.opts.Timing.EdgeHeartbeat
+	}
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
@@ -484,6 +528,9 @@ func (n *Node) monitorLoop() {
 		lastSlow = now
 		n.reg.forget(now, time.Hour)
 		n.publishTierView()
+		if leader {
+			n.warnCoreBelow(now)
+		}
 		n.checkReplication(leader)
 		if leader {
 			n.ls.moveStreamLeader(n.ctx)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -87,6 +88,8 @@ type Node struct {
 	unreg       map[string]time.Time              // unregistered chevron → last signed heartbeat (records.go)
 	knownText   string                            // KnownMembersFile as last written; the auth loop's alone
 	inh         fedAuth                           // identities inherited from ancestor swarms (fedauth.go)
+	edge        bool                              // the node is an edge (role.go); set in Start before anything runs
+	es          edgeState                         // core leaf addresses, the core link, cached core answers (role.go)
 
 	fatal   atomic.Pointer[string]
 	ctx     context.Context // canceled by Shutdown/Kill; loops run under it
@@ -111,7 +114,7 @@ func New(opts Options) (*Node, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Node{opts: o, log: o.Logger, ctx: ctx, cancel: cancel, rewatch: make(chan struct{}, 1),
-		ids: newIdentities(), authKick: make(chan struct{}, 1)}, nil
+		ids: newIdentities(), authKick: make(chan struct{}, 1), es: edgeState{restart: make(chan struct{})}}, nil
 }
 
 // Start brings the node up and returns once it has claimed its chevron,
@@ -179,15 +182,41 @@ func (n *Node) Start(ctx context.Context) (err error) {
 			return err
 		}
 	}
-	if n.opts.Cluster != "" {
-		if err := checkListen("--cluster", n.opts.Cluster); err != nil {
-			return err
-		}
+	role := n.initialRole(saved)
+	n.edge = role == wire.NodeRoleEdge
+	if n.edge && n.opts.joinNoCluster {
+		n.opts.Cluster = "" // no --cluster: this edge cannot be promoted
+	}
+	n.es.leafs = saved.CoreLeafs
+	if n.opts.Cluster != "" || n.edge {
 		if n.routes, err = n.credential(); err != nil {
 			return err
 		}
-		if err := probeJoin(ctx, n.opts.Swarm, n.opts.Join, n.routes.tlsConfig()); err != nil {
+		leafs, err := probeJoin(ctx, n.opts.Swarm, n.opts.Join, n.routes.tlsConfig())
+		if err != nil {
 			return err
+		}
+		if len(leafs) > 0 {
+			n.es.leafs = leafs
+		}
+	}
+	if len(n.opts.coreLeafs) > 0 {
+		n.es.leafs = n.opts.coreLeafs
+	}
+	if role == roleCandidate {
+		if role, err = n.decideCandidate(ctx); err != nil {
+			return err
+		}
+		n.edge = role == wire.NodeRoleEdge
+	}
+	if n.opts.Cluster != "" && !n.edge {
+		if err := checkListen("--cluster", n.opts.Cluster); err != nil {
+			return err
+		}
+		if l := n.edgeListen(); l != "" {
+			if err := checkListen("--edge-listen", l); err != nil {
+				return err
+			}
 		}
 	}
 	so, err := n.serverOptions()
@@ -215,21 +244,34 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("connect to own server: %w", err)
 	}
-	if n.js, err = jetstream.New(n.nc); err != nil {
+	if n.edge {
+		// nats-server denies $JS.API, $KV and $OBJ on every leaf link of
+		// a non-system account: an edge reaches the core's JetStream
+		// through the core's domain prefix, which the core maps back.
+		n.js, err = jetstream.NewWithDomain(n.nc, n.coreDomain())
+	} else {
+		n.js, err = jetstream.New(n.nc)
+	}
+	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
-	n.reg = newRegistry(n.opts.Timing, n.opts.Cluster != "")
+	n.reg = newRegistry(n.opts.Timing, n.Clustered())
+	if !n.edge {
+		if err := n.serveCore(); err != nil {
+			return err
+		}
+	}
 	if err := n.subscribeMembership(); err != nil {
 		return err
 	}
 	n.wg.Add(1)
 	go n.watchRoutes()
 
-	if n.opts.Cluster != "" {
+	if n.Clustered() {
 		n.log.Info("waiting for JetStream (a swarm needs two members)", "join", n.opts.Join)
 	}
 	stopEarly := make(chan struct{})
-	if want := cmp.Or(n.opts.Chevron, saved.Chevron); want != "" && n.opts.Cluster != "" {
+	if want := cmp.Or(n.opts.Chevron, saved.Chevron); want != "" && n.Clustered() {
 		c, _ := subjects.Parse(want)
 		n.wg.Add(1)
 		go n.beatBeforeClaim(c, cmp.Or(n.opts.Name, saved.Name, "rn"+want), stopEarly)
@@ -246,13 +288,18 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	if err := n.dd.saveState(savedState{Chevron: n.chev.String(), Name: n.name, Swarm: n.opts.Swarm}); err != nil {
+	n.es.mu.Lock()
+	leafs := slices.Clone(n.es.leafs)
+	n.es.mu.Unlock()
+	if err := n.dd.saveState(savedState{Chevron: n.chev.String(), Name: n.name, Swarm: n.opts.Swarm,
+		Role: n.Role(), CoreLeafs: leafs}); err != nil {
 		return err
 	}
 	if n.founds() {
 		if err := n.writeFounder(ctx, opKP); err != nil {
 			return err
 		}
+		n.writeCoreSize(ctx)
 	} else {
 		n.wg.Add(1)
 		go n.foundIfNone(opKP)
@@ -294,10 +341,18 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		go n.leafLoop()
 	}
 	n.heartbeat()
-	n.wg.Add(3)
+	n.wg.Add(2)
 	go n.beatLoop()
-	go n.ls.run(n.ctx)
 	go n.monitorLoop()
+	if n.edge {
+		n.wg.Add(1)
+		go n.edgeLinkLoop()
+	} else {
+		n.wg.Add(2)
+		go n.ls.run(n.ctx)
+		go n.watchEdges()
+	}
+	// n.serveCoreControl() goes here once node/corectl.go (core add/remove/size, H2) exists.
 	n.publishEvent(wire.Event{Kind: subjects.EvtJoin, Chevron: n.chev.String(), Name: n.name, Pubkey: n.pub})
 	n.ready.Store(true)
 	return nil
@@ -406,7 +461,7 @@ func (n *Node) OperatorKey() string { return n.opPub }
 
 // Clustered reports whether the node runs JetStream clustered (a swarm
 // member) rather than standalone (a single node).
-func (n *Node) Clustered() bool { return n.opts.Cluster != "" }
+func (n *Node) Clustered() bool { return n.opts.Cluster != "" && !n.edge }
 
 // IsLeader reports whether this node holds the swarm-leader lease now.
 func (n *Node) IsLeader() bool { return n.ls != nil && n.ls.isLeader(time.Now()) }
@@ -421,12 +476,14 @@ func (n *Node) LeaderToken() uint64 {
 
 // Members is the node's live view of the swarm.
 func (n *Node) Members() []wire.Member {
+	if n.edge {
+		return n.edgeMembers()
+	}
 	return n.reg.members(time.Now(), n.self())
 }
 
 // Status is the swarm as this node sees it.
 func (n *Node) Status() wire.Status {
-	now := time.Now()
 	st := wire.Status{
 		Swarm: n.opts.Swarm, Chevron: n.chev.String(), Name: n.name, State: wire.StateAlive,
 		Version: Version, Started: n.started, Clustered: n.Clustered(), Founder: n.ids.founderKey(),
@@ -434,7 +491,8 @@ func (n *Node) Status() wire.Status {
 	if !n.ready.Load() {
 		st.State = wire.StateLeaving
 	}
-	members := n.reg.members(now, n.self())
+	st.Role = n.Role()
+	members := n.Members()
 	st.Known = len(members)
 	for _, m := range members {
 		if m.State == wire.StateAlive || m.State == wire.StateSuspect {
@@ -446,6 +504,14 @@ func (n *Node) Status() wire.Status {
 	}
 	if l, ok := n.reg.currentLease(); ok {
 		st.Token = l.Token
+	}
+	cs := n.CoreStatus()
+	st.CoreSize, st.CoreLive, st.CoreBelow = cs.Size, cs.Live(), cs.Below
+	if n.edge {
+		st.CoreLink, st.CoreLinkSince = n.coreLink()
+		st.JetStreamOK = st.CoreLink != ""
+		st.Replicas, st.Behind = n.kvs.rep.summary()
+		return st
 	}
 	if jsz, err := n.srv.Jsz(&server.JSzOptions{}); err == nil {
 		if jsz.Meta != nil {
@@ -470,7 +536,7 @@ func (n *Node) self() wire.Member {
 		State: wire.StateAlive, Leader: n.IsLeader(), Caps: n.info.Caps, Tags: n.info.Tags,
 		Load: load, Version: Version, Started: n.started, LastSeen: time.Now().UTC(),
 		OS: runtime.GOOS, Arch: runtime.GOARCH, Client: n.info.Endpoints.Client,
-		SecretEpoch: n.secretEpoch.Load(), UsersRev: n.usersRev.Load(),
+		SecretEpoch: n.secretEpoch.Load(), UsersRev: n.usersRev.Load(), Role: n.Role(),
 	}
 }
 

@@ -38,6 +38,10 @@ type Timing struct {
 	LeaseRenew   time.Duration // renew interval while holding
 	LeaseGive    time.Duration // a holder that has not renewed for this long stops acting as leader
 	LameDuck     time.Duration // nats-server lame-duck duration on clean shutdown
+	// EdgeHeartbeat is an edge's heartbeat interval (it carries it, and
+	// the core judges its staleness against it); the leaf connection is
+	// the fast path for an edge's liveness.
+	EdgeHeartbeat time.Duration
 }
 
 // DefaultTiming is tuned for the figures DESIGN.md gives: a SIGKILLed node is
@@ -52,6 +56,8 @@ func DefaultTiming() Timing {
 		LeaseRenew:   500 * time.Millisecond,
 		LeaseGive:    1500 * time.Millisecond,
 		LameDuck:     2 * time.Second,
+
+		EdgeHeartbeat: 5 * time.Second,
 	}
 }
 
@@ -152,7 +158,44 @@ type Options struct {
 	// FederateToken admits the swarm to its parent: a federation token
 	// ("rntok_…", robonet token create --federate on the parent).
 	FederateToken string
+
+	// Core and edges (DESIGN.md, "Core, edges and federation"; issue 12).
+	// A swarm is a small route-clustered core and edges, whose servers
+	// connect to the core as leaf nodes. The role is decided at Start
+	// (role.go) and saved in the data dir.
+
+	// Edge makes the node an edge whatever else is set.
+	Edge bool
+	// Core is the core's size: 0 means DefaultCore, at most MaxCore. The
+	// founder writes it to rn_config (core.size); a joining node with
+	// --cluster becomes a core member while the core has fewer live
+	// members, an edge otherwise.
+	Core int
+	// EdgeListen is the core node's leaf listener for edges (host:port,
+	// TLS only). Default: the --cluster host with port 7422 when the
+	// cluster port is the default 6222, any free port otherwise (edges
+	// learn it from the route INFO). A hub's LeafListen serves edges too:
+	// EdgeListen must then be empty or the same.
+	EdgeListen string
+	// ForceCore makes a node with --cluster and --join a core member
+	// without asking the core whether it has room (tests, and swarms whose
+	// members all start at once; the core may then be above its size).
+	ForceCore bool
+
+	// joinNoCluster: Join was given without Cluster (validate defaulted
+	// Cluster): such a node is an edge unless it was a core member before.
+	joinNoCluster bool
+	// coreLeafs, set by tests (export_test.go), replaces the discovered
+	// core leaf addresses of an edge, and discovery through the leaf link
+	// is off: to put a proxy between an edge and the core.
+	coreLeafs []string
 }
+
+// Core sizes.
+const (
+	DefaultCore = 3
+	MaxCore     = 7
+)
 
 var (
 	nameRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_.-]{0,63}$`)
@@ -217,6 +260,21 @@ func (o Options) validate() (Options, error) {
 	}
 	if len(o.Join) > 0 && o.Cluster == "" {
 		o.Cluster = DefaultCluster
+		o.joinNoCluster = true
+	}
+	if o.Core == 0 {
+		o.Core = DefaultCore
+	}
+	if o.Core < 1 || o.Core > MaxCore {
+		return bad("--core %d: want 1..%d", o.Core, MaxCore)
+	}
+	if o.EdgeListen != "" {
+		if _, _, err := splitHostPort(o.EdgeListen); err != nil {
+			return bad("--edge-listen %q: %v", o.EdgeListen, err)
+		}
+		if o.LeafListen != "" && o.LeafListen != o.EdgeListen {
+			return bad("--edge-listen %s: this hub's --leaf-listen %s serves edges too (leave --edge-listen empty)", o.EdgeListen, o.LeafListen)
+		}
 	}
 	if o.Cluster != "" {
 		if _, _, err := splitHostPort(o.Cluster); err != nil {
@@ -292,6 +350,7 @@ func (t Timing) withDefaults() Timing {
 	set(&t.LeaseRenew, d.LeaseRenew)
 	set(&t.LeaseGive, d.LeaseGive)
 	set(&t.LameDuck, d.LameDuck)
+	set(&t.EdgeHeartbeat, d.EdgeHeartbeat)
 	return t
 }
 

@@ -37,8 +37,10 @@ func (n *Node) serveQueries() error {
 		cb := func(m *nats.Msg) {
 			n.answerQuery(m, name, anyRole, func(string, string, []byte) (any, error) { return h(), nil })
 		}
-		if _, err := n.nc.QueueSubscribe(subjects.Query(name), subjects.QueryQueue, cb); err != nil {
-			return err
+		if !n.edge { // edges answer only for themselves (QueryAt): the core serves the swarm
+			if _, err := n.nc.QueueSubscribe(subjects.Query(name), subjects.QueryQueue, cb); err != nil {
+				return err
+			}
 		}
 		if _, err := n.nc.Subscribe(subjects.QueryAt(name, n.ServerName()), cb); err != nil {
 			return err

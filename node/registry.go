@@ -171,13 +171,32 @@ func (r *registry) stateLocked(chev string, now time.Time) string {
 		return wire.StateOffline
 	}
 	age := now.Sub(e.recv)
+	suspect, offline := r.timing.SuspectAfter, r.timing.OfflineAfter
+	if every := time.Duration(e.hb.EveryMs) * time.Millisecond; every > r.timing.Heartbeat {
+		// A sender that beats less often (an edge) is judged against its
+		// own interval: 1.6× suspect, 2.6× offline, as DefaultTiming is.
+		suspect, offline = every*16/10, every*26/10
+	}
 	switch {
-	case age > r.timing.OfflineAfter:
+	case age > offline:
 		return wire.StateOffline
-	case age > r.timing.SuspectAfter:
+	case age > suspect:
 		return wire.StateSuspect
 	}
 	return wire.StateAlive
+}
+
+// edgeByServer finds the edge whose server is s, if no heartbeat of it
+// arrived after since and it has not left yet.
+func (r *registry) edgeByServer(s string, since time.Time) (chev, name, pub string, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for c, e := range r.live {
+		if e.hb.Server == s && e.hb.Role == wire.NodeRoleEdge && e.leftAt.IsZero() && !e.recv.After(since) {
+			return c, e.hb.Name, e.hb.Pubkey, true
+		}
+	}
+	return "", "", "", false
 }
 
 // members lists every node known by declaration or by heartbeat, self
@@ -269,6 +288,7 @@ func (r *registry) membersAndViews(now time.Time, self wire.Member) ([]wire.Memb
 			m.Name, m.Pubkey, m.Server = info.Name, info.Pubkey, info.Server
 			m.Caps, m.Tags, m.Version, m.Started = info.Caps, info.Tags, info.Version, info.Started
 			m.OS, m.Arch, m.Client = info.OS, info.Arch, info.Endpoints.Client
+			m.Role = info.Role
 		}
 		if e := r.live[chev]; e != nil {
 			m.Load, m.LastSeen, m.SecretEpoch, m.UsersRev = e.hb.Load, e.hb.Sent, e.hb.SecretEpoch, e.hb.UsersRev
@@ -276,6 +296,9 @@ func (r *registry) membersAndViews(now time.Time, self wire.Member) ([]wire.Memb
 			// watch (which lags for seconds when its consumer's server dies).
 			if m.Name == "" || m.Pubkey == e.hb.Pubkey {
 				m.Name, m.Pubkey, m.Server, m.Version, m.Started = e.hb.Name, e.hb.Pubkey, e.hb.Server, e.hb.Version, e.hb.Started
+				if e.hb.Role != "" {
+					m.Role = e.hb.Role
+				}
 			}
 		}
 		m.Leader = r.leaseOK && r.lease.Chevron == chev && m.State != wire.StateOffline
@@ -351,8 +374,8 @@ func (r *registry) leftCleanly(chev string) bool {
 func (r *registry) reporter(now time.Time, self string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for chev := range r.live {
-		if chev != self && r.stateLocked(chev, now) == wire.StateAlive && subjects.CompareText(chev, self) < 0 {
+	for chev, e := range r.live {
+		if chev != self && e.hb.Role != wire.NodeRoleEdge && r.stateLocked(chev, now) == wire.StateAlive && subjects.CompareText(chev, self) < 0 {
 			return false
 		}
 	}

@@ -114,7 +114,7 @@ func (n *Node) credential() (*routeAuth, error) {
 		return nil, fmt.Errorf("%w: --token: want a swarm secret (%s…) or a join token (%s…)", ErrOptions, trust.SecretPrefix, trust.TokenPrefix)
 	case saved != nil:
 		ra.secret = saved
-	case len(n.opts.Join) == 0:
+	case len(n.opts.Join) == 0 && !n.edge:
 		// A founder with no credential: a new swarm, with a new secret.
 		text, err := trust.GenerateSecret()
 		if err != nil {

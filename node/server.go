@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -100,6 +101,9 @@ func (n *Node) serverOptions() (*server.Options, error) {
 		so.TLSTimeout = 5 // seconds
 		so.AllowNonTLS = false
 	}
+	if n.edge {
+		return so, n.edgeServerOptions(so)
+	}
 	if o.Cluster == "" {
 		return so, n.fedServerOptions(so)
 	}
@@ -138,7 +142,10 @@ func (n *Node) serverOptions() (*server.Options, error) {
 		}
 		so.Routes = append(so.Routes, u)
 	}
-	return so, n.fedServerOptions(so)
+	if err := n.fedServerOptions(so); err != nil {
+		return nil, err
+	}
+	return so, n.coreServerOptions(so)
 }
 
 // loopbackHost reports whether a listen host is only reachable from this
@@ -224,35 +231,49 @@ func checkListen(flag, addr string) error {
 // swarm starting at once they come later. A connection that closes without
 // a word is tried again a few times (a node binds its ports for a moment to
 // check them before its server starts).
-func probeJoin(ctx context.Context, swarm string, addrs []string, tc *tls.Config) error {
+//
+// It returns the core's leaf addresses (for edges) that the route INFOs
+// advertise (leafnode_urls): the --join host with the advertised port, so
+// an address the core listens on as 0.0.0.0 or behind a NAT still works.
+func probeJoin(ctx context.Context, swarm string, addrs []string, tc *tls.Config) ([]string, error) {
+	var leafs []string
 	for _, a := range addrs {
 		var err error
+		var got []string
 		for attempt := 0; attempt < 4; attempt++ {
 			var silent bool
-			if silent, err = probeOne(ctx, swarm, a, tc); err == nil || !silent {
+			if silent, got, err = probeOne(ctx, swarm, a, tc); err == nil || !silent {
 				break
 			}
 			select {
 			case <-ctx.Done():
-				return ctx.Err()
+				return nil, ctx.Err()
 			case <-time.After(300 * time.Millisecond):
 			}
 		}
 		if err != nil {
-			return err
+			return nil, err
+		}
+		host, _, _ := net.SplitHostPort(a)
+		for _, u := range got {
+			if _, port, err := net.SplitHostPort(u); err == nil && port != "0" {
+				if l := net.JoinHostPort(host, port); !slices.Contains(leafs, l) {
+					leafs = append(leafs, l)
+				}
+			}
 		}
 	}
-	return nil
+	return leafs, nil
 }
 
 // probeOne probes one address; silent reports that it closed without a word.
 // A route port of a robonet node says nothing until the client starts TLS;
 // anything that greets in plain text is something else.
-func probeOne(ctx context.Context, swarm, a string, tc *tls.Config) (silent bool, err error) {
+func probeOne(ctx context.Context, swarm, a string, tc *tls.Config) (silent bool, leafs []string, err error) {
 	d := net.Dialer{Timeout: time.Second}
 	c, err := d.DialContext(ctx, "tcp", a)
 	if err != nil {
-		return false, nil
+		return false, nil, nil
 	}
 	defer c.Close()
 	_ = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
@@ -263,55 +284,58 @@ func probeOne(ctx context.Context, swarm, a string, tc *tls.Config) (silent bool
 		return probeTLS(c, swarm, a, tc)
 	}
 	if err != nil && line == "" {
-		return true, fmt.Errorf("%w %s: not a robonet node (no NATS greeting: %v)", ErrJoin, a, err)
+		return true, nil, fmt.Errorf("%w %s: not a robonet node (no NATS greeting: %v)", ErrJoin, a, err)
 	}
 	gi, err := parseInfo(line)
 	if err != nil {
-		return false, fmt.Errorf("%w %s: %v", ErrJoin, a, err)
+		return false, nil, fmt.Errorf("%w %s: %v", ErrJoin, a, err)
 	}
 	switch {
 	case gi.ClientID != 0:
-		return false, fmt.Errorf("%w %s: that is a NATS client port; --join takes a node's cluster address (default port 6222)", ErrJoin, a)
+		return false, nil, fmt.Errorf("%w %s: that is a NATS client port; --join takes a node's cluster address (default port 6222)", ErrJoin, a)
 	case !strings.HasPrefix(gi.Name, "rn-"):
-		return false, fmt.Errorf("%w %s: a NATS server (%q) but not a robonet node", ErrJoin, a, gi.Name)
+		return false, nil, fmt.Errorf("%w %s: a NATS server (%q) but not a robonet node", ErrJoin, a, gi.Name)
 	}
-	return false, fmt.Errorf("%w %s: a robonet node without route TLS (an older version?)", ErrJoin, a)
+	return false, nil, fmt.Errorf("%w %s: a robonet node without route TLS (an older version?)", ErrJoin, a)
 }
 
 // probeTLS completes the probe over TLS: the peer's certificate must be a
 // node's, and the peer must admit ours.
-func probeTLS(c net.Conn, swarm, a string, tc *tls.Config) (silent bool, err error) {
+func probeTLS(c net.Conn, swarm, a string, tc *tls.Config) (silent bool, leafs []string, err error) {
 	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
 	tlc := tls.Client(c, tc)
 	if err := tlc.Handshake(); err != nil {
 		if errors.Is(err, io.EOF) {
-			return true, fmt.Errorf("%w %s: closed during TLS: %v", ErrJoin, a, err)
+			return true, nil, fmt.Errorf("%w %s: closed during TLS: %v", ErrJoin, a, err)
 		}
-		return false, fmt.Errorf("%w %s: TLS with the route port failed (%v): is --token right for this swarm?", ErrJoin, a, err)
+		return false, nil, fmt.Errorf("%w %s: TLS with the route port failed (%v): is --token right for this swarm?", ErrJoin, a, err)
 	}
 	// With TLS 1.3 the server checks our certificate after the handshake
 	// completes on our side: its verdict arrives as an alert or its INFO.
 	line, err := bufio.NewReaderSize(tlc, 64<<10).ReadString('\n')
 	if err != nil && line == "" {
 		if errors.Is(err, io.EOF) {
-			return true, fmt.Errorf("%w %s: closed after TLS: %v", ErrJoin, a, err)
+			return true, nil, fmt.Errorf("%w %s: closed after TLS: %v", ErrJoin, a, err)
 		}
-		return false, fmt.Errorf("%w %s: the node refused this node's credential (%v): is --token right, unexpired and unused?", ErrJoin, a, err)
+		return false, nil, fmt.Errorf("%w %s: the node refused this node's credential (%v): is --token right, unexpired and unused?", ErrJoin, a, err)
 	}
 	gi, err := parseInfo(line)
 	if err != nil {
-		return false, fmt.Errorf("%w %s: %v", ErrJoin, a, err)
+		return false, nil, fmt.Errorf("%w %s: %v", ErrJoin, a, err)
 	}
 	if gi.Cluster != "" && gi.Cluster != swarm {
-		return false, fmt.Errorf("%w %s: that node belongs to swarm %q, not %q (set --swarm)", ErrJoin, a, gi.Cluster, swarm)
+		return false, nil, fmt.Errorf("%w %s: that node belongs to swarm %q, not %q (set --swarm)", ErrJoin, a, gi.Cluster, swarm)
 	}
-	return false, nil
+	return false, gi.LeafURLs, nil
 }
 
 type greeting struct {
 	Name     string `json:"server_name"`
 	Cluster  string `json:"cluster"`
 	ClientID uint64 `json:"client_id"`
+	// LeafURLs is a route INFO's leaf accept address (core nodes' edge
+	// listener), host:port.
+	LeafURLs []string `json:"leafnode_urls"`
 }
 
 func parseInfo(line string) (greeting, error) {

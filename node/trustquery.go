@@ -103,7 +103,7 @@ func (n *Node) serveTrustQueries() error {
 		var err error
 		if name == subjects.QueryQuarantine || name == subjects.QueryRelease {
 			_, err = n.nc.Subscribe(subjects.Query(name), cb)
-		} else {
+		} else if !n.edge {
 			_, err = n.nc.QueueSubscribe(subjects.Query(name), subjects.QueryQueue, cb)
 		}
 		if err != nil {

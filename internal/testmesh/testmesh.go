@@ -119,6 +119,9 @@ func (s *Swarm) options(i int, options []Option) node.Options {
 		// Node 0 founds: its operator key (Client(0)) is the swarm's
 		// first admin; the others' are operators outside their node.
 		Founder: i == 0,
+		// Members of a testmesh swarm start together and join as core
+		// members without asking (AddEdge and AddCandidate say otherwise).
+		ForceCore: true,
 	}
 	if i != 0 {
 		// Node 0 alone founds, however late its write comes on a loaded

@@ -1,0 +1,659 @@
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/robonet-mesh/robonet/leafnode"
+	"github.com/robonet-mesh/robonet/mesh"
+	"github.com/robonet-mesh/robonet/subjects"
+	"github.com/robonet-mesh/robonet/trust"
+	"github.com/robonet-mesh/robonet/wire"
+)
+
+// Core and edges (issue 12): which role a node takes at Start, the edge's
+// server (a leaf node of the core, no JetStream, no routes), the core's
+// leaf listener for edges, the rn.sys.core query, edge liveness on the
+// core (leaf polling), and the restart a role change needs.
+
+// roleCandidate is the transient role of a node with --cluster and --join
+// and no saved role: it asks the core whether it has room.
+const roleCandidate = "candidate"
+
+// coreSizeKey is the rn_config key holding the core's size.
+const coreSizeKey = "core.size"
+
+// linkLostGrace is how long a core node waits, after an edge's leaf
+// connection to it went away, for a heartbeat of that edge through
+// another core member before it reports the edge left ("link lost").
+const linkLostGrace = time.Second
+
+// ErrNoCore is wrapped when an edge knows no core address to dial.
+var ErrNoCore = errors.New("no core address")
+
+// edgeState is what a node keeps about its role (role.go).
+type edgeState struct {
+	mu        sync.Mutex // guards the fields below
+	leafs     []string   // core leaf addresses (edges)
+	link      string     // connected core server (edges), "" when none
+	since     time.Time  // when link was established
+	members   []wire.Member
+	membersAt time.Time
+	core      wire.CoreStatus
+	coreAt    time.Time
+	warnedAt  time.Time // the leader's last core-size warning
+
+	restart     chan struct{} // closed by requestRestart
+	restartOnce sync.Once
+}
+
+// initialRole decides the role from options and saved state; a candidate
+// asks the core later (decideCandidate).
+func (n *Node) initialRole(saved savedState) string {
+	o := &n.opts
+	switch {
+	case o.Edge:
+		return wire.NodeRoleEdge
+	case saved.Role != "":
+		return saved.Role
+	case len(o.Join) == 0:
+		if o.Cluster == "" && len(saved.CoreLeafs) > 0 {
+			return wire.NodeRoleEdge
+		}
+		return wire.NodeRoleCore // a single node, or a founder
+	case saved.Chevron != "":
+		return wire.NodeRoleCore // a member from before roles
+	case o.joinNoCluster:
+		return wire.NodeRoleEdge
+	case o.ForceCore:
+		return wire.NodeRoleCore
+	}
+	return roleCandidate
+}
+
+// Role is the node's role, wire.NodeRoleCore or wire.NodeRoleEdge.
+func (n *Node) Role() string {
+	if n.edge {
+		return wire.NodeRoleEdge
+	}
+	return wire.NodeRoleCore
+}
+
+// RestartRequested is closed when the node asks to be restarted with the
+// same options (its saved role changed: `robonet core add/remove`). The
+// caller shuts it down and starts a new Node.
+func (n *Node) RestartRequested() <-chan struct{} { return n.es.restart }
+
+// requestRestart saves role in the data dir and signals RestartRequested.
+func (n *Node) requestRestart(role string) error {
+	if role != wire.NodeRoleCore && role != wire.NodeRoleEdge {
+		return fmt.Errorf("role %q: want core or edge", role)
+	}
+	st, err := n.dd.loadState()
+	if err != nil {
+		return err
+	}
+	st.Role = role
+	if err := n.dd.saveState(st); err != nil {
+		return err
+	}
+	n.es.restartOnce.Do(func() { close(n.es.restart) })
+	return nil
+}
+
+// edgeTLS is an edge's TLS towards the core: its route certificate (the
+// swarm secret's proof or its one-time token, like a route), and the
+// core's certificate checked like a route peer's.
+func (n *Node) edgeTLS() *tls.Config {
+	tc := n.routes.tlsConfig()
+	tc.GetCertificate = nil
+	return tc
+}
+
+// edgeServerOptions makes so an edge's: no JetStream, no routes, one leaf
+// remote to every core address, leaf pings every second.
+func (n *Node) edgeServerOptions(so *server.Options) error {
+	so.JetStream = false
+	so.PingInterval = leafnode.PingInterval
+	so.MaxPingsOut = leafnode.MaxPingsOut
+	so.LeafNode.ReconnectInterval = leafnode.ReconnectInterval
+	n.es.mu.Lock()
+	leafs := slices.Clone(n.es.leafs)
+	n.es.mu.Unlock()
+	if len(leafs) == 0 {
+		return fmt.Errorf("%w: an edge needs --join (a core node's cluster address) the first time", ErrNoCore)
+	}
+	seed, err := n.kp.Seed()
+	if err != nil {
+		return err
+	}
+	r := &server.RemoteLeafOpts{
+		LocalAccount: leafnode.LocalAccount,
+		Nkey:         string(seed),
+		TLS:          true,
+		TLSTimeout:   leafnode.TLSTimeout,
+		TLSConfig:    n.edgeTLS(),
+		// The core's leaf INFO names its other members: failover.
+		IgnoreDiscoveredServers: len(n.opts.coreLeafs) > 0,
+	}
+	for _, l := range leafs {
+		r.URLs = append(r.URLs, &url.URL{Scheme: "nats-leaf", Host: l})
+	}
+	so.LeafNode.Remotes = []*server.RemoteLeafOpts{r}
+	return nil
+}
+
+// edgeListen is the core node's leaf listener for edges ("" for a single
+// node, or when the hub's federation listener serves them).
+func (n *Node) edgeListen() string {
+	o := n.opts
+	if o.Cluster == "" || n.IsHub() {
+		return ""
+	}
+	if o.EdgeListen != "" {
+		return o.EdgeListen
+	}
+	host, port, _ := splitHostPort(o.Cluster)
+	if port == 6222 {
+		return net.JoinHostPort(host, strconv.Itoa(leafnode.DefaultPort))
+	}
+	return net.JoinHostPort(host, "0")
+}
+
+// coreServerOptions adds the leaf listener for edges to a core node's
+// options, and the leaf pings that notice an edge silently gone.
+func (n *Node) coreServerOptions(so *server.Options) error {
+	if n.opts.Cluster == "" {
+		return nil
+	}
+	so.PingInterval = leafnode.PingInterval
+	so.MaxPingsOut = leafnode.MaxPingsOut
+	if n.fed == nil {
+		// Edges reach JetStream as $JS.<domain>.API (see Start).
+		so.JetStreamDomain = n.coreDomain()
+	}
+	if n.IsHub() {
+		// One listener serves child swarms and edges: advertised, so
+		// edges learn every core address (spokes ignore discovered ones).
+		so.LeafNode.NoAdvertise = false
+		return nil
+	}
+	h := leafnode.Hub{Listen: n.edgeListen(), Certificate: func() (*tls.Certificate, error) {
+		n.routes.mu.RLock()
+		defer n.routes.mu.RUnlock()
+		c := n.routes.plain
+		return &c, nil
+	}, Admit: n.admitLeafCert}
+	if err := h.Apply(so); err != nil {
+		return fmt.Errorf("%w: --edge-listen: %v", ErrOptions, err)
+	}
+	so.LeafNode.NoAdvertise = false // route INFO carries it to edges (probeJoin)
+	return nil
+}
+
+// coreDomain is the core's JetStream domain: the federated swarm's, else
+// "rn-<swarm>".
+func (n *Node) coreDomain() string {
+	if d := n.Domain(); d != "" {
+		return d
+	}
+	return "rn-" + n.opts.Swarm
+}
+
+// isEdgeLeaf reports whether a leaf CONNECT is an edge's: no user, no
+// password (child swarms show their prefix and federation token).
+func isEdgeLeaf(c server.ClientAuthentication) bool {
+	o := c.GetOpts()
+	return o != nil && o.Username == "" && o.Password == ""
+}
+
+// admitEdge is the authenticator's LEAF branch for edges, on core nodes:
+// the nonce signed by the node key, the server name that key's, the TLS
+// certificate that key's and admitted by routeAuth exactly as a route
+// (member, proof of the swarm secret, or one-time token), not revoked.
+func (n *Node) admitEdge(c server.ClientAuthentication) bool {
+	o := c.GetOpts()
+	if n.edge || n.routes == nil {
+		return false
+	}
+	pub, err := nonceKey(c)
+	if err == nil {
+		err = n.checkEdge(c, pub, time.Now())
+	}
+	if err != nil {
+		n.leafRefusedLog(o.Name, pub, "", fmt.Errorf("edge refused: %w", err))
+		return false
+	}
+	c.RegisterUser(&server.User{Username: pub, Permissions: leafnode.EdgePermissions(n.coreDomain(), o.Name)})
+	return true
+}
+
+func (n *Node) checkEdge(c server.ClientAuthentication, pub string, now time.Time) error {
+	o := c.GetOpts()
+	if o.Name != serverName(pub) {
+		return fmt.Errorf("server name %q is not the name of key %s", clip(o.Name, 64), pub)
+	}
+	cs := c.GetTLSConnectionState()
+	if cs == nil || len(cs.PeerCertificates) == 0 {
+		return errors.New("no TLS client certificate")
+	}
+	pc, err := trust.CheckPeerCertificate([][]byte{cs.PeerCertificates[0].Raw}, now)
+	if err != nil {
+		return err
+	}
+	if pc.Pub != pub {
+		return fmt.Errorf("TLS certificate of key %s, nonce signed by key %s", pc.Pub, pub)
+	}
+	if n.ids.isRevoked(pub) {
+		return fmt.Errorf("key %s is revoked", pub)
+	}
+	return n.routes.admit(pc, now)
+}
+
+// serveCore answers rn.sys.core on core nodes, from server start: the
+// queue group and this server's own subject. Anyone who can publish there
+// was admitted to the swarm (a route, an edge's leaf, or a client whose
+// role allows the query); the answer is signed.
+func (n *Node) serveCore() error {
+	cb := func(m *nats.Msg) {
+		if m.Reply == "" {
+			return
+		}
+		data, _ := json.Marshal(wire.Reply{Data: mustJSON(n.CoreStatus())})
+		_ = n.respond(m, data)
+	}
+	if _, err := n.nc.QueueSubscribe(subjects.Query(subjects.QueryCore), subjects.QueryQueue, cb); err != nil {
+		return err
+	}
+	_, err := n.nc.Subscribe(subjects.QueryAt(subjects.QueryCore, n.ServerName()), cb)
+	return err
+}
+
+func mustJSON(v any) json.RawMessage {
+	data, _ := json.Marshal(v)
+	return data
+}
+
+// coreSize is the core's size: rn_config core.size once readable, else
+// the --core option.
+func (n *Node) coreSize() int {
+	if n.kvs.config != nil {
+		ctx, cancel := context.WithTimeout(n.ctx, 500*time.Millisecond)
+		e, err := n.kvs.config.Get(ctx, coreSizeKey)
+		cancel()
+		if err == nil {
+			if v, err := strconv.Atoi(strings.TrimSpace(string(e.Value()))); err == nil && v >= 1 && v <= MaxCore {
+				return v
+			}
+		}
+	}
+	return n.opts.Core
+}
+
+// CoreStatus is the core as this node sees it; on an edge, the core's
+// answer (cached for a moment).
+func (n *Node) CoreStatus() wire.CoreStatus {
+	if n.edge {
+		st, _ := n.askCoreCached()
+		return st
+	}
+	st := wire.CoreStatus{Size: n.coreSize()}
+	up := map[string]bool{n.ServerName(): true}
+	for _, s := range n.RoutedServers() {
+		up[s] = true
+	}
+	byServer := map[string]wire.Member{}
+	if n.reg != nil {
+		for _, m := range n.reg.members(time.Now(), n.self()) {
+			if m.Role != wire.NodeRoleEdge && m.Server != "" {
+				byServer[m.Server] = m
+			}
+		}
+	}
+	seen := map[string]bool{}
+	for s := range up {
+		m := byServer[s]
+		st.Members = append(st.Members, wire.CoreMember{Name: m.Name, Chevron: m.Chevron, Server: s, Pubkey: m.Pubkey, Up: true})
+		seen[s] = true
+	}
+	for s, m := range byServer {
+		if !seen[s] && m.State != wire.StateOffline {
+			// A core member heard alive but not routed to from here.
+			st.Members = append(st.Members, wire.CoreMember{Name: m.Name, Chevron: m.Chevron, Server: s, Pubkey: m.Pubkey, Up: true})
+		} else if !seen[s] {
+			st.Members = append(st.Members, wire.CoreMember{Name: m.Name, Chevron: m.Chevron, Server: s, Pubkey: m.Pubkey})
+		}
+	}
+	slices.SortFunc(st.Members, func(a, b wire.CoreMember) int { return subjects.CompareText(a.Chevron, b.Chevron) })
+	live := st.Live()
+	st.Below, st.Above = live < st.Size, live > st.Size
+	return st
+}
+
+// askCore asks the core (rn.sys.core, queue group) for its status, the
+// query signed with the node's chain; the answer must be signed by a node.
+func (n *Node) askCore(timeout time.Duration) (wire.CoreStatus, error) {
+	var st wire.CoreStatus
+	err := n.askSigned(subjects.Query(subjects.QueryCore), timeout, &st)
+	return st, err
+}
+
+// askSigned sends a signed query to subj and decodes the signed answer.
+func (n *Node) askSigned(subj string, timeout time.Duration, out any) error {
+	m := &nats.Msg{Subject: subj, Data: []byte("{}")}
+	if err := n.signer.SignMsg(m); err != nil {
+		return err
+	}
+	resp, err := n.nc.RequestMsg(m, timeout)
+	if err != nil {
+		return err
+	}
+	h, err := mesh.ParseSigned(resp)
+	if err != nil {
+		return fmt.Errorf("answer from the core: %w", err)
+	}
+	if err := n.hbVerify.Verify(h, resp.Subject, resp.Data); err != nil {
+		return fmt.Errorf("answer from the core: %w", err)
+	}
+	if _, member := n.ids.nodeChevron(h.From); !member && !n.chev.IsZero() {
+		return fmt.Errorf("answer from the core signed by %s, not a registered node", h.From)
+	}
+	var r wire.Reply
+	if err := json.Unmarshal(resp.Data, &r); err != nil {
+		return err
+	}
+	if r.Error != nil {
+		return fmt.Errorf("%s: %s", r.Error.Code, r.Error.Msg)
+	}
+	return json.Unmarshal(r.Data, out)
+}
+
+func (n *Node) askCoreCached() (wire.CoreStatus, bool) {
+	n.es.mu.Lock()
+	if time.Since(n.es.coreAt) < 500*time.Millisecond {
+		st := n.es.core
+		n.es.mu.Unlock()
+		return st, true
+	}
+	n.es.mu.Unlock()
+	st, err := n.askCore(time.Second)
+	if err != nil {
+		n.es.mu.Lock()
+		defer n.es.mu.Unlock()
+		return n.es.core, false
+	}
+	n.es.mu.Lock()
+	n.es.core, n.es.coreAt = st, time.Now()
+	n.es.mu.Unlock()
+	return st, true
+}
+
+// edgeMembers is an edge's view of the swarm: the core's registry
+// (rn.sys.nodes, signed by a registered node), cached for 500 ms, with
+// this node's own row from itself.
+func (n *Node) edgeMembers() []wire.Member {
+	n.es.mu.Lock()
+	if time.Since(n.es.membersAt) < 500*time.Millisecond {
+		out := slices.Clone(n.es.members)
+		n.es.mu.Unlock()
+		return n.withSelf(out)
+	}
+	n.es.mu.Unlock()
+	var ms []wire.Member
+	if err := n.askSigned(subjects.Query(subjects.QueryNodes), 2*time.Second, &ms); err != nil {
+		n.log.Debug("members from the core", "err", err)
+		n.es.mu.Lock()
+		ms = slices.Clone(n.es.members)
+		n.es.mu.Unlock()
+		return n.withSelf(ms)
+	}
+	n.es.mu.Lock()
+	n.es.members, n.es.membersAt = slices.Clone(ms), time.Now()
+	n.es.mu.Unlock()
+	return n.withSelf(ms)
+}
+
+func (n *Node) withSelf(ms []wire.Member) []wire.Member {
+	self := n.self()
+	for i := range ms {
+		if ms[i].Chevron == self.Chevron {
+			self.Tier = ms[i].Tier
+			ms[i] = self
+			return ms
+		}
+	}
+	ms = append(ms, self)
+	slices.SortFunc(ms, func(a, b wire.Member) int { return subjects.CompareText(a.Chevron, b.Chevron) })
+	return ms
+}
+
+// decideCandidate starts the server as an edge, asks the core whether it
+// has room, and stops the server again: core when the core has fewer live
+// members than its size (or this node is one of them), or when no core
+// answers within about 5 s (the core is still forming); edge otherwise.
+func (n *Node) decideCandidate(ctx context.Context) (string, error) {
+	n.edge = true
+	defer func() { n.edge = false }()
+	n.es.mu.Lock()
+	noLeafs := len(n.es.leafs) == 0
+	n.es.mu.Unlock()
+	if noLeafs {
+		return wire.NodeRoleCore, nil // no core member answered the probe
+	}
+	so, err := n.serverOptions()
+	if err != nil {
+		return "", err
+	}
+	srv, err := server.NewServer(so)
+	if err != nil {
+		return "", fmt.Errorf("nats server: %w", err)
+	}
+	srv.SetLoggerV2(natsLogger{l: n.log, fatal: &n.fatal}, true, false, false)
+	srv.Start()
+	defer func() {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+		n.srv, n.nc = nil, nil
+	}()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		return "", errors.New("nats server: not ready for connections after 10s")
+	}
+	n.srv = srv
+	nc, err := nats.Connect("", nats.InProcessServer(srv), nats.Name("robonet-node"),
+		nats.CustomInboxPrefix(subjects.Inbox(n.pub)), nats.Nkey(n.pub, n.kp.Sign))
+	if err != nil {
+		return "", fmt.Errorf("connect to own server: %w", err)
+	}
+	defer nc.Close()
+	n.nc = nc
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if srv.NumLeafNodes() > 0 {
+			st, err := n.askCore(time.Second)
+			if err == nil {
+				mine := slices.ContainsFunc(st.Members, func(m wire.CoreMember) bool { return m.Server == n.ServerName() })
+				role := wire.NodeRoleEdge
+				if mine || st.Live() < st.Size {
+					role = wire.NodeRoleCore
+				}
+				n.log.Info("asked the core", "size", st.Size, "live", st.Live(), "role", role)
+				return role, nil
+			}
+			n.log.Debug("core query", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	n.log.Info("no core answered: joining as a core member (the core is forming)")
+	return wire.NodeRoleCore, nil
+}
+
+// edgeLinkLoop watches an edge's leaf connection: it heartbeats at once
+// when the link (re)connects, so a leave reported while it was away is
+// cleared, and records which core server it is linked to.
+func (n *Node) edgeLinkLoop() {
+	defer n.wg.Done()
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	var again time.Time
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		}
+		link := ""
+		if lz, err := n.srv.Leafz(&server.LeafzOptions{}); err == nil {
+			for _, l := range lz.Leafs {
+				link = l.Name
+			}
+		}
+		n.es.mu.Lock()
+		changed := link != n.es.link
+		if changed {
+			n.es.link, n.es.since = link, time.Now().UTC()
+		}
+		n.es.mu.Unlock()
+		now := time.Now()
+		if changed && link != "" {
+			n.log.Info("linked to the core", "server", link)
+			n.heartbeat()
+			again = now.Add(500 * time.Millisecond) // once the core's interest has arrived
+		}
+		if !again.IsZero() && now.After(again) {
+			again = time.Time{}
+			n.heartbeat()
+		}
+	}
+}
+
+// coreLink is an edge's connected core server and since when.
+func (n *Node) coreLink() (string, time.Time) {
+	n.es.mu.Lock()
+	defer n.es.mu.Unlock()
+	return n.es.link, n.es.since
+}
+
+// watchEdges polls a core node's leaf connections: an edge whose link to
+// this node went away and that no heartbeat has shown alive since (through
+// another core member) within linkLostGrace is reported left, "link lost",
+// under this node's chevron.
+func (n *Node) watchEdges() {
+	defer n.wg.Done()
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	linked := map[string]bool{}    // edge server names linked here
+	gone := map[string]time.Time{} // server → when its link went away
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		}
+		lz, err := n.srv.Leafz(&server.LeafzOptions{})
+		if err != nil {
+			continue
+		}
+		now := time.Now()
+		cur := map[string]bool{}
+		revoked := map[string]bool{}
+		for _, pub := range n.ids.revokedKeys() {
+			revoked[serverName(pub)] = true
+		}
+		for _, l := range lz.Leafs {
+			if revoked[l.Name] {
+				// Revoked after it linked: the link goes (and admitEdge
+				// refuses it from now on).
+				if err := n.srv.DisconnectClientByID(l.ID); err == nil {
+					n.log.Warn("closed the leaf link of a revoked edge", "server", l.Name)
+				}
+				continue
+			}
+			if strings.HasPrefix(l.Name, "rn-") {
+				cur[l.Name] = true
+			}
+		}
+		for s := range linked {
+			if !cur[s] {
+				gone[s] = now
+			}
+		}
+		for s := range cur {
+			delete(gone, s)
+		}
+		linked = cur
+		for s, at := range gone {
+			if now.Sub(at) < linkLostGrace {
+				continue
+			}
+			delete(gone, s)
+			chev, name, pub, ok := n.reg.edgeByServer(s, at)
+			if !ok {
+				continue // heard since, or not an edge of this swarm
+			}
+			n.log.Info("edge link lost", "chevron", chev, "server", s)
+			n.publishEvent(wire.Event{Kind: subjects.EvtLeave, Chevron: chev, Name: name, Pubkey: pub,
+				By: n.chev.String(), Reason: "link lost"})
+			n.reg.onLeave(chev, now)
+		}
+	}
+}
+
+// writeCoreSize records --core in rn_config (core.size) when the swarm
+// has no size yet: the founder's word; `robonet core size` changes it.
+func (n *Node) writeCoreSize(ctx context.Context) {
+	if n.kvs.config == nil || !n.Clustered() {
+		return
+	}
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if _, err := n.kvs.config.Create(cctx, coreSizeKey, []byte(strconv.Itoa(n.opts.Core))); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+		n.log.Warn("record the core size", "err", err)
+	}
+}
+
+// evtCore is the event kind the leader publishes when the core is below
+// (or above) its size.
+const evtCore = "core"
+
+// warnCoreBelow is the leader's check, from monitorLoop: when fewer core
+// members are live than the core's size, it logs a warning and publishes
+// an evt.core event, at most once a minute.
+func (n *Node) warnCoreBelow(now time.Time) {
+	n.es.mu.Lock()
+	due := now.Sub(n.es.warnedAt) >= time.Minute
+	n.es.mu.Unlock()
+	if !due {
+		return
+	}
+	st := n.CoreStatus()
+	if !st.Below && !st.Above {
+		return
+	}
+	n.es.mu.Lock()
+	n.es.warnedAt = now
+	n.es.mu.Unlock()
+	reason := fmt.Sprintf("core below its size: %d of %d members live (promote an edge: robonet core add <node>)", st.Live(), st.Size)
+	if st.Above {
+		reason = fmt.Sprintf("core above its size: %d members live, size %d (robonet core remove <node>)", st.Live(), st.Size)
+	}
+	n.log.Warn(reason)
+	n.publishEvent(wire.Event{Kind: evtCore, Chevron: n.chev.String(), Name: n.name, Pubkey: n.pub, Reason: reason})
+}
