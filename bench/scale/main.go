@@ -72,8 +72,8 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "sim" {
 		os.Exit(runSim(os.Args[2:]))
 	}
-	if len(os.Args) > 1 && os.Args[1] == "core" {
-		os.Exit(runCore(os.Args[2:]))
+	if len(os.Args) > 1 && (os.Args[1] == "core" || os.Args[1] == "edge") {
+		os.Exit(runNode(os.Args[1], os.Args[2:]))
 	}
 	os.Exit(run())
 }
@@ -87,7 +87,7 @@ func run() int {
 	flag.IntVar(&cfg.maxPeers, "maxpeers", 65536, "with -core self: trust ledger and Sentinel peer bound")
 	flag.StringVar(&cfg.pprof, "pprof", "", "with -core self: core member 1 serves net/http/pprof on this address")
 	flag.Float64Var(&cfg.regRate, "regrate", 250, "simulated edges registered per second, all sim processes together (0: unpaced); see README")
-	flag.StringVar(&cfg.swarmRef, "swarmref", "main", "with edge mode in the binary: git ref whose cmd/robonet runs the route-clustered swarms (every member route-clustered, as before edges)")
+	flag.StringVar(&cfg.swarmRef, "swarmref", "main", "git ref whose cmd/robonet runs the route-clustered swarms (every member route-clustered, as before edges; empty: -bin)")
 	flag.IntVar(&cfg.edges, "edges", 100, "real edge processes")
 	flag.IntVar(&cfg.simProcs, "simprocs", 4, "sim child processes")
 	flag.IntVar(&cfg.perConn, "perconn", 100, "simulated edges per NATS connection")
@@ -191,12 +191,13 @@ func (b *bench) prepare(ctx context.Context) error {
 		}
 	}
 	out, _ := exec.CommandContext(ctx, b.bin, "up", "--help").CombinedOutput()
-	b.edgeOK = strings.Contains(string(out), "--edge")
+	cliEdge := strings.Contains(string(out), "--edge")
+	b.edgeOK = b.cfg.coreKind == "self" || cliEdge
 	if !b.edgeOK {
-		b.note("this robonet has no edge mode (`up --help` lists no --edge): no real edges; the simulated edges heartbeat to a route-clustered core")
+		b.note("this robonet has no edge mode (`up --help` lists no --edge): no real edges with -core robonet")
 	}
 	b.swarmBin = b.bin
-	if b.edgeOK && len(b.cfg.swarms) > 0 {
+	if len(b.cfg.swarms) > 0 && b.cfg.swarmRef != "" {
 		if b.swarmBin, err = b.buildRef(ctx, b.cfg.swarmRef); err != nil {
 			return err
 		}

@@ -90,8 +90,12 @@ func (b *bench) startEdges(ctx context.Context, c *core, dir string) ([]*proc, e
 	t0 := time.Now()
 	for i := range n {
 		data := filepath.Join(dir, fmt.Sprint("edge", i))
-		p, err := b.ps.start(fmt.Sprint("edge", i), b.bin, []string{"up", "--edge", "--join", join, "--data", data,
-			"--listen", addrs[i], "--log-level", "warn", "--swarm", "scale", "--token", c.secret, "--name", fmt.Sprint("edge", i)}, upMarker)
+		bin, args := b.self, []string{"edge"}
+		if b.cfg.coreKind != "self" {
+			bin, args = b.bin, []string{"up", "--edge", "--log-level", "warn"}
+		}
+		args = append(args, "--join", join, "--data", data, "--listen", addrs[i], "--swarm", "scale", "--token", c.secret, "--name", fmt.Sprint("edge", i))
+		p, err := b.ps.start(fmt.Sprint("edge", i), bin, args, upMarker)
 		if err != nil {
 			return nil, err
 		}
