@@ -237,7 +237,10 @@ func (b *bench) startSims(ctx context.Context, c *core, dir string, n, expected 
 		return true, nil
 	})
 	if err != nil {
-		return fmt.Errorf("simulated edges: %w", err)
+		// Measure the rest anyway: what the core does with the edges it
+		// did take in is a figure too.
+		fig(fmt.Sprintf("all %d members alive in core view", expected), fmt.Sprintf("NOT REACHED: %v", err), "")
+		return nil
 	}
 	fig(fmt.Sprintf("all %d members alive in core view", expected), ms(at.Sub(t0))+" from the sims' exec", "")
 	return nil
@@ -245,7 +248,7 @@ func (b *bench) startSims(ctx context.Context, c *core, dir string, n, expected 
 
 // regWait bounds the registration of n simulated edges.
 func (b *bench) regWait(n int) time.Duration {
-	d := 60*time.Second + time.Duration(n)*20*time.Millisecond
+	d := 90 * time.Second
 	if b.cfg.regRate > 0 {
 		d += time.Duration(float64(n) / b.cfg.regRate * float64(time.Second))
 	}
