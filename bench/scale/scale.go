@@ -48,8 +48,22 @@ func (b *bench) scale(ctx context.Context, n int) error {
 	}
 	expected := 3 + len(edges) + n
 	if n > 0 {
+		// Edges watch rn_nodes (each verifies every registry record):
+		// what the simulated edges' registration costs each real edge.
+		t0 := make([]int64, len(edges))
+		for i, p := range edges {
+			t0[i], _ = cpuTicks(p.pid())
+		}
 		if err := b.startSims(ctx, c, dir, n, expected); err != nil {
 			return err
+		}
+		var spent []float64
+		for i, p := range edges {
+			t1, _ := cpuTicks(p.pid())
+			spent = append(spent, float64(t1-t0[i])/clkTck)
+		}
+		if len(spent) > 0 {
+			fig(fmt.Sprintf("real edge CPU while %d edges registered p50 / max", n), fmt.Sprintf("%.1f / %.1f s", pct(spent, .5), pct(spent, 1)), "")
 		}
 	}
 	b.settle(ctx, 5*time.Second)
