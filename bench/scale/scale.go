@@ -226,7 +226,8 @@ func (b *bench) startSims(ctx context.Context, c *core, dir string, n, expected 
 	var lastReady time.Time
 	for _, p := range sims {
 		if err := p.waitReady(ctx, b.regWait(n)); err != nil {
-			return err
+			fig(fmt.Sprintf("%d simulated edges registered (rn_nodes Create each)", n), "NOT REACHED: "+err.Error(), "")
+			return nil
 		}
 		if p.readyT.After(lastReady) {
 			lastReady = p.readyT
