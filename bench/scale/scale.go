@@ -335,6 +335,7 @@ func (b *bench) pingFigures(ctx context.Context, c *core, expected int) error {
 		b.note("at %d members mesh.Client.Nodes (what `robonet nodes` and `robonet run` call) fails: %v; the bench reads the same query without the 1 MiB decode limit", expected, err)
 	}
 	var walls, nodeMs []float64
+	shown := 0 // results not ok logged (-v)
 	accounted := 0
 	var last string
 	for r := range b.cfg.pings {
@@ -357,7 +358,8 @@ func (b *bench) pingFigures(ctx context.Context, c *core, expected int) error {
 		for _, nr := range res.Results {
 			if nr.Status == mesh.StatusOK {
 				nodeMs = append(nodeMs, nr.Ms)
-			} else if r == 0 {
+			} else if r == 0 && shown < 10 {
+				shown++
 				b.logf("ping: %s %s: %s %s %s", nr.Chevron, nr.Name, nr.Status, nr.Code, nr.Error)
 			}
 		}
