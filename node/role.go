@@ -56,6 +56,8 @@ type edgeState struct {
 	core      wire.CoreStatus
 	coreAt    time.Time
 	warnedAt  time.Time // the leader's last core-size warning
+	size      int       // the core's size as last read (coreSize), at sizeAt
+	sizeAt    time.Time
 
 	restart     chan struct{} // closed by requestRestart
 	restartOnce sync.Once
@@ -307,6 +309,22 @@ func mustJSON(v any) json.RawMessage {
 // coreSize is the core's size: rn_config core.size once readable, else
 // the --core option.
 func (n *Node) coreSize() int {
+	n.es.mu.Lock()
+	if time.Since(n.es.sizeAt) < 2*time.Second {
+		size := n.es.size
+		n.es.mu.Unlock()
+		return size
+	}
+	n.es.mu.Unlock()
+	size := n.readCoreSize()
+	n.es.mu.Lock()
+	n.es.size, n.es.sizeAt = size, time.Now()
+	n.es.mu.Unlock()
+	return size
+}
+
+// readCoreSize reads rn_config's core.size (--core until it is readable).
+func (n *Node) readCoreSize() int {
 	if n.kvs.config != nil {
 		ctx, cancel := context.WithTimeout(n.ctx, 500*time.Millisecond)
 		e, err := n.kvs.config.Get(ctx, coreSizeKey)
