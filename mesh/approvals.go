@@ -261,7 +261,7 @@ func NewApprovals(ctx context.Context, js jetstream.JetStream) (*Approvals, erro
 
 // Approvals binds the rn_approvals bucket through the client's connection.
 func (c *Client) Approvals(ctx context.Context) (*Approvals, error) {
-	js, err := jetstream.New(c.nc)
+	js, err := c.jetStream(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("bucket %s: %w", ApprovalBucket, err)
 	}

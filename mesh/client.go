@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
 	"github.com/robonet-mesh/robonet/subjects"
@@ -600,4 +601,18 @@ func ReadSeed(path string) (nkeys.KeyPair, error) {
 		return kp, nil
 	}
 	return nil, fmt.Errorf("%w: %s has no user nkey seed (a line starting with SU)", ErrSeed, path)
+}
+
+// jetStream is a JetStream context for the node the client is connected
+// to: on an edge (no JetStream of its own) through the swarm's domain,
+// which the node's status names; elsewhere the plain API.
+func (c *Client) jetStream(ctx context.Context) (jetstream.JetStream, error) {
+	st, err := c.Status(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("ask the node for its JetStream domain: %w", err)
+	}
+	if st.Role == wire.NodeRoleEdge && st.JSDomain != "" {
+		return jetstream.NewWithDomain(c.nc, st.JSDomain)
+	}
+	return jetstream.New(c.nc)
 }

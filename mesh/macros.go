@@ -93,7 +93,7 @@ func NewMacros(ctx context.Context, js jetstream.JetStream) (*Macros, error) {
 
 // Macros binds the rn_macros bucket through the client's connection.
 func (c *Client) Macros(ctx context.Context) (*Macros, error) {
-	js, err := jetstream.New(c.nc)
+	js, err := c.jetStream(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("bucket %s: %w", MacroBucket, err)
 	}

@@ -50,7 +50,7 @@ type Identities struct {
 func (c *Client) Identities(ctx context.Context) (*Identities, error) {
 	ctx, cancel := withDefaultTimeout(ctx)
 	defer cancel()
-	js, err := jetstream.New(c.nc)
+	js, err := c.jetStream(ctx)
 	if err != nil {
 		return nil, err
 	}

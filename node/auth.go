@@ -635,7 +635,31 @@ func (n *Node) permissionsFor(pub string) (*server.Permissions, bool) {
 	if !ok || role == wire.RoleNode {
 		return nil, false
 	}
-	return Permissions(role, pub, readVerbs(n.catalogueForPerms())), true
+	p := Permissions(role, pub, readVerbs(n.catalogueForPerms()))
+	if n.edge {
+		p = inDomain(p, n.coreDomain())
+	}
+	return p, true
+}
+
+// inDomain adds to p's publish allow-list the JetStream domain form of its
+// JetStream API and KV subjects: on an edge, programs reach the core's
+// JetStream only as $JS.<domain>.API (a KV put as $JS.<domain>.API.$KV.…).
+func inDomain(p *server.Permissions, domain string) *server.Permissions {
+	if p == nil || p.Publish == nil || domain == "" {
+		return p
+	}
+	allow := slices.Clone(p.Publish.Allow)
+	for _, a := range p.Publish.Allow {
+		switch {
+		case strings.HasPrefix(a, "$JS.API."):
+			allow = append(allow, "$JS."+domain+".API."+strings.TrimPrefix(a, "$JS.API."))
+		case strings.HasPrefix(a, "$KV."):
+			allow = append(allow, "$JS."+domain+".API."+a)
+		}
+	}
+	p.Publish.Allow = allow
+	return p
 }
 
 // catalogueForPerms is the catalogue that decides the read verbs; before

@@ -39,6 +39,10 @@ func (n *Node) founds() bool { return n.opts.Founder || len(n.opts.Join) == 0 &&
 // and a node joining a formed swarm reads the founder within milliseconds.
 const DefaultFounderGrace = 3 * time.Second
 
+// founderWaitMax bounds how long, after the grace, a node waits for routed
+// members to register before it founds the swarm itself.
+const founderWaitMax = 20 * time.Second
+
 // foundIfNone writes the founder record after Options.FounderGrace if this
 // node has seen none and no member declares that it founds (first write
 // wins: Create).
@@ -55,6 +59,17 @@ func (n *Node) foundIfNone(opKP nkeys.KeyPair) {
 	case <-n.ctx.Done():
 		return
 	case <-time.After(grace):
+	}
+	// A member this node routes to that has not registered yet may be the
+	// one started with --founder, slower to claim its chevron (auto-numbering
+	// loses a race, a candidate asks the core first): wait for its
+	// registration, within founderWaitMax.
+	for end := time.Now().Add(founderWaitMax); time.Now().Before(end) && n.reg.routedUnregistered(); {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-time.After(250 * time.Millisecond):
+		}
 	}
 	if n.ids.founderKey() != "" || n.ids.founding(n.pub) {
 		return // founded, or a member that founds will write it

@@ -494,6 +494,9 @@ func (n *Node) Status() wire.Status {
 		st.State = wire.StateLeaving
 	}
 	st.Role = n.Role()
+	if n.edge || n.Clustered() {
+		st.JSDomain = n.coreDomain()
+	}
 	members := n.Members()
 	st.Known = len(members)
 	for _, m := range members {

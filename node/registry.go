@@ -120,6 +120,23 @@ func (r *registry) setInfo(chev string, info *wire.NodeInfo) {
 	r.infos[chev] = *info
 }
 
+// routedUnregistered reports whether a server this node routes to has no
+// registration yet.
+func (r *registry) routedUnregistered() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	have := make(map[string]bool, len(r.infos))
+	for _, in := range r.infos {
+		have[serverName(in.Pubkey)] = true
+	}
+	for s := range r.routed {
+		if !have[s] {
+			return true
+		}
+	}
+	return false
+}
+
 func (r *registry) setRoutes(servers map[string]bool, now time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

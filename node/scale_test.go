@@ -326,3 +326,34 @@ func TestScaleRevokedEdgeRefusedOnLeaf(t *testing.T) {
 		t.Fatalf("revoked edge still linked to %s", l)
 	}
 }
+
+// TestScaleJetStreamThroughAnEdge: a client of an edge (which runs no
+// JetStream) reads and writes the swarm's buckets through the core's
+// domain, as `robonet macro`, `user` and `approve` do there.
+func TestScaleJetStreamThroughAnEdge(t *testing.T) {
+	s := testmesh.StartCore(t, 3)
+	e := s.AddEdge()
+	checkRoles(t, s, 20*time.Second)
+	st := e.Status()
+	if st.JSDomain == "" || st.Role != wire.NodeRoleEdge {
+		t.Fatalf("edge status: role %q js_domain %q", st.Role, st.JSDomain)
+	}
+	c := s.Client(s.Index(e))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	m, err := c.Macros(ctx)
+	if err != nil {
+		t.Fatalf("macros through the edge: %v", err)
+	}
+	if _, err := m.Set(ctx, "greet", "all:ping"); err != nil {
+		t.Fatalf("set a macro through the edge: %v", err)
+	}
+	core := s.Client(0)
+	mc, err := core.Macros(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if txt, err := mc.Text(ctx, "greet"); err != nil || txt != "all:ping" {
+		t.Fatalf("the core reads the edge's macro: %q, %v", txt, err)
+	}
+}

@@ -259,6 +259,9 @@ type Status struct {
 	// ("" while it has none) and since when.
 	CoreLink      string    `json:"core_link,omitempty"`
 	CoreLinkSince time.Time `json:"core_link_since,omitzero"`
+	// JSDomain is the swarm's JetStream domain ("" for a single node):
+	// on an edge, clients reach JetStream only through it.
+	JSDomain string `json:"js_domain,omitempty"`
 }
 
 // Lease is the value of the swarm-leader key in rn_leader.
