@@ -152,20 +152,11 @@ The command waits (--wait) until the registry shows the node as a core member ag
 		Args: nodeArg("core add"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			c, err := g.connect(ctx)
+			c, _, m, what, err := coreTarget(ctx, g, args[0])
 			if err != nil {
 				return err
 			}
 			defer c.Close()
-			ms, err := c.Nodes(ctx)
-			if err != nil {
-				return err
-			}
-			m, err := node.FindMember(ms, args[0])
-			if err != nil {
-				return err
-			}
-			what := fmt.Sprintf("%s (%s)", m.Name, m.Chevron)
 			if node.MemberRole(m) == wire.NodeRoleCore {
 				return fmt.Errorf("%s is a core member already", what)
 			}
@@ -185,6 +176,24 @@ The command waits (--wait) until the registry shows the node as a core member ag
 	return cmd
 }
 
+// coreTarget connects and finds the node core add or remove names, with
+// the registry it was found in and how to name it in messages.
+func coreTarget(ctx context.Context, g *globals, arg string) (*mesh.Client, []wire.Member, wire.Member, string, error) {
+	c, err := g.connect(ctx)
+	if err != nil {
+		return nil, nil, wire.Member{}, "", err
+	}
+	ms, err := c.Nodes(ctx)
+	if err == nil {
+		var m wire.Member
+		if m, err = node.FindMember(ms, arg); err == nil {
+			return c, ms, m, fmt.Sprintf("%s (%s)", m.Name, m.Chevron), nil
+		}
+	}
+	c.Close()
+	return nil, nil, wire.Member{}, "", err
+}
+
 func newCoreRemoveCmd(g *globals) *cobra.Command {
 	var wait time.Duration
 	cmd := &cobra.Command{
@@ -198,20 +207,11 @@ member. The last core member up is never removed: promote an edge first.`,
 		Args:    nodeArg("core remove"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			c, err := g.connect(ctx)
+			c, ms, m, what, err := coreTarget(ctx, g, args[0])
 			if err != nil {
 				return err
 			}
 			defer c.Close()
-			ms, err := c.Nodes(ctx)
-			if err != nil {
-				return err
-			}
-			m, err := node.FindMember(ms, args[0])
-			if err != nil {
-				return err
-			}
-			what := fmt.Sprintf("%s (%s)", m.Name, m.Chevron)
 			if node.MemberRole(m) != wire.NodeRoleCore {
 				return fmt.Errorf("%s is an edge, not a core member", what)
 			}

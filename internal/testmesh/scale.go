@@ -1,9 +1,7 @@
 package testmesh
 
 import (
-	"fmt"
 	"testing"
-	"time"
 
 	"github.com/robonet-mesh/robonet/node"
 	"github.com/robonet-mesh/robonet/wire"
@@ -53,12 +51,7 @@ func (s *Swarm) addWith(options []Option) *node.Node {
 	s.mu.Lock()
 	s.nodes[i] = nd
 	s.mu.Unlock()
-	CheckFor(s.t, 30*time.Second, 20*time.Millisecond, func() error {
-		if nd.Founder() == "" {
-			return fmt.Errorf("node %d does not know the founder yet", i)
-		}
-		return nil
-	})
+	s.waitKnowsFounder(i, nd)
 	return nd
 }
 

@@ -169,17 +169,23 @@ func (s *Swarm) waitFounder() {
 	})
 }
 
-// Add starts one more member that joins the existing swarm, and waits
-// until it knows the founder (so Client(0) is an admin there too).
-func (s *Swarm) Add(options ...Option) *node.Node {
+// waitKnowsFounder waits until node i (nd) knows the founder.
+func (s *Swarm) waitKnowsFounder(i int, nd *node.Node) {
 	s.t.Helper()
-	nd, i := s.add(options)
 	CheckFor(s.t, 30*time.Second, 20*time.Millisecond, func() error {
 		if nd.Founder() == "" {
 			return fmt.Errorf("node %d does not know the founder yet", i)
 		}
 		return nil
 	})
+}
+
+// Add starts one more member that joins the existing swarm, and waits
+// until it knows the founder (so Client(0) is an admin there too).
+func (s *Swarm) Add(options ...Option) *node.Node {
+	s.t.Helper()
+	nd, i := s.add(options)
+	s.waitKnowsFounder(i, nd)
 	return nd
 }
 
@@ -267,12 +273,7 @@ func (s *Swarm) Restart(i int) *node.Node {
 	s.mu.Lock()
 	s.nodes[i] = nd
 	s.mu.Unlock()
-	CheckFor(s.t, 30*time.Second, 20*time.Millisecond, func() error {
-		if nd.Founder() == "" {
-			return fmt.Errorf("node %d does not know the founder yet", i)
-		}
-		return nil
-	})
+	s.waitKnowsFounder(i, nd)
 	return nd
 }
 
