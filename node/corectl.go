@@ -336,7 +336,7 @@ func (n *Node) coreSetSize(ctx context.Context, _ string, data []byte) (CoreChan
 // coreCount is the core's size and its members up, with their names, as
 // this node sees the core (CoreStatus; an edge asks the core).
 func (n *Node) coreCount(context.Context) (size, live int, names []string, err error) {
-	st := n.CoreStatus()
+	st := n.coreStatus(true)
 	if n.Role() == wire.NodeRoleEdge {
 		// Not the cached answer: a size just set must count.
 		if st, err = n.askCore(3 * time.Second); err != nil {

@@ -291,7 +291,7 @@ func (n *Node) serveCore() error {
 		if m.Reply == "" {
 			return
 		}
-		data, _ := json.Marshal(wire.Reply{Data: mustJSON(n.CoreStatus())})
+		data, _ := json.Marshal(wire.Reply{Data: mustJSON(n.coreStatus(true))})
 		_ = n.respond(m, data)
 	}
 	if _, err := n.nc.QueueSubscribe(subjects.Query(subjects.QueryCore), subjects.QueryQueue, cb); err != nil {
@@ -340,12 +340,24 @@ func (n *Node) readCoreSize() int {
 
 // CoreStatus is the core as this node sees it; on an edge, the core's
 // answer (cached for a moment).
-func (n *Node) CoreStatus() wire.CoreStatus {
+func (n *Node) CoreStatus() wire.CoreStatus { return n.coreStatus(false) }
+
+// coreStatus is CoreStatus; fresh reads the core's size from rn_config
+// rather than the copy Status polls keep (up to 2 s old): rn.sys.core
+// answers decide who may join or be promoted, right after `core size`.
+func (n *Node) coreStatus(fresh bool) wire.CoreStatus {
 	if n.edge {
 		st, _ := n.askCoreCached()
 		return st
 	}
-	st := wire.CoreStatus{Size: n.coreSize()}
+	size := n.coreSize()
+	if fresh {
+		size = n.readCoreSize()
+		n.es.mu.Lock()
+		n.es.size, n.es.sizeAt = size, time.Now()
+		n.es.mu.Unlock()
+	}
+	st := wire.CoreStatus{Size: size}
 	up := map[string]bool{n.ServerName(): true}
 	for _, s := range n.RoutedServers() {
 		up[s] = true
