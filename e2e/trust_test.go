@@ -665,6 +665,12 @@ func (l *trustLab) rotationWithMemberDown(t *testing.T) {
 	}
 	t.Logf("a new node with the old secret: %s after %s: %s", exitSummary(ps), stale.exited.Sub(stale.began).Round(time.Millisecond),
 		bytes.TrimSpace(errLog))
+	// The scenarios below are about route members, as the fourth member was
+	// before roles: the core grows to four so that h4 joins it, not as an
+	// edge (an edge linked to a member later revoked is a case of its own).
+	if r := rn(l.nodes[0].host, l.nodes[0].data, "", "core", "size", "4"); r.code != 0 {
+		t.Fatalf("core size 4: %v", r)
+	}
 	fresh := l.addNode(t, newcomer, "h4", "--token", newSecret)
 	fresh.waitReady(upTimeout)
 	all := append(slices.Clone(l.nodes), fresh)

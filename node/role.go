@@ -430,6 +430,9 @@ func (n *Node) askSigned(subj string, timeout time.Duration, out any) error {
 	if _, member := n.ids.nodeChevron(h.From); !member && !n.chev.IsZero() {
 		return fmt.Errorf("answer from the core signed by %s, not a registered node", h.From)
 	}
+	if n.ids.isRevoked(h.From) {
+		return fmt.Errorf("answer from the core signed by %s, a revoked key", h.From)
+	}
 	var r wire.Reply
 	if err := json.Unmarshal(resp.Data, &r); err != nil {
 		return err
