@@ -307,6 +307,12 @@ func (c *Client) Query(ctx context.Context, name string, req any, v any) error {
 		}
 	}
 	srv := c.nc.ConnectedServerName()
+	if k := c.pin.current(); srv == "" && k != "" {
+		// Reconnecting (a revocation's reload closes every client): the
+		// query waits in the buffer for the same node, which it names,
+		// rather than going to the queue group.
+		srv = ServerName(k)
+	}
 	subj := subjects.Query(name)
 	if srv != "" {
 		subj = subjects.QueryAt(name, srv)
