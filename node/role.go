@@ -58,6 +58,7 @@ type edgeState struct {
 	warnedAt  time.Time // the leader's last core-size warning
 	size      int       // the core's size as last read (coreSize), at sizeAt
 	sizeAt    time.Time
+	swarm     edgeSwarm // an edge's swarm, adopted from the core (fededge.go)
 
 	restart     chan struct{} // closed by requestRestart
 	restartOnce sync.Once
@@ -210,6 +211,11 @@ func (n *Node) coreServerOptions(so *server.Options) error {
 // coreDomain is the core's JetStream domain: the federated swarm's, else
 // "rn-<swarm>".
 func (n *Node) coreDomain() string {
+	if n.edge {
+		if d := n.edgeSwarmNow().Domain; d != "" {
+			return d
+		}
+	}
 	if d := n.Domain(); d != "" {
 		return d
 	}
@@ -357,7 +363,10 @@ func (n *Node) coreStatus(fresh bool) wire.CoreStatus {
 		n.es.size, n.es.sizeAt = size, time.Now()
 		n.es.mu.Unlock()
 	}
-	st := wire.CoreStatus{Size: size}
+	st := wire.CoreStatus{Size: size, Swarm: n.opts.Swarm, JSDomain: n.coreDomain(), Pins: n.AuthorityPins()}
+	if p := n.SwarmPrefix(); !p.IsZero() {
+		st.Prefix = p.String()
+	}
 	up := map[string]bool{n.ServerName(): true}
 	for _, s := range n.RoutedServers() {
 		up[s] = true
@@ -568,7 +577,8 @@ func (n *Node) decideCandidate(ctx context.Context) (string, error) {
 
 // edgeLinkLoop watches an edge's leaf connection: it heartbeats at once
 // when the link (re)connects, so a leave reported while it was away is
-// cleared, and records which core server it is linked to.
+// cleared, records which core server it is linked to, and drops a link to
+// a core member whose key was revoked.
 func (n *Node) edgeLinkLoop() {
 	defer n.wg.Done()
 	t := time.NewTicker(100 * time.Millisecond)
@@ -582,7 +592,17 @@ func (n *Node) edgeLinkLoop() {
 		}
 		link := ""
 		if lz, err := n.srv.Leafz(&server.LeafzOptions{}); err == nil {
+			revoked := n.revokedServers()
 			for _, l := range lz.Leafs {
+				if revoked[l.Name] {
+					// The core member this edge is linked to was revoked:
+					// drop the link; the redial refuses that member
+					// (routeAuth.verify) and takes another.
+					if err := n.srv.DisconnectClientByID(l.ID); err == nil {
+						n.log.Warn("left a revoked core member", "server", l.Name)
+					}
+					continue
+				}
 				link = l.Name
 			}
 		}
@@ -603,6 +623,15 @@ func (n *Node) edgeLinkLoop() {
 			n.heartbeat()
 		}
 	}
+}
+
+// revokedServers are the server names of the revoked node keys.
+func (n *Node) revokedServers() map[string]bool {
+	out := map[string]bool{}
+	for _, pub := range n.ids.revokedKeys() {
+		out[serverName(pub)] = true
+	}
+	return out
 }
 
 // coreLink is an edge's connected core server and since when.
@@ -635,10 +664,7 @@ func (n *Node) watchEdges() {
 		}
 		now := time.Now()
 		cur := map[string]bool{}
-		revoked := map[string]bool{}
-		for _, pub := range n.ids.revokedKeys() {
-			revoked[serverName(pub)] = true
-		}
+		revoked := n.revokedServers()
 		for _, l := range lz.Leafs {
 			if revoked[l.Name] {
 				// Revoked after it linked: the link goes (and admitEdge

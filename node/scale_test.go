@@ -357,3 +357,69 @@ func TestScaleJetStreamThroughAnEdge(t *testing.T) {
 		t.Fatalf("the core reads the edge's macro: %q, %v", txt, err)
 	}
 }
+
+// TestScaleEdgeLeavesARevokedCoreMember: when the core member an edge is
+// linked to is revoked, the edge drops that link, refuses the member on
+// its redials and links to another; it stays alive in the core's view and
+// answers commands.
+func TestScaleEdgeLeavesARevokedCoreMember(t *testing.T) {
+	s := testmesh.StartCore(t, 3)
+	e := s.AddEdge()
+	checkRoles(t, s, 20*time.Second)
+	var link string
+	testmesh.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+		if link = e.Status().CoreLink; link == "" {
+			return errors.New("the edge reports no link")
+		}
+		return nil
+	})
+	var victim *node.Node
+	for _, nd := range s.Cores() {
+		if nd.ServerName() == link {
+			victim = nd
+		}
+	}
+	if victim == nil {
+		t.Fatalf("the edge's link %q names no core member", link)
+	}
+	other := 0
+	for s.Node(other) == victim {
+		other++
+	}
+	admin := s.User(other, "ada", wire.RoleAdmin) // on a member that stays
+	ids, err := admin.Identities(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ids.Revoke(context.Background(), victim.Pubkey(), "", "test", "", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	testmesh.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+		if l := e.Status().CoreLink; l == "" || l == link {
+			return fmt.Errorf("the edge is linked to %q (the revoked member is %s)", l, link)
+		}
+		if slices.Contains(victim.EdgeLinks(), e.ServerName()) {
+			return errors.New("the revoked member still holds the edge's leaf")
+		}
+		return nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	testmesh.CheckFor(t, 10*time.Second, 100*time.Millisecond, func() error {
+		if st := testmesh.StateOf(s.Node(other), e.Chevron().String()); st != wire.StateAlive {
+			return fmt.Errorf("the edge is %q in a surviving member's view", st)
+		}
+		return nil
+	})
+	// The revocation's reload closes every client once: retry across it.
+	testmesh.CheckFor(t, 10*time.Second, 100*time.Millisecond, func() error {
+		res, err := admin.Gather(ctx, mesh.GatherRequest{Selector: e.Chevron().String(), Verb: "ping", Timeout: 5 * time.Second}, nil)
+		if err != nil || !res.OK() || res.Summary.Total != 1 {
+			return fmt.Errorf("ping of the edge after the relink: %+v, %v", res.Summary, err)
+		}
+		return nil
+	})
+	if l := e.Status().CoreLink; l == link {
+		t.Fatalf("the edge went back to the revoked member %s", l)
+	}
+}
