@@ -15,6 +15,7 @@ import (
 	"github.com/robonet-mesh/robonet/federation"
 	"github.com/robonet-mesh/robonet/internal/testmesh"
 	"github.com/robonet-mesh/robonet/mesh"
+	"github.com/robonet-mesh/robonet/node"
 	"github.com/robonet-mesh/robonet/trust"
 	"github.com/robonet-mesh/robonet/wire"
 )
@@ -23,8 +24,15 @@ import (
 // until each serves (sees the leader).
 func startAmbassadors(t *testing.T, s *testmesh.Swarm) []*federation.Ambassador {
 	t.Helper()
+	return startAmbassadorsOn(t, s.Live()...)
+}
+
+// startAmbassadorsOn starts an ambassador on each of nodes and waits
+// until each serves.
+func startAmbassadorsOn(t *testing.T, nodes ...*node.Node) []*federation.Ambassador {
+	t.Helper()
 	var out []*federation.Ambassador
-	for _, nd := range s.Live() {
+	for _, nd := range nodes {
 		quiet := new(atomic.Bool)
 		a, err := federation.NewAmbassador(federation.AmbassadorOptions{Node: nd, Poll: 50 * time.Millisecond,
 			Logger: testmesh.Logger(t, quiet)})

@@ -60,7 +60,8 @@ func (n *Node) readClaims(ctx context.Context) (map[subjects.Chevron]claimed, er
 }
 
 // claim takes the node's chevron in rn_nodes with compare-and-set: the flag's,
-// else the one saved in the data dir, else the lowest free flat number.
+// else the one saved in the data dir, else the lowest free number (flat,
+// or under a federated swarm's prefix).
 func (n *Node) claim(ctx context.Context, saved savedState) error {
 	want := n.opts.Chevron
 	if want == "" {
@@ -126,7 +127,7 @@ func (n *Node) tryClaim(ctx context.Context, want string) error {
 		heard[c] = true
 	}
 	for i := 1; i <= 65535; i++ {
-		c, _ := subjects.Flat(uint16(i))
+		c := n.autoChevron(uint16(i))
 		if conflictWith(c, claims, n.pub) != "" || heard[c.String()] {
 			continue
 		}
@@ -137,6 +138,18 @@ func (n *Node) tryClaim(ctx context.Context, want string) error {
 		return err
 	}
 	return fmt.Errorf("%w: no free flat number", ErrChevronTaken)
+}
+
+// autoChevron is the i-th chevron auto-numbering tries: the flat i, or
+// in a federated swarm (an edge of one; its core members give --chevron)
+// prefix.i.
+func (n *Node) autoChevron(i uint16) subjects.Chevron {
+	if p := n.SwarmPrefix(); !p.IsZero() {
+		c, _ := subjects.New(append(p.Tokens(), i)...)
+		return c
+	}
+	c, _ := subjects.Flat(i)
+	return c
 }
 
 // conflictWith names an entry, held by another key, that c duplicates or

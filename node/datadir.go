@@ -148,6 +148,8 @@ type savedState struct {
 	// CoreLeafs are the core's leaf addresses an edge last learnt, so a
 	// restart needs no --join.
 	CoreLeafs []string `json:"core_leafs,omitempty"`
+	// EdgeSwarm is what an edge adopted from its core (fededge.go).
+	EdgeSwarm *edgeSwarm `json:"edge_swarm,omitempty"`
 }
 
 func (d *dataDir) loadState() (savedState, error) {

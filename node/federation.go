@@ -91,18 +91,21 @@ type LeafLink struct {
 func (n *Node) Federated() bool { return n.fed != nil }
 
 // SwarmPrefix is the node's swarm prefix (the first 3 tokens of its
-// chevron); zero unless federated.
+// chevron); zero unless the swarm is federated (an edge's, from its core).
 func (n *Node) SwarmPrefix() subjects.Chevron {
 	if n.fed == nil {
-		return subjects.Chevron{}
+		return n.edgeSwarmNow().prefix() // an edge of a federated swarm
 	}
 	return n.fed.prefix
 }
 
 // Domain is the swarm's JetStream domain and NATS cluster name,
-// "rn-<zone>-<region>-<swarm>"; "" unless federated.
+// "rn-<zone>-<region>-<swarm>"; "" unless the swarm is federated.
 func (n *Node) Domain() string {
 	if n.fed == nil {
+		if es := n.edgeSwarmNow(); es.Prefix != "" {
+			return es.Domain // an edge of a federated swarm
+		}
 		return ""
 	}
 	return n.fed.domain
@@ -127,9 +130,12 @@ func (n *Node) ParentPrefix() string {
 
 // AuthorityPins are the founder keys of the ancestor swarms, from the
 // federation token this swarm joined its parent with (the parent's founder
-// first); nil for a swarm without a parent.
+// first; an edge has them from its core); nil for a swarm without a parent.
 func (n *Node) AuthorityPins() []string {
-	if n.fed == nil || len(n.fed.parents) == 0 {
+	if n.fed == nil {
+		return n.edgeSwarmNow().Pins // an edge of a federated child swarm
+	}
+	if len(n.fed.parents) == 0 {
 		return nil
 	}
 	return slices.Clone(n.fed.claims.Pins)

@@ -169,6 +169,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	if err := n.resolveFederation(saved); err != nil {
 		return err
 	}
+	if es := saved.EdgeSwarm; es != nil && es.Prefix != "" && saved.Role == wire.NodeRoleEdge && n.adoptsSwarmName(saved.Swarm) {
+		n.opts.Swarm = saved.Swarm // an edge of a federated swarm, restarted
+	}
 	if saved.Swarm != "" && saved.Swarm != n.opts.Swarm && !n.Federated() {
 		return fmt.Errorf("%w: %s belongs to swarm %q, not %q (pass --swarm %s or another --data)",
 			ErrOptions, n.opts.DataDir, saved.Swarm, n.opts.Swarm, saved.Swarm)
@@ -192,9 +195,17 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		if n.routes, err = n.credential(); err != nil {
 			return err
 		}
-		leafs, err := probeJoin(ctx, n.opts.Swarm, n.opts.Join, n.routes.tlsConfig())
+		var adopt func(string) bool
+		if n.edge {
+			adopt = n.adoptsSwarmName
+		}
+		leafs, swarm, err := probeJoin(ctx, n.opts.Swarm, adopt, n.opts.Join, n.routes.tlsConfig())
 		if err != nil {
 			return err
+		}
+		if swarm != n.opts.Swarm {
+			n.log.Info("joining a federated swarm as an edge", "swarm", swarm)
+			n.opts.Swarm = swarm
 		}
 		if len(leafs) > 0 {
 			n.es.leafs = leafs
@@ -208,6 +219,16 @@ func (n *Node) Start(ctx context.Context) (err error) {
 			return err
 		}
 		n.edge = role == wire.NodeRoleEdge
+	}
+	if n.edge && n.fed != nil {
+		if n.opts.Edge && (n.opts.LeafListen != "" || len(n.opts.Federate) > 0) {
+			return fmt.Errorf("%w: --edge with --leaf-listen or --federate: an edge holds no leaf link of its own (its core links the swarm to its parent and serves child swarms); drop them, or run this node as a core member", ErrOptions)
+		}
+		// A candidate of a federated swarm that found the core full, or a
+		// member turned edge: its swarm's facts come from its federation
+		// settings (kept on disk for a promotion); the link is the core's.
+		n.es.swarm = edgeSwarm{Domain: n.fed.domain, Prefix: n.fed.prefix.String(), Pins: slices.Clone(n.fed.claims.Pins)}
+		n.fed = nil
 	}
 	if n.opts.Cluster != "" && !n.edge {
 		if err := checkListen("--cluster", n.opts.Cluster); err != nil {
@@ -235,16 +256,34 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		return errors.New("nats server: not ready for connections after 10s")
 	}
 	n.so = so
-	n.nc, err = connectInProcess(nats.InProcessServer(n.srv), nats.Name("robonet-node"),
-		nats.CustomInboxPrefix(subjects.Inbox(n.pub)),
-		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
-			n.log.Warn("own connection", "err", err)
-		}),
-		nats.Nkey(n.pub, n.kp.Sign), nats.MaxReconnects(-1), nats.NoCallbacksAfterClientClose())
-	if err != nil {
-		return fmt.Errorf("connect to own server: %w", err)
+	connectOwn := func() (err error) {
+		n.nc, err = connectInProcess(nats.InProcessServer(n.srv), nats.Name("robonet-node"),
+			nats.CustomInboxPrefix(subjects.Inbox(n.pub)),
+			nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+				n.log.Warn("own connection", "err", err)
+			}),
+			nats.Nkey(n.pub, n.kp.Sign), nats.MaxReconnects(-1), nats.NoCallbacksAfterClientClose())
+		if err != nil {
+			return fmt.Errorf("connect to own server: %w", err)
+		}
+		return nil
+	}
+	if err := connectOwn(); err != nil {
+		return err
 	}
 	if n.edge {
+		domain := n.coreDomain()
+		if err := n.adoptEdgeSwarm(ctx, saved); err != nil {
+			return err
+		}
+		if n.coreDomain() != domain {
+			// Its permissions (nodePermissions) name the domain: connect
+			// again under the adopted one.
+			n.nc.Close()
+			if err := connectOwn(); err != nil {
+				return err
+			}
+		}
 		// nats-server denies $JS.API, $KV and $OBJ on every leaf link of
 		// a non-system account: an edge reaches the core's JetStream
 		// through the core's domain prefix, which the core maps back.
@@ -291,8 +330,12 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	n.es.mu.Lock()
 	leafs := slices.Clone(n.es.leafs)
 	n.es.mu.Unlock()
-	if err := n.dd.saveState(savedState{Chevron: n.chev.String(), Name: n.name, Swarm: n.opts.Swarm,
-		Role: n.Role(), CoreLeafs: leafs}); err != nil {
+	st := savedState{Chevron: n.chev.String(), Name: n.name, Swarm: n.opts.Swarm, Role: n.Role(), CoreLeafs: leafs}
+	if n.edge {
+		es := n.edgeSwarmNow()
+		st.EdgeSwarm = &es
+	}
+	if err := n.dd.saveState(st); err != nil {
 		return err
 	}
 	if n.founds() {

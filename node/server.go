@@ -20,6 +20,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/robonet-mesh/robonet/leafnode"
 	"github.com/robonet-mesh/robonet/mesh"
 	"github.com/robonet-mesh/robonet/trust"
 )
@@ -234,25 +235,30 @@ func checkListen(flag, addr string) error {
 //
 // It returns the core's leaf addresses (for edges) that the route INFOs
 // advertise (leafnode_urls): the --join host with the advertised port, so
-// an address the core listens on as 0.0.0.0 or behind a NAT still works.
-func probeJoin(ctx context.Context, swarm string, addrs []string, tc *tls.Config) ([]string, error) {
-	var leafs []string
+// an address the core listens on as 0.0.0.0 or behind a NAT still works,
+// and the swarm's name: swarm, or the name of another swarm that adopt
+// accepted (an edge joining a federated swarm takes its rn-<z>-<r>-<s>).
+func probeJoin(ctx context.Context, swarm string, adopt func(cluster string) bool, addrs []string, tc *tls.Config) (leafs []string, cluster string, err error) {
 	for _, a := range addrs {
 		var err error
 		var got []string
 		for attempt := 0; attempt < 4; attempt++ {
 			var silent bool
-			if silent, got, err = probeOne(ctx, swarm, a, tc); err == nil || !silent {
+			if silent, got, cluster, err = probeOne(ctx, swarm, adopt, a, tc); err == nil || !silent {
 				break
 			}
 			select {
 			case <-ctx.Done():
-				return nil, ctx.Err()
+				return nil, "", ctx.Err()
 			case <-time.After(300 * time.Millisecond):
 			}
 		}
 		if err != nil {
-			return nil, err
+			return nil, "", err
+		}
+		if cluster != "" && cluster != swarm {
+			// Adopted: every other address must be of that swarm.
+			swarm, adopt = cluster, nil
 		}
 		host, _, _ := net.SplitHostPort(a)
 		for _, u := range got {
@@ -263,17 +269,17 @@ func probeJoin(ctx context.Context, swarm string, addrs []string, tc *tls.Config
 			}
 		}
 	}
-	return leafs, nil
+	return leafs, swarm, nil
 }
 
 // probeOne probes one address; silent reports that it closed without a word.
 // A route port of a robonet node says nothing until the client starts TLS;
 // anything that greets in plain text is something else.
-func probeOne(ctx context.Context, swarm, a string, tc *tls.Config) (silent bool, leafs []string, err error) {
+func probeOne(ctx context.Context, swarm string, adopt func(string) bool, a string, tc *tls.Config) (silent bool, leafs []string, cluster string, err error) {
 	d := net.Dialer{Timeout: time.Second}
 	c, err := d.DialContext(ctx, "tcp", a)
 	if err != nil {
-		return false, nil, nil
+		return false, nil, "", nil
 	}
 	defer c.Close()
 	_ = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
@@ -281,52 +287,56 @@ func probeOne(ctx context.Context, swarm, a string, tc *tls.Config) (silent bool
 	line, err := br.ReadString('\n')
 	var ne net.Error
 	if err != nil && line == "" && errors.As(err, &ne) && ne.Timeout() {
-		return probeTLS(c, swarm, a, tc)
+		return probeTLS(c, swarm, adopt, a, tc)
 	}
 	if err != nil && line == "" {
-		return true, nil, fmt.Errorf("%w %s: not a robonet node (no NATS greeting: %v)", ErrJoin, a, err)
+		return true, nil, "", fmt.Errorf("%w %s: not a robonet node (no NATS greeting: %v)", ErrJoin, a, err)
 	}
 	gi, err := parseInfo(line)
 	if err != nil {
-		return false, nil, fmt.Errorf("%w %s: %v", ErrJoin, a, err)
+		return false, nil, "", fmt.Errorf("%w %s: %v", ErrJoin, a, err)
 	}
 	switch {
 	case gi.ClientID != 0:
-		return false, nil, fmt.Errorf("%w %s: that is a NATS client port; --join takes a node's cluster address (default port 6222)", ErrJoin, a)
+		return false, nil, "", fmt.Errorf("%w %s: that is a NATS client port; --join takes a node's cluster address (default port 6222)", ErrJoin, a)
 	case !strings.HasPrefix(gi.Name, "rn-"):
-		return false, nil, fmt.Errorf("%w %s: a NATS server (%q) but not a robonet node", ErrJoin, a, gi.Name)
+		return false, nil, "", fmt.Errorf("%w %s: a NATS server (%q) but not a robonet node", ErrJoin, a, gi.Name)
 	}
-	return false, nil, fmt.Errorf("%w %s: a robonet node without route TLS (an older version?)", ErrJoin, a)
+	return false, nil, "", fmt.Errorf("%w %s: a robonet node without route TLS (an older version?)", ErrJoin, a)
 }
 
 // probeTLS completes the probe over TLS: the peer's certificate must be a
 // node's, and the peer must admit ours.
-func probeTLS(c net.Conn, swarm, a string, tc *tls.Config) (silent bool, leafs []string, err error) {
+func probeTLS(c net.Conn, swarm string, adopt func(string) bool, a string, tc *tls.Config) (silent bool, leafs []string, cluster string, err error) {
 	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
 	tlc := tls.Client(c, tc)
 	if err := tlc.Handshake(); err != nil {
 		if errors.Is(err, io.EOF) {
-			return true, nil, fmt.Errorf("%w %s: closed during TLS: %v", ErrJoin, a, err)
+			return true, nil, "", fmt.Errorf("%w %s: closed during TLS: %v", ErrJoin, a, err)
 		}
-		return false, nil, fmt.Errorf("%w %s: TLS with the route port failed (%v): is --token right for this swarm?", ErrJoin, a, err)
+		return false, nil, "", fmt.Errorf("%w %s: TLS with the route port failed (%v): is --token right for this swarm?", ErrJoin, a, err)
 	}
 	// With TLS 1.3 the server checks our certificate after the handshake
 	// completes on our side: its verdict arrives as an alert or its INFO.
 	line, err := bufio.NewReaderSize(tlc, 64<<10).ReadString('\n')
 	if err != nil && line == "" {
 		if errors.Is(err, io.EOF) {
-			return true, nil, fmt.Errorf("%w %s: closed after TLS: %v", ErrJoin, a, err)
+			return true, nil, "", fmt.Errorf("%w %s: closed after TLS: %v", ErrJoin, a, err)
 		}
-		return false, nil, fmt.Errorf("%w %s: the node refused this node's credential (%v): is --token right, unexpired and unused?", ErrJoin, a, err)
+		return false, nil, "", fmt.Errorf("%w %s: the node refused this node's credential (%v): is --token right, unexpired and unused?", ErrJoin, a, err)
 	}
 	gi, err := parseInfo(line)
 	if err != nil {
-		return false, nil, fmt.Errorf("%w %s: %v", ErrJoin, a, err)
+		return false, nil, "", fmt.Errorf("%w %s: %v", ErrJoin, a, err)
 	}
-	if gi.Cluster != "" && gi.Cluster != swarm {
-		return false, nil, fmt.Errorf("%w %s: that node belongs to swarm %q, not %q (set --swarm)", ErrJoin, a, gi.Cluster, swarm)
+	if gi.Cluster != "" && gi.Cluster != swarm && (adopt == nil || !adopt(gi.Cluster)) {
+		hint := "set --swarm"
+		if _, err := leafnode.ParseDomain(gi.Cluster); err == nil {
+			hint = "a federated swarm: its core members run --chevron and --federate or --leaf-listen like the others; join it as an edge with --edge"
+		}
+		return false, nil, "", fmt.Errorf("%w %s: that node belongs to swarm %q, not %q (%s)", ErrJoin, a, gi.Cluster, swarm, hint)
 	}
-	return false, gi.LeafURLs, nil
+	return false, gi.LeafURLs, gi.Cluster, nil
 }
 
 type greeting struct {

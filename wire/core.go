@@ -16,6 +16,13 @@ type CoreStatus struct {
 	// joined at the same moment may both have got in).
 	Below bool `json:"below,omitempty"`
 	Above bool `json:"above,omitempty"`
+	// What an edge adopts from the core (node/fededge.go): the swarm's
+	// name and JetStream domain, and for a federated swarm its prefix and
+	// the authority pins (founder keys of its ancestor swarms).
+	Swarm    string   `json:"swarm,omitempty"`
+	JSDomain string   `json:"js_domain,omitempty"`
+	Prefix   string   `json:"prefix,omitempty"`
+	Pins     []string `json:"pins,omitempty"`
 }
 
 // Live counts the members that are up.

@@ -228,7 +228,7 @@ func printUp(cmd *cobra.Command, n *node.Node, took time.Duration) {
 	} else {
 		fmt.Fprintln(w, "  routes    none (to grow: restart with --cluster 0.0.0.0:6222, see README)")
 	}
-	if n.Federated() {
+	if n.Federated() || !n.SwarmPrefix().IsZero() {
 		fmt.Fprintf(w, "  swarm     %s, JetStream domain %s\n", n.SwarmPrefix(), n.Domain())
 		if a := n.LeafAddr(); a != "" {
 			fmt.Fprintf(w, "  leafs     %s (child swarms: robonet token create --federate, then robonet up --federate <this host>:%s)\n", a, a[strings.LastIndex(a, ":")+1:])
