@@ -71,6 +71,12 @@ func startJoinerIn(t *testing.T, s *testmesh.Swarm, dir, token string, wait time
 	o := s.Options(0)
 	o.DataDir, o.Cluster, o.Listen, o.Chevron, o.Name = dir, "127.0.0.1:0", "127.0.0.1:0", "", ""
 	o.Join, o.Token = []string{s.Node(0).ClusterAddr()}, token
+	// A node admitted by a token joins a formed swarm: it never founds
+	// (colonize starts it without --founder). Node 0's Founder would make
+	// Start write the founder record through this brand-new member.
+	// ForceCore stays: the joiner is a core member, admitted on routes,
+	// which is what the token tests are about.
+	o.Founder = false
 	n, err := node.New(o)
 	if err != nil {
 		return nil, err

@@ -56,6 +56,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/robonet-mesh/robonet/bench/internal/proc"
 	"github.com/robonet-mesh/robonet/trust"
 	"github.com/robonet-mesh/robonet/wire"
 )
@@ -168,7 +169,7 @@ func run() int {
 	}
 
 	rep := report{Runs: cfg.runs, Binary: b.binFrom, Go: runtime.Version(), CPUs: runtime.NumCPU(),
-		Started: time.Now().UTC().Truncate(time.Second), LoadStart: loadAvg()}
+		Started: time.Now().UTC().Truncate(time.Second), LoadStart: proc.LoadAvg()}
 	for _, d := range figureDefs {
 		f := &figure{Key: d.key, Name: d.name, Unit: d.unit, Target: d.target}
 		b.figs[d.key] = f
@@ -180,7 +181,7 @@ func run() int {
 		rep.Fleet = b.measureFleet(ctx)
 	}
 	rep.Elapsed = time.Since(began).Round(time.Second).String()
-	rep.LoadEnd = loadAvg()
+	rep.LoadEnd = proc.LoadAvg()
 	interrupted := ctx.Err() != nil
 	if interrupted {
 		b.note("interrupted: the figures are partial")
@@ -221,8 +222,9 @@ type bench struct {
 	figs     map[string]*figure
 	seq      int // targets and controllers started, for unique names
 
-	mu    sync.Mutex // guards the fields below
-	ctls  []*controller
+	ps proc.Group // the controllers' nodes
+
+	mu    sync.Mutex // guards notes
 	notes []string
 }
 
@@ -402,12 +404,7 @@ func makeClientKey(dir string) (string, string, error) {
 // cleanup stops every controller, removes this run's containers and the
 // temp dir. It runs on every way out of run, Ctrl-C included.
 func (b *bench) cleanup() {
-	b.mu.Lock()
-	ctls := slices.Clone(b.ctls)
-	b.mu.Unlock()
-	for _, c := range ctls {
-		b.stopController(c)
-	}
+	b.ps.Close()
 	out, _ := exec.Command("docker", "ps", "-aq", "--filter", fmt.Sprintf("label=%s=%d", targetLabel, os.Getpid())).Output()
 	if ids := strings.Fields(string(out)); len(ids) > 0 {
 		b.logf("removing %d containers", len(ids))
@@ -429,22 +426,18 @@ type controller struct {
 	dir    string
 	server string // node 0's client URL: the CLI's --server
 	data0  string // node 0's data dir: the CLI's --data (the founder's operator key, an admin)
-	cmds   []*exec.Cmd
-	exited []chan struct{}
+	nodes  []*proc.Child
 	route0 int // node 0's route port
 }
 
 func (b *bench) startController(ctx context.Context) (*controller, error) {
 	c := &controller{dir: filepath.Join(b.tmp, fmt.Sprintf("ctl%d", b.next()))}
-	ports, err := freePorts(4)
+	ports, err := proc.Ports("0.0.0.0", 4)
 	if err != nil {
 		return nil, err
 	}
 	client, route := ports[:2], ports[2:]
 	c.route0 = route[0]
-	b.mu.Lock()
-	b.ctls = append(b.ctls, c)
-	b.mu.Unlock()
 	for i := range 2 {
 		data := filepath.Join(c.dir, fmt.Sprintf("n%d", i))
 		args := []string{"up", "--data", data, "--name", fmt.Sprintf("ctl%d", i),
@@ -459,22 +452,11 @@ func (b *bench) startController(ctx context.Context) (*controller, error) {
 		if err := os.MkdirAll(c.dir, 0o700); err != nil {
 			return c, err
 		}
-		log, err := os.Create(filepath.Join(c.dir, fmt.Sprintf("n%d.log", i)))
+		nd, err := b.ps.Start(fmt.Sprintf("%s/n%d", filepath.Base(c.dir), i), b.bin, args, "")
 		if err != nil {
 			return c, err
 		}
-		cmd := exec.Command(b.bin, args...)
-		cmd.Env = childEnv()
-		cmd.Stdout, cmd.Stderr = log, log
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		err = cmd.Start()
-		log.Close()
-		if err != nil {
-			return c, fmt.Errorf("exec %s: %w", b.bin, err)
-		}
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		c.cmds, c.exited = append(c.cmds, cmd), append(c.exited, done)
+		c.nodes = append(c.nodes, nd)
 	}
 	began := time.Now()
 	for {
@@ -485,7 +467,7 @@ func (b *bench) startController(ctx context.Context) (*controller, error) {
 		}
 		if time.Since(began) > controllerWait || ctx.Err() != nil {
 			return c, fmt.Errorf("controller swarm: %d of 2 alive after %v (%v); node 0 log: %s",
-				live, round(time.Since(began)), err, c.logTail(0))
+				live, round(time.Since(began)), err, c.nodes[0].Tail())
 		}
 		_ = sleepCtx(ctx, 250*time.Millisecond)
 	}
@@ -495,8 +477,7 @@ func (b *bench) startController(ctx context.Context) (*controller, error) {
 func (c *controller) alive(ctx context.Context, b *bench) (int, error) {
 	cctx, cancel := context.WithTimeout(ctx, cliWait)
 	defer cancel()
-	cmd := exec.CommandContext(cctx, b.bin, "--server", c.server, "--data", c.data0, "nodes", "--json")
-	cmd.Env = b.cliEnv()
+	cmd := b.cli(cctx, "--server", c.server, "--data", c.data0, "nodes", "--json")
 	out, err := cmd.Output()
 	if err != nil {
 		return 0, err
@@ -514,25 +495,11 @@ func (c *controller) alive(ctx context.Context, b *bench) (int, error) {
 	return n, nil
 }
 
-func (c *controller) logTail(i int) string {
-	data, _ := os.ReadFile(filepath.Join(c.dir, fmt.Sprintf("n%d.log", i)))
-	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
-	return strings.Join(lines[max(0, len(lines)-5):], " | ")
-}
-
 // stopController SIGKILLs the controller's nodes and waits for them.
 func (b *bench) stopController(c *controller) {
-	for i, cmd := range c.cmds {
-		_ = cmd.Process.Kill()
-		select {
-		case <-c.exited[i]:
-		case <-time.After(10 * time.Second):
-			fmt.Fprintf(os.Stderr, "colonize: controller node pid %d did not exit 10 s after SIGKILL\n", cmd.Process.Pid)
-		}
+	for _, nd := range c.nodes {
+		b.ps.Kill(nd)
 	}
-	b.mu.Lock()
-	b.ctls = slices.DeleteFunc(b.ctls, func(x *controller) bool { return x == c })
-	b.mu.Unlock()
 }
 
 // ---- target containers ----
@@ -667,9 +634,12 @@ func (r colRun) problem() error {
 	return nil
 }
 
-func (b *bench) cliEnv() []string {
+// cli is a command running our robonet CLI with args.
+func (b *bench) cli(ctx context.Context, args ...string) *exec.Cmd {
+	cmd := proc.Command(ctx, b.bin, args...)
 	// HOME and no agent: colonize reads no ~/.ssh of the person running us.
-	return append(childEnv(), "HOME="+b.tmp, "SSH_AUTH_SOCK=")
+	cmd.Env = append(cmd.Env, "HOME="+b.tmp, "SSH_AUTH_SOCK=")
+	return cmd
 }
 
 // colonize runs `robonet <verb> --json args...` against c and collects its events.
@@ -677,8 +647,7 @@ func (b *bench) colonize(ctx context.Context, c *controller, timeout time.Durati
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	all := append([]string{"--server", c.server, "--data", c.data0, verb, "--json"}, args...)
-	cmd := exec.CommandContext(cctx, b.bin, all...)
-	cmd.Env = b.cliEnv()
+	cmd := b.cli(cctx, all...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	cmd.WaitDelay = 5 * time.Second
@@ -1099,7 +1068,7 @@ func (rep *report) anyFailed() bool {
 func (rep *report) print(w io.Writer) {
 	fmt.Fprintf(w, "robonet colonize figures: %d runs, %s, %s, %d CPUs, took %s\n",
 		rep.Runs, rep.Binary, rep.Go, rep.CPUs, rep.Elapsed)
-	fmt.Fprintf(w, "load average: %s at start, %s at end\n\n", fmtLoad(rep.LoadStart), fmtLoad(rep.LoadEnd))
+	fmt.Fprintf(w, "load average: %s at start, %s at end\n\n", proc.FormatLoad(rep.LoadStart), proc.FormatLoad(rep.LoadEnd))
 	tw := tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
 	fmt.Fprintln(tw, "figure\tmin\tmedian\tmax\tn\tfailed\ttarget")
 	for _, f := range rep.Figures {
@@ -1176,53 +1145,6 @@ func orDash(s string) string {
 }
 
 // ---- small helpers ----
-
-// freePorts returns n ports free on every address: listen on :0, then close.
-func freePorts(n int) ([]int, error) {
-	var out []int
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	for range n {
-		l, err := net.Listen("tcp", "0.0.0.0:0")
-		if err != nil {
-			return nil, fmt.Errorf("reserve a port: %w", err)
-		}
-		ls = append(ls, l)
-		out = append(out, l.Addr().(*net.TCPAddr).Port)
-	}
-	return out, nil
-}
-
-// childEnv is our environment without ROBONET_* variables, which `robonet`
-// would read as flags.
-func childEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "ROBONET_") {
-			env = append(env, kv)
-		}
-	}
-	return env
-}
-
-func loadAvg() [3]float64 {
-	var out [3]float64
-	data, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return out
-	}
-	f := strings.Fields(string(data))
-	for i := 0; i < 3 && i < len(f); i++ {
-		out[i], _ = strconv.ParseFloat(f[i], 64)
-	}
-	return out
-}
-
-func fmtLoad(l [3]float64) string { return fmt.Sprintf("%.2f %.2f %.2f", l[0], l[1], l[2]) }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)

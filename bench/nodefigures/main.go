@@ -32,20 +32,19 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
+	"github.com/robonet-mesh/robonet/bench/internal/proc"
 	"github.com/robonet-mesh/robonet/mesh"
 	"github.com/robonet-mesh/robonet/trust"
 	"github.com/robonet-mesh/robonet/wire"
@@ -153,7 +152,7 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "nodefigures:", err)
 		return 1
 	}
-	b := &bench{cfg: cfg, tmp: tmp, procs: map[*proc]struct{}{}, progress: io.Discard}
+	b := &bench{cfg: cfg, tmp: tmp, progress: io.Discard}
 	if cfg.verbose || isTerminal(os.Stderr) {
 		b.progress = os.Stderr
 	}
@@ -166,7 +165,7 @@ func run() int {
 	rep := report{
 		Runs: cfg.runs, Binary: b.binFrom, Version: b.version(ctx), Go: runtime.Version(),
 		CPUs: runtime.NumCPU(), Started: time.Now().UTC().Truncate(time.Second),
-		LoadStart: loadAvg(), Poll: cfg.poll.String(), Idle: cfg.idle.String(),
+		LoadStart: proc.LoadAvg(), Poll: cfg.poll.String(), Idle: cfg.idle.String(),
 	}
 	b.figs = map[string]*figure{}
 	for _, d := range figureDefs {
@@ -183,7 +182,7 @@ func run() int {
 		b.measureFailover(ctx, r)
 	}
 	rep.Elapsed = time.Since(began).Round(time.Second).String()
-	rep.LoadEnd = loadAvg()
+	rep.LoadEnd = proc.LoadAvg()
 	interrupted := ctx.Err() != nil
 	if interrupted {
 		b.note("interrupted: the figures are partial")
@@ -222,10 +221,10 @@ type bench struct {
 	figs     map[string]*figure
 	swarms   int // swarms started so far, for unique names
 
-	mu     sync.Mutex // guards the fields below
-	procs  map[*proc]struct{}
-	closed bool
-	notes  []string
+	ps proc.Group // every child
+
+	mu    sync.Mutex // guards notes
+	notes []string
 }
 
 func (b *bench) logf(format string, a ...any) {
@@ -301,8 +300,7 @@ func (b *bench) prepareBinary(ctx context.Context) error {
 func (b *bench) version(ctx context.Context) string {
 	cctx, cancel := context.WithTimeout(ctx, cliWait)
 	defer cancel()
-	cmd := exec.CommandContext(cctx, b.bin, "version", "--json")
-	cmd.Env = childEnv()
+	cmd := proc.Command(cctx, b.bin, "version", "--json")
 	out, err := cmd.Output()
 	var v struct {
 		Version string `json:"version"`
@@ -316,33 +314,17 @@ func (b *bench) version(ctx context.Context) string {
 // cleanup kills every child still running and removes the temp dir. It runs
 // on every way out of run, Ctrl-C included.
 func (b *bench) cleanup() {
-	b.mu.Lock()
-	b.closed = true
-	ps := make([]*proc, 0, len(b.procs))
-	for p := range b.procs {
-		ps = append(ps, p)
-	}
-	b.mu.Unlock()
-	for _, p := range ps {
-		b.kill(p)
-	}
+	b.ps.Close()
 	if err := os.RemoveAll(b.tmp); err != nil {
 		fmt.Fprintf(os.Stderr, "nodefigures: remove %s: %v\n", b.tmp, err)
 	}
 }
 
-// proc is one running `robonet up`.
-type proc struct {
-	label  string // for messages: "single 3", "bench4/n2"
+// child is one running `robonet up`.
+type child struct {
+	*proc.Child
 	data   string
 	listen string // client address host:port
-	cmd    *exec.Cmd
-	began  time.Time // just before exec
-	stdout *outBuf
-	stderr *outBuf
-	exited chan struct{}
-	err    error     // from Wait, once exited is closed
-	doneAt time.Time // once exited is closed
 	client *mesh.Client
 
 	// Learned once the node answers.
@@ -350,105 +332,34 @@ type proc struct {
 	server  string
 }
 
-func (p *proc) url() string { return "nats://" + p.listen }
-
-// readyAt is when the up line appeared on stdout (zero if not yet).
-func (p *proc) readyAt() time.Time { return p.stdout.markedAt() }
-
-// tail is the end of the process's stderr (its error and last warnings; or
-// of its stdout when stderr is empty) on one line, for error messages.
-func (p *proc) tail() string {
-	out := strings.TrimSpace(p.stderr.String())
-	if out == "" {
-		out = strings.TrimSpace(p.stdout.String())
-	}
-	lines := strings.Split(out, "\n")
-	lines = lines[max(0, len(lines)-3):]
-	s := strings.Join(lines, " | ")
-	if len(s) > 600 {
-		s = "…" + s[len(s)-600:]
-	}
-	return s
-}
+func (p *child) url() string { return "nats://" + p.listen }
 
 // startNode execs `robonet up` with a fresh data dir and client address.
-func (b *bench) startNode(label, data, listen string, extra ...string) (*proc, error) {
+func (b *bench) startNode(label, data, listen string, extra ...string) (*child, error) {
 	args := append([]string{"up", "--data", data, "--listen", listen, "--log-level", "warn"}, extra...)
-	p := &proc{
-		label: label, data: data, listen: listen,
-		stdout: newOutBuf(upMarker), stderr: newOutBuf(""), exited: make(chan struct{}),
+	c, err := b.ps.Start(label, b.bin, args, upMarker)
+	if err != nil {
+		return nil, err
 	}
-	p.cmd = exec.Command(b.bin, args...)
-	p.cmd.Env = childEnv()
-	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
-	// Pdeathsig kills the child should we die without cleanup. No process
-	// group of its own: a group leader (pgid == pid) is one more target for a
-	// stale `kill -- -PGID` on a busy machine, and a Ctrl-C reaching the
-	// children too is harmless (we SIGKILL them right after).
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	p.cmd.WaitDelay = 5 * time.Second
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.closed {
-		return nil, errors.New("shutting down")
-	}
-	p.began = time.Now()
-	if err := p.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("%s: exec %s: %w", label, b.bin, err)
-	}
-	b.procs[p] = struct{}{}
-	go func() {
-		err := p.cmd.Wait()
-		p.err, p.doneAt = err, time.Now()
-		close(p.exited)
-	}()
-	return p, nil
+	return &child{Child: c, data: data, listen: listen}, nil
 }
 
 // kill SIGKILLs p if it still runs, waits for it and closes its client.
-func (b *bench) kill(p *proc) {
+func (b *bench) kill(p *child) {
 	if p.client != nil {
 		p.client.Close()
 	}
-	_ = p.cmd.Process.Kill() // an error means it has already exited
-	select {
-	case <-p.exited:
-	case <-time.After(10 * time.Second):
-		fmt.Fprintf(os.Stderr, "nodefigures: %s (pid %d) did not exit 10 s after SIGKILL\n", p.label, p.cmd.Process.Pid)
-	}
-	b.mu.Lock()
-	delete(b.procs, p)
-	b.mu.Unlock()
-}
-
-// waitReady waits for the up line on p's stdout.
-func waitReady(ctx context.Context, p *proc, deadline time.Time) error {
-	t := time.NewTimer(time.Until(deadline))
-	defer t.Stop()
-	select {
-	case <-p.stdout.marked:
-		return nil
-	case <-p.exited:
-		// The line may have come with the exit.
-		if !p.readyAt().IsZero() {
-			return nil
-		}
-		return fmt.Errorf("%s exited before ready (%v): %s", p.label, p.err, p.tail())
-	case <-t.C:
-		return fmt.Errorf("%s not ready %v after exec: %s", p.label, time.Since(p.began).Round(time.Second), p.tail())
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	b.ps.Kill(p.Child)
 }
 
 // connect opens p's client with the operator key from p's own data dir.
-func connect(ctx context.Context, p *proc) error {
+func connect(ctx context.Context, p *child) error {
 	c, err := mesh.Connect(ctx, mesh.Options{
 		Server: p.url(), SeedFile: filepath.Join(p.data, operatorSeed),
 		Name: "nodefigures", Timeout: 2 * time.Second,
 	})
 	if err != nil {
-		return fmt.Errorf("%s: %w", p.label, err)
+		return fmt.Errorf("%s: %w", p.Label, err)
 	}
 	p.client = c
 	return nil
@@ -461,7 +372,7 @@ func connect(ctx context.Context, p *proc) error {
 // status per node. The nodes stay up and idle side by side; once the newest
 // has idled for -idle, each one's RSS is read and they are all killed.
 func (b *bench) measureSingle(ctx context.Context) {
-	var live []*proc
+	var live []*child
 	defer func() {
 		for _, p := range live {
 			b.kill(p)
@@ -484,25 +395,25 @@ func (b *bench) measureSingle(ctx context.Context) {
 		b.addDur(figCLIStatus, d)
 	}
 	for _, p := range live {
-		if p.readyAt().IsZero() {
+		if p.ReadyAt().IsZero() {
 			continue // failed above
 		}
-		if err := sleepCtx(ctx, time.Until(p.readyAt().Add(b.cfg.idle))); err != nil {
+		if err := sleepCtx(ctx, time.Until(p.ReadyAt().Add(b.cfg.idle))); err != nil {
 			return
 		}
 		select {
-		case <-p.exited:
-			b.fail(ctx, fmt.Errorf("%s exited while idle (%v): %s", p.label, p.err, p.tail()), figRSSSingle)
+		case <-p.Exited():
+			b.fail(ctx, fmt.Errorf("%s exited while idle (%v): %s", p.Label, p.Err(), p.Tail()), figRSSSingle)
 			continue
 		default:
 		}
-		rss, err := rssBytes(p.cmd.Process.Pid)
+		rss, err := proc.RSSBytes(p.Cmd.Process.Pid)
 		if err != nil {
-			b.fail(ctx, fmt.Errorf("%s: %w", p.label, err), figRSSSingle)
+			b.fail(ctx, fmt.Errorf("%s: %w", p.Label, err), figRSSSingle)
 			continue
 		}
-		b.add(figRSSSingle, mib(rss))
-		b.logf("%s: idle RSS %.1f MiB after %v", p.label, mib(rss), time.Since(p.readyAt()).Round(time.Second))
+		b.add(figRSSSingle, proc.MiB(rss))
+		b.logf("%s: idle RSS %.1f MiB after %v", p.Label, proc.MiB(rss), time.Since(p.ReadyAt()).Round(time.Second))
 	}
 }
 
@@ -510,8 +421,8 @@ func (b *bench) measureSingle(ctx context.Context) {
 // up line and to the first status answer (the query `status --json` makes,
 // polled every 5 ms over a NATS connection retried as soon as the seed file
 // and the port exist).
-func (b *bench) singleStart(ctx context.Context, r int) (*proc, error) {
-	addrs, err := reservePorts(1)
+func (b *bench) singleStart(ctx context.Context, r int) (*child, error) {
+	addrs, err := proc.LocalAddrs(1)
 	if err != nil {
 		return nil, err
 	}
@@ -519,7 +430,7 @@ func (b *bench) singleStart(ctx context.Context, r int) (*proc, error) {
 	if err != nil {
 		return nil, err
 	}
-	deadline := p.began.Add(singleReadyWait)
+	deadline := p.Began.Add(singleReadyWait)
 	type answer struct {
 		at  time.Time
 		err error
@@ -547,42 +458,40 @@ func (b *bench) singleStart(ctx context.Context, r int) (*proc, error) {
 			lastErr = err
 			_ = sleepCtx(pctx, 5*time.Millisecond)
 		}
-		polled <- answer{err: fmt.Errorf("%s: no status answer within %v: %v", p.label, singleReadyWait, lastErr)}
+		polled <- answer{err: fmt.Errorf("%s: no status answer within %v: %v", p.Label, singleReadyWait, lastErr)}
 	}()
-	if err := waitReady(ctx, p, deadline); err != nil {
+	if err := p.WaitReady(ctx, deadline); err != nil {
 		cancel()
 		<-polled
 		return p, err
 	}
 	a := <-polled
 	if a.err != nil {
-		return p, fmt.Errorf("%w: %s", a.err, p.tail())
+		return p, fmt.Errorf("%w: %s", a.err, p.Tail())
 	}
-	line, status := p.readyAt().Sub(p.began), a.at.Sub(p.began)
+	line, status := p.ReadyAt().Sub(p.Began), a.at.Sub(p.Began)
 	b.addDur(figReadyLine, line)
 	b.addDur(figReadyStatus, status)
-	b.logf("%s: up line after %v, first status answer after %v", p.label, round(line), round(status))
+	b.logf("%s: up line after %v, first status answer after %v", p.Label, round(line), round(status))
 	return p, nil
 }
 
 // cliStatus times one `robonet status --json` against p, exec to exit.
-func (b *bench) cliStatus(ctx context.Context, p *proc) (time.Duration, error) {
+func (b *bench) cliStatus(ctx context.Context, p *child) (time.Duration, error) {
 	cctx, cancel := context.WithTimeout(ctx, cliWait)
 	defer cancel()
-	cmd := exec.CommandContext(cctx, b.bin, "status", "--json", "--server", p.url(), "--data", p.data)
-	cmd.Env = childEnv()
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd := proc.Command(cctx, b.bin, "status", "--json", "--server", p.url(), "--data", p.data)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	began := time.Now()
 	err := cmd.Run()
 	took := time.Since(began)
 	if err != nil {
-		return 0, fmt.Errorf("%s: robonet status --json: %v: %s", p.label, err, strings.TrimSpace(stderr.String()))
+		return 0, fmt.Errorf("%s: robonet status --json: %v: %s", p.Label, err, strings.TrimSpace(stderr.String()))
 	}
 	var st wire.Status
 	if err := json.Unmarshal(stdout.Bytes(), &st); err != nil || st.Chevron == "" {
-		return 0, fmt.Errorf("%s: robonet status --json printed %q (%v)", p.label, stdout.String(), err)
+		return 0, fmt.Errorf("%s: robonet status --json printed %q (%v)", p.Label, stdout.String(), err)
 	}
 	return took, nil
 }
@@ -592,7 +501,7 @@ func (b *bench) cliStatus(ctx context.Context, p *proc) (time.Duration, error) {
 // swarm is three `robonet up` processes routed to each other.
 type swarm struct {
 	name   string
-	procs  []*proc
+	procs  []*child
 	leader int    // index of the lease holder once settled
 	stream string // server name of the lease stream's leader at settle time
 }
@@ -607,8 +516,8 @@ func (s *swarm) followers() []int {
 	return out
 }
 
-func (s *swarm) others(victim int) []*proc {
-	var out []*proc
+func (s *swarm) others(victim int) []*child {
+	var out []*child
 	for i, p := range s.procs {
 		if i != victim {
 			out = append(out, p)
@@ -625,7 +534,7 @@ func (s *swarm) others(victim int) []*proc {
 func (b *bench) startSwarm(ctx context.Context) (*swarm, error) {
 	b.swarms++
 	s := &swarm{name: fmt.Sprintf("bench%d", b.swarms), leader: -1}
-	addrs, err := reservePorts(6)
+	addrs, err := proc.LocalAddrs(6)
 	if err != nil {
 		return s, err
 	}
@@ -647,15 +556,15 @@ func (b *bench) startSwarm(ctx context.Context) (*swarm, error) {
 	deadline := time.Now().Add(swarmReadyWait)
 	var readyAt time.Time
 	for _, p := range s.procs {
-		if err := waitReady(ctx, p, deadline); err != nil {
+		if err := p.WaitReady(ctx, deadline); err != nil {
 			b.fail(ctx, err, figSwarmReady)
 			return s, err
 		}
-		if p.readyAt().After(readyAt) {
-			readyAt = p.readyAt()
+		if p.ReadyAt().After(readyAt) {
+			readyAt = p.ReadyAt()
 		}
 	}
-	b.addDur(figSwarmReady, readyAt.Sub(s.procs[0].began))
+	b.addDur(figSwarmReady, readyAt.Sub(s.procs[0].Began))
 	for _, p := range s.procs {
 		if err := connect(ctx, p); err != nil {
 			return s, err
@@ -666,11 +575,11 @@ func (b *bench) startSwarm(ctx context.Context) (*swarm, error) {
 		for i, p := range s.procs {
 			st, err := p.client.Status(ctx)
 			if err != nil {
-				return false, fmt.Errorf("%s: %w", p.label, err)
+				return false, fmt.Errorf("%s: %w", p.Label, err)
 			}
 			ms, err := p.client.Nodes(ctx)
 			if err != nil {
-				return false, fmt.Errorf("%s: %w", p.label, err)
+				return false, fmt.Errorf("%s: %w", p.Label, err)
 			}
 			alive := 0
 			for _, m := range ms {
@@ -684,16 +593,16 @@ func (b *bench) startSwarm(ctx context.Context) (*swarm, error) {
 			p.chevron, statuses[i] = st.Chevron, st
 			switch {
 			case alive != 3 || len(ms) != 3:
-				return false, fmt.Errorf("%s sees %d alive of %d listed", p.label, alive, len(ms))
+				return false, fmt.Errorf("%s sees %d alive of %d listed", p.Label, alive, len(ms))
 			case st.Replicas != 3:
-				return false, fmt.Errorf("%s: buckets R%d", p.label, st.Replicas)
+				return false, fmt.Errorf("%s: buckets R%d", p.Label, st.Replicas)
 			case !st.JetStreamOK:
-				return false, fmt.Errorf("%s: JetStream not current", p.label)
+				return false, fmt.Errorf("%s: JetStream not current", p.Label)
 			case st.Leader == "":
-				return false, fmt.Errorf("%s: no leader", p.label)
+				return false, fmt.Errorf("%s: no leader", p.Label)
 			case i > 0 && st.Leader != statuses[0].Leader:
 				return false, fmt.Errorf("leaders differ: %s says %s, %s says %s",
-					s.procs[0].label, statuses[0].Leader, p.label, st.Leader)
+					s.procs[0].Label, statuses[0].Leader, p.Label, st.Leader)
 			}
 		}
 		return true, nil
@@ -719,7 +628,7 @@ func (b *bench) startSwarm(ctx context.Context) (*swarm, error) {
 			return false, err
 		}
 		if l == holder.server {
-			return false, fmt.Errorf("the holder %s (%s) leads it", holder.label, l)
+			return false, fmt.Errorf("the holder %s (%s) leads it", holder.Label, l)
 		}
 		return true, nil
 	})
@@ -730,7 +639,7 @@ func (b *bench) startSwarm(ctx context.Context) (*swarm, error) {
 		b.note("swarm %s: lease stream leader still on the holder %v after settling: %v", s.name, streamMoveWait, err)
 	}
 	b.logf("swarm %s: ready %v after exec, settled %v later (leader %s = %s, lease stream led by %s)",
-		s.name, round(readyAt.Sub(s.procs[0].began)), round(settledAt.Sub(readyAt)), holder.chevron, holder.label, s.stream)
+		s.name, round(readyAt.Sub(s.procs[0].Began)), round(settledAt.Sub(readyAt)), holder.chevron, holder.Label, s.stream)
 	return s, nil
 }
 
@@ -768,36 +677,36 @@ func (b *bench) measureKillFollower(ctx context.Context, r int) {
 	}
 	var newest time.Time
 	for _, p := range s.procs {
-		if p.readyAt().After(newest) {
-			newest = p.readyAt()
+		if p.ReadyAt().After(newest) {
+			newest = p.ReadyAt()
 		}
 	}
 	if err := sleepCtx(ctx, time.Until(newest.Add(b.cfg.idle))); err != nil {
 		return
 	}
 	for i, p := range s.procs {
-		rss, err := rssBytes(p.cmd.Process.Pid)
+		rss, err := proc.RSSBytes(p.Cmd.Process.Pid)
 		key := figRSSFollower
 		if i == s.leader {
 			key = figRSSLeader
 		}
 		if err != nil {
-			b.fail(ctx, fmt.Errorf("run %d: %s: %w", r, p.label, err), key)
+			b.fail(ctx, fmt.Errorf("run %d: %s: %w", r, p.Label, err), key)
 			continue
 		}
-		b.add(key, mib(rss))
+		b.add(key, proc.MiB(rss))
 	}
 
 	victim := s.procs[s.followers()[0]]
 	victim.client.Close()
 	survivors := s.others(s.followers()[0])
 	killed := time.Now()
-	if err := victim.cmd.Process.Kill(); err != nil {
-		b.fail(ctx, fmt.Errorf("run %d: kill %s: %w", r, victim.label, err), figKillFirst, figKillBoth)
+	if err := victim.Cmd.Process.Kill(); err != nil {
+		b.fail(ctx, fmt.Errorf("run %d: kill %s: %w", r, victim.Label, err), figKillFirst, figKillBoth)
 		return
 	}
 	var unlisted sync.Once
-	ats, err := pollEach(ctx, survivors, killed.Add(detectWait), b.cfg.poll, func(ctx context.Context, p *proc) (bool, error) {
+	ats, err := pollEach(ctx, survivors, killed.Add(detectWait), b.cfg.poll, func(ctx context.Context, p *child) (bool, error) {
 		ms, err := p.client.Nodes(ctx)
 		if err != nil {
 			return false, err
@@ -807,11 +716,11 @@ func (b *bench) measureKillFollower(ctx context.Context, r int) {
 				if m.State == wire.StateOffline {
 					return true, nil
 				}
-				return false, fmt.Errorf("%s sees %s %s", p.label, victim.chevron, m.State)
+				return false, fmt.Errorf("%s sees %s %s", p.Label, victim.chevron, m.State)
 			}
 		}
 		unlisted.Do(func() {
-			b.note("run %d: after SIGKILL %s no longer lists %s (expected it offline)", r, p.label, victim.chevron)
+			b.note("run %d: after SIGKILL %s no longer lists %s (expected it offline)", r, p.Label, victim.chevron)
 		})
 		return true, nil
 	})
@@ -833,18 +742,18 @@ func (b *bench) measureTermFollower(ctx context.Context, r int) {
 	victim.client.Close()
 	survivors := s.others(vi)
 	termed := time.Now()
-	if err := victim.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		b.fail(ctx, fmt.Errorf("run %d: SIGTERM %s: %w", r, victim.label, err), keys...)
+	if err := victim.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		b.fail(ctx, fmt.Errorf("run %d: SIGTERM %s: %w", r, victim.Label, err), keys...)
 		return
 	}
-	ats, err := pollEach(ctx, survivors, termed.Add(detectWait), b.cfg.poll, func(ctx context.Context, p *proc) (bool, error) {
+	ats, err := pollEach(ctx, survivors, termed.Add(detectWait), b.cfg.poll, func(ctx context.Context, p *child) (bool, error) {
 		ms, err := p.client.Nodes(ctx)
 		if err != nil {
 			return false, err
 		}
 		for _, m := range ms {
 			if m.Chevron == victim.chevron && m.State != wire.StateOffline {
-				return false, fmt.Errorf("%s sees %s %s", p.label, victim.chevron, m.State)
+				return false, fmt.Errorf("%s sees %s %s", p.Label, victim.chevron, m.State)
 			}
 		}
 		return true, nil
@@ -853,19 +762,19 @@ func (b *bench) measureTermFollower(ctx context.Context, r int) {
 	t := time.NewTimer(time.Until(termed.Add(exitWait)))
 	defer t.Stop()
 	select {
-	case <-victim.exited:
-		d := victim.doneAt.Sub(termed)
-		if victim.err != nil {
-			b.fail(ctx, fmt.Errorf("run %d: %s after SIGTERM: %v: %s", r, victim.label, victim.err, victim.tail()), figTermExit)
+	case <-victim.Exited():
+		d := victim.ExitedAt().Sub(termed)
+		if victim.Err() != nil {
+			b.fail(ctx, fmt.Errorf("run %d: %s after SIGTERM: %v: %s", r, victim.Label, victim.Err(), victim.Tail()), figTermExit)
 			return
 		}
-		if !strings.Contains(victim.stderr.String(), "stopped cleanly") {
-			b.note("run %d: %s exited 0 after SIGTERM without saying \"stopped cleanly\"", r, victim.label)
+		if !strings.Contains(victim.Tail(), "stopped cleanly") {
+			b.note("run %d: %s exited 0 after SIGTERM without saying \"stopped cleanly\"", r, victim.Label)
 		}
 		b.addDur(figTermExit, d)
-		b.logf("run %d: %s exited %v after SIGTERM", r, victim.label, round(d))
+		b.logf("run %d: %s exited %v after SIGTERM", r, victim.Label, round(d))
 	case <-t.C:
-		b.fail(ctx, fmt.Errorf("run %d: %s still running %v after SIGTERM", r, victim.label, exitWait), figTermExit)
+		b.fail(ctx, fmt.Errorf("run %d: %s still running %v after SIGTERM", r, victim.Label, exitWait), figTermExit)
 	case <-ctx.Done():
 	}
 }
@@ -887,19 +796,19 @@ func (b *bench) measureFailover(ctx context.Context, r int) {
 		live[p.chevron] = true
 	}
 	var mu sync.Mutex
-	seen := map[*proc]string{}
+	seen := map[*child]string{}
 	killed := time.Now()
-	if err := old.cmd.Process.Kill(); err != nil {
-		b.fail(ctx, fmt.Errorf("run %d: kill %s: %w", r, old.label, err), figFailoverFirst, figFailoverBoth)
+	if err := old.Cmd.Process.Kill(); err != nil {
+		b.fail(ctx, fmt.Errorf("run %d: kill %s: %w", r, old.Label, err), figFailoverFirst, figFailoverBoth)
 		return
 	}
-	ats, err := pollEach(ctx, survivors, killed.Add(failoverWait), b.cfg.poll, func(ctx context.Context, p *proc) (bool, error) {
+	ats, err := pollEach(ctx, survivors, killed.Add(failoverWait), b.cfg.poll, func(ctx context.Context, p *child) (bool, error) {
 		st, err := p.client.Status(ctx)
 		if err != nil {
 			return false, err
 		}
 		if st.Leader == "" || st.Leader == old.chevron || !live[st.Leader] {
-			return false, fmt.Errorf("%s: leader %q", p.label, st.Leader)
+			return false, fmt.Errorf("%s: leader %q", p.Label, st.Leader)
 		}
 		mu.Lock()
 		seen[p] = st.Leader
@@ -909,7 +818,7 @@ func (b *bench) measureFailover(ctx context.Context, r int) {
 	b.record(ctx, r, killed, ats, err, figFailoverFirst, figFailoverBoth, "SIGKILL leader "+old.chevron+" new leader")
 	if err == nil && seen[survivors[0]] != seen[survivors[1]] {
 		b.note("run %d: survivors name different new leaders: %s says %s, %s says %s", r,
-			survivors[0].label, seen[survivors[0]], survivors[1].label, seen[survivors[1]])
+			survivors[0].Label, seen[survivors[0]], survivors[1].Label, seen[survivors[1]])
 	}
 }
 
@@ -978,8 +887,8 @@ func pollUntil(ctx context.Context, deadline time.Time, every time.Duration,
 
 // pollEach polls every process in ps concurrently, each over its own client,
 // and returns when each first reported done (zero for one that did not).
-func pollEach(ctx context.Context, ps []*proc, deadline time.Time, every time.Duration,
-	check func(context.Context, *proc) (bool, error)) ([]time.Time, error) {
+func pollEach(ctx context.Context, ps []*child, deadline time.Time, every time.Duration,
+	check func(context.Context, *child) (bool, error)) ([]time.Time, error) {
 	ats := make([]time.Time, len(ps))
 	errs := make([]error, len(ps))
 	var wg sync.WaitGroup
@@ -989,7 +898,7 @@ func pollEach(ctx context.Context, ps []*proc, deadline time.Time, every time.Du
 				return check(ctx, p)
 			})
 			if errs[i] != nil {
-				errs[i] = fmt.Errorf("%s: %w", p.label, errs[i])
+				errs[i] = fmt.Errorf("%s: %w", p.Label, errs[i])
 			}
 		})
 	}
@@ -1123,7 +1032,7 @@ func (rep *report) anyFailed() bool {
 func (rep *report) print(w io.Writer) {
 	fmt.Fprintf(w, "robonet %s node figures: %d runs, %s, %s, %d CPUs, took %s\n",
 		rep.Version, rep.Runs, rep.Binary, rep.Go, rep.CPUs, rep.Elapsed)
-	fmt.Fprintf(w, "load average: %s at start, %s at end\n\n", fmtLoad(rep.LoadStart), fmtLoad(rep.LoadEnd))
+	fmt.Fprintf(w, "load average: %s at start, %s at end\n\n", proc.FormatLoad(rep.LoadStart), proc.FormatLoad(rep.LoadEnd))
 	tw := tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
 	fmt.Fprintln(tw, "figure\tmin\tmedian\tmax\tn\tfailed")
 	for _, f := range rep.Figures {
@@ -1159,124 +1068,6 @@ func (rep *report) print(w io.Writer) {
 
 // ---- small helpers ----
 
-// outBuf collects a child's output (up to 1 MiB) and notes when a marker
-// first appeared in it.
-type outBuf struct {
-	marker []byte
-	marked chan struct{} // closed when the marker appeared
-
-	mu   sync.Mutex // guards the fields below
-	buf  []byte
-	from int       // where the next marker search starts
-	at   time.Time // when the marker appeared
-}
-
-const maxOut = 1 << 20
-
-func newOutBuf(marker string) *outBuf {
-	return &outBuf{marker: []byte(marker), marked: make(chan struct{})}
-}
-
-func (w *outBuf) Write(p []byte) (int, error) {
-	now := time.Now()
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if room := maxOut - len(w.buf); room > 0 {
-		w.buf = append(w.buf, p[:min(len(p), room)]...)
-	}
-	if len(w.marker) > 0 && w.at.IsZero() {
-		if bytes.Contains(w.buf[w.from:], w.marker) {
-			w.at = now
-			close(w.marked)
-		} else {
-			w.from = max(0, len(w.buf)-len(w.marker)+1)
-		}
-	}
-	return len(p), nil
-}
-
-func (w *outBuf) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return string(w.buf)
-}
-
-func (w *outBuf) markedAt() time.Time {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.at
-}
-
-// reservePorts returns n free 127.0.0.1 addresses: listen on :0, then close.
-// Another program may take one before the node binds it; that run then fails.
-func reservePorts(n int) ([]string, error) {
-	var out []string
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("reserve a port: %w", err)
-		}
-		ls = append(ls, l)
-		out = append(out, l.Addr().String())
-	}
-	return out, nil
-}
-
-// childEnv is our environment without ROBONET_* variables, which `robonet`
-// would read as flags.
-func childEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "ROBONET_") {
-			env = append(env, kv)
-		}
-	}
-	return env
-}
-
-// rssBytes reads VmRSS from /proc/<pid>/status.
-func rssBytes(pid int) (int64, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, fmt.Errorf("rss: %w", err)
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			f := strings.Fields(rest)
-			if len(f) == 2 && f[1] == "kB" {
-				kb, err := strconv.ParseInt(f[0], 10, 64)
-				if err == nil {
-					return kb << 10, nil
-				}
-			}
-			return 0, fmt.Errorf("rss: /proc/%d/status: bad line %q", pid, line)
-		}
-	}
-	return 0, fmt.Errorf("rss: /proc/%d/status has no VmRSS", pid)
-}
-
-// loadAvg reads the 1, 5 and 15-minute load averages (zeros if unavailable).
-func loadAvg() [3]float64 {
-	var out [3]float64
-	data, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return out
-	}
-	f := strings.Fields(string(data))
-	for i := 0; i < 3 && i < len(f); i++ {
-		out[i], _ = strconv.ParseFloat(f[i], 64)
-	}
-	return out
-}
-
-func fmtLoad(l [3]float64) string { return fmt.Sprintf("%.2f %.2f %.2f", l[0], l[1], l[2]) }
-
 func sleepCtx(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
 		return ctx.Err()
@@ -1297,7 +1088,5 @@ func isTerminal(f *os.File) bool {
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-
-func mib(b int64) float64 { return float64(b) / (1 << 20) }
 
 func round(d time.Duration) time.Duration { return d.Round(time.Millisecond) }

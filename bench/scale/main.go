@@ -33,6 +33,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/robonet-mesh/robonet/bench/internal/proc"
 	"github.com/robonet-mesh/robonet/mesh"
 	"github.com/robonet-mesh/robonet/trust"
 )
@@ -58,14 +59,14 @@ type config struct {
 
 type bench struct {
 	cfg      config
-	ps       procs
+	ps       proc.Group
 	tmp      string
 	bin      string
 	self     string
 	edgeOK   bool   // the binary has edge mode (up --edge)
 	swarmBin string // robonet for the route-clustered swarms
 	notes    []string
-	sims     []*proc // the current scale's sim children
+	sims     []*child // the current scale's sim children
 	started  time.Time
 }
 
@@ -115,7 +116,7 @@ func run() int {
 		return 1
 	}
 	defer func() {
-		b.ps.killAll()
+		b.ps.KillAll()
 		_ = os.RemoveAll(b.tmp)
 	}()
 	if err := b.prepare(ctx); err != nil {
@@ -129,14 +130,14 @@ func run() int {
 			fmt.Printf("  FAILED: %v\n", err)
 			failed = true
 		}
-		b.ps.killAll()
+		b.ps.KillAll()
 	}
 	for _, n := range cfg.swarms {
 		if err := b.swarm(ctx, n); err != nil {
 			fmt.Printf("  FAILED: %v\n", err)
 			failed = true
 		}
-		b.ps.killAll()
+		b.ps.KillAll()
 	}
 	for _, n := range b.notes {
 		fmt.Println("note:", n)
@@ -234,7 +235,7 @@ func (b *bench) buildRef(ctx context.Context, ref string) (string, error) {
 
 // core is a running core of three.
 type core struct {
-	members []*proc
+	members []*child
 	client  *mesh.Client // on member 0, the founder (its operator key is an admin)
 	servers []string     // the members' server names
 	secret  string
@@ -244,7 +245,7 @@ type core struct {
 // startCore starts three members at once (member 0 with --founder) and
 // waits until member 0 sees three alive.
 func (b *bench) startCore(ctx context.Context, dir string) (*core, error) {
-	addrs, err := reservePorts(6)
+	addrs, err := proc.LocalAddrs(6)
 	if err != nil {
 		return nil, err
 	}
@@ -272,7 +273,7 @@ func (b *bench) startCore(ctx context.Context, dir string) (*core, error) {
 		} else {
 			args = append([]string{"up", "--log-level", "warn"}, args...)
 		}
-		p, err := b.ps.start(fmt.Sprint("core", i), bin, args, upMarker)
+		p, err := b.start(fmt.Sprint("core", i), bin, args, upMarker)
 		if err != nil {
 			return nil, err
 		}
@@ -280,12 +281,12 @@ func (b *bench) startCore(ctx context.Context, dir string) (*core, error) {
 		c.members = append(c.members, p)
 	}
 	for _, p := range c.members {
-		if err := p.waitReady(ctx, 90*time.Second); err != nil {
+		if err := p.WaitReady(ctx, time.Now().Add(90*time.Second)); err != nil {
 			return nil, err
 		}
 	}
 	if c.client, err = connect(ctx, c.members[0].url(), c.members[0].data, "scale"); err != nil {
-		return nil, fmt.Errorf("%s: %w", c.members[0].label, err)
+		return nil, fmt.Errorf("%s: %w", c.members[0].Label, err)
 	}
 	if _, c.servers, err = formed(ctx, c.client, 3, 60*time.Second); err != nil {
 		c.close()
@@ -309,7 +310,7 @@ func (c *core) other() string {
 func (c *core) pids() []int {
 	var out []int
 	for _, p := range c.members {
-		out = append(out, p.pid())
+		out = append(out, p.Pid())
 	}
 	return out
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/robonet-mesh/robonet/bench/internal/proc"
 	"github.com/robonet-mesh/robonet/command"
 	"github.com/robonet-mesh/robonet/mesh"
 	"github.com/robonet-mesh/robonet/subjects"
@@ -40,7 +41,7 @@ func (b *bench) scale(ctx context.Context, n int) error {
 	b.logf("core of 3 up in %v", time.Since(t0).Round(time.Millisecond))
 	fig("core of 3: exec → every member sees 3 alive", ms(time.Since(t0)), "")
 
-	var edges []*proc
+	var edges []*child
 	if b.realEdges() > 0 {
 		if edges, err = b.startEdges(ctx, c, dir); err != nil {
 			return err
@@ -52,15 +53,15 @@ func (b *bench) scale(ctx context.Context, n int) error {
 		// what the simulated edges' registration costs each real edge.
 		t0 := make([]int64, len(edges))
 		for i, p := range edges {
-			t0[i], _ = cpuTicks(p.pid())
+			t0[i], _ = proc.CPUTicks(p.Pid())
 		}
 		if err := b.startSims(ctx, c, dir, n, expected); err != nil {
 			return err
 		}
 		var spent []float64
 		for i, p := range edges {
-			t1, _ := cpuTicks(p.pid())
-			spent = append(spent, float64(t1-t0[i])/clkTck)
+			t1, _ := proc.CPUTicks(p.Pid())
+			spent = append(spent, float64(t1-t0[i])/proc.ClockTick)
 		}
 		if len(spent) > 0 {
 			fig(fmt.Sprintf("real edge CPU while %d edges registered p50 / max", n), fmt.Sprintf("%.1f / %.1f s", pct(spent, .5), pct(spent, 1)), "")
@@ -93,14 +94,14 @@ func (b *bench) settle(ctx context.Context, d time.Duration) {
 
 // startEdges starts the real edges all at once and waits until the core's
 // nodes view lists each of them alive.
-func (b *bench) startEdges(ctx context.Context, c *core, dir string) ([]*proc, error) {
+func (b *bench) startEdges(ctx context.Context, c *core, dir string) ([]*child, error) {
 	n := b.cfg.edges
-	addrs, err := reservePorts(n)
+	addrs, err := proc.LocalAddrs(n)
 	if err != nil {
 		return nil, err
 	}
 	join := strings.Join(c.routes, ",")
-	var edges []*proc
+	var edges []*child
 	t0 := time.Now()
 	for i := range n {
 		data := filepath.Join(dir, fmt.Sprint("edge", i))
@@ -109,7 +110,7 @@ func (b *bench) startEdges(ctx context.Context, c *core, dir string) ([]*proc, e
 			bin, args = b.bin, []string{"up", "--edge", "--log-level", "warn"}
 		}
 		args = append(args, "--join", join, "--data", data, "--listen", addrs[i], "--swarm", "scale", "--token", c.secret, "--name", fmt.Sprint("edge", i))
-		p, err := b.ps.start(fmt.Sprint("edge", i), bin, args, upMarker)
+		p, err := b.start(fmt.Sprint("edge", i), bin, args, upMarker)
 		if err != nil {
 			return nil, err
 		}
@@ -118,15 +119,15 @@ func (b *bench) startEdges(ctx context.Context, c *core, dir string) ([]*proc, e
 	}
 	names := map[string]bool{}
 	for _, p := range edges {
-		names[p.label] = true
+		names[p.Label] = true
 	}
 	var lastUp time.Time
 	for _, p := range edges {
-		if err := p.waitReady(ctx, 120*time.Second); err != nil {
+		if err := p.WaitReady(ctx, time.Now().Add(120*time.Second)); err != nil {
 			return edges, err
 		}
-		if p.readyT.After(lastUp) {
-			lastUp = p.readyT
+		if p.ReadyAt().After(lastUp) {
+			lastUp = p.ReadyAt()
 		}
 	}
 	at, err := poll(ctx, 120*time.Second, 100*time.Millisecond, func(ctx context.Context) (bool, error) {
@@ -187,8 +188,8 @@ func (b *bench) watchLeave(c *core, chev string) func() (time.Time, bool) {
 }
 
 // chevronOf reads the chevron from a `robonet up` line.
-func chevronOf(p *proc) string {
-	_, rest, ok := strings.Cut(p.readyL, upMarker)
+func chevronOf(p *child) string {
+	_, rest, ok := strings.Cut(p.ReadyLine(), upMarker)
 	if !ok {
 		return ""
 	}
@@ -206,14 +207,14 @@ func (b *bench) startSims(ctx context.Context, c *core, dir string, n, expected 
 	urls := strings.Join(c.urls(), ",")
 	seed := filepath.Join(c.members[0].data, operatorSeed)
 	t0 := time.Now()
-	var sims []*proc
+	var sims []*child
 	for i := range k {
 		from, to := 1+i*n/k, (i+1)*n/k
 		sdir := filepath.Join(dir, fmt.Sprint("sim", i))
 		if err := mkdir(sdir); err != nil {
 			return err
 		}
-		p, err := b.ps.start(fmt.Sprint("sim", i), b.self, []string{"sim", "-urls", urls, "-seed", seed, "-prefix", simPrefix,
+		p, err := b.start(fmt.Sprint("sim", i), b.self, []string{"sim", "-urls", urls, "-seed", seed, "-prefix", simPrefix,
 			"-from", fmt.Sprint(from), "-to", fmt.Sprint(to), "-perconn", fmt.Sprint(b.cfg.perConn), "-hb", b.cfg.hb.String(), "-dir", sdir,
 			"-rate", fmt.Sprint(b.cfg.regRate / float64(k))},
 			simReadyLine)
@@ -225,12 +226,12 @@ func (b *bench) startSims(ctx context.Context, c *core, dir string, n, expected 
 	b.sims = sims
 	var lastReady time.Time
 	for _, p := range sims {
-		if err := p.waitReady(ctx, b.regWait(n)); err != nil {
+		if err := p.WaitReady(ctx, time.Now().Add(b.regWait(n))); err != nil {
 			fig(fmt.Sprintf("%d simulated edges registered (rn_nodes Create each)", n), "NOT REACHED: "+err.Error(), "")
 			return nil
 		}
-		if p.readyT.After(lastReady) {
-			lastReady = p.readyT
+		if p.ReadyAt().After(lastReady) {
+			lastReady = p.ReadyAt()
 		}
 	}
 	fig(fmt.Sprintf("%d simulated edges registered (rn_nodes Create each)", n), ms(lastReady.Sub(t0)), "")
@@ -272,15 +273,15 @@ func (b *bench) regWait(n int) time.Duration {
 
 // idleFigures measures CPU over the idle window: the core's three
 // members (the heartbeat fan-in), the real edges, the sim children.
-func (b *bench) idleFigures(ctx context.Context, c *core, edges []*proc) {
+func (b *bench) idleFigures(ctx context.Context, c *core, edges []*child) {
 	pids := c.pids()
 	for _, p := range edges {
-		pids = append(pids, p.pid())
+		pids = append(pids, p.Pid())
 	}
 	for _, p := range b.sims {
-		pids = append(pids, p.pid())
+		pids = append(pids, p.Pid())
 	}
-	cpu, err := cpuOver(ctx, pids, b.cfg.idle)
+	cpu, err := proc.CPUOver(ctx, pids, b.cfg.idle)
 	if err != nil {
 		fmt.Printf("  idle CPU: %v\n", err)
 		return
@@ -299,7 +300,7 @@ func (b *bench) idleFigures(ctx context.Context, c *core, edges []*proc) {
 		ec := cpu[3 : 3+len(edges)]
 		var er []float64
 		for _, p := range edges {
-			r, _ := rssMiB(p.pid())
+			r, _ := rssMiB(p.Pid())
 			er = append(er, r)
 		}
 		fig("real edge idle CPU p50 / max", fmt.Sprintf("%.2f / %.2f ms/s", pct(ec, .5), pct(ec, 1)), "≤ 2 ms/s")
@@ -309,7 +310,7 @@ func (b *bench) idleFigures(ctx context.Context, c *core, edges []*proc) {
 		var s, r float64
 		for i, p := range b.sims {
 			s += cpu[3+len(edges)+i]
-			v, _ := rssMiB(p.pid())
+			v, _ := rssMiB(p.Pid())
 			r += v
 		}
 		fig("sim children (all simulated edges) CPU / RSS", fmt.Sprintf("%.0f ms/s / %.0f MiB", s, r), "")
@@ -381,7 +382,7 @@ func (b *bench) pingFigures(ctx context.Context, c *core, expected int) error {
 // leaveFigures SIGKILLs one real edge and SIGSTOPs another, and times
 // until the core's view shows each offline; the stopped one is then
 // continued and timed back to alive.
-func (b *bench) leaveFigures(ctx context.Context, c *core, edges []*proc, big bool) {
+func (b *bench) leaveFigures(ctx context.Context, c *core, edges []*child, big bool) {
 	every := 100 * time.Millisecond
 	if big {
 		every = 250 * time.Millisecond // each view is megabytes at scale
@@ -391,7 +392,7 @@ func (b *bench) leaveFigures(ctx context.Context, c *core, edges []*proc, big bo
 		chev := chevronOf(p)
 		leaveAt := b.watchLeave(c, chev)
 		t0 := time.Now()
-		_ = p.cmd.Process.Signal(sig)
+		_ = p.Cmd.Process.Signal(sig)
 		at, err := poll(ctx, 30*time.Second, every, func(ctx context.Context) (bool, error) {
 			ms, err := nodesView(ctx, c.client, c.other())
 			if err != nil {
@@ -412,7 +413,7 @@ func (b *bench) leaveFigures(ctx context.Context, c *core, edges []*proc, big bo
 		fig("edge "+name+" → offline in core view", fmt.Sprintf("%s (poll every %v; %s)", ms(at.Sub(t0)), every, ev), target)
 		if sig == syscall.SIGSTOP {
 			t1 := time.Now()
-			_ = p.cmd.Process.Signal(syscall.SIGCONT)
+			_ = p.Cmd.Process.Signal(syscall.SIGCONT)
 			at, err := poll(ctx, 30*time.Second, every, func(ctx context.Context) (bool, error) {
 				ms, err := nodesView(ctx, c.client, c.other())
 				if err != nil {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/robonet-mesh/robonet/bench/internal/proc"
 	"github.com/robonet-mesh/robonet/trust"
 )
 
@@ -15,7 +16,7 @@ import (
 // CPU and RSS per node.
 func (b *bench) swarm(ctx context.Context, n int) error {
 	fmt.Printf("\n== route-clustered swarm of %d (every member a core member) · load %s\n", n, loadAvg())
-	addrs, err := reservePorts(2 * n)
+	addrs, err := proc.LocalAddrs(2 * n)
 	if err != nil {
 		return err
 	}
@@ -26,7 +27,7 @@ func (b *bench) swarm(ctx context.Context, n int) error {
 	routes := addrs[n:]
 	join := strings.Join(routes, ",")
 	dir := filepath.Join(b.tmp, fmt.Sprint("swarm-", n))
-	var ps []*proc
+	var ps []*child
 	t0 := time.Now()
 	for i := range n {
 		data := filepath.Join(dir, fmt.Sprint("n", i))
@@ -35,7 +36,7 @@ func (b *bench) swarm(ctx context.Context, n int) error {
 		if i == 0 {
 			args = append(args, "--founder")
 		}
-		p, err := b.ps.start(fmt.Sprint("n", i), b.swarmBin, args, upMarker)
+		p, err := b.start(fmt.Sprint("n", i), b.swarmBin, args, upMarker)
 		if err != nil {
 			return err
 		}
@@ -43,13 +44,13 @@ func (b *bench) swarm(ctx context.Context, n int) error {
 		ps = append(ps, p)
 	}
 	for _, p := range ps {
-		if err := p.waitReady(ctx, 180*time.Second); err != nil {
+		if err := p.WaitReady(ctx, time.Now().Add(180*time.Second)); err != nil {
 			return err
 		}
 	}
 	client, err := connect(ctx, ps[0].url(), ps[0].data, "scale-swarm")
 	if err != nil {
-		return fmt.Errorf("%s: %w", ps[0].label, err)
+		return fmt.Errorf("%s: %w", ps[0].Label, err)
 	}
 	defer client.Close()
 	at, _, err := formed(ctx, client, n, 120*time.Second)
@@ -60,9 +61,9 @@ func (b *bench) swarm(ctx context.Context, n int) error {
 	b.settle(ctx, 5*time.Second)
 	var pids []int
 	for _, p := range ps {
-		pids = append(pids, p.pid())
+		pids = append(pids, p.Pid())
 	}
-	cpu, err := cpuOver(ctx, pids, b.cfg.idle)
+	cpu, err := proc.CPUOver(ctx, pids, b.cfg.idle)
 	if err != nil {
 		return err
 	}

@@ -74,18 +74,8 @@ func newCoreStatusCmd(g *globals) *cobra.Command {
 		Short: "Show the core: its size, its members, which are up, and whether it is below or above its size",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			c, err := g.connect(ctx)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ms, err := c.Nodes(ctx)
-			if err != nil {
-				return err
-			}
 			var st wire.CoreStatus
-			if err := askCore(ctx, c, subjects.QueryCore, "", coreKeys(ms, ""), nil, &st); err != nil {
+			if err := askAnyCore(cmd.Context(), g, subjects.QueryCore, nil, &st); err != nil {
 				return err
 			}
 			if st.Members == nil {
@@ -176,22 +166,44 @@ The command waits (--wait) until the registry shows the node as a core member ag
 	return cmd
 }
 
+// coreView connects and reads the registry, where every core command
+// finds whom to ask. The caller closes the client.
+func coreView(ctx context.Context, g *globals) (*mesh.Client, []wire.Member, error) {
+	c, err := g.connect(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	ms, err := c.Nodes(ctx)
+	if err != nil {
+		c.Close()
+		return nil, nil, err
+	}
+	return c, ms, nil
+}
+
+// askAnyCore asks query name of any core member up (core status, size).
+func askAnyCore(ctx context.Context, g *globals, name string, req, v any) error {
+	c, ms, err := coreView(ctx, g)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return askCore(ctx, c, name, "", coreKeys(ms, ""), req, v)
+}
+
 // coreTarget connects and finds the node core add or remove names, with
 // the registry it was found in and how to name it in messages.
 func coreTarget(ctx context.Context, g *globals, arg string) (*mesh.Client, []wire.Member, wire.Member, string, error) {
-	c, err := g.connect(ctx)
+	c, ms, err := coreView(ctx, g)
 	if err != nil {
 		return nil, nil, wire.Member{}, "", err
 	}
-	ms, err := c.Nodes(ctx)
-	if err == nil {
-		var m wire.Member
-		if m, err = node.FindMember(ms, arg); err == nil {
-			return c, ms, m, fmt.Sprintf("%s (%s)", m.Name, m.Chevron), nil
-		}
+	m, err := node.FindMember(ms, arg)
+	if err != nil {
+		c.Close()
+		return nil, nil, wire.Member{}, "", err
 	}
-	c.Close()
-	return nil, nil, wire.Member{}, "", err
+	return c, ms, m, fmt.Sprintf("%s (%s)", m.Name, m.Chevron), nil
 }
 
 func newCoreRemoveCmd(g *globals) *cobra.Command {
@@ -250,18 +262,8 @@ func newCoreSizeCmd(g *globals) *cobra.Command {
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			size, _ := strconv.Atoi(args[0])
-			ctx := cmd.Context()
-			c, err := g.connect(ctx)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ms, err := c.Nodes(ctx)
-			if err != nil {
-				return err
-			}
 			var out node.CoreChange
-			if err := askCore(ctx, c, subjects.QueryCoreSize, "", coreKeys(ms, ""), node.CoreSizeRequest{Size: size}, &out); err != nil {
+			if err := askAnyCore(cmd.Context(), g, subjects.QueryCoreSize, node.CoreSizeRequest{Size: size}, &out); err != nil {
 				return err
 			}
 			if g.json {

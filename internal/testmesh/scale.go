@@ -22,7 +22,7 @@ func (s *Swarm) AddEdge(options ...Option) *node.Node {
 	edge := func(_ int, o *node.Options) {
 		o.Edge, o.Cluster, o.ForceCore = true, "", false
 	}
-	return s.addWith(append([]Option{edge}, options...))
+	return s.Add(append([]Option{edge}, options...)...)
 }
 
 // AddCandidate starts a node with --cluster and --join and no --edge:
@@ -30,29 +30,7 @@ func (s *Swarm) AddEdge(options ...Option) *node.Node {
 func (s *Swarm) AddCandidate(options ...Option) *node.Node {
 	s.t.Helper()
 	cand := func(_ int, o *node.Options) { o.ForceCore = false }
-	return s.addWith(append([]Option{cand}, options...))
-}
-
-func (s *Swarm) addWith(options []Option) *node.Node {
-	s.t.Helper()
-	s.mu.Lock()
-	i := len(s.nodes)
-	o := s.options(i, options)
-	if o.Cluster != "" {
-		o.Cluster = "127.0.0.1:0"
-	}
-	s.opts = append(s.opts, o)
-	s.nodes = append(s.nodes, nil)
-	s.mu.Unlock()
-	nd, err := s.startNode(o)
-	if err != nil {
-		s.t.Fatalf("add node %d: %v", i, err)
-	}
-	s.mu.Lock()
-	s.nodes[i] = nd
-	s.mu.Unlock()
-	s.waitKnowsFounder(i, nd)
-	return nd
+	return s.Add(append([]Option{cand}, options...)...)
 }
 
 // Index is the index of nd in the swarm, -1 if it is not there.

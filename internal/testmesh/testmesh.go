@@ -200,12 +200,16 @@ func (s *Swarm) AddNode(options ...Option) *node.Node {
 	return nd
 }
 
+// add starts one more node and returns it with its index: Add, AddNode,
+// AddEdge and AddCandidate differ only in options. Its route address is a
+// fresh port (the reserved ones are the first members') unless an option
+// says otherwise: an edge has none.
 func (s *Swarm) add(options []Option) (*node.Node, int) {
 	s.t.Helper()
+	fresh := func(_ int, o *node.Options) { o.Cluster = "127.0.0.1:0" }
 	s.mu.Lock()
 	i := len(s.nodes)
-	o := s.options(i, options)
-	o.Cluster = "127.0.0.1:0"
+	o := s.options(i, append([]Option{fresh}, options...))
 	s.opts = append(s.opts, o)
 	s.nodes = append(s.nodes, nil)
 	s.mu.Unlock()
