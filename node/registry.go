@@ -216,6 +216,37 @@ func (r *registry) edgeByServer(s string, since time.Time) (chev, name, pub stri
 	return "", "", "", false
 }
 
+// coreMembers lists the core nodes known by declaration or by heartbeat
+// (role core, a server name), each with its state; unordered, without the
+// tiers members judges: CoreStatus asks it on every status query, and a
+// registry of thousands of edges should not cost that query a judgement of
+// each.
+func (r *registry) coreMembers(now time.Time) []wire.Member {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []wire.Member
+	add := func(chev string, m wire.Member) {
+		if m.Role == wire.NodeRoleEdge || m.Server == "" {
+			return
+		}
+		m.Chevron, m.State = chev, r.stateLocked(chev, now)
+		out = append(out, m)
+	}
+	for chev, info := range r.infos {
+		m := wire.Member{Name: info.Name, Pubkey: info.Pubkey, Server: info.Server, Role: info.Role}
+		if e := r.live[chev]; e != nil && e.hb.Pubkey == info.Pubkey && e.hb.Role != "" {
+			m.Role, m.Server = e.hb.Role, e.hb.Server
+		}
+		add(chev, m)
+	}
+	for chev, e := range r.live {
+		if _, declared := r.infos[chev]; !declared {
+			add(chev, wire.Member{Name: e.hb.Name, Pubkey: e.hb.Pubkey, Server: e.hb.Server, Role: e.hb.Role})
+		}
+	}
+	return out
+}
+
 // members lists every node known by declaration or by heartbeat, self
 // included, in chevron order, each with its tier (tierOf).
 func (r *registry) members(now time.Time, self wire.Member) []wire.Member {

@@ -373,11 +373,11 @@ func (n *Node) coreStatus(fresh bool) wire.CoreStatus {
 	}
 	byServer := map[string]wire.Member{}
 	if n.reg != nil {
-		for _, m := range n.reg.members(time.Now(), n.self()) {
-			if m.Role != wire.NodeRoleEdge && m.Server != "" {
-				byServer[m.Server] = m
-			}
+		for _, m := range n.reg.coreMembers(time.Now()) {
+			byServer[m.Server] = m
 		}
+		self := n.self()
+		byServer[self.Server] = self
 	}
 	seen := map[string]bool{}
 	for s := range up {
