@@ -255,7 +255,9 @@ func (p *peerRec) apply(h Headers, hash Hash, ev *evidence, now time.Time, w uin
 		r.Late++
 	}
 	if s > top {
-		win.advance(top, s)
+		if !first { // a first message's window is new
+			win.advance(top, s)
+		}
 		top = s
 	}
 	gap := s > 1 && !linked && !first
