@@ -96,13 +96,15 @@ func (n *Node) onHeartbeat(m *nats.Msg) {
 		n.log.Debug("dropping malformed heartbeat", "subject", m.Subject)
 		return
 	}
-	from, _, ok := subjects.ParseEvent(m.Subject)
+	var from subjects.Chevron
+	ok := false
 	if srv, edge := strings.CutPrefix(m.Subject, "_rn.ehb."); edge {
 		// An edge's: its chevron is in the body, its server in the subject.
-		from, ok = subjects.Chevron{}, false
 		if c, err := subjects.Parse(hb.Chevron); err == nil && srv == hb.Server && hb.Role == wire.NodeRoleEdge {
 			from, ok = c, true
 		}
+	} else {
+		from, _, ok = subjects.ParseEvent(m.Subject)
 	}
 	if !ok {
 		return
@@ -114,18 +116,19 @@ func (n *Node) onHeartbeat(m *nats.Msg) {
 	if hb.Pubkey == n.pub {
 		return
 	}
-	if _, registered := n.ids.ownerOf(from); !registered {
+	peer := hb.Chevron // from, as text
+	owner, registered := n.ids.ownerOfText(peer)
+	if !registered {
 		n.tc.heartbeats.Add(1)
 		n.heardUnregistered(m, from, hb.Pubkey)
 		return
 	}
-	if _, ok := n.verifyNodeMsg(m, from); !ok {
+	if _, ok := n.verifyOwnerMsg(m, from, owner); !ok {
 		n.tc.heartbeats.Add(1)
 		return
 	}
 	now := time.Now()
 	n.reg.onHeartbeat(hb, now)
-	peer := from.String()
 	n.sent.Message(peer, now)
 	n.sent.Heartbeat(peer, now)
 	// Delivery latency of the heartbeat stands in for the peer's reply

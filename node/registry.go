@@ -87,6 +87,10 @@ func (r *registry) onHeartbeat(hb wire.Heartbeat, now time.Time) {
 	if e != nil && e.hb.Pubkey == hb.Pubkey && e.hb.Started.Equal(hb.Started) && hb.Seq <= e.hb.Seq {
 		return // late or duplicate
 	}
+	if e != nil {
+		*e = liveEntry{hb: hb, recv: now} // entries never leave r.mu: reuse it
+		return
+	}
 	r.live[hb.Chevron] = &liveEntry{hb: hb, recv: now}
 }
 
