@@ -127,7 +127,7 @@ func (h *hbBench) run(b *testing.B, stage func(i int, m *nats.Msg)) {
 // BenchmarkCoreHeartbeat is what a core member spends on one edge's
 // heartbeat with 10,000 edges, whole (onHeartbeat) and by stage: the JSON
 // decode, the signature and chain check (verifyNodeMsg), the Sentinel's
-// four observations, the registry's update. heap-B/peer is what an edge's
+// observation (Beat), the registry's update. heap-B/peer is what an edge's
 // first heartbeat leaves on the heap (its ledger and Sentinel records, its
 // registry entry).
 //
@@ -158,11 +158,8 @@ func BenchmarkCoreHeartbeat(b *testing.B) {
 	b.Run("sentinel", func(b *testing.B) {
 		h := newHBBench(b, peers)
 		h.run(b, func(i int, _ *nats.Msg) {
-			peer, now := h.chevs[i].String(), time.Now()
-			h.n.sent.Message(peer, now)
-			h.n.sent.Heartbeat(peer, now)
-			h.n.sent.Reply(peer, time.Millisecond, now)
-			h.n.sent.Gauges(peer, 0.21, 0.42, 0.5, now)
+			peer, now := h.beats[i].Chevron, time.Now()
+			h.n.sent.Beat(peer, sentinel.Beat{Latency: time.Millisecond, CPU: 0.21, Mem: 0.42, Disk: 0.5}, now)
 		})
 	})
 	b.Run("registry", func(b *testing.B) {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/robonet-mesh/robonet/leafnode"
 	"github.com/robonet-mesh/robonet/mesh"
+	"github.com/robonet-mesh/robonet/sentinel"
 	"github.com/robonet-mesh/robonet/subjects"
 	"github.com/robonet-mesh/robonet/wire"
 )
@@ -129,17 +130,14 @@ func (n *Node) onHeartbeat(m *nats.Msg) {
 	}
 	now := time.Now()
 	n.reg.onHeartbeat(hb, now)
-	n.sent.Message(peer, now)
-	n.sent.Heartbeat(peer, now)
 	// Delivery latency of the heartbeat stands in for the peer's reply
 	// latency (nodes do not send each other commands): a constant clock
 	// offset between the two is absorbed by the baseline's median.
+	b := sentinel.Beat{Latency: -1, CPU: hb.CPU, Mem: hb.Mem, Disk: hb.Disk}
 	if d := now.Sub(hb.Sent); d > -time.Minute && d < time.Minute {
-		n.sent.Reply(peer, max(d, 0), now)
+		b.Latency = max(d, 0)
 	}
-	if hb.CPU > 0 || hb.Mem > 0 || hb.Disk > 0 {
-		n.sent.Gauges(peer, hb.CPU, hb.Mem, hb.Disk, now)
-	}
+	n.sent.Beat(peer, b, now)
 }
 
 func (n *Node) onLeave(m *nats.Msg) {
