@@ -6,9 +6,12 @@ import (
 	"io"
 	"log/slog"
 	"runtime"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
@@ -30,11 +33,12 @@ type hbBench struct {
 	chevs  []subjects.Chevron
 	pubs   []string
 	beats  []wire.Heartbeat // the latest round's, decoded
+	member bool             // send on rn.<chevron>.evt.hb (as members and bench/scale's simulated edges do), not _rn.ehb.<server>
 	seq    uint64
 	start  time.Time
 }
 
-func newHBBench(b *testing.B, peers int) *hbBench {
+func newHBBench(b testing.TB, peers int) *hbBench {
 	b.Helper()
 	ledger, err := trust.NewLedger(trust.Config{MaxPeers: MaxPeers, TolerateBadSignatures: true})
 	if err != nil {
@@ -70,7 +74,7 @@ func newHBBench(b *testing.B, peers int) *hbBench {
 }
 
 // round signs one heartbeat of every edge, as an edge sends it every 5 s.
-func (h *hbBench) round(b *testing.B) []*nats.Msg {
+func (h *hbBench) round(b testing.TB) []*nats.Msg {
 	b.Helper()
 	h.seq++
 	now := time.Now().UTC()
@@ -86,6 +90,9 @@ func (h *hbBench) round(b *testing.B) []*nats.Msg {
 			b.Fatal(err)
 		}
 		m := &nats.Msg{Subject: leafnode.EdgeBeat(srv), Data: data, Header: nats.Header{}}
+		if h.member {
+			m.Subject = subjects.Event(h.chevs[i], subjects.EvtHeartbeat)
+		}
 		hd, err := c.Sign(m.Subject, m.Data)
 		if err != nil {
 			b.Fatal(err)
@@ -125,9 +132,10 @@ func (h *hbBench) run(b *testing.B, stage func(i int, m *nats.Msg)) {
 }
 
 // BenchmarkCoreHeartbeat is what a core member spends on one edge's
-// heartbeat with 10,000 edges, whole (onHeartbeat) and by stage: the JSON
-// decode, the signature and chain check (verifyNodeMsg), the Sentinel's
-// observation (Beat), the registry's update. heap-B/peer is what an edge's
+// heartbeat with 10,000 edges, whole (onHeartbeat; -evt-subject: sent on
+// rn.<chevron>.evt.hb, as bench/scale's simulated edges send) and by
+// stage: the JSON decode, the signature and chain check (verifyNodeMsg),
+// the Sentinel's observation (Beat), the registry's update. heap-B/peer is what an edge's
 // first heartbeat leaves on the heap (its ledger and Sentinel records, its
 // registry entry).
 //
@@ -136,6 +144,11 @@ func BenchmarkCoreHeartbeat(b *testing.B) {
 	const peers = 10000
 	b.Run("onHeartbeat", func(b *testing.B) {
 		h := newHBBench(b, peers)
+		h.run(b, func(_ int, m *nats.Msg) { h.n.onHeartbeat(m) })
+	})
+	b.Run("onHeartbeat-evt-subject", func(b *testing.B) {
+		h := newHBBench(b, peers)
+		h.member = true
 		h.run(b, func(_ int, m *nats.Msg) { h.n.onHeartbeat(m) })
 	})
 	b.Run("decode", func(b *testing.B) {
@@ -184,4 +197,90 @@ func BenchmarkCoreStates(b *testing.B) {
 			b.Fatalf("%d states, want %d", len(st), len(h.chains))
 		}
 	}
+}
+
+// BenchmarkCoreHeartbeatDelivery is the NATS share of a heartbeat, without
+// the node's handling: signed heartbeats of 2,000 edges published over TCP
+// to an embedded server and delivered to an in-process subscriber that only
+// counts them (one server: no routes). cpu-ns/op is the process's CPU time
+// (publisher, server and subscriber together) per heartbeat delivered.
+//
+//	go test -run '^$' -bench CoreHeartbeatDelivery -benchtime 50000x ./node/
+func BenchmarkCoreHeartbeatDelivery(b *testing.B) {
+	h := newHBBench(b, 2000)
+	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoSigs: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv.Start()
+	defer srv.Shutdown()
+	if !srv.ReadyForConnections(5 * time.Second) {
+		b.Fatal("server not ready")
+	}
+	sub, err := nats.Connect("", nats.InProcessServer(srv))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sub.Close()
+	pub, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pub.Close()
+	var got atomic.Int64
+	if _, err := sub.Subscribe(leafnode.EdgeBeatAll, func(*nats.Msg) { got.Add(1) }); err != nil {
+		b.Fatal(err)
+	}
+	if err := sub.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	var msgs []*nats.Msg
+	batch := func() { // signing is not counted: 10 rounds at a time
+		msgs = msgs[:0]
+		for range 10 {
+			msgs = append(msgs, h.round(b)...)
+		}
+	}
+	var cpu time.Duration
+	sent := int64(0)
+	// drain waits until everything sent arrived and counts the CPU since start.
+	drain := func(start time.Duration) {
+		if err := pub.Flush(); err != nil {
+			b.Fatal(err)
+		}
+		for deadline := time.Now().Add(10 * time.Second); got.Load() < sent; time.Sleep(100 * time.Microsecond) {
+			if time.Now().After(deadline) {
+				b.Fatalf("%d of %d heartbeats delivered", got.Load(), sent)
+			}
+		}
+		cpu += cpuTime() - start
+	}
+	batch()
+	i, start := 0, cpuTime()
+	b.ResetTimer()
+	for b.Loop() {
+		if i == len(msgs) {
+			drain(start)
+			b.StopTimer()
+			batch()
+			b.StartTimer()
+			i, start = 0, cpuTime()
+		}
+		if err := pub.PublishMsg(msgs[i]); err != nil {
+			b.Fatal(err)
+		}
+		i++
+		sent++
+	}
+	drain(start)
+	b.ReportMetric(float64(cpu)/float64(sent), "cpu-ns/op")
+}
+
+// cpuTime is the process's user and system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
