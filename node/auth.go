@@ -239,13 +239,15 @@ func (ids *identities) nodeChevron(pub string) (subjects.Chevron, bool) {
 
 // ownerOf returns the key registered for chev.
 func (ids *identities) ownerOf(chev subjects.Chevron) (string, bool) {
+	return ids.ownerOfText(chev.String())
+}
+
+// ownerOfText is ownerOf for a chevron in its text form.
+func (ids *identities) ownerOfText(chev string) (string, bool) {
 	ids.mu.Lock()
-	defer ids.mu.Unlock()
-	in, ok := ids.infos[chev.String()]
-	if !ok || in.Pubkey == "" {
-		return "", false
-	}
-	return in.Pubkey, true
+	pub := ids.infos[chev].Pubkey
+	ids.mu.Unlock()
+	return pub, pub != ""
 }
 
 // isOwner reports whether pub is the key registered for chev.

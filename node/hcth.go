@@ -192,11 +192,18 @@ func (g hostGuard) Approve(ctx context.Context, m *nats.Msg, req wire.Request, f
 // Sentinel, so throwaway keys cannot fill them. A new node is heard from
 // its first heartbeat after its registration arrived.
 func (n *Node) verifyNodeMsg(m *nats.Msg, chev subjects.Chevron) (string, bool) {
-	h, err := mesh.ParseSigned(m)
-	if err != nil || n.ids.isRevoked(h.From) {
+	owner, ok := n.ids.ownerOf(chev)
+	if !ok {
 		return "", false
 	}
-	if owner, ok := n.ids.ownerOf(chev); !ok || owner != h.From {
+	return n.verifyOwnerMsg(m, chev, owner)
+}
+
+// verifyOwnerMsg is verifyNodeMsg once the caller looked up owner, the key
+// registered for chev.
+func (n *Node) verifyOwnerMsg(m *nats.Msg, chev subjects.Chevron, owner string) (string, bool) {
+	h, err := mesh.ParseSigned(m)
+	if err != nil || h.From != owner || n.ids.isRevoked(h.From) {
 		return "", false
 	}
 	drop, err := n.observe(h, m.Subject, m.Data, time.Now())

@@ -14,6 +14,7 @@ import (
 
 	"github.com/robonet-mesh/robonet/leafnode"
 	"github.com/robonet-mesh/robonet/mesh"
+	"github.com/robonet-mesh/robonet/sentinel"
 	"github.com/robonet-mesh/robonet/subjects"
 	"github.com/robonet-mesh/robonet/wire"
 )
@@ -96,13 +97,15 @@ func (n *Node) onHeartbeat(m *nats.Msg) {
 		n.log.Debug("dropping malformed heartbeat", "subject", m.Subject)
 		return
 	}
-	from, _, ok := subjects.ParseEvent(m.Subject)
+	var from subjects.Chevron
+	ok := false
 	if srv, edge := strings.CutPrefix(m.Subject, "_rn.ehb."); edge {
 		// An edge's: its chevron is in the body, its server in the subject.
-		from, ok = subjects.Chevron{}, false
 		if c, err := subjects.Parse(hb.Chevron); err == nil && srv == hb.Server && hb.Role == wire.NodeRoleEdge {
 			from, ok = c, true
 		}
+	} else {
+		from, _, ok = subjects.ParseEvent(m.Subject)
 	}
 	if !ok {
 		return
@@ -114,29 +117,27 @@ func (n *Node) onHeartbeat(m *nats.Msg) {
 	if hb.Pubkey == n.pub {
 		return
 	}
-	if _, registered := n.ids.ownerOf(from); !registered {
+	peer := hb.Chevron // from, as text
+	owner, registered := n.ids.ownerOfText(peer)
+	if !registered {
 		n.tc.heartbeats.Add(1)
 		n.heardUnregistered(m, from, hb.Pubkey)
 		return
 	}
-	if _, ok := n.verifyNodeMsg(m, from); !ok {
+	if _, ok := n.verifyOwnerMsg(m, from, owner); !ok {
 		n.tc.heartbeats.Add(1)
 		return
 	}
 	now := time.Now()
 	n.reg.onHeartbeat(hb, now)
-	peer := from.String()
-	n.sent.Message(peer, now)
-	n.sent.Heartbeat(peer, now)
 	// Delivery latency of the heartbeat stands in for the peer's reply
 	// latency (nodes do not send each other commands): a constant clock
 	// offset between the two is absorbed by the baseline's median.
+	b := sentinel.Beat{Latency: -1, CPU: hb.CPU, Mem: hb.Mem, Disk: hb.Disk}
 	if d := now.Sub(hb.Sent); d > -time.Minute && d < time.Minute {
-		n.sent.Reply(peer, max(d, 0), now)
+		b.Latency = max(d, 0)
 	}
-	if hb.CPU > 0 || hb.Mem > 0 || hb.Disk > 0 {
-		n.sent.Gauges(peer, hb.CPU, hb.Mem, hb.Disk, now)
-	}
+	n.sent.Beat(peer, b, now)
 }
 
 func (n *Node) onLeave(m *nats.Msg) {

@@ -87,6 +87,10 @@ func (r *registry) onHeartbeat(hb wire.Heartbeat, now time.Time) {
 	if e != nil && e.hb.Pubkey == hb.Pubkey && e.hb.Started.Equal(hb.Started) && hb.Seq <= e.hb.Seq {
 		return // late or duplicate
 	}
+	if e != nil {
+		*e = liveEntry{hb: hb, recv: now} // entries never leave r.mu: reuse it
+		return
+	}
 	r.live[hb.Chevron] = &liveEntry{hb: hb, recv: now}
 }
 
@@ -175,7 +179,12 @@ func (r *registry) currentLease() (wire.Lease, bool) {
 
 // stateLocked judges a member other than self.
 func (r *registry) stateLocked(chev string, now time.Time) string {
-	e := r.live[chev]
+	return r.entryState(r.live[chev], now)
+}
+
+// entryState is stateLocked of a member's live entry (nil: none), for
+// loops over r.live that hold it already.
+func (r *registry) entryState(e *liveEntry, now time.Time) string {
 	if e == nil {
 		return wire.StateOffline
 	}
@@ -357,7 +366,7 @@ func (r *registry) membersAndViews(now time.Time, self wire.Member) ([]wire.Memb
 	}
 	for chev, e := range r.live {
 		// A node that left cleanly and removed its declaration is gone.
-		if _, declared := r.infos[chev]; !declared && r.stateLocked(chev, now) == wire.StateOffline && !e.leftAt.IsZero() {
+		if _, declared := r.infos[chev]; !declared && r.entryState(e, now) == wire.StateOffline && !e.leftAt.IsZero() {
 			continue
 		}
 		add(chev)
@@ -370,10 +379,10 @@ func (r *registry) membersAndViews(now time.Time, self wire.Member) ([]wire.Memb
 func (r *registry) states(now time.Time, self string) map[string]string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := map[string]string{}
-	for chev := range r.live {
+	out := make(map[string]string, len(r.live))
+	for chev, e := range r.live {
 		if chev != self {
-			out[chev] = r.stateLocked(chev, now)
+			out[chev] = r.entryState(e, now)
 		}
 	}
 	return out
@@ -385,7 +394,7 @@ func (r *registry) heardAlive(now time.Time, self string) map[string]bool {
 	defer r.mu.Unlock()
 	out := map[string]bool{}
 	for chev, e := range r.live {
-		if e.hb.Pubkey != self && r.stateLocked(chev, now) != wire.StateOffline {
+		if e.hb.Pubkey != self && r.entryState(e, now) != wire.StateOffline {
 			out[chev] = true
 		}
 	}
@@ -397,8 +406,8 @@ func (r *registry) aliveServers(now time.Time) map[string]bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := map[string]bool{}
-	for chev, e := range r.live {
-		if r.stateLocked(chev, now) == wire.StateAlive {
+	for _, e := range r.live {
+		if r.entryState(e, now) == wire.StateAlive {
 			out[e.hb.Server] = true
 		}
 	}
@@ -423,7 +432,7 @@ func (r *registry) reporter(now time.Time, self string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for chev, e := range r.live {
-		if chev != self && e.hb.Role != wire.NodeRoleEdge && r.stateLocked(chev, now) == wire.StateAlive && subjects.CompareText(chev, self) < 0 {
+		if chev != self && e.hb.Role != wire.NodeRoleEdge && r.entryState(e, now) == wire.StateAlive && subjects.CompareText(chev, self) < 0 {
 			return false
 		}
 	}

@@ -65,8 +65,12 @@ func (n *Node) publishTierView() {
 	if !n.Clustered() || n.chev.IsZero() {
 		return
 	}
-	v := wire.TierView{Chevron: n.chev.String(), Pubkey: n.pub, Tiers: map[string]int{}, Sent: time.Now().UTC()}
-	for _, pub := range n.nodeKeys() {
+	keys := n.nodeKeys()
+	if len(keys) > maxViewKeys && distinct(keys) > maxViewKeys {
+		return // too many to say (checked before judging each: 10,000 edges)
+	}
+	v := wire.TierView{Chevron: n.chev.String(), Pubkey: n.pub, Tiers: make(map[string]int, len(keys)), Sent: time.Now().UTC()}
+	for _, pub := range keys {
 		j := n.judgeKey(pub)
 		if j.banned {
 			v.Tiers[pub] = 0
@@ -84,6 +88,15 @@ func (n *Node) publishTierView() {
 	if err := n.publish(subjects.Event(n.chev, evtTiers), data); err != nil {
 		n.log.Debug("publish tier view", "err", err)
 	}
+}
+
+// distinct counts the different strings in ss.
+func distinct(ss []string) int {
+	set := make(map[string]struct{}, len(ss))
+	for _, s := range ss {
+		set[s] = struct{}{}
+	}
+	return len(set)
 }
 
 // onTierView takes another member's view, signed by the key that holds the

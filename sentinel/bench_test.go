@@ -88,6 +88,34 @@ func BenchmarkHeartbeat(b *testing.B) {
 	}
 }
 
+// BenchmarkBeat is a heartbeat's whole cost to the Sentinel with 1000 peers
+// (Beat: message, heartbeat, latency and gauges under one lock);
+// BenchmarkBeatFourCalls the same as four calls, as nodes made it before.
+func BenchmarkBeat(b *testing.B) {
+	s, names, now := warmPeers(b, 1000)
+	beat := Beat{Latency: 20 * time.Millisecond, CPU: 0.2, Mem: 0.5, Disk: 0.3}
+	i := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		s.Beat(names[i%len(names)], beat, now.Add(time.Duration(i)*time.Millisecond))
+		i++
+	}
+}
+
+func BenchmarkBeatFourCalls(b *testing.B) {
+	s, names, now := warmPeers(b, 1000)
+	i := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		p, at := names[i%len(names)], now.Add(time.Duration(i)*time.Millisecond)
+		s.Message(p, at)
+		s.Heartbeat(p, at)
+		s.Reply(p, 20*time.Millisecond, at)
+		s.Gauges(p, 0.2, 0.5, 0.3, at)
+		i++
+	}
+}
+
 // BenchmarkEvaluate is Evaluate over 1000 warm peers: "steady" when no
 // window ends (the cost of calling it every second), "closing" when every
 // peer's window ends (once per Window: scoring 1000 peers × 8 signals; the

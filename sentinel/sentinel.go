@@ -206,6 +206,12 @@ func (s *Sentinel) Heartbeat(peer string, now time.Time) {
 		return
 	}
 	s.roll(p, ms)
+	s.heartbeat(p, ms)
+	p.mu.Unlock()
+}
+
+// heartbeat is Heartbeat with p rolled to ms and locked.
+func (s *Sentinel) heartbeat(p *peer, ms int64) {
 	if p.hasHB {
 		if d := ms - p.lastHB; d >= 0 && d <= s.winMs {
 			p.hb.add(math.Abs(float64(d) - s.hbMs))
@@ -215,6 +221,44 @@ func (s *Sentinel) Heartbeat(peer string, now time.Time) {
 		p.lastHB, p.hasHB = ms, true
 	}
 	p.active = true
+}
+
+// Beat is what one heartbeat from a peer tells the Sentinel.
+type Beat struct {
+	// Latency is its delivery latency, recorded as a reply latency;
+	// negative: none.
+	Latency time.Duration
+	// CPU, Mem and Disk are its gauges (as for Gauges); none above zero:
+	// the sender measures none.
+	CPU, Mem, Disk float64
+}
+
+// Beat records a heartbeat from peer exactly as Message, Heartbeat, Reply
+// (when b.Latency >= 0) and Gauges (when a gauge is above zero) would, under
+// one lookup and one lock: a core member calls it for every edge's
+// heartbeat. A heartbeat refused for a full table counts once in
+// Stats.Refused.
+func (s *Sentinel) Beat(peer string, b Beat, now time.Time) {
+	var vals [3]float64
+	var ok [3]bool
+	some := false
+	if b.CPU > 0 || b.Mem > 0 || b.Disk > 0 {
+		vals, ok, some = s.checkGauges(b.CPU, b.Mem, b.Disk)
+	}
+	ms := millis(now)
+	p := s.lock(peer)
+	if p == nil {
+		return
+	}
+	s.roll(p, ms)
+	p.msgs.add(floorDiv(ms, s.sliceMs))
+	s.heartbeat(p, ms)
+	if b.Latency >= 0 {
+		p.lat.add(float64(b.Latency) / float64(time.Millisecond))
+	}
+	if some {
+		p.addGauges(vals, ok)
+	}
 	p.mu.Unlock()
 }
 
@@ -222,16 +266,7 @@ func (s *Sentinel) Heartbeat(peer string, now time.Time) {
 // memory used, disk used; divide percentages by 100). A value outside
 // [0,1] or NaN is ignored and counted in Stats.Invalid; the others count.
 func (s *Sentinel) Gauges(peer string, cpu, mem, disk float64, now time.Time) {
-	vals := [3]float64{cpu, mem, disk}
-	var ok [3]bool
-	some := false
-	for i, v := range vals {
-		if ok[i] = v >= 0 && v <= 1; ok[i] {
-			some = true
-		} else {
-			s.invalid.Add(1)
-		}
-	}
+	vals, ok, some := s.checkGauges(cpu, mem, disk)
 	if !some {
 		return
 	}
@@ -241,13 +276,31 @@ func (s *Sentinel) Gauges(peer string, cpu, mem, disk float64, now time.Time) {
 		return
 	}
 	s.roll(p, ms)
+	p.addGauges(vals, ok)
+	p.mu.Unlock()
+}
+
+// checkGauges counts the invalid gauges and reports which are valid.
+func (s *Sentinel) checkGauges(cpu, mem, disk float64) (vals [3]float64, ok [3]bool, some bool) {
+	vals = [3]float64{cpu, mem, disk}
+	for i, v := range vals {
+		if ok[i] = v >= 0 && v <= 1; ok[i] {
+			some = true
+		} else {
+			s.invalid.Add(1)
+		}
+	}
+	return vals, ok, some
+}
+
+// addGauges records the valid gauges; p is locked and rolled.
+func (p *peer) addGauges(vals [3]float64, ok [3]bool) {
 	for i, v := range vals {
 		if ok[i] {
 			p.gauge[i].add(v)
 		}
 	}
 	p.active = true
-	p.mu.Unlock()
 }
 
 // Forget removes peer's record (when the node left the swarm for good); if

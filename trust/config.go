@@ -27,8 +27,9 @@ type Config struct {
 	GapWeight float64
 
 	// Window is how many recent sequence numbers per peer the ledger
-	// remembers (48 bytes each, allocated on the peer's first message) to
-	// detect forks and replays. Default 1024, at least 16.
+	// remembers (about 9 bytes each, a fingerprint and three bits,
+	// allocated on the peer's first message) to detect forks and replays.
+	// Default 1024, at least 16.
 	Window int
 	// MaxPeers bounds the number of peer records; a new peer beyond it is
 	// refused (never evicting a known one). Default 1024.

@@ -60,8 +60,12 @@
 // subset of a peer's chain. Per peer, the Ledger remembers the last Window
 // (1024) sequence numbers: for each, either the chain hash of a message it
 // accepted (seen) or the hash that an accepted message seq+1 named as its
-// predecessor (claimed). For a message with a valid signature, seq s, prev p
-// and chain hash h, in this order:
+// predecessor (claimed), as a 64-bit fingerprint (the hash's first 8 bytes;
+// about 9 bytes a seq with its marks). Different fingerprints are different
+// hashes; "the same hash" below is the same fingerprint, which a different
+// message has by a chance of 2⁻⁶⁴ (it would be dropped as a Replay, never
+// accepted). For a message with a valid signature, seq s, prev p and chain
+// hash h, in this order:
 //
 //   - s seen with hash h: Replay (dropped silently, counted).
 //   - s seen with another hash: Break (fork: two messages for one seq).

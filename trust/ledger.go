@@ -96,28 +96,15 @@ func (p Peer) Score(now time.Time) float64 {
 	return p.cfg.score(p.Length, p.Gaps, now.Sub(p.FirstSeen))
 }
 
-// slot kinds
-const (
-	slotSeen    = 1 // hash is h_seq of an accepted message
-	slotClaimed = 2 // hash is h_seq as claimed by the accepted message seq+1 (its Rn-Prev)
-)
-
-type slot struct {
-	seq  uint64 // 0: empty
-	hash Hash
-	kind uint8
-	gap  bool // a seen entry counted in Gaps
-}
-
 // evidenceRing is how many recent accepted messages per peer a ledger keeps
-// in full (about 200 bytes each), to prove a fork against them.
+// in full (about 150 bytes each), to prove a fork against them.
 const evidenceRing = 64
 
 type peerRec struct {
-	rec  Peer
-	low  uint64     // lowest seq accepted since the last Release
-	ring []slot     // Window entries, slot seq%Window; allocated on first accept
-	ev   []evidence // evidenceRing entries, slot seq%evidenceRing
+	rec Peer
+	low uint64     // lowest seq accepted since the last Release
+	win *window    // allocated on first accept
+	ev  []evidence // evidenceRing entries, slot seq%evidenceRing
 }
 
 // evidenceAt returns the kept evidence of seq s, or nil.
@@ -226,35 +213,36 @@ func (l *Ledger) Observe(h Headers, subject string, payload []byte, now time.Tim
 func (p *peerRec) apply(h Headers, hash Hash, ev *evidence, now time.Time, w uint64) (Verdict, error) {
 	r := &p.rec
 	s, prev := h.Seq, Hash(h.Prev)
-	if p.ring == nil {
-		p.ring = make([]slot, w)
+	if p.win == nil {
+		p.win = newWindow(w)
 	}
+	win := p.win
+	top := r.Seq // the window holds seqs top-w+1..top
 
 	// Rule 1: what the ledger knows about seq s itself.
-	e := &p.ring[s%w]
+	kind, fp := win.at(s, top)
 	switch {
-	case e.seq == s && e.kind == slotSeen && e.hash == hash:
+	case kind == slotSeen && fp == fingerprint(hash):
 		r.Replays++
 		return Replay, nil
-	case e.seq == s && e.kind == slotSeen:
-		return p.fork(now, p.proof(p.evidenceAt(s), ev), "seq %d: two different messages (chain hashes %s and %s)", s, e.hash, hash)
-	case e.seq == s && e.hash != hash: // claimed by s+1
-		return p.fork(now, p.proof(ev, p.evidenceAt(s+1)), "seq %d has chain hash %s, but seq %d named %s as its predecessor", s, hash, s+1, e.hash)
-	case e.seq != s && r.Length > 0 && r.Seq >= w && s <= r.Seq-w:
+	case kind == slotSeen:
+		return p.fork(now, p.proof(p.evidenceAt(s), ev), "seq %d: two different messages (chain hashes %016x… and %s)", s, fp, hash)
+	case kind == slotClaimed && fp != fingerprint(hash): // claimed by s+1
+		return p.fork(now, p.proof(ev, p.evidenceAt(s+1)), "seq %d has chain hash %s, but seq %d named %016x… as its predecessor", s, hash, s+1, fp)
+	case kind == slotEmpty && r.Length > 0 && top >= w && s <= top-w:
 		r.Stale++
 		r.Anomalies++
-		return Reject, fmt.Errorf("%w: seq %d from %s, window is %d..%d", ErrStale, s, r.Key, r.Seq-w+1, r.Seq)
+		return Reject, fmt.Errorf("%w: seq %d from %s, window is %d..%d", ErrStale, s, r.Key, top-w+1, top)
 	}
 
 	// Rule 2: what the ledger knows about seq s-1.
 	linked := false
 	if s > 1 {
-		pe := &p.ring[(s-1)%w]
-		if pe.seq == s-1 {
-			if pe.hash != prev {
-				return p.fork(now, p.proof(p.evidenceAt(s-1), ev), "seq %d names predecessor %s, but seq %d has chain hash %s", s, prev, s-1, pe.hash)
+		if pk, pfp := win.at(s-1, top); pk != slotEmpty {
+			if pfp != fingerprint(prev) {
+				return p.fork(now, p.proof(p.evidenceAt(s-1), ev), "seq %d names predecessor %s, but seq %d has chain hash %016x…", s, prev, s-1, pfp)
 			}
-			linked = pe.kind == slotSeen
+			linked = pk == slotSeen
 		}
 	}
 
@@ -266,28 +254,33 @@ func (p *peerRec) apply(h Headers, hash Hash, ev *evidence, now time.Time, w uin
 	} else if s < r.Seq {
 		r.Late++
 	}
-	*e = slot{seq: s, hash: hash, kind: slotSeen}
+	if s > top {
+		if !first { // a first message's window is new
+			win.advance(top, s)
+		}
+		top = s
+	}
+	gap := s > 1 && !linked && !first
+	win.set(s, slotSeen, fingerprint(hash), gap)
 	if p.ev == nil {
 		p.ev = make([]evidence, evidenceRing)
 	}
+	if pe := &p.ev[(s-1)%evidenceRing]; pe.seq == s-1 && pe.subject == ev.subject {
+		ev.subject = pe.subject // one copy of a subject a peer repeats (its heartbeats')
+	}
 	p.ev[s%evidenceRing] = *ev
-	if s > 1 && !linked && !first {
-		e.gap = true
+	if gap {
 		r.Gaps++
 	}
-	top := max(r.Seq, s)
 	// Remember the predecessor s claims, to check it if it arrives late.
 	if s > 1 && !linked && (top < w || s-1 > top-w) {
-		if pe := &p.ring[(s-1)%w]; pe.seq != s-1 {
-			*pe = slot{seq: s - 1, hash: prev, kind: slotClaimed}
+		if pk, _ := win.at(s-1, top); pk == slotEmpty {
+			win.set(s-1, slotClaimed, fingerprint(prev), false)
 		}
 	}
 	// A late message may close the gap in front of its successor.
-	if s < math.MaxUint64 {
-		if ne := &p.ring[(s+1)%w]; ne.seq == s+1 && ne.kind == slotSeen && ne.gap {
-			ne.gap = false
-			r.Gaps--
-		}
+	if s < math.MaxUint64 && win.closeGap(s+1, top) {
+		r.Gaps--
 	}
 	r.Length++
 	if s >= r.Seq {

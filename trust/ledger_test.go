@@ -173,6 +173,40 @@ func TestLedgerRules(t *testing.T) {
 			},
 		},
 		{
+			name: "the oldest seq of the window: a replay dropped, a fork a break",
+			cfg:  Config{Window: 16},
+			build: func(t *testing.T) []step {
+				ms := signN(t, newChain(t, userKey(t, 1), ChainState{}), 20)
+				clone := newChain(t, userKey(t, 1), ChainState{Seq: 4, Head: ChainHash(ms[3].h.Prev, 4, ms[3].subject, ms[3].payload)})
+				return steps(accept(ms...), []step{{ms[4], Replay, nil}, {sign(t, clone, "rn.1.evt.hb", "other"), Break, ErrFork}})
+			},
+		},
+		{
+			name: "a jump past the window forgets what it held",
+			cfg:  Config{Window: 16},
+			build: func(t *testing.T) []step {
+				ms := signN(t, newChain(t, userKey(t, 1), ChainState{}), 60)
+				return steps(accept(ms[0], ms[1], ms[2], ms[40]), []step{{ms[1], Reject, ErrStale}, {ms[40], Replay, nil}},
+					accept(ms[38], ms[39], ms[41]), []step{{ms[39], Replay, nil}})
+			},
+			check: func(t *testing.T, p Peer) {
+				// Seq 41's gap is closed by 40; 39 is one (38 unseen).
+				if p.Length != 7 || p.Gaps != 1 || p.Stale != 1 || p.Replays != 2 || p.State != Trusted {
+					t.Fatalf("peer %+v", p)
+				}
+			},
+		},
+		{
+			name: "a late message whose successor named another hash, deep in the window",
+			cfg:  Config{Window: 16},
+			build: func(t *testing.T) []step {
+				genuine := newChain(t, userKey(t, 1), ChainState{})
+				ms := signN(t, genuine, 20)
+				clone := newChain(t, userKey(t, 1), ChainState{Seq: 5, Head: ChainHash(ms[4].h.Prev, 5, ms[4].subject, ms[4].payload)})
+				return steps(accept(ms[6], ms[19]), []step{{sign(t, clone, "rn.9.evt.hb", "not seq 6"), Break, ErrFork}})
+			},
+		},
+		{
 			name: "bad signature from a known peer is a break",
 			build: func(t *testing.T) []step {
 				ms := signN(t, newChain(t, userKey(t, 1), ChainState{}), 3)
