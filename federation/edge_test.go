@@ -14,6 +14,7 @@ import (
 	"github.com/robonet-mesh/robonet/federation"
 	"github.com/robonet-mesh/robonet/internal/testmesh"
 	"github.com/robonet-mesh/robonet/node"
+	"github.com/robonet-mesh/robonet/subjects"
 	"github.com/robonet-mesh/robonet/wire"
 )
 
@@ -80,9 +81,24 @@ func TestFedChildSwarmsEdge(t *testing.T) {
 		t.Fatalf("restarted edge: %s %s %s", e.Chevron(), e.Domain(), e.Role())
 	}
 
+	// Restarted with --cluster and without --edge it stays an edge (its
+	// saved role); it cannot be promoted without federation settings, which
+	// every core member of a federated swarm needs.
+	e = child.RestartWith(i, func(o *node.Options) { o.Edge, o.Cluster = false, "127.0.0.1:0" })
+	if e.Role() != wire.NodeRoleEdge || e.Domain() != "rn-3-12-7" {
+		t.Fatalf("restarted with --cluster: %s %s", e.Role(), e.Domain())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var out node.CoreChange
+	err = child.Client(0).QueryMember(ctx, subjects.QueryCoreAdd, e.ServerName(), []string{e.Pubkey()}, node.CoreAddRequest{Pubkey: e.Pubkey(), Force: true}, &out)
+	if err == nil || !strings.Contains(err.Error(), "no federation settings of its own") {
+		t.Fatalf("core add of a federated swarm's edge without settings: %+v, %v", out, err)
+	}
+
 	t.Run("an edge with federation settings of its own is refused", func(t *testing.T) {
 		o := child.Options(i)
-		o.DataDir = t.TempDir()
+		o.DataDir, o.Edge, o.Cluster = t.TempDir(), true, ""
 		o.Federate = hub.LeafAddrs()
 		o.FederateToken = child.Options(0).FederateToken
 		o.Chevron = "3.12.7.9"

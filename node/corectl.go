@@ -204,6 +204,11 @@ func (n *Node) coreAdd(ctx context.Context, _ string, data []byte) (CoreChange, 
 	if n.opts.Cluster == "" {
 		return out, "", fmt.Errorf("%s has no cluster address for routes: restart it with robonet up --cluster <host>:6222 (and its --join), then add it", n.selfText())
 	}
+	if p := n.SwarmPrefix(); !p.IsZero() {
+		if sf, err := n.dd.loadFederation(); err != nil || (sf.LeafListen == "" && len(sf.Federate) == 0) {
+			return out, "", fmt.Errorf("%s is an edge of federated swarm %s with no federation settings of its own: a core member holds the swarm's leaf links; restart it with --chevron %s.<n>, --cluster and the --federate (or --leaf-listen) the core members run, then add it", n.selfText(), p, p)
+		}
+	}
 	if live >= size && !req.Force {
 		return out, "", fmt.Errorf("the core is full: %d of %d members up (%s); pass --force to grow it to %d, or raise its size first (robonet core size %d)",
 			live, size, strings.Join(names, ", "), live+1, min(live+1, MaxCore))

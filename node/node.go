@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/robonet-mesh/robonet/command"
+	"github.com/robonet-mesh/robonet/leafnode"
 	"github.com/robonet-mesh/robonet/mesh"
 	"github.com/robonet-mesh/robonet/sentinel"
 	"github.com/robonet-mesh/robonet/subjects"
@@ -220,6 +221,11 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		}
 		n.edge = role == wire.NodeRoleEdge
 	}
+	if !n.edge && n.fed == nil && n.opts.Cluster != "" {
+		if _, err := leafnode.ParseDomain(n.opts.Swarm); err == nil {
+			return fmt.Errorf("%w: swarm %s is a federated swarm: its core members run --chevron and --federate or --leaf-listen like the others; join it as an edge with --edge", ErrOptions, n.opts.Swarm)
+		}
+	}
 	if n.edge && n.fed != nil {
 		if n.opts.Edge && (n.opts.LeafListen != "" || len(n.opts.Federate) > 0) {
 			return fmt.Errorf("%w: --edge with --leaf-listen or --federate: an edge holds no leaf link of its own (its core links the swarm to its parent and serves child swarms); drop them, or run this node as a core member", ErrOptions)
@@ -227,7 +233,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		// A candidate of a federated swarm that found the core full, or a
 		// member turned edge: its swarm's facts come from its federation
 		// settings (kept on disk for a promotion); the link is the core's.
+		n.es.mu.Lock()
 		n.es.swarm = edgeSwarm{Domain: n.fed.domain, Prefix: n.fed.prefix.String(), Pins: slices.Clone(n.fed.claims.Pins)}
+		n.es.mu.Unlock()
 		n.fed = nil
 	}
 	if n.opts.Cluster != "" && !n.edge {
