@@ -1,8 +1,10 @@
 package node
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"runtime"
 	"strings"
 	"time"
@@ -192,10 +194,23 @@ func (n *Node) watchRoutes() {
 // The watches are nats.go ordered consumers living on one server each; when
 // that server dies they need two missed 5 s heartbeats to notice, so the
 // node restarts them whenever it sees a member go offline (rewatch).
-func (n *Node) watchNodes() error {
+//
+// At start the watches are retried until ctx ends: many nodes starting at
+// once (edges of a busy core) can wait past a request's timeout for their
+// consumers.
+func (n *Node) watchNodes(ctx context.Context) error {
 	ws, err := n.openWatches()
-	if err != nil {
-		return err
+	for wait := 250 * time.Millisecond; err != nil; wait = min(2*wait, 4*time.Second) {
+		// Backing off with jitter: a herd retrying in step is what made
+		// the JetStream requests time out.
+		d := wait + rand.N(wait)
+		n.log.Debug("watch the registry: retrying", "err", err, "in", d)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("watch the swarm's registry: %w", err)
+		case <-time.After(d):
+		}
+		ws, err = n.openWatches()
 	}
 	n.wg.Add(1)
 	go func() {

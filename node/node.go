@@ -356,7 +356,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		go n.foundIfNone(opKP)
 	}
 	n.ls = newLease(n)
-	if err := n.watchNodes(); err != nil {
+	if err := n.watchNodes(ctx); err != nil {
 		return err
 	}
 	if err := n.observeOwnSummaries(); err != nil {

@@ -313,10 +313,18 @@ func mustJSON(v any) json.RawMessage {
 }
 
 // coreSize is the core's size: rn_config core.size once readable, else
-// the --core option.
-func (n *Node) coreSize() int {
+// the --core option; a copy up to 2 s old.
+func (n *Node) coreSize() int { return n.coreSizeWithin(2 * time.Second) }
+
+// freshSize is how old a size rn.sys.core answers may give: a burst of
+// askers (edges starting together) shares one read of rn_config, and a
+// `core size` is seen within it.
+const freshSize = 100 * time.Millisecond
+
+// coreSizeWithin is the core's size as read at most maxAge ago.
+func (n *Node) coreSizeWithin(maxAge time.Duration) int {
 	n.es.mu.Lock()
-	if time.Since(n.es.sizeAt) < 2*time.Second {
+	if time.Since(n.es.sizeAt) < maxAge {
 		size := n.es.size
 		n.es.mu.Unlock()
 		return size
@@ -348,9 +356,10 @@ func (n *Node) readCoreSize() int {
 // answer (cached for a moment).
 func (n *Node) CoreStatus() wire.CoreStatus { return n.coreStatus(false) }
 
-// coreStatus is CoreStatus; fresh reads the core's size from rn_config
-// rather than the copy Status polls keep (up to 2 s old): rn.sys.core
-// answers decide who may join or be promoted, right after `core size`.
+// coreStatus is CoreStatus; fresh takes the core's size as read from
+// rn_config within freshSize rather than the copy Status polls keep (up to
+// 2 s old): rn.sys.core answers decide who may join or be promoted, right
+// after `core size`.
 func (n *Node) coreStatus(fresh bool) wire.CoreStatus {
 	if n.edge {
 		st, _ := n.askCoreCached()
@@ -358,10 +367,7 @@ func (n *Node) coreStatus(fresh bool) wire.CoreStatus {
 	}
 	size := n.coreSize()
 	if fresh {
-		size = n.readCoreSize()
-		n.es.mu.Lock()
-		n.es.size, n.es.sizeAt = size, time.Now()
-		n.es.mu.Unlock()
+		size = n.coreSizeWithin(freshSize)
 	}
 	st := wire.CoreStatus{Size: size, Swarm: n.opts.Swarm, JSDomain: n.coreDomain(), Pins: n.AuthorityPins()}
 	if p := n.SwarmPrefix(); !p.IsZero() {
