@@ -227,8 +227,16 @@ func BenchmarkCoreHeartbeatDelivery(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer pub.Close()
-	var got atomic.Int64
-	if _, err := sub.Subscribe(leafnode.EdgeBeatAll, func(*nats.Msg) { got.Add(1) }); err != nil {
+	var got, want atomic.Int64
+	arrived := make(chan struct{}, 1)
+	if _, err := sub.Subscribe(leafnode.EdgeBeatAll, func(*nats.Msg) {
+		if got.Add(1) == want.Load() {
+			select {
+			case arrived <- struct{}{}:
+			default:
+			}
+		}
+	}); err != nil {
 		b.Fatal(err)
 	}
 	if err := sub.Flush(); err != nil {
@@ -248,8 +256,15 @@ func BenchmarkCoreHeartbeatDelivery(b *testing.B) {
 		if err := pub.Flush(); err != nil {
 			b.Fatal(err)
 		}
-		for deadline := time.Now().Add(10 * time.Second); got.Load() < sent; time.Sleep(100 * time.Microsecond) {
-			if time.Now().After(deadline) {
+		select { // a signal left from the last drain, which returned without it
+		case <-arrived:
+		default:
+		}
+		want.Store(sent)
+		if got.Load() < sent {
+			select {
+			case <-arrived:
+			case <-time.After(10 * time.Second):
 				b.Fatalf("%d of %d heartbeats delivered", got.Load(), sent)
 			}
 		}
