@@ -326,8 +326,14 @@ func (c *Client) Query(ctx context.Context, name string, req any, v any) error {
 	if err != nil {
 		return err
 	}
+	return decodeReply(subj, data, wire.MaxView, v)
+}
+
+// decodeReply decodes a query's wire.Reply (at most limit bytes) from subj
+// into v, or returns the error it carries.
+func decodeReply(subj string, data []byte, limit int, v any) error {
 	var reply wire.Reply
-	if err := wire.DecodeLimit(data, &reply, wire.MaxView); err != nil {
+	if err := wire.DecodeLimit(data, &reply, limit); err != nil {
 		return fmt.Errorf("%s: %w", subj, err)
 	}
 	if reply.Error != nil {
@@ -391,17 +397,7 @@ func (c *Client) QueryMember(ctx context.Context, name, srv string, keys []strin
 	if err != nil {
 		return err
 	}
-	var reply wire.Reply
-	if err := wire.Decode(data, &reply); err != nil {
-		return fmt.Errorf("%s: %w", subj, err)
-	}
-	if reply.Error != nil {
-		return fmt.Errorf("%s: %w", subj, reply.Error)
-	}
-	if err := json.Unmarshal(reply.Data, v); err != nil {
-		return fmt.Errorf("%s: decode: %w", subj, err)
-	}
-	return nil
+	return decodeReply(subj, data, wire.MaxMessage, v)
 }
 
 // requestChecked publishes one signed query on subj and returns the first
