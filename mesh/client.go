@@ -299,13 +299,6 @@ func (c *Client) query(ctx context.Context, name string, v any) error {
 // counts only when signed by the connected node's trusted key: others are
 // dropped (BadReplies) while the client waits for the real one.
 func (c *Client) Query(ctx context.Context, name string, req any, v any) error {
-	var payload []byte
-	if req != nil {
-		var err error
-		if payload, err = json.Marshal(req); err != nil {
-			return err
-		}
-	}
 	srv := c.nc.ConnectedServerName()
 	if k := c.pin.current(); srv == "" && k != "" {
 		// Reconnecting (a revocation's reload closes every client): the
@@ -313,20 +306,36 @@ func (c *Client) Query(ctx context.Context, name string, req any, v any) error {
 		// rather than going to the queue group.
 		srv = ServerName(k)
 	}
-	subj := subjects.Query(name)
-	if srv != "" {
-		subj = subjects.QueryAt(name, srv)
+	ctx, cancel, subj, payload, err := queryStart(ctx, name, srv, req)
+	if err != nil {
+		return err
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-	}
+	defer cancel()
 	data, err := c.request(ctx, subj, srv, payload)
 	if err != nil {
 		return err
 	}
 	return decodeReply(subj, data, wire.MaxView, v)
+}
+
+// queryStart makes a query's subject (rn.sys.<name>, or .<srv> with a
+// server) and payload (the JSON of req; nil: empty), and gives ctx a 5 s
+// deadline when it has none; call cancel when done.
+func queryStart(ctx context.Context, name, srv string, req any) (_ context.Context, cancel context.CancelFunc, subj string, payload []byte, err error) {
+	if req != nil {
+		if payload, err = json.Marshal(req); err != nil {
+			return ctx, func() {}, "", nil, err
+		}
+	}
+	subj = subjects.Query(name)
+	if srv != "" {
+		subj = subjects.QueryAt(name, srv)
+	}
+	cancel = func() {}
+	if _, ok := ctx.Deadline(); !ok {
+		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
+	}
+	return ctx, cancel, subj, payload, nil
 }
 
 // decodeReply decodes a query's wire.Reply (at most limit bytes) from subj
@@ -368,22 +377,11 @@ func (c *Client) request(ctx context.Context, subj, srv string, payload []byte) 
 // Nodes); others are dropped while the client waits. Nothing is pinned:
 // the answering node need not be the one the client is connected to.
 func (c *Client) QueryMember(ctx context.Context, name, srv string, keys []string, req any, v any) error {
-	var payload []byte
-	if req != nil {
-		var err error
-		if payload, err = json.Marshal(req); err != nil {
-			return err
-		}
+	ctx, cancel, subj, payload, err := queryStart(ctx, name, srv, req)
+	if err != nil {
+		return err
 	}
-	subj := subjects.Query(name)
-	if srv != "" {
-		subj = subjects.QueryAt(name, srv)
-	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-	}
+	defer cancel()
 	data, err := c.requestChecked(ctx, subj, payload, func(m *nats.Msg) (bool, error) {
 		from, err := c.verifyQueryReply(m, srv)
 		if err != nil {
