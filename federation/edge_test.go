@@ -96,6 +96,20 @@ func TestFedChildSwarmsEdge(t *testing.T) {
 		t.Fatalf("core add of a federated swarm's edge without settings: %+v, %v", out, err)
 	}
 
+	t.Run("a chevron outside the swarm's prefix is refused", func(t *testing.T) {
+		o := child.Options(i)
+		o.DataDir, o.Edge, o.Cluster, o.Chevron = t.TempDir(), true, "", "3.12.8.5"
+		nd, err := node.New(o)
+		if err == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			err = nd.Start(ctx)
+			nd.Shutdown(context.Background())
+		}
+		if !errors.Is(err, node.ErrOptions) || !strings.Contains(err.Error(), "its nodes are 3.12.7.<n>") {
+			t.Fatalf("--chevron 3.12.8.5 on an edge of 3.12.7: %v", err)
+		}
+	})
 	t.Run("an edge with federation settings of its own is refused", func(t *testing.T) {
 		o := child.Options(i)
 		o.DataDir, o.Edge, o.Cluster = t.TempDir(), true, ""
