@@ -88,13 +88,21 @@ func TestFedChildSwarmsEdge(t *testing.T) {
 	if e.Role() != wire.NodeRoleEdge || e.Domain() != "rn-3-12-7" {
 		t.Fatalf("restarted with --cluster: %s %s", e.Role(), e.Domain())
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	var out node.CoreChange
-	err = child.Client(0).QueryMember(ctx, subjects.QueryCoreAdd, e.ServerName(), []string{e.Pubkey()}, node.CoreAddRequest{Pubkey: e.Pubkey(), Force: true}, &out)
-	if err == nil || !strings.Contains(err.Error(), "no federation settings of its own") {
-		t.Fatalf("core add of a federated swarm's edge without settings: %+v, %v", out, err)
-	}
+	// Asked again while the restarted edge's subscription is still on its
+	// way to the core ("no responders").
+	testmesh.CheckFor(t, 15*time.Second, 100*time.Millisecond, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		var out node.CoreChange
+		err := child.Client(0).QueryMember(ctx, subjects.QueryCoreAdd, e.ServerName(), []string{e.Pubkey()}, node.CoreAddRequest{Pubkey: e.Pubkey(), Force: true}, &out)
+		if err == nil {
+			t.Fatalf("core add of a federated swarm's edge without settings: %+v", out)
+		}
+		if !strings.Contains(err.Error(), "no federation settings of its own") {
+			return err
+		}
+		return nil
+	})
 
 	t.Run("a chevron outside the swarm's prefix is refused", func(t *testing.T) {
 		o := child.Options(i)
