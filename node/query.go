@@ -161,3 +161,15 @@ func queryName(subj string) string {
 	}
 	return "the " + rest + " query"
 }
+
+// Authorize checks a signed request a feature serves on this node (a
+// gateway login, a proxy tunnel, a media session) as queries are checked:
+// its HCTH signature and chain through this node's ledger, and the
+// verified signer's role against need ("" for any key this node admits,
+// wire.RoleOperator, wire.RoleAdmin). It returns the signer and its role,
+// or the error to answer with. An empty pub with a nil error is a replay:
+// drop it without an answer. A feature acts for the signer it returns,
+// never for the connection that carried the message.
+func (n *Node) Authorize(m *nats.Msg, need string) (pub, role string, werr *wire.Error) {
+	return n.admitQuery(m, need)
+}
