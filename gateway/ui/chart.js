@@ -1,54 +1,69 @@
-// chart.js: a small SVG line chart of the last 60 one-second samples.
-// Colours come from CSS classes (no inline styles: the page's CSP forbids them).
+// chart.js: a small SVG line chart of the last 60 one-second samples, one
+// or more series. Colours come from CSS classes (no inline styles: the
+// page's CSP forbids them).
 import { h, svgEl } from "./dom.js";
 
 const W = 300, H = 80, POINTS = 60;
 
-// LineChart keeps up to 60 samples and redraws on every push.
+// LineChart keeps up to 60 samples per series and redraws on every push.
 // fmt renders a value for the caption; max is the fixed top of the scale
-// (0: scale to the largest sample).
+// (0: scale to the largest sample); series names the lines (one by default).
 export class LineChart {
-  constructor(name, { fmt = String, max = 0, cls = "" } = {}) {
+  constructor(name, { fmt = String, max = 0, series = [""] } = {}) {
     this.name = name;
     this.fmt = fmt;
     this.max = max;
-    this.samples = [];
-    this.value = h("span", { class: "chart-value", text: "–" });
+    this.series = series.map((label, i) => ({
+      label, samples: [],
+      line: svgEl("path", { class: `chart-line series-${i}`, fill: "none" }),
+      area: svgEl("path", { class: `chart-area series-${i}` }),
+      value: h("span", { class: `chart-value series-${i}`, text: "–" }),
+    }));
     this.svg = svgEl("svg", { viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: "none", role: "img",
       "aria-label": `${name}, last 60 seconds`, class: "chart-svg" });
-    this.grid = svgEl("path", { class: "chart-grid", d: gridPath() });
-    this.area = svgEl("path", { class: "chart-area" });
-    this.line = svgEl("path", { class: "chart-line", fill: "none" });
-    this.svg.append(this.grid, this.area, this.line);
-    this.el = h("figure", { class: "chart " + cls },
-      h("figcaption", null, h("span", { class: "chart-name", text: name }), " ", this.value),
+    this.svg.append(svgEl("path", { class: "chart-grid", d: gridPath() }));
+    for (const s of this.series) this.svg.append(s.area);
+    for (const s of this.series) this.svg.append(s.line);
+    const values = this.series.map((s) => [s.label ? s.label + " " : "", s.value, " "]);
+    this.el = h("figure", { class: "chart", "data-chart": name },
+      h("figcaption", null, h("span", { class: "chart-name", text: name }), h("span", null, values)),
       this.svg);
   }
 
-  // push adds one sample (a finite number; anything else is a gap drawn as 0).
-  push(v) {
-    const x = typeof v === "number" && isFinite(v) ? v : 0;
-    this.samples.push(x);
-    if (this.samples.length > POINTS) this.samples.shift();
-    this.value.textContent = this.fmt(x);
+  // push adds one sample per series (a non-number is a gap drawn as 0).
+  push(...vs) {
+    this.series.forEach((s, i) => {
+      const v = vs[i];
+      const x = typeof v === "number" && isFinite(v) ? v : 0;
+      s.samples.push(x);
+      if (s.samples.length > POINTS) s.samples.shift();
+      s.value.textContent = typeof v === "number" && isFinite(v) ? this.fmt(x) : "–";
+    });
     this.draw();
   }
 
   draw() {
-    const n = this.samples.length;
-    if (n === 0) return;
-    const top = this.max > 0 ? this.max : Math.max(...this.samples, 1e-9) * 1.1;
+    let top = this.max;
+    if (!(top > 0)) {
+      top = 1e-9;
+      for (const s of this.series) for (const v of s.samples) top = Math.max(top, v);
+      top *= 1.1;
+    }
     const step = W / (POINTS - 1);
-    const x0 = W - (n - 1) * step;
-    let d = "";
-    this.samples.forEach((v, i) => {
-      const x = x0 + i * step;
-      const y = H - Math.min(1, Math.max(0, v / top)) * (H - 2) - 1;
-      d += (i === 0 ? "M" : "L") + x.toFixed(1) + " " + y.toFixed(1) + " ";
-    });
-    this.line.setAttribute("d", d);
-    this.area.setAttribute("d", d + `L${W} ${H} L${x0.toFixed(1)} ${H} Z`);
-    this.el.dataset.samples = String(n);
+    for (const s of this.series) {
+      const n = s.samples.length;
+      if (n === 0) continue;
+      const x0 = W - (n - 1) * step;
+      let d = "";
+      s.samples.forEach((v, i) => {
+        const x = x0 + i * step;
+        const y = H - Math.min(1, Math.max(0, v / top)) * (H - 2) - 1;
+        d += (i === 0 ? "M" : "L") + x.toFixed(1) + " " + y.toFixed(1) + " ";
+      });
+      s.line.setAttribute("d", d);
+      s.area.setAttribute("d", d + `L${W} ${H} L${x0.toFixed(1)} ${H} Z`);
+    }
+    this.el.setAttribute("data-samples", String(this.series[0].samples.length));
   }
 }
 

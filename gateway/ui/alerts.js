@@ -1,0 +1,70 @@
+// alerts.js: the Alerts page (Sentinel findings, live) and the Approvals
+// page (quorum approvals pending; granting one stays in the CLI).
+import { h, clear, fmtNum, fmtAgo } from "./dom.js";
+
+export function alertsTable(alerts) {
+  return h("table", { class: "alerts" },
+    h("thead", null, h("tr", null, ["Peer", "Signal", "Score", "Value", "Baseline", "Level", "Action", "By", "Detail", "When"].map((c) =>
+      h("th", { scope: "col", class: ["Score", "Value", "Baseline"].includes(c) ? "num" : null, text: c })))),
+    h("tbody", null, alerts.map((a) => h("tr", { "data-peer": a.peer, "data-signal": a.signal },
+      h("td", { class: "mono" }, a.chevron ? h("a", { href: `#/node/${encodeURIComponent(a.chevron)}`, text: a.peer }) : String(a.peer || "")),
+      h("td", { text: a.signal }),
+      h("td", { class: "num", text: fmtNum(a.score, 1) }),
+      h("td", { class: "num", text: fmtNum(a.value, 3) }),
+      h("td", { class: "num", text: fmtNum(a.baseline, 3) }),
+      h("td", { class: `level-${String(a.level || "").replace(/[^a-z]/g, "")}`, text: a.level }),
+      h("td", { text: a.action || "–" }),
+      h("td", { class: "mono", text: a.by }),
+      h("td", { text: a.detail || "" }),
+      h("td", { text: fmtAgo(a.time) })))));
+}
+
+export class AlertsView {
+  constructor(app) { this.app = app; }
+
+  mount(root) {
+    this.root = root;
+    this.app.refreshAlerts();
+    this.update();
+  }
+
+  update() {
+    const alerts = this.app.activeAlerts();
+    clear(this.root).append(h("h1", { text: "Alerts" }),
+      h("p", { class: "hint", text: "Sentinel findings from every live node, newest first; updated live." }),
+      this.app.state.alertsError ? h("p", { class: "error", role: "alert", text: this.app.state.alertsError }) : null,
+      alerts.length ? alertsTable(alerts) : h("p", { class: "empty", id: "no-alerts", text: "No alerts." }));
+  }
+
+  unmount() {}
+}
+
+export class ApprovalsView {
+  constructor(app) { this.app = app; }
+
+  mount(root) {
+    this.root = root;
+    this.app.refreshApprovals();
+    this.update();
+  }
+
+  update() {
+    const list = this.app.state.approvals;
+    clear(this.root).append(h("h1", { text: "Approvals pending" }),
+      h("p", { class: "hint", text: "Dangerous commands wait for a quorum of approvers; approve them with robonet approve <id>." }),
+      this.app.state.approvalsError ? h("p", { class: "error", role: "alert", text: this.app.state.approvalsError }) : null,
+      list.length === 0 ? h("p", { class: "empty", text: "No approvals pending." }) :
+        h("table", null,
+          h("thead", null, h("tr", null, ["Id", "Verb", "Selector", "Requester", "Approvals", "Created", "Expires"].map((c) => h("th", { scope: "col", text: c })))),
+          h("tbody", null, list.map((a) => h("tr", null,
+            h("td", { class: "mono", text: a.id }),
+            h("td", { text: a.verb }),
+            h("td", { class: "mono", text: a.selector }),
+            h("td", { class: "mono", text: a.from || a.requester }),
+            h("td", { class: "num", text: `${a.count ?? (a.approvers || []).length} of ${a.need ?? "?"}` }),
+            h("td", { text: fmtAgo(a.created) }),
+            h("td", { text: a.expires || "" }))))));
+  }
+
+  unmount() {}
+}

@@ -1,0 +1,208 @@
+// app.js: the robonet dashboard. Plain ES modules, no framework, no build
+// step, nothing from the internet; served embedded in the binary under a
+// CSP of default-src 'self'. State comes from the REST API once and then
+// live from one WebSocket (gateway/API.md); every string from the network is
+// set as text, never parsed as HTML.
+import { h, clear } from "./dom.js";
+import { getJSON } from "./api.js";
+import { Live } from "./live.js";
+import { NodesView, compareChevrons } from "./nodes.js";
+import { NodeView } from "./node.js";
+import { RunView, AskView } from "./run.js";
+import { AlertsView, ApprovalsView, alertsTable } from "./alerts.js";
+
+const ALERT_TTL = 5 * 60 * 1000; // an alert not repeated for this long is over
+const APPROVALS_EVERY = 15000;
+const STATUS_EVERY = 30000;
+
+class App {
+  constructor() {
+    this.state = { me: null, status: null, nodes: [], alerts: new Map(), approvals: [], alertsError: "", approvalsError: "" };
+    this.view = null;
+    this.viewEl = document.getElementById("view");
+    this.conn = document.getElementById("conn");
+    this.live = new Live({ onState: (s) => this.connState(s) });
+    this.live.on("hello", () => {});
+    this.live.on("nodes", (m) => this.setNodes(m.nodes));
+    this.live.on("alert", (m) => this.addAlerts([m.alert]));
+    this.live.on("gauges", (m) => { if (this.view && this.view.gauges) this.view.gauges(m); });
+    this.live.on("error", (m) => console.warn("live:", m.code, m.error));
+    this.commandsP = null;
+  }
+
+  async start() {
+    this.themeToggle();
+    try {
+      this.state.me = await getJSON("/api/me");
+    } catch (e) {
+      this.signedOut(e);
+      return;
+    }
+    const me = this.state.me;
+    document.getElementById("who").textContent = `${me.role} ${short(me.user)} @ ${me.chevron}`;
+    document.getElementById("logout").classList.remove("hidden");
+    this.live.start();
+    window.addEventListener("hashchange", () => this.route());
+    this.route();
+    await Promise.allSettled([this.refreshNodes(), this.refreshStatus(), this.refreshAlerts(), this.refreshApprovals()]);
+    setInterval(() => this.refreshApprovals(), APPROVALS_EVERY);
+    setInterval(() => this.refreshStatus(), STATUS_EVERY);
+  }
+
+  signedOut(e) {
+    this.conn.textContent = "signed out";
+    this.conn.className = "conn down";
+    const msg = e && e.status === 401 ? "You are not signed in." : `The gateway answered: ${e}`;
+    clear(this.viewEl).append(h("h1", { text: "Sign in" }),
+      h("p", { class: e && e.status === 401 ? "notice" : "error", role: "alert", id: "signed-out", text: msg }),
+      h("p", null, "Run ", h("code", { text: "robonet gateway login" }), " on a node and open the link it prints."));
+  }
+
+  connState(s) {
+    const text = { connecting: "connecting…", live: "live", down: "reconnecting…", unauthenticated: "signed out" }[s] || s;
+    this.conn.textContent = text;
+    this.conn.className = "conn " + (s === "live" ? "live" : s === "connecting" ? "" : "down");
+    if (s === "unauthenticated") this.signedOut({ status: 401 });
+  }
+
+  themeToggle() {
+    const btn = document.getElementById("theme");
+    const current = () => document.documentElement.getAttribute("data-theme") ||
+      (matchMedia("(prefers-color-scheme: dark)").matches ? "dark" : "light");
+    const label = () => { btn.textContent = current() === "dark" ? "☀ light" : "☾ dark"; };
+    btn.addEventListener("click", () => {
+      const next = current() === "dark" ? "light" : "dark";
+      document.documentElement.setAttribute("data-theme", next);
+      try { localStorage.setItem("rn-theme", next); } catch (e) { /* not persisted */ }
+      label();
+    });
+    label();
+  }
+
+  route() {
+    const raw = location.hash.replace(/^#/, "") || "/";
+    const [path, query] = raw.split("?", 2);
+    const params = new URLSearchParams(query || "");
+    const parts = path.split("/").filter(Boolean);
+    let view, arg = params, name = parts[0] || "nodes";
+    switch (name) {
+      case "nodes": view = new NodesView(this); break;
+      case "node": view = new NodeView(this); arg = decodeURIComponent(parts[1] || ""); break;
+      case "run": view = new RunView(this); break;
+      case "ask": view = new AskView(this); break;
+      case "alerts": view = new AlertsView(this); break;
+      case "approvals": view = new ApprovalsView(this); break;
+      default: view = null;
+    }
+    if (this.view) this.view.unmount();
+    this.view = view;
+    for (const a of document.querySelectorAll("header nav a")) {
+      if (a.dataset.route === name || (name === "node" && a.dataset.route === "nodes")) a.setAttribute("aria-current", "page");
+      else a.removeAttribute("aria-current");
+    }
+    if (!view) {
+      clear(this.viewEl).append(h("p", { class: "error", text: `no page ${path}` }), h("a", { href: "#/", text: "Back to the nodes" }));
+      return;
+    }
+    view.mount(this.viewEl, arg);
+  }
+
+  refresh() {
+    if (this.view && this.view.update) this.view.update();
+    const n = this.activeAlerts().length;
+    badge("alert-count", n);
+    badge("approval-count", this.state.approvals.length);
+  }
+
+  setNodes(nodes) {
+    if (!Array.isArray(nodes)) return;
+    this.state.nodes = nodes.filter((n) => n && typeof n.chevron === "string").sort((a, b) => compareChevrons(a.chevron, b.chevron));
+    this.refresh();
+  }
+
+  async refreshNodes() {
+    try { this.setNodes(await getJSON("/api/nodes")); } catch (e) { console.warn("nodes:", String(e)); }
+  }
+
+  async refreshStatus() {
+    try { this.state.status = await getJSON("/api/status"); this.refresh(); } catch (e) { console.warn("status:", String(e)); }
+  }
+
+  async refreshAlerts() {
+    try {
+      const r = await getJSON("/api/alerts");
+      this.state.alertsError = "";
+      this.addAlerts(r && Array.isArray(r.alerts) ? r.alerts : []);
+    } catch (e) {
+      this.state.alertsError = `alerts: ${e}`;
+      this.refresh();
+    }
+  }
+
+  async refreshApprovals() {
+    try {
+      const r = await getJSON("/api/approvals");
+      this.state.approvals = Array.isArray(r) ? r : [];
+      this.state.approvalsError = "";
+    } catch (e) {
+      this.state.approvalsError = `approvals: ${e}`;
+    }
+    this.refresh();
+  }
+
+  addAlerts(list) {
+    for (const a of list) {
+      if (!a || typeof a !== "object") continue;
+      this.state.alerts.set(`${a.by}|${a.peer}|${a.signal}`, a);
+    }
+    this.refresh();
+  }
+
+  // activeAlerts are the alerts seen in the last five minutes, newest first.
+  activeAlerts() {
+    const now = Date.now();
+    const out = [];
+    for (const [k, a] of this.state.alerts) {
+      const t = Date.parse(a.time);
+      if (isFinite(t) && now - t > ALERT_TTL) { this.state.alerts.delete(k); continue; }
+      out.push(a);
+    }
+    return out.sort((a, b) => String(b.time).localeCompare(String(a.time)));
+  }
+
+  alertsAbout(chevron) {
+    return this.activeAlerts().filter((a) => a.chevron === chevron || a.peer === chevron);
+  }
+
+  alertsTable(alerts) { return alertsTable(alerts); }
+
+  commands() {
+    if (!this.commandsP) {
+      this.commandsP = getJSON("/api/commands").then((l) => (Array.isArray(l) ? l : []));
+      this.commandsP.catch(() => { this.commandsP = null; });
+    }
+    return this.commandsP;
+  }
+
+  // mediaSection is where camera tiles go once the gateway has a media API
+  // (the media issue). There is none yet, so there is nothing to list and
+  // the section stays hidden rather than showing made-up streams.
+  mediaSection() {
+    return h("section", { id: "media", class: "hidden", "aria-label": "Media" }, h("h2", { text: "Media" }),
+      h("div", { class: "media-tiles" }));
+  }
+}
+
+function short(key) {
+  const s = String(key || "");
+  return s.length > 12 ? s.slice(0, 6) + "…" + s.slice(-4) : s;
+}
+
+function badge(id, n) {
+  const el = document.getElementById(id);
+  if (!el) return;
+  el.textContent = String(n);
+  el.classList.toggle("hidden", n === 0);
+}
+
+new App().start();

@@ -1,0 +1,128 @@
+// nodes.js: the fleet view, nodes grouped by zone → region → swarm (the
+// chevron's leading tokens; a flat swarm's one-token chevrons are one group).
+import { h, clear, fmtNum, fmtAgo } from "./dom.js";
+
+const LEVELS = ["zone", "region", "swarm"];
+
+// tokens splits a chevron into numbers for sorting ("3.12.7.1" → [3,12,7,1]).
+export function tokens(chev) {
+  return String(chev).split(".").map((t) => Number(t));
+}
+
+export function compareChevrons(a, b) {
+  const x = tokens(a), y = tokens(b);
+  for (let i = 0; i < Math.min(x.length, y.length); i++) if (x[i] !== y[i]) return x[i] - y[i];
+  return x.length - y.length;
+}
+
+// groupNodes builds the tree { label, key, children: Map, nodes: [] }.
+export function groupNodes(nodes, swarmName) {
+  const root = { label: swarmName ? `swarm ${swarmName}` : "swarm", key: "", children: new Map(), nodes: [] };
+  for (const n of nodes) {
+    const ts = String(n.chevron || "").split(".");
+    let g = root;
+    for (let i = 0; i < ts.length - 1 && i < LEVELS.length; i++) {
+      const key = ts.slice(0, i + 1).join(".");
+      if (!g.children.has(key)) g.children.set(key, { label: `${LEVELS[i]} ${key}`, key, children: new Map(), nodes: [] });
+      g = g.children.get(key);
+    }
+    g.nodes.push(n);
+  }
+  return root;
+}
+
+function stateCell(s) {
+  const st = String(s || "unknown");
+  return h("td", { class: `state state-${st.replace(/[^a-z]/g, "")}`, text: st });
+}
+
+function alertsCell(list) {
+  if (!list || list.length === 0) return h("td", { class: "num", text: "0" });
+  const worst = list.some((a) => a.level === "quarantine" || a.level === "disconnect") ? "bad" : "alert";
+  const signals = [...new Set(list.map((a) => String(a.signal)))].join(", ");
+  return h("td", { class: "num" }, h("a", { href: "#/alerts", class: `badge ${worst}`, title: signals, text: `${list.length} (${signals})` }));
+}
+
+function nodeTable(nodes, alertsFor, caption) {
+  const rows = nodes.sort((a, b) => compareChevrons(a.chevron, b.chevron)).map((n) =>
+    h("tr", { "data-chevron": n.chevron },
+      h("td", null, h("a", { href: `#/node/${encodeURIComponent(n.chevron)}`, text: n.chevron })),
+      h("td", { text: n.name }),
+      stateCell(n.state),
+      h("td", { text: n.role || "core" }),
+      h("td", { class: "num", text: fmtNum(n.load) }),
+      h("td", { class: "num", text: typeof n.tier === "number" ? String(n.tier) : "–" }),
+      h("td", null, n.leader ? h("span", { class: "badge leader", text: "leader" }) : ""),
+      alertsCell(alertsFor(n.chevron)),
+      h("td", { text: n.version || "" }),
+      h("td", { text: fmtAgo(n.last_seen) })));
+  return h("table", { class: "nodes" },
+    caption ? h("caption", { text: caption }) : null,
+    h("thead", null, h("tr", null,
+      ["Chevron", "Name", "State", "Role", "Load", "Tier", "Leader", "Alerts", "Version", "Last seen"].map((c) =>
+        h("th", { scope: "col", class: c === "Load" || c === "Tier" || c === "Alerts" ? "num" : null, text: c })))),
+    h("tbody", null, rows));
+}
+
+function renderGroup(g, alertsFor, depth) {
+  const count = countNodes(g);
+  const head = h(depth === 0 ? "h2" : "h3", { text: `${g.label} · ${count} node${count === 1 ? "" : "s"}` });
+  const sec = h("section", { class: "group", "data-group": g.key || "root", "aria-label": g.label }, head);
+  if (g.nodes.length) sec.append(nodeTable(g.nodes, alertsFor));
+  for (const key of [...g.children.keys()].sort(compareChevrons)) sec.append(renderGroup(g.children.get(key), alertsFor, depth + 1));
+  return sec;
+}
+
+function countNodes(g) {
+  let n = g.nodes.length;
+  for (const c of g.children.values()) n += countNodes(c);
+  return n;
+}
+
+// NodesView renders the grouped list and re-renders it on every change,
+// keeping keyboard focus on the link that had it.
+export class NodesView {
+  constructor(app) { this.app = app; }
+
+  mount(root) {
+    this.root = root;
+    this.render();
+  }
+
+  update() { this.render(); }
+
+  render() {
+    const { nodes, status } = this.app.state;
+    const focusedChev = document.activeElement && document.activeElement.closest && document.activeElement.closest("tr[data-chevron]");
+    const keep = focusedChev ? focusedChev.getAttribute("data-chevron") : null;
+    clear(this.root);
+    const alive = nodes.filter((n) => n.state === "alive" || n.state === "online").length;
+    const leader = nodes.find((n) => n.leader);
+    const alerts = this.app.activeAlerts();
+    this.root.append(
+      h("h1", { text: "Nodes" }),
+      h("div", { class: "summary" },
+        stat(String(nodes.length), "nodes"),
+        stat(String(alive), "alive"),
+        stat(leader ? leader.chevron : "none", "leader"),
+        stat(String(alerts.length), "alerts"),
+        stat(status ? String(status.swarm || "–") : "–", "swarm")));
+    if (nodes.length === 0) {
+      this.root.append(h("p", { class: "empty", text: "No nodes yet." }));
+    } else {
+      const tree = groupNodes(nodes, status && status.swarm);
+      this.root.append(renderGroup(tree, (c) => this.app.alertsAbout(c), 0));
+    }
+    this.root.append(this.app.mediaSection());
+    if (keep) {
+      const link = this.root.querySelector(`tr[data-chevron="${CSS.escape(keep)}"] a`);
+      if (link) link.focus();
+    }
+  }
+
+  unmount() {}
+}
+
+function stat(v, label) {
+  return h("div", { class: "stat" }, h("b", { text: v }), h("span", { text: label }));
+}
