@@ -3,15 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
-	"sort"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/robonet-mesh/robonet/node"
 	"github.com/robonet-mesh/robonet/subjects"
-	"github.com/robonet-mesh/robonet/wire"
 )
 
 func newAlertsCmd(g *globals) *cobra.Command {
@@ -36,29 +33,20 @@ nodes agree: the key is revoked swarm-wide).`,
 				return err
 			}
 			live := liveCount(members)
-			reports, err := askEvery[node.AlertsReport](ctx, c, subjects.QueryAlerts, nil, members)
+			view, err := c.Alerts(ctx, members, 3*time.Second)
 			if err != nil {
 				return err
 			}
-			var all []wire.Alert
-			for _, r := range reports {
-				all = append(all, r.Alerts...)
+			if view.Dropped > 0 {
+				fmt.Fprintf(cmd.ErrOrStderr(), "robonet: %s: %d answers dropped (bad signature, or not a member's registered key)\n", subjects.QueryAlerts, view.Dropped)
 			}
-			sort.Slice(all, func(i, j int) bool {
-				if all[i].Peer != all[j].Peer {
-					return subjects.CompareText(all[i].Peer, all[j].Peer) < 0
-				}
-				return all[i].Score > all[j].Score
-			})
+			all := view.Alerts
 			if g.json {
-				if all == nil {
-					all = []wire.Alert{}
-				}
-				return printJSON(cmd.OutOrStdout(), map[string]any{"nodes": len(reports), "alerts": all})
+				return printJSON(cmd.OutOrStdout(), view)
 			}
 			w := cmd.OutOrStdout()
 			if len(all) == 0 {
-				fmt.Fprintf(w, "no alerts (%d of %d live nodes answered)\n", len(reports), live)
+				fmt.Fprintf(w, "no alerts (%d of %d live nodes answered)\n", view.Nodes, live)
 				return nil
 			}
 			tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
@@ -73,7 +61,7 @@ nodes agree: the key is revoked swarm-wide).`,
 			if err := tw.Flush(); err != nil {
 				return err
 			}
-			fmt.Fprintf(w, "%d alerts from %d of %d live nodes\n", len(all), len(reports), live)
+			fmt.Fprintf(w, "%d alerts from %d of %d live nodes\n", len(all), view.Nodes, live)
 			return nil
 		},
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -96,42 +95,6 @@ func approveAndResend(ctx context.Context, stderr io.Writer, g *globals, c *mesh
 	return c.GatherApproved(ctx, req, res, a.ID, nil)
 }
 
-// approvalView is one approval as `approvals --json` and `approve --json`
-// print it: the record's fields, signatures replaced by the approvers whose
-// signature verifies.
-type approvalView struct {
-	ID         string          `json:"id"`
-	Verb       string          `json:"verb"`
-	Args       json.RawMessage `json:"args,omitempty"`
-	ArgsDigest string          `json:"args_digest"`
-	Requester  string          `json:"requester"`
-	From       string          `json:"from,omitempty"`
-	Selector   string          `json:"selector,omitempty"`
-	Need       int             `json:"need"`
-	Count      int             `json:"count"`
-	Approvers  []string        `json:"approvers"`
-	Created    time.Time       `json:"created,omitzero"`
-	Expires    time.Time       `json:"expires"`
-	Expired    bool            `json:"expired"`
-	Satisfied  bool            `json:"satisfied"`
-	// AlreadyApproved: approve found this key's approval already there.
-	AlreadyApproved bool `json:"already_approved,omitempty"`
-}
-
-func viewOf(r mesh.ApprovalRecord, now time.Time) approvalView {
-	v := approvalView{ID: r.ID, Verb: r.Verb, ArgsDigest: r.ArgsDigest, Requester: r.Requester, From: r.From,
-		Selector: r.Selector, Need: r.Need, Count: r.Count(), Approvers: r.Approvers(), Created: r.Created,
-		Expires: r.Expires, Expired: !now.Before(r.Expires)}
-	if len(r.Args) > 0 {
-		v.Args = r.Args
-	}
-	if v.Approvers == nil {
-		v.Approvers = []string{}
-	}
-	v.Satisfied = v.Count >= v.Need
-	return v
-}
-
 func newApprovalsCmd(g *globals) *cobra.Command {
 	var all bool
 	cmd := &cobra.Command{
@@ -155,21 +118,13 @@ An approval does not limit which nodes the requester sends the command to.`,
 				return err
 			}
 			defer c.Close()
-			ap, err := c.Approvals(ctx)
-			if err != nil {
-				return err
-			}
-			recs, skipped, err := ap.Records(ctx, all)
-			if err != nil {
-				return err
-			}
+			now := time.Now()
+			views, skipped, err := c.ApprovalViews(ctx, all, now)
 			for _, e := range skipped {
 				fmt.Fprintf(cmd.ErrOrStderr(), "robonet: skipped: %s\n", oneLine(e))
 			}
-			now := time.Now()
-			views := make([]approvalView, 0, len(recs))
-			for _, r := range recs {
-				views = append(views, viewOf(r, now))
+			if err != nil {
+				return err
 			}
 			if g.json {
 				return printJSON(cmd.OutOrStdout(), views)
@@ -186,7 +141,7 @@ An approval does not limit which nodes the requester sends the command to.`,
 	return cmd
 }
 
-func printApprovals(w io.Writer, views []approvalView, now time.Time) {
+func printApprovals(w io.Writer, views []mesh.ApprovalView, now time.Time) {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tVERB\tARGS\tON\tREQUESTED BY\tAPPROVALS\tEXPIRES")
 	for _, v := range views {
@@ -282,7 +237,7 @@ nothing, as one key counts once: approve says so on stderr and exits 0.`,
 			if already {
 				fmt.Fprintf(cmd.ErrOrStderr(), "robonet: %s\n", oneLine(err))
 			}
-			v := viewOf(mesh.ApprovalRecord{Approval: a}, time.Now())
+			v := mesh.ViewApproval(mesh.ApprovalRecord{Approval: a}, time.Now())
 			v.AlreadyApproved = already
 			if g.json {
 				return printJSON(cmd.OutOrStdout(), v)

@@ -105,7 +105,7 @@ func TestApprovalsAndApproveAgainstANode(t *testing.T) {
 		t.Fatalf("approve again: exit %d\n%s\n%s", code, out, errOut)
 	}
 	out, errOut, code = robonet(t, append([]string{"approvals", "--json"}, conn...)...)
-	var views []approvalView
+	var views []mesh.ApprovalView
 	var args bytes.Buffer
 	if code != 0 || json.Unmarshal([]byte(out), &views) != nil || len(views) != 1 || views[0].Count != 1 || !views[0].Satisfied ||
 		len(views[0].Approvers) != 1 || json.Compact(&args, views[0].Args) != nil || args.String() != `{"argv":["reboot"]}` || views[0].From != "carol" {
@@ -142,7 +142,7 @@ func TestApprovalsAndApproveAgainstANode(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, errOut, code = robonet(t, append([]string{"approve", b.ID, "--json"}, conn...)...)
-	var v approvalView
+	var v mesh.ApprovalView
 	if code != 0 || json.Unmarshal([]byte(out), &v) != nil || v.ID != b.ID || v.Count != 1 || v.Need != 2 || v.Satisfied {
 		t.Fatalf("approve --json: exit %d\n%s\n%s", code, out, errOut)
 	}

@@ -52,31 +52,15 @@ Exit status: 0 when every step's nodes answered ok, 2 when some did not, 1 for a
 			if err != nil {
 				return err
 			}
-			live := intents.VocabularyFrom(members)
 			cat, err := command.New(command.Options{})
 			if err != nil {
 				return err
 			}
-			rules := func(s string) (intents.Plan, error) { return intents.PlanRules(s, cat, live) }
-			var plan intents.Plan
-			llm, configured := intents.LLMConfigFromEnv(os.Getenv)
-			switch {
-			case planner == "llm" && !configured:
-				return fmt.Errorf("--planner llm: set ROBONET_LLM_URL and ROBONET_LLM_MODEL")
-			case planner != "rules" && configured:
-				p, err := intents.NewLLMPlanner(llm)
-				if err != nil {
-					return err
+			plan, err := intents.PlanSentence(ctx, args[0], cat, members, planner, os.Getenv)
+			if err != nil {
+				if planner == "llm" && strings.HasPrefix(err.Error(), "planner llm:") {
+					return fmt.Errorf("--%s", err)
 				}
-				if plan, err = p.Plan(ctx, args[0], cat, live, rules); err != nil {
-					return err
-				}
-			default:
-				if plan, err = rules(args[0]); err != nil {
-					return err
-				}
-			}
-			if err := plan.Validate(cat); err != nil {
 				return err
 			}
 			out, errw := cmd.OutOrStdout(), cmd.ErrOrStderr()
