@@ -155,6 +155,7 @@ they are saved in --data, so a restart needs none of them.`,
 	f.StringSliceVar(&o.Federate, "federate", nil, "the parent swarm's leaf addresses, host:port,host:port (makes this swarm a child; needs --federate-token)")
 	f.StringVar(&o.FederateToken, "federate-token", "", "federation token from the parent swarm (rntok_…, robonet token create --federate there); saved in --data")
 	f.StringVar(&fedFile, "federate-token-file", "", "file holding the --federate-token (mode 0600 or stricter); a missing file means no token")
+	addGatewayFlags(f)
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error (logs go to stderr)")
 	f.DurationVar(&wait, "wait", 10*time.Minute, "how long to wait for the swarm's JetStream before giving up")
 	return cmd
@@ -193,7 +194,14 @@ func startRunning(ctx context.Context, cmd *cobra.Command, o node.Options, wait 
 		return nil, err
 	}
 	printUp(cmd, n, time.Since(began))
-	return &running{n: n, fed: fed, stopFed: stopFed}, nil
+	stopAll, err := composeGateway(ctx, cmd, n, o.Logger, stopFed)
+	if err != nil {
+		stopFed(context.Background())
+		fed.stop()
+		_ = n.Shutdown(context.Background())
+		return nil, err
+	}
+	return &running{n: n, fed: fed, stopFed: stopAll}, nil
 }
 
 // stop shuts the features and the node down (lame duck), within 30 s.
