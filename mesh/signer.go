@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sync"
@@ -37,9 +38,10 @@ const (
 // so receivers see a gap between processes, never a fork. A crash loses at
 // most the rest of a block.
 type Signer struct {
-	kp   nkeys.KeyPair
-	pub  string
-	path string
+	kp    nkeys.KeyPair
+	pub   string
+	path  string // "" for a session signer: no chain file
+	deleg string // wire.HdrDelegation value added to every message, or ""
 
 	block int
 
@@ -79,11 +81,36 @@ func NewSigner(kp nkeys.KeyPair, path string, block int) (*Signer, error) {
 // PublicKey is the signing identity.
 func (s *Signer) PublicKey() string { return s.pub }
 
+// NewSessionSigner signs as a delegated key kp (a gateway session's) that
+// carries the delegation header hdr (trust.SignDelegation) on every
+// message. Its chain lives in memory only: it starts at the current time
+// in microseconds, so a gateway that restarts and rebuilds the signer of a
+// bearer token lands ahead of what receivers saw of the key (a gap, never a
+// stale or forked message) as long as the clock does not go back.
+func NewSessionSigner(kp nkeys.KeyPair, hdr string) (*Signer, error) {
+	pub, err := kp.PublicKey()
+	if err != nil {
+		return nil, fmt.Errorf("session signer: %w", err)
+	}
+	start, err := trust.ChainState{}.Skip(uint64(max(time.Now().UnixMicro(), 1)))
+	if err != nil {
+		return nil, fmt.Errorf("session signer: %w", err)
+	}
+	c, err := trust.NewChain(kp, start)
+	if err != nil {
+		return nil, fmt.Errorf("session signer: %w", err)
+	}
+	return &Signer{kp: kp, pub: pub, deleg: hdr, block: NodeChainBlock, chain: c, left: math.MaxInt}, nil
+}
+
 // Fresh moves to a new block when another process sharing the key has
 // reserved one since ours: call it before a burst of messages after a wait
 // (a gather after waiting for an approval), so they are not far behind
 // what receivers have seen of the key.
 func (s *Signer) Fresh() error {
+	if s.path == "" {
+		return nil // a session signer: one process holds the chain
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.reserve(true)
@@ -217,6 +244,9 @@ func (s *Signer) SignMsg(m *nats.Msg) error {
 		m.Header = nats.Header{}
 	}
 	h.SetInto(m.Header)
+	if s.deleg != "" {
+		m.Header.Set(wire.HdrDelegation, s.deleg)
+	}
 	return nil
 }
 

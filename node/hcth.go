@@ -130,11 +130,12 @@ func (g hostGuard) Admit(m *nats.Msg, req *wire.Request, need int, dangerous boo
 	if werr != nil {
 		return deny("", werr.Code, "%s", werr.Msg)
 	}
-	role, ok := n.roleOf(h.From)
+	who, reason, ok := n.senderOf(m, h.From)
 	if !ok {
 		n.tc.unknownKey.Add(1)
-		return deny("", wire.CodeDenied, "key %s is not a user or node of this swarm (or was revoked)", h.From)
+		return deny("", wire.CodeDenied, "%s", reason)
 	}
+	role := who.role
 	now := time.Now()
 	drop, err := n.observe(h, signed, m.Data, now)
 	if drop {
@@ -160,6 +161,12 @@ func (g hostGuard) Admit(m *nats.Msg, req *wire.Request, need int, dangerous boo
 		// admins; a node key never asks for a dangerous command, whatever
 		// its chain earned.
 		need = max(need, command.TierCritical)
+		if who.user != "" {
+			// A dangerous command needs a quorum approval, which the
+			// requester signs with its own key: never a session's.
+			return deny(h.From, wire.CodeDenied, "%s is dangerous here: it needs a quorum approval, which a delegated key (a gateway session of %s) cannot ask for; run it with robonet run",
+				req.Verb, who.user)
+		}
 		if role != wire.RoleAdmin || tier < need {
 			return deny(h.From, wire.CodeDenied, "%s is dangerous here: it needs trust tier %d (an admin) and a quorum approval; %s (%s) has tier %d",
 				req.Verb, need, h.From, role, tier)

@@ -100,11 +100,12 @@ func (n *Node) admitQuery(m *nats.Msg, need string) (pub, role string, werr *wir
 		n.tc.badHeaders.Add(1)
 		return deny("query on %s: %v", clip(m.Subject, 128), err)
 	}
-	role, ok := n.roleOf(h.From)
+	who, reason, ok := n.senderOf(m, h.From)
 	if !ok {
 		n.tc.unknownKey.Add(1)
-		return deny("key %s is not a user or node of this swarm (or was revoked)", h.From)
+		return deny("%s", reason)
 	}
+	role = who.role
 	drop, err := n.observe(h, m.Subject, m.Data, time.Now())
 	if drop {
 		return "", "", nil
