@@ -1,0 +1,385 @@
+package gateway_test
+
+// The dashboard driven in a real headless Chromium against a real gateway on
+// a real testmesh swarm (issue #14: login by link, the node list, a node
+// started later appearing without a reload, a command run from the page with
+// per-node results, an alert shown, cross-origin POSTs refused). Screenshots
+// are written to $ROBONET_ARTIFACTS (default: robonet-artifacts under the
+// system temp dir) and are not committed.
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/chromedp"
+
+	"github.com/robonet-mesh/robonet/gateway"
+	"github.com/robonet-mesh/robonet/internal/testmesh"
+	"github.com/robonet-mesh/robonet/mesh"
+	"github.com/robonet-mesh/robonet/node"
+	"github.com/robonet-mesh/robonet/sentinel"
+	"github.com/robonet-mesh/robonet/wire"
+)
+
+// findChromium returns the browser binary; a test without one skips
+// locally and fails under CI=true.
+func findChromium(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "headless-shell"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("no chromium binary on PATH (chromium, chromium-browser, google-chrome, headless-shell) and CI=true")
+	}
+	t.Skip("no chromium binary on PATH")
+	return ""
+}
+
+// browser is one headless Chromium tab with the test's helpers.
+type browser struct {
+	t     *testing.T
+	ctx   context.Context
+	shots string
+}
+
+func newBrowser(t *testing.T) *browser {
+	t.Helper()
+	bin := findChromium(t)
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(bin),
+		chromedp.Flag("headless", "new"),
+		chromedp.NoSandbox, // root in containers needs it
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 860),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelTab := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
+	t.Cleanup(func() { cancelTab(); cancelAlloc() })
+	start := time.Now()
+	if err := chromedp.Do(ctx); err != nil { // starts the browser
+		t.Fatalf("start chromium %s: %v", bin, err)
+	}
+	t.Logf("chromium %s started in %v", bin, time.Since(start).Round(time.Millisecond))
+	return &browser{t: t, ctx: ctx, shots: artifactDir(t)}
+}
+
+// artifactDir is where screenshots go: $ROBONET_ARTIFACTS or
+// robonet-artifacts under the system temp dir, outside the repository.
+func artifactDir(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("ROBONET_ARTIFACTS")
+	if dir == "" {
+		dir = filepath.Join(os.TempDir(), "robonet-artifacts")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatalf("artifact dir %s: %v", dir, err)
+	}
+	return dir
+}
+
+// run runs chromedp actions with a deadline, failing the test on error.
+func (b *browser) run(what string, actions ...chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 20*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		b.shot("failed-" + what)
+		b.t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// eval evaluates a JavaScript expression into v (JSON-decoded).
+func (b *browser) eval(expr string, v any) error {
+	ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
+	defer cancel()
+	raw, err := chromedp.Run(ctx, chromedp.Evaluate[[]byte](expr))
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(raw, v)
+}
+
+// waitJS polls a boolean JavaScript expression until it is true.
+func (b *browser) waitJS(what string, timeout time.Duration, expr string) time.Duration {
+	b.t.Helper()
+	start := time.Now()
+	deadline := start.Add(timeout)
+	for {
+		var ok bool
+		err := b.eval(expr, &ok)
+		if err == nil && ok {
+			return time.Since(start)
+		}
+		if time.Now().After(deadline) {
+			var body string
+			_ = b.eval(`document.getElementById("view") ? document.getElementById("view").innerText.slice(0, 2000) : document.body.innerText.slice(0, 2000)`, &body)
+			b.shot("failed-" + what)
+			b.t.Fatalf("after %v: %s (%s): err %v; page says:\n%s", timeout, what, expr, err, body)
+		}
+		time.Sleep(25 * time.Millisecond) // the poll interval of a deadline-bound wait
+	}
+}
+
+// shot saves a full-page PNG screenshot named after the test and step.
+func (b *browser) shot(name string) string {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+	defer cancel()
+	buf, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		b.t.Logf("screenshot %s: %v", name, err)
+		return ""
+	}
+	safe := strings.NewReplacer("/", "_", " ", "_").Replace(b.t.Name() + "-" + name)
+	p := filepath.Join(b.shots, safe+".png")
+	if err := os.WriteFile(p, buf, 0o644); err != nil {
+		b.t.Logf("screenshot %s: %v", p, err)
+		return ""
+	}
+	b.t.Logf("screenshot: %s", p)
+	return p
+}
+
+// startGateway runs a gateway on node i of s on a free loopback port.
+func startGateway(t *testing.T, s *testmesh.Swarm, i int) *gateway.Gateway {
+	t.Helper()
+	quiet := new(atomic.Bool)
+	t.Cleanup(func() { quiet.Store(true) }) // runs after the Shutdown below
+	g, err := gateway.New(gateway.Options{Node: s.Node(i), Addr: "127.0.0.1:0", Explicit: true,
+		Logger: testmesh.Logger(t, quiet)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := g.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = g.Shutdown(ctx)
+	})
+	return g
+}
+
+// loginLink asks node i's gateway for a one-time login link for the user
+// behind c, as `robonet gateway login` does.
+func loginLink(t *testing.T, s *testmesh.Swarm, i int, c *mesh.Client) string {
+	t.Helper()
+	nd := s.Node(i)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	cred, err := gateway.RequestCredential(ctx, gateway.Requester{Conn: c.Conn(), Signer: c.Signer(), KeyPair: c.KeyPair(),
+		NodeKey: nd.Pubkey(), Chevron: nd.Chevron()}, gateway.CredentialRequest{Kind: gateway.KindLogin})
+	if err != nil {
+		t.Fatalf("login link: %v", err)
+	}
+	return cred.URL
+}
+
+// loginRole is the role of the users the tests log in as. Admin for now:
+// node.Permissions lets only admins publish rn.<chevron>.gateway.login
+// (asked for in API.md, "Requests from the dashboard"); operator and
+// observer once they may.
+const loginRole = wire.RoleAdmin
+
+const rowsJS = `document.querySelectorAll("table.nodes tbody tr[data-chevron]").length`
+
+// TestDashboardInChromium: log in by link, see the node list, see a node
+// started later appear without a reload, watch a node's live charts, run a
+// command and an ask from the page with per-node results, confirm before a
+// mutating verb, switch to dark, and have a cross-origin POST refused.
+func TestDashboardInChromium(t *testing.T) {
+	b := newBrowser(t)
+	s := testmesh.Start(t, 2)
+	s.WaitAlive(30 * time.Second)
+	g := startGateway(t, s, 0)
+	alice := s.User(0, "alice", loginRole)
+	link := loginLink(t, s, 0, alice)
+
+	// Login by link: the ticket becomes an HttpOnly, SameSite=Strict cookie
+	// and the page lands on the node list.
+	b.run("open the login link", chromedp.Navigate(link))
+	b.waitJS("redirected to the dashboard", 10*time.Second, `location.pathname === "/" && !location.search`)
+	b.waitJS("two nodes listed", 15*time.Second, rowsJS+` === 2`)
+	b.waitJS("socket live", 10*time.Second, `document.getElementById("conn").textContent === "live"`)
+	ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
+	cookies, err := chromedp.Call(ctx, network.GetCookies, network.GetCookiesParams{URLs: []string{g.URL()}})
+	cancel()
+	if err != nil {
+		t.Fatalf("read cookies: %v", err)
+	}
+	var sess *network.Cookie
+	for _, c := range cookies.Cookies {
+		if c.Name == "rn_session" {
+			sess = c
+		}
+	}
+	if sess == nil || !sess.HTTPOnly || sess.SameSite != network.CookieSameSiteStrict {
+		t.Fatalf("session cookie: %+v", sess)
+	}
+	var docCookie string
+	if err := b.eval(`document.cookie`, &docCookie); err != nil || strings.Contains(docCookie, "rn_session") {
+		t.Fatalf("the page's script can read the session cookie: %q (%v)", docCookie, err)
+	}
+	var who string
+	_ = b.eval(`document.getElementById("who").textContent`, &who)
+	if !strings.HasPrefix(who, loginRole+" ") {
+		t.Fatalf("header shows %q, want the role %s", who, loginRole)
+	}
+	b.shot("nodes")
+
+	// A node started later appears without a reload: a marker set on the
+	// page's window survives only if the page was not reloaded.
+	b.run("mark the page", chromedp.Evaluate[chromedp.Void](`window.rnNoReload = 42`))
+	start := time.Now()
+	added := s.AddNode()
+	up := time.Since(start)
+	chev := added.Chevron().String()
+	seen := b.waitJS("the new node listed", 15*time.Second,
+		fmt.Sprintf(`!!document.querySelector('table.nodes tr[data-chevron=%q]')`, chev))
+	var marker int
+	if err := b.eval(`window.rnNoReload || 0`, &marker); err != nil || marker != 42 {
+		t.Fatalf("the page was reloaded (marker %d, %v)", marker, err)
+	}
+	t.Logf("figure: node %s started in %v, on the page %v after its Start returned (no reload)", chev, up.Round(time.Millisecond), seen.Round(time.Millisecond))
+	b.shot("nodes-after-join")
+
+	// A node's page: one-second charts fed by the socket.
+	first := s.Node(1).Chevron().String()
+	b.run("open a node's page", chromedp.Click(chromedp.CSS(fmt.Sprintf(`table.nodes tr[data-chevron=%q] a`, first))))
+	b.waitJS("node page", 5*time.Second, fmt.Sprintf(`location.hash === "#/node/%s"`, first))
+	b.waitJS("four charts with 3+ samples", 20*time.Second,
+		`[...document.querySelectorAll("figure.chart")].filter(f => +f.getAttribute("data-samples") >= 3).length === 4`)
+	b.shot("node")
+
+	// Run ping on every node from the page: one row per node, each ok.
+	b.run("open run", chromedp.Navigate(g.URL()+"/#/run"))
+	b.waitJS("catalogue loaded", 10*time.Second, `!!document.querySelector('#run-verb option[value="ping"]')`)
+	b.run("run ping",
+		chromedp.SetValue(chromedp.ID("run-selector"), "all"),
+		chromedp.SetValue(chromedp.ID("run-verb"), "ping"),
+		chromedp.Click(chromedp.ID("run-go")))
+	b.waitJS("three ok results", 15*time.Second, `document.querySelectorAll('#run-results tbody tr[data-status="ok"]').length === 3`)
+	b.waitJS("summary line", 10*time.Second, `/3/.test(document.getElementById("run-summary").textContent) && !/running/.test(document.getElementById("run-summary").textContent)`)
+	b.shot("run")
+
+	// A mutating verb asks first; cancelling sends nothing.
+	b.run("run config set",
+		chromedp.SetValue(chromedp.ID("run-verb"), "config"),
+		chromedp.SetValue(chromedp.ID("run-args"), `{"op":"set","key":"browser.test","value":"1"}`),
+		chromedp.Click(chromedp.ID("run-go")))
+	b.waitJS("confirmation asked", 5*time.Second, `!!document.querySelector("#run-out .confirm") && !document.getElementById("run-results")`)
+	b.shot("run-confirm")
+	b.run("cancel", chromedp.Click(chromedp.CSS(`#run-out .confirm button.secondary`)))
+	b.waitJS("cancelled, nothing sent", 5*time.Second, `/cancelled/.test(document.getElementById("run-out").textContent) && !document.getElementById("run-results")`)
+
+	// Ask: the plan first, then its results streamed per node.
+	b.run("open ask", chromedp.Navigate(g.URL()+"/#/ask"))
+	b.run("plan", chromedp.WaitVisible(chromedp.ID("ask-text")),
+		chromedp.SetValue(chromedp.ID("ask-text"), "ping everything"),
+		chromedp.Click(chromedp.ID("ask-plan")))
+	b.waitJS("plan shown", 10*time.Second, `!!document.querySelector('#ask-plan-view tr[data-step]')`)
+	b.run("run the plan", chromedp.Click(chromedp.ID("ask-run")))
+	b.waitJS("ask results", 20*time.Second, `document.querySelectorAll('#ask-results tr[data-status="ok"]').length === 3`)
+	b.shot("ask")
+
+	// Dark, remembered across a reload.
+	b.run("nodes again", chromedp.Navigate(g.URL()+"/#/"))
+	b.waitJS("three nodes", 10*time.Second, rowsJS+` === 3`)
+	b.run("forget the theme", chromedp.Evaluate[chromedp.Void](`localStorage.removeItem("rn-theme")`), chromedp.Reload())
+	b.waitJS("three nodes", 10*time.Second, rowsJS+` === 3`)
+	var theme string
+	_ = b.eval(`document.documentElement.getAttribute("data-theme") || (matchMedia("(prefers-color-scheme: dark)").matches ? "dark" : "light")`, &theme)
+	b.run("toggle", chromedp.Click(chromedp.ID("theme")))
+	want := map[string]string{"dark": "light", "light": "dark"}[theme]
+	b.run("reload", chromedp.Reload())
+	b.waitJS("theme kept after a reload", 10*time.Second, fmt.Sprintf(`document.documentElement.getAttribute("data-theme") === %q`, want))
+	b.waitJS("three nodes", 10*time.Second, rowsJS+` === 3`)
+	b.shot("nodes-" + want)
+
+	// A page on another origin posts a form to the API while the session
+	// cookie is there (same site: 127.0.0.1, another port): refused.
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprintf(w, `<!doctype html><form method="post" action="%s/api/run" enctype="text/plain">`+
+			`<input name='{"selector":"all","verb":"ping","x":"' value='"}'><button id="go">go</button></form>`, g.URL())
+	}))
+	t.Cleanup(evil.Close)
+	b.run("open the foreign page", chromedp.Navigate(evil.URL), chromedp.WaitVisible(chromedp.ID("go")),
+		chromedp.Click(chromedp.ID("go")))
+	b.waitJS("cross-origin POST refused", 10*time.Second,
+		fmt.Sprintf(`location.href.startsWith(%q) && /cross_origin/.test(document.body.innerText)`, g.URL()+"/api/run"))
+	b.shot("cross-origin-refused")
+}
+
+// TestDashboardShowsAnAlert: a client floods a node with commands after a
+// normal baseline; the node's Sentinel alerts on it (cmd_rate, as in node's
+// TestSentinelQuarantinesACommandFlood) and the page shows the alert live.
+// The Sentinel's clock is shortened (100 ms heartbeats, 300 ms windows) so
+// warm-up takes seconds; the flood and the detection are real.
+func TestDashboardShowsAnAlert(t *testing.T) {
+	b := newBrowser(t)
+	s := testmesh.Start(t, 1, func(_ int, o *node.Options) {
+		o.Timing.Heartbeat = 100 * time.Millisecond
+		o.Sentinel = sentinel.Config{Window: 300 * time.Millisecond, WarmUp: 8, History: 40, QuarantineAfter: 3,
+			Quiet: time.Minute, Heartbeat: 100 * time.Millisecond, AgreeWindow: 30 * time.Second, Quorum: 1}
+	})
+	g := startGateway(t, s, 0)
+	viewer := s.User(0, "viewer", loginRole)
+	flooder := s.User(0, "flooder", wire.RoleOperator)
+	key, _ := flooder.KeyPair().PublicKey()
+	b.run("open the login link", chromedp.Navigate(loginLink(t, s, 0, viewer)))
+	b.waitJS("one node listed", 15*time.Second, rowsJS+` === 1`)
+	b.run("open alerts", chromedp.Navigate(g.URL()+"/#/alerts"))
+	b.waitJS("no alerts yet", 10*time.Second, `!!document.getElementById("no-alerts") || !!document.querySelector("table.alerts")`)
+
+	nd := s.Node(0)
+	ping := func() mesh.GatherResult {
+		res, err := flooder.Gather(context.Background(), mesh.GatherRequest{Selector: "all", Verb: "ping", Timeout: 3 * time.Second}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	testmesh.CheckFor(t, 30*time.Second, 150*time.Millisecond, func() error {
+		ping()
+		for _, f := range nd.SentinelView(key) {
+			if f.Signal == sentinel.CmdRate && !strings.Contains(f.Detail, "warming") {
+				return nil
+			}
+		}
+		return fmt.Errorf("the command baseline of %s is not warm", key)
+	})
+	start := time.Now()
+	row := fmt.Sprintf(`!!document.querySelector('table.alerts tr[data-peer=%q][data-signal="cmd_rate"]')`, key)
+	testmesh.CheckFor(t, 30*time.Second, 10*time.Millisecond, func() error {
+		for i := 0; i < 40; i++ {
+			ping()
+		}
+		var shown bool
+		if err := b.eval(row, &shown); err != nil || !shown {
+			return fmt.Errorf("no cmd_rate alert about %s on the page yet (%v)", key, err)
+		}
+		return nil
+	})
+	t.Logf("figure: command flood -> alert on the page in %v (no reload)", time.Since(start).Round(time.Millisecond))
+	b.waitJS("alert count in the header", 5*time.Second, `+document.getElementById("alert-count").textContent >= 1`)
+	b.shot("alerts")
+}
