@@ -163,7 +163,12 @@ func (g *Gateway) Start(ctx context.Context) error {
 		nc.Close()
 		return fmt.Errorf("gateway: login service: %w", err)
 	}
-	sub.SetPendingLimits(256, 1<<20)
+	_ = sub.SetPendingLimits(256, 1<<20)
+	if err := nc.Flush(); err != nil {
+		ln.Close()
+		nc.Close()
+		return fmt.Errorf("gateway: login service: %w", err)
+	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	g.ln, g.nc, g.login, g.cancel = ln, nc, sub, cancel
 	g.srv = &http.Server{
