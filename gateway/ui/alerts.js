@@ -1,13 +1,13 @@
 // alerts.js: the Alerts page (Sentinel findings, live) and the Approvals
 // page (quorum approvals pending; granting one stays in the CLI).
-import { h, clear, fmtNum, fmtAgo } from "./dom.js";
+import { h, fill, fmtNum, fmtAgo, shortKey } from "./dom.js";
 
 export function alertsTable(alerts) {
   return h("table", { class: "alerts" },
     h("thead", null, h("tr", null, ["Peer", "Signal", "Score", "Value", "Baseline", "Level", "Action", "By", "Detail", "When"].map((c) =>
       h("th", { scope: "col", class: ["Score", "Value", "Baseline"].includes(c) ? "num" : null, text: c })))),
     h("tbody", null, alerts.map((a) => h("tr", { "data-peer": a.peer, "data-signal": a.signal },
-      h("td", { class: "mono" }, a.chevron ? h("a", { href: `#/node/${encodeURIComponent(a.chevron)}`, text: a.peer }) : String(a.peer || "")),
+      h("td", { class: "mono", title: a.peer }, a.chevron ? h("a", { href: `#/node/${encodeURIComponent(a.chevron)}`, text: a.peer }) : shortKey(a.peer)),
       h("td", { text: a.signal }),
       h("td", { class: "num", text: fmtNum(a.score, 1) }),
       h("td", { class: "num", text: fmtNum(a.value, 3) }),
@@ -16,7 +16,7 @@ export function alertsTable(alerts) {
       h("td", { text: a.action || "–" }),
       h("td", { class: "mono", text: a.by }),
       h("td", { text: a.detail || "" }),
-      h("td", { text: fmtAgo(a.time) })))));
+      h("td", { class: "nowrap", title: a.time, text: fmtAgo(a.time) })))));
 }
 
 export class AlertsView {
@@ -30,7 +30,7 @@ export class AlertsView {
 
   update() {
     const alerts = this.app.activeAlerts();
-    clear(this.root).append(h("h1", { text: "Alerts" }),
+    fill(this.root, h("h1", { text: "Alerts" }),
       h("p", { class: "hint", text: "Sentinel findings from every live node, newest first; updated live." }),
       this.app.state.alertsError ? h("p", { class: "error", role: "alert", text: this.app.state.alertsError }) : null,
       alerts.length ? alertsTable(alerts) : h("p", { class: "empty", id: "no-alerts", text: "No alerts." }));
@@ -50,7 +50,7 @@ export class ApprovalsView {
 
   update() {
     const list = this.app.state.approvals;
-    clear(this.root).append(h("h1", { text: "Approvals pending" }),
+    fill(this.root, h("h1", { text: "Approvals pending" }),
       h("p", { class: "hint", text: "Dangerous commands wait for a quorum of approvers; approve them with robonet approve <id>." }),
       this.app.state.approvalsError ? h("p", { class: "error", role: "alert", text: this.app.state.approvalsError }) : null,
       list.length === 0 ? h("p", { class: "empty", text: "No approvals pending." }) :
@@ -60,7 +60,7 @@ export class ApprovalsView {
             h("td", { class: "mono", text: a.id }),
             h("td", { text: a.verb }),
             h("td", { class: "mono", text: a.selector }),
-            h("td", { class: "mono", text: a.from || a.requester }),
+            h("td", { class: "mono", title: a.requester, text: a.from || shortKey(a.requester) }),
             h("td", { class: "num", text: `${a.count ?? (a.approvers || []).length} of ${a.need ?? "?"}` }),
             h("td", { text: fmtAgo(a.created) }),
             h("td", { text: a.expires || "" }))))));

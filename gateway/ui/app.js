@@ -3,7 +3,7 @@
 // CSP of default-src 'self'. State comes from the REST API once and then
 // live from one WebSocket (gateway/API.md); every string from the network is
 // set as text, never parsed as HTML.
-import { h, clear } from "./dom.js";
+import { h, fill } from "./dom.js";
 import { getJSON } from "./api.js";
 import { Live } from "./live.js";
 import { NodesView, compareChevrons } from "./nodes.js";
@@ -53,7 +53,7 @@ class App {
     this.conn.textContent = "signed out";
     this.conn.className = "conn down";
     const msg = e && e.status === 401 ? "You are not signed in." : `The gateway answered: ${e}`;
-    clear(this.viewEl).append(h("h1", { text: "Sign in" }),
+    fill(this.viewEl, h("h1", { text: "Sign in" }),
       h("p", { class: e && e.status === 401 ? "notice" : "error", role: "alert", id: "signed-out", text: msg }),
       h("p", null, "Run ", h("code", { text: "robonet gateway login" }), " on a node and open the link it prints."));
   }
@@ -101,7 +101,7 @@ class App {
       else a.removeAttribute("aria-current");
     }
     if (!view) {
-      clear(this.viewEl).append(h("p", { class: "error", text: `no page ${path}` }), h("a", { href: "#/", text: "Back to the nodes" }));
+      fill(this.viewEl, h("p", { class: "error", text: `no page ${path}` }), h("a", { href: "#/", text: "Back to the nodes" }));
       return;
     }
     view.mount(this.viewEl, arg);

@@ -20,7 +20,10 @@ export function h(tag, attrs, ...children) {
   return el;
 }
 
-function append(el, children) {
+// append adds children the way h does: strings as text, arrays flattened,
+// null/undefined/false skipped (the native Element.append would print
+// "null" and stringify arrays).
+export function append(el, children) {
   for (const c of children) {
     if (c === undefined || c === null || c === false) continue;
     if (Array.isArray(c)) append(el, c);
@@ -40,6 +43,19 @@ export function svgEl(tag, attrs) {
 export function clear(el) {
   while (el.firstChild) el.removeChild(el.firstChild);
   return el;
+}
+
+// fill replaces an element's children (see append).
+export function fill(el, ...children) {
+  append(clear(el), children);
+  return el;
+}
+
+// shortKey renders a 56-character nkey as "UCURBG…MPGD2" (the full key goes
+// in a title attribute).
+export function shortKey(k) {
+  const s = String(k ?? "");
+  return /^[A-Z0-9]{56}$/.test(s) ? s.slice(0, 6) + "…" + s.slice(-5) : s;
 }
 
 // fmtPct renders a 0..1 fraction as a percentage ("–" when unknown).

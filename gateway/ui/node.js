@@ -1,6 +1,6 @@
 // node.js: one node's page: its info from the live registry and one-second
 // charts of cpu, mem, disk and net fed by the socket's gauges messages.
-import { h, clear, fmtNum, fmtAgo } from "./dom.js";
+import { h, clear, fill, fmtNum, fmtAgo } from "./dom.js";
 import { LineChart } from "./chart.js";
 
 const pct = (v) => v.toFixed(1) + "%";
@@ -54,7 +54,7 @@ export class NodeView {
     this.gaugeError = h("p", { class: "error hidden", role: "alert" });
     this.infoBox = h("div", { class: "panel" });
     this.alertsBox = h("div");
-    clear(root).append(
+    fill(root, 
       h("h1", null, "Node ", h("span", { class: "mono", text: chevron })),
       h("p", null, h("a", { href: `#/run?sel=${encodeURIComponent(chevron)}`, text: "Run a command on this node" })),
       h("h2", { text: "Live (last 60 s)" }),

@@ -111,6 +111,7 @@ export class NodesView {
       this.root.append(h("p", { class: "empty", text: "No nodes yet." }));
     } else {
       const tree = groupNodes(nodes, status && status.swarm);
+      if (tree.nodes.length === 0) tree.label = "all nodes"; // several zones, regions or swarms
       this.root.append(renderGroup(tree, (c) => this.app.alertsAbout(c), 0));
     }
     this.root.append(this.app.mediaSection());

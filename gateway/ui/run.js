@@ -2,7 +2,7 @@
 // NDJSON) and the Ask page (sentence → plan shown → confirmation when a step
 // changes things → results streamed per step and node). Whether a verb or a
 // step is mutating is the server's catalogue's word, never guessed here.
-import { h, clear, fmtNum } from "./dom.js";
+import { h, clear, fill, fmtNum } from "./dom.js";
 import { postJSON, postStream } from "./api.js";
 
 const MAX_OUT = 4000;
@@ -81,7 +81,7 @@ export class RunView {
       this.run(sel.value.trim(), this.verb.value, this.args.value.trim(), timeout.value.trim());
     });
     this.verb.addEventListener("change", () => this.describe());
-    clear(root).append(h("h1", { text: "Run a command" }),
+    fill(root, h("h1", { text: "Run a command" }),
       h("p", { class: "hint", text: "Selector: a chevron prefix (3.12), all, or filters such as caps=gpu,load<0.5." }),
       form, this.out);
     try {
@@ -121,9 +121,14 @@ export class RunView {
     }
     if (timeout) body.timeout = timeout;
     const spec = this.spec(verb);
-    if (isMutating(spec) && !(await confirmBox(this.out, `${verb} changes things (risk ${spec.risk}). Run it on ${selector}?`))) {
-      this.out.append(h("p", { class: "notice", text: "cancelled: nothing was sent" }));
-      return;
+    if (isMutating(spec)) {
+      this.go.disabled = true;
+      const yes = await confirmBox(this.out, `${verb} changes things (risk ${spec.risk}). Run it on ${selector}?`);
+      this.go.disabled = false;
+      if (!yes) {
+        this.out.append(h("p", { class: "notice", text: "cancelled: nothing was sent" }));
+        return;
+      }
     }
     const res = resultsTable("run-results");
     const summary = h("p", { id: "run-summary", class: "hint", role: "status", text: `running ${verb} on ${selector}…` });
@@ -160,7 +165,7 @@ export class AskView {
       h("label", { for: "ask-text", text: "Ask" }), text,
       h("div", { class: "actions" }, h("button", { type: "submit", id: "ask-plan", text: "Show the plan" })));
     form.addEventListener("submit", (ev) => { ev.preventDefault(); this.plan(text.value.trim()); });
-    clear(root).append(h("h1", { text: "Ask" }),
+    fill(root, h("h1", { text: "Ask" }),
       h("p", { class: "hint", text: "Say what you want; the plan is shown first, and steps that change things are confirmed before anything runs." }),
       form, this.pending, this.out);
     this.update();
@@ -168,7 +173,7 @@ export class AskView {
 
   update() {
     const n = this.app.state.approvals.length;
-    clear(this.pending).append(n ? ["Approvals pending: ", h("a", { href: "#/approvals", text: String(n) })] : "No approvals pending.");
+    fill(this.pending, n ? ["Approvals pending: ", h("a", { href: "#/approvals", text: String(n) })] : "No approvals pending.");
   }
 
   async plan(text) {
