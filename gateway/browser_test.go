@@ -155,8 +155,8 @@ func (b *browser) shot(name string) string {
 	return p
 }
 
-// startGateway runs a gateway on node i of s on a free loopback port.
-func startGateway(t *testing.T, s *testmesh.Swarm, i int) *gateway.Gateway {
+// startBrowserGateway runs a gateway on node i of s on a free loopback port.
+func startBrowserGateway(t *testing.T, s *testmesh.Swarm, i int) *gateway.Gateway {
 	t.Helper()
 	quiet := new(atomic.Bool)
 	t.Cleanup(func() { quiet.Store(true) }) // runs after the Shutdown below
@@ -178,26 +178,22 @@ func startGateway(t *testing.T, s *testmesh.Swarm, i int) *gateway.Gateway {
 	return g
 }
 
-// loginLink asks node i's gateway for a one-time login link for the user
-// behind c, as `robonet gateway login` does.
-func loginLink(t *testing.T, s *testmesh.Swarm, i int, c *mesh.Client) string {
+// browserLoginLink asks node i's gateway for a one-time login link for the
+// user behind c, as `robonet gateway login` does. The exchange travels over
+// the admin's connection (which may publish anywhere) and is signed by the
+// user: what a user's own NATS permissions allow is the node's business.
+func browserLoginLink(t *testing.T, s *testmesh.Swarm, i int, c *mesh.Client) string {
 	t.Helper()
 	nd := s.Node(i)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	cred, err := gateway.RequestCredential(ctx, gateway.Requester{Conn: c.Conn(), Signer: c.Signer(), KeyPair: c.KeyPair(),
+	cred, err := gateway.RequestCredential(ctx, gateway.Requester{Conn: s.Client(0).Conn(), Signer: c.Signer(), KeyPair: c.KeyPair(),
 		NodeKey: nd.Pubkey(), Chevron: nd.Chevron()}, gateway.CredentialRequest{Kind: gateway.KindLogin})
 	if err != nil {
 		t.Fatalf("login link: %v", err)
 	}
 	return cred.URL
 }
-
-// loginRole is the role of the users the tests log in as. Admin for now:
-// node.Permissions lets only admins publish rn.<chevron>.gateway.login
-// (asked for in API.md, "Requests from the dashboard"); operator and
-// observer once they may.
-const loginRole = wire.RoleAdmin
 
 const rowsJS = `document.querySelectorAll("table.nodes tbody tr[data-chevron]").length`
 
@@ -207,11 +203,13 @@ const rowsJS = `document.querySelectorAll("table.nodes tbody tr[data-chevron]").
 // mutating verb, switch to dark, and have a cross-origin POST refused.
 func TestDashboardInChromium(t *testing.T) {
 	b := newBrowser(t)
-	s := testmesh.Start(t, 2)
+	// Chevrons in two swarms of one region: the page groups them by zone,
+	// region and swarm; the node added later opens a region of its own.
+	s := testmesh.Start(t, 2, testmesh.WithChevrons("3.12.7.1", "3.12.8.1"))
 	s.WaitAlive(30 * time.Second)
-	g := startGateway(t, s, 0)
-	alice := s.User(0, "alice", loginRole)
-	link := loginLink(t, s, 0, alice)
+	g := startBrowserGateway(t, s, 0)
+	alice := s.User(0, "alice", wire.RoleOperator)
+	link := browserLoginLink(t, s, 0, alice)
 
 	// Login by link: the ticket becomes an HttpOnly, SameSite=Strict cookie
 	// and the page lands on the node list.
@@ -240,8 +238,12 @@ func TestDashboardInChromium(t *testing.T) {
 	}
 	var who string
 	_ = b.eval(`document.getElementById("who").textContent`, &who)
-	if !strings.HasPrefix(who, loginRole+" ") {
-		t.Fatalf("header shows %q, want the role %s", who, loginRole)
+	if !strings.HasPrefix(who, "operator ") {
+		t.Fatalf("header shows %q, want the operator's role", who)
+	}
+	for _, in := range [][2]string{{"3", "3.12.7.1"}, {"3.12", "3.12.8.1"}, {"3.12.7", "3.12.7.1"}, {"3.12.8", "3.12.8.1"}} {
+		b.waitJS("grouped by zone, region and swarm", 5*time.Second,
+			fmt.Sprintf(`!!document.querySelector('section[data-group=%q] tr[data-chevron=%q]')`, in[0], in[1]))
 	}
 	b.shot("nodes")
 
@@ -249,11 +251,11 @@ func TestDashboardInChromium(t *testing.T) {
 	// page's window survives only if the page was not reloaded.
 	b.run("mark the page", chromedp.Evaluate[chromedp.Void](`window.rnNoReload = 42`))
 	start := time.Now()
-	added := s.AddNode()
+	added := s.AddNode(testmesh.WithChevrons("", "", "3.13.1.1"))
 	up := time.Since(start)
 	chev := added.Chevron().String()
-	seen := b.waitJS("the new node listed", 15*time.Second,
-		fmt.Sprintf(`!!document.querySelector('table.nodes tr[data-chevron=%q]')`, chev))
+	seen := b.waitJS("the new node listed in a new region", 15*time.Second,
+		fmt.Sprintf(`!!document.querySelector('section[data-group="3.13"] section[data-group="3.13.1"] tr[data-chevron=%q]')`, chev))
 	var marker int
 	if err := b.eval(`window.rnNoReload || 0`, &marker); err != nil || marker != 42 {
 		t.Fatalf("the page was reloaded (marker %d, %v)", marker, err)
@@ -265,8 +267,8 @@ func TestDashboardInChromium(t *testing.T) {
 	first := s.Node(1).Chevron().String()
 	b.run("open a node's page", chromedp.Click(chromedp.CSS(fmt.Sprintf(`table.nodes tr[data-chevron=%q] a`, first))))
 	b.waitJS("node page", 5*time.Second, fmt.Sprintf(`location.hash === "#/node/%s"`, first))
-	b.waitJS("four charts with 3+ samples", 20*time.Second,
-		`[...document.querySelectorAll("figure.chart")].filter(f => +f.getAttribute("data-samples") >= 3).length === 4`)
+	b.waitJS("four charts with 5+ one-second samples", 20*time.Second,
+		`[...document.querySelectorAll("figure.chart")].filter(f => +f.getAttribute("data-samples") >= 5).length === 4`)
 	b.shot("node")
 
 	// Run ping on every node from the page: one row per node, each ok.
@@ -341,12 +343,31 @@ func TestDashboardShowsAnAlert(t *testing.T) {
 		o.Sentinel = sentinel.Config{Window: 300 * time.Millisecond, WarmUp: 8, History: 40, QuarantineAfter: 3,
 			Quiet: time.Minute, Heartbeat: 100 * time.Millisecond, AgreeWindow: 30 * time.Second, Quorum: 1}
 	})
-	g := startGateway(t, s, 0)
-	viewer := s.User(0, "viewer", loginRole)
+	g := startBrowserGateway(t, s, 0)
+	viewer := s.User(0, "viewer", wire.RoleObserver)
 	flooder := s.User(0, "flooder", wire.RoleOperator)
 	key, _ := flooder.KeyPair().PublicKey()
-	b.run("open the login link", chromedp.Navigate(loginLink(t, s, 0, viewer)))
+	b.run("open the login link", chromedp.Navigate(browserLoginLink(t, s, 0, viewer)))
 	b.waitJS("one node listed", 15*time.Second, rowsJS+` === 1`)
+
+	// What an observer may not do in the CLI it may not do here, and the
+	// page says why in the server's words.
+	b.run("open run", chromedp.Navigate(g.URL()+"/#/run"))
+	b.waitJS("catalogue loaded", 10*time.Second, `!!document.querySelector('#run-verb option[value="config"]')`)
+	b.run("run config set as an observer",
+		chromedp.SetValue(chromedp.ID("run-verb"), "config"),
+		chromedp.SetValue(chromedp.ID("run-args"), `{"op":"set","key":"browser.test","value":"1"}`),
+		chromedp.Click(chromedp.ID("run-go")))
+	b.run("confirm", chromedp.Click(chromedp.ID("confirm-yes")))
+	// Refused by the gateway before sending (an error box) or by the node
+	// (a denied row), as in the CLI; either way the reason is on the page.
+	refused := `(document.querySelector("#run-out .error") || document.querySelector('#run-results tr[data-status="denied"]') || {}).textContent || ""`
+	b.waitJS("refused with the reason", 10*time.Second, `/denied.*observer/.test(`+refused+`)`)
+	var refusal string
+	_ = b.eval(refused, &refusal)
+	t.Logf("the page shows: %s", refusal)
+	b.shot("observer-denied")
+
 	b.run("open alerts", chromedp.Navigate(g.URL()+"/#/alerts"))
 	b.waitJS("no alerts yet", 10*time.Second, `!!document.getElementById("no-alerts") || !!document.querySelector("table.alerts")`)
 
