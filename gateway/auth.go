@@ -338,7 +338,7 @@ func (a *authState) token(tok string) (*Principal, error) {
 	c, ok := a.tokens[k]
 	a.mu.Unlock()
 	if !ok {
-		cred, err := ParseToken(tok, now)
+		cred, err := parseToken(tok, now)
 		if err != nil {
 			return nil, err
 		}

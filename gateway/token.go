@@ -47,10 +47,21 @@ func FormatToken(kp nkeys.KeyPair, hdr string) (string, error) {
 	return TokenPrefix + base64.RawURLEncoding.EncodeToString(raw), nil
 }
 
-// ParseToken checks token tok at now: its shape, the delegation's signature
+// CheckToken checks token tok at now as a gateway does before anything
+// else (see parseToken) and returns the user it speaks for and its session
+// key.
+func CheckToken(tok string, now time.Time) (user, key string, err error) {
+	c, err := parseToken(tok, now)
+	if err != nil {
+		return "", "", err
+	}
+	return c.d.User, c.d.Key, nil
+}
+
+// parseToken checks token tok at now: its shape, the delegation's signature
 // and times, that the seed is the delegated key's, and the role. Which node
 // it is for and whether the user is still known are the caller's checks.
-func ParseToken(tok string, now time.Time) (credential, error) {
+func parseToken(tok string, now time.Time) (credential, error) {
 	if len(tok) > MaxTokenLen {
 		return credential{}, fmt.Errorf("%w: %d bytes, at most %d", ErrToken, len(tok), MaxTokenLen)
 	}
@@ -58,7 +69,7 @@ func ParseToken(tok string, now time.Time) (credential, error) {
 	if !ok {
 		return credential{}, fmt.Errorf("%w: does not start with %s", ErrToken, TokenPrefix)
 	}
-	raw, err := base64.RawURLEncoding.DecodeString(body)
+	raw, err := base64.RawURLEncoding.Strict().DecodeString(body)
 	if err != nil {
 		return credential{}, fmt.Errorf("%w: not base64url: %v", ErrToken, err)
 	}

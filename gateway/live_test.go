@@ -1,0 +1,169 @@
+package gateway_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/tls"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/nats-io/nkeys"
+
+	"github.com/robonet-mesh/robonet/gateway"
+	"github.com/robonet-mesh/robonet/internal/testmesh"
+	"github.com/robonet-mesh/robonet/wire"
+)
+
+// liveMsg is any message of /api/live.
+type liveMsg struct {
+	Type    string
+	Nodes   []wire.Member
+	Chevron string
+	Gauges  []struct {
+		Name  string
+		Value float64
+	}
+	Error string
+	Code  string
+}
+
+func dialLive(t *testing.T, f *fixture, tok, origin string) (*websocket.Conn, *http.Response, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	h := http.Header{}
+	if tok != "" {
+		h.Set("Authorization", "Bearer "+tok)
+	}
+	if origin != "" {
+		h.Set("Origin", origin)
+	}
+	u := "ws" + strings.TrimPrefix(f.g.URL(), "http") + "/api/live"
+	return websocket.Dial(ctx, u, &websocket.DialOptions{HTTPHeader: h})
+}
+
+// next reads messages until one of type typ satisfies ok, or fails after
+// timeout.
+func next(t *testing.T, c *websocket.Conn, timeout time.Duration, typ string, ok func(liveMsg) bool) liveMsg {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	for {
+		_, b, err := c.Read(ctx)
+		if err != nil {
+			t.Fatalf("waiting for a %s message: %v", typ, err)
+		}
+		var m liveMsg
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatalf("message %s: %v", b, err)
+		}
+		if m.Type == typ && (ok == nil || ok(m)) {
+			return m
+		}
+	}
+}
+
+// TestLiveSocketShowsAJoiningNodeAndGauges: the snapshot on connect, a node
+// that joins appears within a second of being up, and a watched node's
+// gauges arrive every second; a foreign Origin is refused.
+func TestLiveSocketShowsAJoiningNodeAndGauges(t *testing.T) {
+	f := newFixture(t, 2)
+	tok := f.token(f.admin, wire.RoleObserver)
+
+	if _, resp, err := dialLive(t, f, tok, "http://evil.example"); err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("foreign Origin: %v %v", resp, err)
+	}
+	if _, resp, err := dialLive(t, f, "", f.g.URL()); err == nil || resp == nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("no token: %v %v", resp, err)
+	}
+	c, _, err := dialLive(t, f, tok, f.g.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	next(t, c, 5*time.Second, "hello", nil)
+	next(t, c, 5*time.Second, "nodes", func(m liveMsg) bool { return len(m.Nodes) == 2 })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.Write(ctx, websocket.MessageText, []byte(`{"type":"watch","chevron":"1"}`)); err != nil {
+		t.Fatal(err)
+	}
+	g := next(t, c, 10*time.Second, "gauges", func(m liveMsg) bool { return m.Chevron == "1" })
+	names := map[string]bool{}
+	for _, x := range g.Gauges {
+		names[x.Name] = true
+	}
+	for _, want := range []string{"cpu.busy_pct", "mem.used_pct"} {
+		if !names[want] {
+			t.Fatalf("gauges %+v lack %s (error %q)", g.Gauges, want, g.Error)
+		}
+	}
+	if err := c.Write(ctx, websocket.MessageText, []byte(`{"type":"watch","chevron":"1..2"}`)); err != nil {
+		t.Fatal(err)
+	}
+	next(t, c, 5*time.Second, "error", func(m liveMsg) bool { return m.Code == gateway.CodeBadRequest })
+
+	nd := f.s.AddNode()
+	up := time.Now()
+	m := next(t, c, 20*time.Second, "nodes", func(m liveMsg) bool {
+		for _, n := range m.Nodes {
+			if n.Chevron == nd.Chevron().String() {
+				return true
+			}
+		}
+		return false
+	})
+	t.Logf("node %s appeared on the socket %v after it was up (%d nodes)", nd.Chevron(), time.Since(up).Round(time.Millisecond), len(m.Nodes))
+	if d := time.Since(up); d > 2*time.Second {
+		t.Errorf("the joining node took %v to appear", d)
+	}
+}
+
+// TestTLSOnANonLoopbackAddress: any address but loopback is HTTPS, with a
+// certificate of the node's key.
+func TestTLSOnANonLoopbackAddress(t *testing.T) {
+	s := testmesh.Start(t, 1)
+	g := serveGateway(t, gateway.Options{Node: s.Node(0), Addr: "0.0.0.0:0", Explicit: true})
+	if !strings.HasPrefix(g.URL(), "https://") || !g.TLS() {
+		t.Fatalf("URL %s", g.URL())
+	}
+	port := g.Addr()[strings.LastIndex(g.Addr(), ":"):]
+	var leafKey ed25519.PublicKey
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
+		InsecureSkipVerify: true, // checked below: the certificate's key must be the node's
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			leafKey, _ = cs.PeerCertificates[0].PublicKey.(ed25519.PublicKey)
+			return nil
+		},
+	}}}
+	resp, err := hc.Get("https://127.0.0.1" + port + "/api/me")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("Strict-Transport-Security") == "" {
+		t.Fatalf("%d %v", resp.StatusCode, resp.Header)
+	}
+	pub := s.Node(0).Pubkey()
+	raw, err := nkeys.Decode(nkeys.PrefixByteServer, []byte(pub))
+	if err != nil {
+		if raw, err = nkeys.Decode(nkeys.PrefixByteUser, []byte(pub)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !leafKey.Equal(ed25519.PublicKey(raw)) {
+		t.Fatalf("certificate key %x is not node key %s", leafKey, pub)
+	}
+	// Plain HTTP is not served there.
+	if resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://127.0.0.1" + port + "/"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode < 400 {
+			t.Fatalf("plain http answered %d", resp.StatusCode)
+		}
+	}
+}
