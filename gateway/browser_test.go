@@ -329,6 +329,22 @@ func TestDashboardInChromium(t *testing.T) {
 	b.waitJS("cross-origin POST refused", 10*time.Second,
 		fmt.Sprintf(`location.href.startsWith(%q) && /cross_origin/.test(document.body.innerText)`, g.URL()+"/api/run"))
 	b.shot("cross-origin-refused")
+
+	// The live socket from that page: the handshake is refused, although
+	// the same-site cookie goes along.
+	b.run("back to the foreign page", chromedp.Navigate(evil.URL), chromedp.WaitVisible(chromedp.ID("go")))
+	wsURL := "ws" + strings.TrimPrefix(g.URL(), "http") + "/api/live"
+	ctx, cancel = context.WithTimeout(b.ctx, 15*time.Second)
+	got, err := chromedp.Run(ctx, chromedp.Evaluate[string](fmt.Sprintf(`new Promise((done) => {
+		const ws = new WebSocket(%q);
+		ws.onmessage = (ev) => { done("message " + ev.data.slice(0, 80)); ws.close(); };
+		ws.onclose = (ev) => done("closed " + ev.code);
+	})`, wsURL), chromedp.EvalAwaitPromise))
+	cancel()
+	if err != nil || !strings.HasPrefix(got, "closed") {
+		t.Fatalf("a foreign page's WebSocket to %s: %q (%v), want it refused", wsURL, got, err)
+	}
+	t.Logf("a foreign page's WebSocket: %s", got)
 }
 
 // TestDashboardShowsAnAlert: a client floods a node with commands after a
