@@ -5,7 +5,10 @@ import (
 	"crypto/ed25519"
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"net/url"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -166,4 +169,77 @@ func TestTLSOnANonLoopbackAddress(t *testing.T) {
 			t.Fatalf("plain http answered %d", resp.StatusCode)
 		}
 	}
+}
+
+// TestLogoutClosesTheLiveSocket: a socket does not outlive its session.
+func TestLogoutClosesTheLiveSocket(t *testing.T) {
+	f := newFixture(t, 1)
+	hc := f.browser(f.admin, "")
+	u, _ := url.Parse(f.g.URL())
+	h := http.Header{}
+	h.Set("Origin", f.g.URL())
+	for _, ck := range hc.Jar.Cookies(u) {
+		h.Add("Cookie", ck.String())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(f.g.URL(), "http")+"/api/live", &websocket.DialOptions{HTTPHeader: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	next(t, c, 5*time.Second, "hello", nil)
+	if a := f.do(hc, "POST", "/logout", ""); a.status != http.StatusOK {
+		t.Fatalf("logout: %d", a.status)
+	}
+	for {
+		_, _, err := c.Read(ctx)
+		if err != nil {
+			if websocket.CloseStatus(err) != gateway.CloseUnauthenticated {
+				t.Fatalf("socket ended with %v, want close %d", err, gateway.CloseUnauthenticated)
+			}
+			return
+		}
+	}
+}
+
+// TestShutdownClosesSocketsAndWaits: Shutdown ends open sockets and leaves
+// no goroutine of the gateway behind.
+func TestShutdownClosesSocketsAndWaits(t *testing.T) {
+	s := testmesh.Start(t, 1)
+	f := &fixture{t: t, s: s, admin: s.Client(0), clock: &testClock{}}
+	g, err := gateway.New(gateway.Options{Node: s.Node(0), Addr: "127.0.0.1:0", Explicit: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	f.g = g
+	c, _, err := dialLive(t, f, f.token(f.admin, ""), g.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	next(t, c, 5*time.Second, "nodes", nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := g.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Shutdown(ctx); err != nil {
+		t.Fatalf("second shutdown: %v", err)
+	}
+	if _, _, err := c.Read(ctx); websocket.CloseStatus(err) != websocket.StatusGoingAway {
+		t.Fatalf("socket after shutdown: %v", err)
+	}
+	testmesh.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
+		buf := make([]byte, 1<<20)
+		for _, st := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+			if strings.Contains(st, "robonet/gateway.") {
+				return fmt.Errorf("goroutine left:\n%s", st)
+			}
+		}
+		return nil
+	})
 }
