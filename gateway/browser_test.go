@@ -302,6 +302,36 @@ func TestDashboardInChromium(t *testing.T) {
 	b.waitJS("ask results", 20*time.Second, `document.querySelectorAll('#ask-results tr[data-status="ok"]').length === 3`)
 	b.shot("ask")
 
+	// A plan that changes things is confirmed first: cancelled, nothing
+	// runs; confirmed, it runs.
+	b.run("plan a config change", chromedp.SetValue(chromedp.ID("ask-text"), "set config browser.test to 1"),
+		chromedp.Click(chromedp.ID("ask-plan")))
+	b.waitJS("mutating step marked", 10*time.Second, `/changes things/.test(document.getElementById("ask-plan-view").textContent)`)
+	b.run("run it", chromedp.Click(chromedp.ID("ask-run")))
+	b.waitJS("confirmation asked", 5*time.Second, `!!document.querySelector("#ask-out .confirm") && !document.getElementById("ask-results")`)
+	b.shot("ask-confirm")
+	b.run("cancel", chromedp.Click(chromedp.CSS(`#ask-out .confirm button.secondary`)))
+	b.waitJS("nothing run", 5*time.Second, `/cancelled/.test(document.getElementById("ask-out").textContent) && !document.getElementById("ask-results")`)
+	b.run("run it again", chromedp.Click(chromedp.ID("ask-run")))
+	b.run("confirm", chromedp.Click(chromedp.ID("confirm-yes")))
+	b.waitJS("the config step ran", 20*time.Second, `document.querySelectorAll('#ask-results tr[data-status]').length >= 1 && !/running/.test(document.getElementById("ask-summary").textContent)`)
+
+	// Approvals pending are shown: a dangerous command waiting for a quorum.
+	ctx, cancel = context.WithTimeout(context.Background(), 15*time.Second)
+	apps, err := alice.Approvals(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ap, err := apps.Request(ctx, alice.KeyPair(), "exec", json.RawMessage(`{"argv":["uptime"]}`), 2, 10*time.Minute, time.Now())
+	cancel()
+	if err != nil {
+		t.Fatalf("request an approval: %v", err)
+	}
+	b.run("open approvals", chromedp.Navigate(g.URL()+"/#/approvals"))
+	b.waitJS("the approval listed", 10*time.Second, fmt.Sprintf(`[...document.querySelectorAll("#view td")].some(td => td.textContent === %q)`, ap.ID))
+	b.waitJS("counted in the header", 5*time.Second, `document.getElementById("approval-count").textContent === "1"`)
+	b.shot("approvals")
+
 	// Dark, remembered across a reload.
 	b.run("nodes again", chromedp.Navigate(g.URL()+"/#/"))
 	b.waitJS("three nodes", 10*time.Second, rowsJS+` === 3`)

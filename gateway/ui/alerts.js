@@ -1,6 +1,6 @@
 // alerts.js: the Alerts page (Sentinel findings, live) and the Approvals
 // page (quorum approvals pending; granting one stays in the CLI).
-import { h, fill, fmtNum, fmtAgo, shortKey } from "./dom.js";
+import { h, fill, fmtNum, fmtAgo, fmtWhen, shortKey } from "./dom.js";
 
 export function alertsTable(alerts) {
   return h("table", { class: "alerts" },
@@ -62,8 +62,8 @@ export class ApprovalsView {
             h("td", { class: "mono", text: a.selector }),
             h("td", { class: "mono", title: a.requester, text: a.from || shortKey(a.requester) }),
             h("td", { class: "num", text: `${a.count ?? (a.approvers || []).length} of ${a.need ?? "?"}` }),
-            h("td", { text: fmtAgo(a.created) }),
-            h("td", { text: a.expires || "" }))))));
+            h("td", { title: a.created, text: fmtAgo(a.created) }),
+            h("td", { title: a.expires, text: a.expired ? "expired" : fmtWhen(a.expires) }))))));
   }
 
   unmount() {}

@@ -68,6 +68,17 @@ export function fmtNum(v, digits = 2) {
   return typeof v === "number" && isFinite(v) ? v.toFixed(digits) : "–";
 }
 
+// fmtWhen renders a timestamp relative to now: "12 s ago" or "in 10 min".
+export function fmtWhen(ts) {
+  const t = Date.parse(ts);
+  if (!isFinite(t) || t <= 0) return "–";
+  if (t <= Date.now()) return fmtAgo(ts);
+  const s = Math.round((t - Date.now()) / 1000);
+  if (s < 90) return "in " + s + " s";
+  if (s < 5400) return "in " + Math.round(s / 60) + " min";
+  return "in " + Math.round(s / 3600) + " h";
+}
+
 // fmtAgo renders a timestamp as "12 s ago".
 export function fmtAgo(ts) {
   const t = Date.parse(ts);

@@ -186,7 +186,7 @@ export class AskView {
     const go = h("button", { type: "button", id: "ask-run", text: mutating.length ? "Run (asks to confirm)" : "Run the plan" });
     go.addEventListener("click", async () => {
       go.disabled = true;
-      if (mutating.length && !(await confirmBox(this.out, `Steps ${mutating.join(", ")} change things. Run the plan?`))) {
+      if (mutating.length && !(await confirmBox(this.out, `${mutating.length === 1 ? "Step" : "Steps"} ${mutating.join(", ")} ${mutating.length === 1 ? "changes" : "change"} things. Run the plan?`))) {
         this.out.append(h("p", { class: "notice", text: "cancelled: nothing was run" }));
         go.disabled = false;
         return;
