@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/robonet-mesh/robonet/wire"
 )
@@ -168,6 +169,14 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) *apiError {
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
 		return errorf(http.StatusUnsupportedMediaType, CodeBadRequest, "Content-Type %q: want application/json", ct)
 	}
+	// A body trickled in byte by byte holds a connection: 30 s is plenty
+	// for 64 KiB.
+	// The deadline is lifted once the body is read: a streamed answer may
+	// take minutes, and net/http's watch for a closed connection must not
+	// time out meanwhile.
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Now().Add(30 * time.Second))
+	defer func() { _ = rc.SetReadDeadline(time.Time{}) }()
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
