@@ -293,6 +293,9 @@ func loginCall(ctx context.Context, rq Requester, req LoginRequest) (LoginReply,
 	if errors.Is(err, nats.ErrNoResponders) {
 		return LoginReply{}, fmt.Errorf("gateway login on %s: no gateway answers there (is the node running with --gateway off, or was its address taken?)", m.Subject)
 	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return LoginReply{}, fmt.Errorf("gateway login %s on %s: no answer in time (a key whose NATS permissions do not allow publishing there gets none: try the node's own operator key, --data of the node)", req.Op, m.Subject)
+	}
 	if err != nil {
 		return LoginReply{}, fmt.Errorf("gateway login %s on %s: %w", req.Op, m.Subject, err)
 	}
