@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
 	"github.com/robonet-mesh/robonet/gateway"
@@ -75,8 +76,19 @@ func newBrowser(t *testing.T) *browser {
 		t.Fatalf("start chromium %s: %v", bin, err)
 	}
 	t.Logf("chromium %s started in %v", bin, time.Since(start).Round(time.Millisecond))
+	// Every page records what went wrong in it: CSP violations (an inline
+	// script or style, a resource from elsewhere), uncaught errors and
+	// unhandled promise rejections. shot fails the test on any.
+	if _, err := chromedp.Call(ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: problemsJS}); err != nil {
+		t.Fatalf("install the page watcher: %v", err)
+	}
 	return &browser{t: t, ctx: ctx, shots: artifactDir(t)}
 }
+
+const problemsJS = `window.rnProblems = [];
+document.addEventListener("securitypolicyviolation", (e) => window.rnProblems.push("CSP " + e.violatedDirective + " blocked " + e.blockedURI + " at " + e.sourceFile + ":" + e.lineNumber));
+window.addEventListener("error", (e) => window.rnProblems.push("error " + e.message + " at " + e.filename + ":" + e.lineno));
+window.addEventListener("unhandledrejection", (e) => window.rnProblems.push("unhandled rejection " + String(e.reason)));`
 
 // artifactDir is where screenshots go: $ROBONET_ARTIFACTS or
 // robonet-artifacts under the system temp dir, outside the repository.
@@ -135,9 +147,19 @@ func (b *browser) waitJS(what string, timeout time.Duration, expr string) time.D
 	}
 }
 
-// shot saves a full-page PNG screenshot named after the test and step.
+// shot saves a full-page PNG screenshot named after the test and step, and
+// fails the test if the page recorded a problem (see problemsJS).
 func (b *browser) shot(name string) string {
 	b.t.Helper()
+	if !strings.HasPrefix(name, "failed-") {
+		var problems []string
+		if err := b.eval(`window.rnProblems || []`, &problems); err != nil {
+			b.t.Errorf("%s: read the page's problems: %v", name, err)
+		}
+		for _, p := range problems {
+			b.t.Errorf("%s: the page reports %s", name, p)
+		}
+	}
 	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
 	defer cancel()
 	buf, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
