@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -38,13 +39,23 @@ type fixture struct {
 
 func newFixture(t *testing.T, nodes int) *fixture {
 	t.Helper()
+	return newFixtureWith(t, nodes, nil)
+}
+
+// newFixtureWith lets adjust the gateway's options.
+func newFixtureWith(t *testing.T, nodes int, adjust func(*gateway.Options)) *fixture {
+	t.Helper()
 	s := testmesh.Start(t, nodes)
 	if nodes > 1 {
 		s.WaitAlive(30 * time.Second)
 	}
 	f := &fixture{t: t, s: s, admin: s.Client(0), clock: &testClock{}}
-	f.g = serveGateway(t, gateway.Options{Node: s.Node(0), Addr: "127.0.0.1:0", Explicit: true, Now: f.clock.now,
-		Logger: testmesh.Logger(t, new(atomic.Bool))})
+	o := gateway.Options{Node: s.Node(0), Addr: "127.0.0.1:0", Explicit: true, Now: f.clock.now,
+		Logger: testmesh.Logger(t, new(atomic.Bool))}
+	if adjust != nil {
+		adjust(&o)
+	}
+	f.g = serveGateway(t, o)
 	return f
 }
 
@@ -577,4 +588,59 @@ func TestLoginServiceRefusesBadRequests(t *testing.T) {
 			t.Errorf("%+v: %v", c, err)
 		}
 	}
+}
+
+// TestSessionsEndWhenIdleOrTheUserIsRemoved: an idle session ends, and
+// removing the user ends its sessions and tokens at once.
+func TestSessionsEndWhenIdleOrTheUserIsRemoved(t *testing.T) {
+	f := newFixtureWith(t, 1, func(o *gateway.Options) { o.SessionIdle = 10 * time.Minute })
+	hc := f.browser(f.admin, "")
+	for range 5 {
+		f.clock.advance(9 * time.Minute) // used every 9 min: not idle
+		if a := f.do(hc, "GET", "/api/me", ""); a.status != http.StatusOK {
+			t.Fatalf("after %v: %d %s", time.Duration(f.clock.skew.Load()), a.status, a.body)
+		}
+	}
+	// The link's delegation lasts an hour: the session ends with it.
+	f.clock.advance(25 * time.Minute)
+	if a := f.do(hc, "GET", "/api/me", ""); a.status != http.StatusUnauthorized {
+		t.Fatalf("after the delegation: %d %s", a.status, a.body)
+	}
+
+	f.clock.advance(-70 * time.Minute) // back to real time
+	hc = f.browser(f.admin, "")
+	f.clock.advance(8 * time.Minute)
+	if a := f.do(hc, "GET", "/api/me", ""); a.status != http.StatusOK {
+		t.Fatalf("idle 8 min: %d %s", a.status, a.body)
+	}
+	f.clock.advance(11 * time.Minute)
+	if a := f.do(hc, "GET", "/api/me", ""); a.status != http.StatusUnauthorized {
+		t.Fatalf("idle 11 min: %d %s", a.status, a.body)
+	}
+	f.clock.advance(-19 * time.Minute)
+
+	ursula := f.s.User(0, "ursula", wire.RoleOperator)
+	tok := f.token(ursula, "")
+	uhc := f.browser(ursula, "")
+	if a := f.do(nil, "GET", "/api/nodes", "", bearer(tok)...); a.status != http.StatusOK {
+		t.Fatalf("ursula's token: %d %s", a.status, a.body)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ids, err := f.admin.Identities(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ids.RemoveUser(ctx, "ursula", "", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	testmesh.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+		if a := f.do(nil, "GET", "/api/nodes", "", bearer(tok)...); a.status != http.StatusUnauthorized {
+			return fmt.Errorf("removed user's token: %d %s", a.status, a.body)
+		}
+		if a := f.do(uhc, "GET", "/api/nodes", ""); a.status != http.StatusUnauthorized {
+			return fmt.Errorf("removed user's session: %d %s", a.status, a.body)
+		}
+		return nil
+	})
 }
