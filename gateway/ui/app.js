@@ -12,6 +12,7 @@ import { RunView, AskView } from "./run.js";
 import { AlertsView, ApprovalsView, alertsTable } from "./alerts.js";
 
 const ALERT_TTL = 5 * 60 * 1000; // an alert not repeated for this long is over
+const MAX_ALERTS = 2000; // kept in memory; more distinct ones drop the oldest
 const APPROVALS_EVERY = 15000;
 const STATUS_EVERY = 30000;
 
@@ -19,6 +20,7 @@ class App {
   constructor() {
     this.state = { me: null, status: null, nodes: [], alerts: new Map(), approvals: [], alertsError: "", approvalsError: "" };
     this.view = null;
+    this.pending = false;
     this.viewEl = document.getElementById("view");
     this.conn = document.getElementById("conn");
     this.live = new Live({ onState: (s) => this.connState(s) });
@@ -107,11 +109,17 @@ class App {
     view.mount(this.viewEl, arg);
   }
 
+  // refresh re-renders the current view at most once per animation frame,
+  // however many socket messages arrive in between.
   refresh() {
-    if (this.view && this.view.update) this.view.update();
-    const n = this.activeAlerts().length;
-    badge("alert-count", n);
-    badge("approval-count", this.state.approvals.length);
+    if (this.pending) return;
+    this.pending = true;
+    requestAnimationFrame(() => {
+      this.pending = false;
+      if (this.view && this.view.update) this.view.update();
+      badge("alert-count", this.activeAlerts().length);
+      badge("approval-count", this.state.approvals.length);
+    });
   }
 
   setNodes(nodes) {
@@ -153,7 +161,14 @@ class App {
   addAlerts(list) {
     for (const a of list) {
       if (!a || typeof a !== "object") continue;
-      this.state.alerts.set(`${a.by}|${a.peer}|${a.signal}`, a);
+      const k = `${a.by}|${a.peer}|${a.signal}`;
+      this.state.alerts.delete(k); // re-inserted last: the Map's order is arrival order
+      this.state.alerts.set(k, a);
+    }
+    // Bounded: the oldest arrivals go first.
+    for (const k of this.state.alerts.keys()) {
+      if (this.state.alerts.size <= MAX_ALERTS) break;
+      this.state.alerts.delete(k);
     }
     this.refresh();
   }
