@@ -472,3 +472,49 @@ func TestDashboardShowsAnAlert(t *testing.T) {
 	b.waitJS("alert count in the header", 5*time.Second, `+document.getElementById("alert-count").textContent >= 1`)
 	b.shot("alerts")
 }
+
+// TestDashboardHelpersInChromium checks the page's pure helpers in the
+// browser that runs them, on the embedded files served as they are: chevron
+// grouping and order, the gauges the charts draw, and that markup built from
+// network strings is text.
+func TestDashboardHelpersInChromium(t *testing.T) {
+	b := newBrowser(t)
+	srv := httptest.NewServer(http.FileServerFS(os.DirFS("ui")))
+	t.Cleanup(srv.Close)
+	b.run("open a blank page on the files' origin", chromedp.Navigate(srv.URL+"/favicon.svg"))
+	for _, tc := range []struct{ name, expr, want string }{
+		{"a flat swarm is one group", `import("/nodes.js").then(m => {
+			const g = m.groupNodes([{chevron: "2"}, {chevron: "1"}], "lab");
+			return g.label + "|" + g.children.size + "|" + g.nodes.length; })`, "swarm lab|0|2"},
+		{"four tokens nest zone, region, swarm", `import("/nodes.js").then(m => {
+			const g = m.groupNodes([{chevron: "3.12.7.1"}, {chevron: "3.12.8.1"}, {chevron: "4.1.1.1"}], "x");
+			const z3 = g.children.get("3"), r = z3.children.get("3.12");
+			return [g.nodes.length, [...g.children.keys()].join(","), z3.label, [...r.children.keys()].join(","), r.children.get("3.12.7").nodes[0].chevron].join("|"); })`,
+			"0|3,4|zone 3|3.12.7,3.12.8|3.12.7.1"},
+		{"chevrons sort by number", `import("/nodes.js").then(m => ["10", "2", "3.12.10.1", "3.12.9.1", "3.2"].sort(m.compareChevrons).join(" "))`,
+			"2 3.2 3.12.9.1 3.12.10.1 10"},
+		{"gauges: fullest mount, interfaces but loopback", `import("/node.js").then(m => JSON.stringify(m.reduceGauges([
+			{name: "cpu.busy_pct", value: 12.5}, {name: "mem.used_pct", value: 40},
+			{name: "disk.used_pct", value: 20, labels: {mount: "/"}}, {name: "disk.used_pct", value: 70, labels: {mount: "/data"}},
+			{name: "net.rx_rate", value: 1000, labels: {iface: "lo"}}, {name: "net.rx_rate", value: 10, labels: {iface: "eth0"}},
+			{name: "net.rx_rate", value: 5, labels: {iface: "wlan0"}}, {name: "net.tx_rate", value: 7, labels: {iface: "lo"}},
+			{name: "cpu.busy_pct", value: "x"}, null])))`, `{"cpu":12.5,"mem":40,"disk":70,"rx":15,"tx":7}`},
+		{"gauges missing stay unknown", `import("/node.js").then(m => JSON.stringify(m.reduceGauges("nonsense")))`,
+			`{"cpu":null,"mem":null,"disk":null,"rx":null,"tx":null}`},
+		{"rates", `import("/node.js").then(m => [0, 999, 1500, 2.5e6, 3e12].map(m.fmtRate).join(", "))`,
+			"0 B/s, 999 B/s, 1.5 KB/s, 2.5 MB/s, 3000.0 GB/s"},
+		{"network strings are text, never markup", `import("/dom.js").then(m => {
+			const el = m.h("td", {title: "\"><img src=x>"}, "<img src=x onerror=alert(1)>", ["<b>", null, false], 7);
+			return el.children.length + "|" + el.textContent + "|" + el.getAttribute("title"); })`,
+			`0|<img src=x onerror=alert(1)><b>7|"><img src=x>`},
+		{"keys shortened, other strings kept", `import("/dom.js").then(m => [m.shortKey("UCVJUQ" + "A".repeat(45) + "2HBPM"), m.shortKey("3.12.7.1")].join(" "))`,
+			"UCVJUQ…2HBPM 3.12.7.1"},
+	} {
+		ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+		got, err := chromedp.Run(ctx, chromedp.Evaluate[string](tc.expr, chromedp.EvalAwaitPromise))
+		cancel()
+		if err != nil || got != tc.want {
+			t.Errorf("%s: got %q (%v), want %q", tc.name, got, err, tc.want)
+		}
+	}
+}
