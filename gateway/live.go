@@ -369,16 +369,17 @@ func (h *hub) checkAuth() {
 // may) and sends it when it changed or liveNodesEvery passed.
 func (h *hub) refreshNodes(ctx context.Context) {
 	var ms []wire.Member
-	var err error
+	read := false
 	for _, c := range h.sockets() {
 		qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		ms, err = c.p.Client.Nodes(qctx)
+		got, err := c.p.Client.Nodes(qctx)
 		cancel()
 		if err == nil {
+			ms, read = got, true
 			break
 		}
 	}
-	if err != nil || ms == nil && len(h.sockets()) == 0 {
+	if !read {
 		return
 	}
 	if ms == nil {
