@@ -24,6 +24,7 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 
 	"github.com/robonet-mesh/robonet/gateway"
 	"github.com/robonet-mesh/robonet/internal/testmesh"
@@ -115,11 +116,11 @@ func (b *browser) run(what string, actions ...chromedp.Action[chromedp.Void]) {
 	}
 }
 
-// eval evaluates a JavaScript expression into v (JSON-decoded).
+// eval evaluates a JavaScript expression (a promise is awaited) into v.
 func (b *browser) eval(expr string, v any) error {
 	ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
 	defer cancel()
-	raw, err := chromedp.Run(ctx, chromedp.Evaluate[[]byte](expr))
+	raw, err := chromedp.Run(ctx, chromedp.Evaluate[[]byte](expr, chromedp.EvalAwaitPromise))
 	if err != nil {
 		return err
 	}
@@ -287,7 +288,12 @@ func TestDashboardInChromium(t *testing.T) {
 
 	// A node's page: one-second charts fed by the socket.
 	first := s.Node(1).Chevron().String()
-	b.run("open a node's page", chromedp.Click(chromedp.CSS(fmt.Sprintf(`table.nodes tr[data-chevron=%q] a`, first))))
+	// By keyboard: focus the node's link and press Enter. The focus must
+	// survive the list's once-a-second updates.
+	b.run("focus a node's link", chromedp.Focus(chromedp.CSS(fmt.Sprintf(`table.nodes tr[data-chevron=%q] a`, first))))
+	b.waitJS("focus kept across updates", 5*time.Second, fmt.Sprintf(
+		`document.activeElement && document.activeElement.closest("tr") && document.activeElement.closest("tr").getAttribute("data-chevron") === %q && document.querySelector("tr[data-chevron='%s'] td.last-seen").textContent !== ""`, first, first))
+	b.run("open a node's page", chromedp.KeyEvent(kb.Enter))
 	b.waitJS("node page", 5*time.Second, fmt.Sprintf(`location.hash === "#/node/%s"`, first))
 	b.waitJS("four charts with 5+ one-second samples", 20*time.Second,
 		`[...document.querySelectorAll("figure.chart")].filter(f => +f.getAttribute("data-samples") >= 5).length === 4`)
@@ -397,6 +403,18 @@ func TestDashboardInChromium(t *testing.T) {
 		t.Fatalf("a foreign page's WebSocket to %s: %q (%v), want it refused", wsURL, got, err)
 	}
 	t.Logf("a foreign page's WebSocket: %s", got)
+
+	b.run("back to the dashboard", chromedp.Navigate(g.URL()+"/#/"))
+	b.waitJS("three nodes", 10*time.Second, rowsJS+` === 3`)
+	// Log out: the page says how to log in again, and the API refuses the
+	// old session.
+	b.run("log out", chromedp.Click(chromedp.CSS(`#logout button`)))
+	b.waitJS("signed out", 10*time.Second, `!!document.getElementById("signed-out") && /robonet gateway login/.test(document.getElementById("view").textContent)`)
+	b.shot("signed-out")
+	var me string
+	if err := b.eval(`fetch("/api/me").then(r => String(r.status))`, &me); err != nil || me != "401" {
+		t.Fatalf("GET /api/me after logging out: %q (%v), want 401", me, err)
+	}
 }
 
 // TestDashboardShowsAnAlert: a client floods a node with commands after a

@@ -55,7 +55,7 @@ function nodeTable(nodes, alertsFor, caption) {
       h("td", null, n.leader ? h("span", { class: "badge leader", text: "leader" }) : ""),
       alertsCell(alertsFor(n.chevron)),
       h("td", { text: n.version || "" }),
-      h("td", { text: fmtAgo(n.last_seen) })));
+      h("td", { class: "last-seen", text: fmtAgo(n.last_seen) })));
   return h("table", { class: "nodes" },
     caption ? h("caption", { text: caption }) : null,
     h("thead", null, h("tr", null,
@@ -89,7 +89,24 @@ export class NodesView {
     this.render();
   }
 
-  update() { this.render(); }
+  // update re-renders when anything but the heartbeat times changed; else
+  // it only refreshes the "last seen" cells, so selection, hover and focus
+  // survive the once-a-second updates.
+  update() {
+    const { nodes, status } = this.app.state;
+    const sig = JSON.stringify([nodes.map((n) => ({ ...n, last_seen: undefined })), status && status.swarm,
+      nodes.map((n) => this.app.alertsAbout(n.chevron).length), this.app.activeAlerts().length]);
+    if (sig === this.sig) {
+      const seen = new Map(nodes.map((n) => [n.chevron, n.last_seen]));
+      for (const tr of this.root.querySelectorAll("tr[data-chevron]")) {
+        const cell = tr.querySelector("td.last-seen");
+        if (cell) cell.textContent = fmtAgo(seen.get(tr.getAttribute("data-chevron")));
+      }
+      return;
+    }
+    this.sig = sig;
+    this.render();
+  }
 
   render() {
     const { nodes, status } = this.app.state;
