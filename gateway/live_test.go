@@ -1,13 +1,22 @@
 package gateway_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
+	"errors"
 	"fmt"
+	"math/big"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -242,4 +251,60 @@ func TestShutdownClosesSocketsAndWaits(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestTLSWithGivenCertificateFiles: --gateway-cert/--gateway-key replace the
+// node key's certificate; a missing file is an error naming it.
+func TestTLSWithGivenCertificateFiles(t *testing.T) {
+	s := testmesh.Start(t, 1)
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "gw.test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), DNSNames: []string{"gw.test"}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, pub, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pk, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "gw.crt"), filepath.Join(dir, "gw.key")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pk}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g := serveGateway(t, gateway.Options{Node: s.Node(0), Addr: "0.0.0.0:0", Explicit: true, CertFile: certFile, KeyFile: keyFile})
+	port := g.Addr()[strings.LastIndex(g.Addr(), ":"):]
+	var got []byte
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
+		InsecureSkipVerify: true, // the test compares the certificate itself
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			got = cs.PeerCertificates[0].Raw
+			return nil
+		},
+	}}}
+	resp, err := hc.Get("https://127.0.0.1" + port + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if !bytes.Equal(got, der) {
+		t.Fatal("the gateway did not serve the given certificate")
+	}
+	bad, err := gateway.New(gateway.Options{Node: s.Node(0), Addr: "0.0.0.0:0", Explicit: true, CertFile: filepath.Join(dir, "nope.crt"), KeyFile: keyFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bad.Start(context.Background()); err == nil || !strings.Contains(err.Error(), "nope.crt") {
+		t.Fatalf("missing certificate file: %v", err)
+	}
+	if _, err := gateway.New(gateway.Options{Node: s.Node(0), CertFile: certFile}); !errors.Is(err, gateway.ErrOptions) {
+		t.Fatalf("a certificate without a key: %v", err)
+	}
 }
