@@ -181,3 +181,14 @@ func TestStatsCountNodesByStateAndTheLease(t *testing.T) {
 		return nil
 	})
 }
+
+// BenchmarkStats prints what one Stats snapshot costs on a single node
+// (the node's part of a /metrics scrape).
+func BenchmarkStats(b *testing.B) {
+	s := testmesh.Start(b, 1)
+	nd := s.Node(0)
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = nd.Stats()
+	}
+}
