@@ -36,7 +36,8 @@ func failureCount(st node.Stats, reason string) int {
 // that ran (ok, with a latency), an observer's exec (denied), an unsigned
 // ping (denied, and an unsigned HCTH failure), a verb outside the
 // catalogue (error, counted under "other", never under its own name), and
-// a replayed ping (dropped without an answer, an HCTH replay).
+// a gauge past its deadline (timeout), and a replayed ping (dropped
+// without an answer, an HCTH replay).
 func TestStatsCountCommandsByVerbAndStatus(t *testing.T) {
 	s := testmesh.Start(t, 1)
 	nd := s.Node(0)
@@ -66,6 +67,10 @@ func TestStatsCountCommandsByVerbAndStatus(t *testing.T) {
 	if r, _ := signed(t, admin.Conn(), admin.Signer(), subj("no-such-verb"), bogus, 5*time.Second); r == nil || r.Status != wire.StatusError {
 		t.Fatalf("unknown verb: %+v", r)
 	}
+	slow, _ := json.Marshal(wire.Request{Verb: "gauge", Args: json.RawMessage(`{"metric":"cpu","interval":"3s"}`), TimeoutMs: 100, ID: "slow"})
+	if r, _ := signed(t, admin.Conn(), admin.Signer(), subj("gauge"), slow, 5*time.Second); r == nil || r.Error == nil || r.Error.Code != wire.CodeTimeout {
+		t.Fatalf("gauge past its deadline: %+v", r)
+	}
 	again, _ := json.Marshal(wire.Request{Verb: "ping", ID: "again"})
 	r, m := signed(t, admin.Conn(), admin.Signer(), subj("ping"), again, 5*time.Second)
 	if r == nil || r.Status != wire.StatusOK {
@@ -89,7 +94,7 @@ func TestStatsCountCommandsByVerbAndStatus(t *testing.T) {
 	}{
 		{"ping", node.StatOK, 2}, {"exec", node.StatDenied, 1}, {"ping", node.StatDenied, 1},
 		{node.VerbOther, node.StatError, 1}, {"ping", node.StatDropped, 1}, {"exec", node.StatOK, 0},
-		{"no-such-verb", node.StatError, -1},
+		{"no-such-verb", node.StatError, -1}, {"gauge", node.StatTimeout, 1}, {"gauge", node.StatError, 0},
 	} {
 		if got := commandCount(st, c.verb, c.status); got != c.want {
 			t.Errorf("commands %s/%s = %d, want %d", c.verb, c.status, got, c.want)
@@ -115,7 +120,7 @@ func TestStatsCountCommandsByVerbAndStatus(t *testing.T) {
 		switch h.Verb {
 		case "ping":
 			want = 2
-		case node.VerbOther:
+		case node.VerbOther, "gauge":
 			want = 1
 		}
 		if h.Count != want || len(h.Counts) != len(h.Bounds) || h.Counts[len(h.Counts)-1] > h.Count {
