@@ -271,3 +271,47 @@ func BenchmarkMetricsScrape(b *testing.B) {
 	}
 	b.ReportMetric(float64(size), "bytes/scrape")
 }
+
+// An edge's /metrics works from the core's member list: both the edge and
+// a core count two alive cores and one alive edge, and the edge reports
+// JetStream healthy while its core link is up.
+func TestMetricsOnAnEdgeCountCoresAndEdges(t *testing.T) {
+	s := testmesh.StartCore(t, 2)
+	edge := s.AddEdge()
+	he, hc := gateway.NewMetrics(edge).Handler(), gateway.NewMetrics(s.Node(0)).Handler()
+	testmesh.CheckFor(t, 20*time.Second, 100*time.Millisecond, func() error {
+		for name, h := range map[string]http.Handler{"edge": he, "core": hc} {
+			sc := scrapeOnce(t, h)
+			cores, _ := sc.value("robonet_nodes", "state", "alive", "role", "core")
+			edges, _ := sc.value("robonet_nodes", "state", "alive", "role", "edge")
+			if cores != 2 || edges != 1 {
+				return fmt.Errorf("%s sees %v alive cores and %v alive edges, want 2 and 1", name, cores, edges)
+			}
+			if v, _ := sc.value("robonet_jetstream_healthy"); v != 1 {
+				return fmt.Errorf("%s: jetstream_healthy %v", name, v)
+			}
+		}
+		return nil
+	})
+	if v := scrapeOnce(t, he).must(t, "robonet_lease_holder"); v != 0 {
+		t.Errorf("the edge holds the lease: %v", v)
+	}
+}
+
+// A scrape racing the node's shutdown (the gateway stops after its node
+// in `up`) still answers: lease holder 0, no panic.
+func TestMetricsScrapeAfterTheNodeStopped(t *testing.T) {
+	s := testmesh.Start(t, 1)
+	nd := s.Node(0)
+	h := gateway.NewMetrics(nd).Handler()
+	s.WaitLeader(10 * time.Second)
+	if v := scrapeOnce(t, h).must(t, "robonet_lease_holder"); v != 1 {
+		t.Fatalf("a single node does not hold its lease: %v", v)
+	}
+	s.Stop(0)
+	sc := scrapeOnce(t, h)
+	if v := sc.must(t, "robonet_lease_holder"); v != 0 {
+		t.Errorf("a stopped node holds the lease: %v", v)
+	}
+	sc.must(t, "robonet_commands_total", "verb", "ping", "status", "ok")
+}
