@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/robonet-mesh/robonet/internal/testmesh"
 	"github.com/robonet-mesh/robonet/mesh"
 	"github.com/robonet-mesh/robonet/node"
+	"github.com/robonet-mesh/robonet/sentinel"
 	"github.com/robonet-mesh/robonet/wire"
 )
 
@@ -195,5 +197,44 @@ func BenchmarkStats(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		_ = nd.Stats()
+	}
+}
+
+// alertCount is Stats' count of Sentinel alerts at level.
+func alertCount(st node.Stats, level string) uint64 {
+	for _, a := range st.Alerts {
+		if a.Level == level {
+			return a.Count
+		}
+	}
+	return 0
+}
+
+// A peer's pinned CPU makes this node's Sentinel raise alerts at level
+// "alert" (health never escalates), and Stats counts them: none while the
+// swarm is quiet, then at least as many as the node's current report
+// shows.
+func TestStatsCountSentinelAlertsByLevel(t *testing.T) {
+	var pinned atomic.Bool
+	s := testmesh.Start(t, 2, fastSentinel(&pinned, 1))
+	s.WaitAlive(20 * time.Second)
+	nd := s.Node(0)
+	warm(t, nd, s.Node(1).Chevron().String())
+	for _, lv := range node.SentinelLevels() {
+		if n := alertCount(nd.Stats(), lv); n != 0 {
+			t.Fatalf("%d %s alerts in a quiet swarm", n, lv)
+		}
+	}
+	pinned.Store(true)
+	testmesh.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+		st := nd.Stats()
+		if n, shown := alertCount(st, string(sentinel.Alert)), len(nd.AlertsReport().Alerts); n == 0 || n < uint64(shown) {
+			return fmt.Errorf("%d alerts counted, %d in the report", n, shown)
+		}
+		return nil
+	})
+	st := nd.Stats()
+	if n := alertCount(st, string(sentinel.Quarantine)) + alertCount(st, string(sentinel.Disconnect)); n != 0 {
+		t.Errorf("a pinned CPU counted %d quarantine or disconnect alerts", n)
 	}
 }
