@@ -98,9 +98,9 @@ func (s scrape) series(name string) int {
 	return 0
 }
 
-// command sends one command for verb to chev signed by signer (nil: not
+// sendCommand sends one command for verb to chev signed by signer (nil: not
 // signed) over nc and returns the reply's result.
-func command(t *testing.T, nc *nats.Conn, signer *mesh.Signer, chev, verb string, args string) wire.Result {
+func sendCommand(t *testing.T, nc *nats.Conn, signer *mesh.Signer, chev, verb string, args string) wire.Result {
 	t.Helper()
 	body, _ := json.Marshal(wire.Request{Verb: verb, Args: json.RawMessage(args), ID: verb})
 	m := &nats.Msg{Subject: fmt.Sprintf("rn.%s.cmd.%s", chev, verb), Data: body}
@@ -144,14 +144,14 @@ func TestMetricsCountCommandsHCTHLeaseAndNodes(t *testing.T) {
 	if err != nil || len(res.Results) != 2 {
 		t.Fatalf("ping: %+v %v", res, err)
 	}
-	if r := command(t, admin.Conn(), obs.Signer(), chev, "exec", `{"argv":["true"]}`); r.Status != wire.StatusDenied {
+	if r := sendCommand(t, admin.Conn(), obs.Signer(), chev, "exec", `{"argv":["true"]}`); r.Status != wire.StatusDenied {
 		t.Fatalf("observer exec: %+v", r)
 	}
-	if r := command(t, admin.Conn(), nil, chev, "ping", `{}`); r.Status != wire.StatusDenied {
+	if r := sendCommand(t, admin.Conn(), nil, chev, "ping", `{}`); r.Status != wire.StatusDenied {
 		t.Fatalf("unsigned ping: %+v", r)
 	}
 	for i := range 20 {
-		if r := command(t, admin.Conn(), admin.Signer(), chev, fmt.Sprintf("made-up-%d", i), `{}`); r.Status != wire.StatusError {
+		if r := sendCommand(t, admin.Conn(), admin.Signer(), chev, fmt.Sprintf("made-up-%d", i), `{}`); r.Status != wire.StatusError {
 			t.Fatalf("made-up verb: %+v", r)
 		}
 	}
