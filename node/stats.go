@@ -253,7 +253,7 @@ func (s *cmdStats) snapshot() ([]CommandCount, []LatencyHistogram) {
 const (
 	ReasonUnsigned     = "unsigned"      // a command or query without HCTH headers
 	ReasonBadHeaders   = "bad_headers"   // malformed or oversized headers
-	ReasonUnknownKey   = "unknown_key"   // signed by a key the swarm does not know (or revoked)
+	ReasonUnknownKey   = "unknown_key"   // a key the swarm does not know, revoked, or with a delegation that does not hold
 	ReasonBadSignature = "bad_signature" // a signature over other bytes
 	ReasonReplay       = "replay"        // a message already accepted, dropped
 	ReasonChainBreak   = "chain_break"   // a fork or a break: the key is quarantined
@@ -268,6 +268,9 @@ func HCTHReasons() []string {
 		ReasonChainBreak, ReasonStale, ReasonQuarantined, ReasonOther}
 }
 
+// numLevels is len(SentinelLevels()).
+const numLevels = 4
+
 // SentinelLevels lists the levels Stats counts Sentinel alerts by.
 func SentinelLevels() []string {
 	return []string{string(sentinel.OK), string(sentinel.Alert), string(sentinel.Quarantine), string(sentinel.Disconnect)}
@@ -275,8 +278,8 @@ func SentinelLevels() []string {
 
 // nodeStats are the node's own counters beside trustCounters (hcth.go).
 type nodeStats struct {
-	accepted, badSig, replay, breaks, stale, quarantined, other atomic.Uint64    // ledger verdicts
-	alerts                                                      [4]atomic.Uint64 // by SentinelLevels
+	accepted, badSig, replay, breaks, stale, quarantined, other atomic.Uint64            // ledger verdicts
+	alerts                                                      [numLevels]atomic.Uint64 // by SentinelLevels
 }
 
 // ledgerVerdict counts one message the ledger judged.
