@@ -103,6 +103,7 @@ type CommandHost struct {
 	callers   *callerTable  // per verified caller: running commands, rate
 	inflight  chan struct{} // the node's slots, all callers together
 	audits    *auditLog
+	stats     *cmdStats // commands by verb and status, latency (stats.go)
 	subs      []*nats.Subscription
 	mu        sync.Mutex     // guards closing; taken around wg.Add
 	closing   bool           // no new commands start once set
@@ -143,7 +144,7 @@ func NewCommandHost(ctx context.Context, nc *nats.Conn, chev subjects.Chevron, n
 	}
 	h := &CommandHost{nc: nc, chev: chev, name: name, cat: cat, log: log, ctx: ctx, guard: guard,
 		admitting: make(chan struct{}, max(4, 2*runtime.GOMAXPROCS(0))),
-		callers:   newCallerTable(DefaultCallerLimits), inflight: make(chan struct{}, maxInFlight)}
+		callers:   newCallerTable(DefaultCallerLimits), inflight: make(chan struct{}, maxInFlight), stats: newCmdStats(cat)}
 	h.audits = newAuditLog(h.publishAudit)
 	for _, subj := range subjects.CmdSubscriptions(chev) {
 		sub, err := nc.Subscribe(subj, h.onCommand)
@@ -250,7 +251,7 @@ func (h *CommandHost) onCommand(m *nats.Msg) {
 			return
 		}
 		defer h.releaseSlots(c)
-		h.runCommand(m, c)
+		h.runCommand(m, c, now)
 	}()
 }
 
@@ -326,6 +327,7 @@ func (h *CommandHost) admit(m *nats.Msg, now time.Time) (admitted, bool) {
 			c.req.From = c.from // the handler sees who signed, not a display name
 		}
 		if ad.Drop {
+			h.stats.count(c.req.Verb, StatDropped)
 			h.audits.refused(c.record(wire.Result{Status: AuditDropped, Error: &wire.Error{Code: AuditReplay}}), now)
 			return c, false
 		}
@@ -349,11 +351,13 @@ func (h *CommandHost) admit(m *nats.Msg, now time.Time) (admitted, bool) {
 func (h *CommandHost) refuse(m *nats.Msg, c admitted, status string, e *wire.Error, now time.Time) {
 	res := wire.Result{ID: c.req.ID, Status: status, Error: e}
 	h.reply(m, res)
+	h.stats.count(c.req.Verb, commandStat(res, true))
 	h.audits.refused(c.record(res), now)
 }
 
-// runCommand runs an admitted command holding its slots.
-func (h *CommandHost) runCommand(m *nats.Msg, c admitted) {
+// runCommand runs an admitted command holding its slots; start is when
+// its admission began.
+func (h *CommandHost) runCommand(m *nats.Msg, c admitted, start time.Time) {
 	req := c.req
 	timeout := defaultCmdTimeout
 	if req.TimeoutMs > 0 {
@@ -373,6 +377,7 @@ func (h *CommandHost) runCommand(m *nats.Msg, c admitted) {
 	}
 	res := h.cat.Run(ctx, req)
 	h.reply(m, res)
+	h.stats.ran(req.Verb, res, time.Since(start))
 	h.audits.ran(c.record(res))
 }
 

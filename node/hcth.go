@@ -73,6 +73,7 @@ func (n *Node) roleTier(role, pub string, now time.Time) int {
 // else comes back as the error to answer with.
 func (n *Node) observe(h trust.Headers, subject string, data []byte, now time.Time) (drop bool, err error) {
 	v, err := n.ledger.Observe(h, subject, data, now)
+	n.st.ledgerVerdict(v, err)
 	switch v {
 	case trust.Accept:
 		return false, nil

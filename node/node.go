@@ -72,6 +72,7 @@ type Node struct {
 	signer      *mesh.Signer  // HCTH: signs what this node sends
 	ledger      *trust.Ledger // HCTH: judges what it receives
 	tc          trustCounters
+	st          nodeStats // ledger verdicts, Sentinel alerts (stats.go)
 	approvals   *approvalGate
 	sent        *sentinel.Sentinel // behavioural baselines of every peer
 	sst         *sentinelState
@@ -563,10 +564,9 @@ func (n *Node) Status() wire.Status {
 	}
 	cs := n.CoreStatus()
 	st.CoreSize, st.CoreLive, st.CoreBelow = cs.Size, cs.Live(), cs.Below
+	st.JetStreamOK, st.Replicas, st.Behind = n.jetStreamHealth()
 	if n.edge {
 		st.CoreLink, st.CoreLinkSince = n.coreLink()
-		st.JetStreamOK = st.CoreLink != ""
-		st.Replicas, st.Behind = n.kvs.rep.summary()
 		return st
 	}
 	if jsz, err := n.srv.Jsz(&server.JSzOptions{}); err == nil {
@@ -576,8 +576,6 @@ func (n *Node) Status() wire.Status {
 			st.MetaLeader = n.ServerName()
 		}
 	}
-	st.JetStreamOK = n.srv.JetStreamIsCurrent() || !n.Clustered()
-	st.Replicas, st.Behind = n.kvs.rep.summary()
 	return st
 }
 

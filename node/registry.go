@@ -29,7 +29,9 @@ type registry struct {
 	// from leader events; leaseOK is false once it was released or lost.
 	lease   wire.Lease
 	leaseOK bool
-	self    *wire.Heartbeat
+	// leaseTerms counts the times the token rose: new terms seen (Stats).
+	leaseTerms uint64
+	self       *wire.Heartbeat
 	// views are the other members' latest judgements of the node keys, by
 	// the reporting chevron (see tierOf).
 	views map[string]tierView
@@ -165,6 +167,9 @@ func (r *registry) observeLease(l wire.Lease, ok bool) {
 	defer r.mu.Unlock()
 	switch {
 	case ok && l.Token >= r.lease.Token:
+		if l.Token > r.lease.Token {
+			r.leaseTerms++
+		}
 		r.lease, r.leaseOK = l, true
 	case !ok && (l.Token == 0 || l.Token == r.lease.Token):
 		r.leaseOK = false

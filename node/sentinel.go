@@ -138,6 +138,7 @@ func (n *Node) evaluate(now time.Time) {
 	}
 	for i, a := range alerts {
 		alerts[i].Action = n.escalate(a, sentinel.Level(a.Level), now)
+		n.st.alert(a.Level)
 		data, err := json.Marshal(alerts[i])
 		if err != nil {
 			continue
