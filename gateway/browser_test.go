@@ -406,10 +406,22 @@ func TestDashboardInChromium(t *testing.T) {
 
 	b.run("back to the dashboard", chromedp.Navigate(g.URL()+"/#/"))
 	b.waitJS("three nodes", 10*time.Second, rowsJS+` === 3`)
-	// Log out: the page says how to log in again, and the API refuses the
-	// old session.
-	b.run("log out", chromedp.Click(chromedp.CSS(`#logout button`)))
-	b.waitJS("signed out", 10*time.Second, `!!document.getElementById("signed-out") && /robonet gateway login/.test(document.getElementById("view").textContent)`)
+	// Log out in a second tab: the first one, left open, learns that its
+	// session ended and says how to log in again, without a reload.
+	b.run("mark the page", chromedp.Evaluate[chromedp.Void](`window.rnNoReload = 43`))
+	tctx, cancelT := context.WithTimeout(b.ctx, 20*time.Second)
+	tab, cancelTab := chromedp.NewContext(tctx)
+	err = chromedp.Do(tab, chromedp.Navigate(g.URL()+"/#/"), chromedp.WaitVisible(chromedp.CSS(`#logout button`)),
+		chromedp.Click(chromedp.CSS(`#logout button`)), chromedp.WaitVisible(chromedp.ID("signed-out")))
+	cancelTab()
+	cancelT()
+	if err != nil {
+		t.Fatalf("log out in a second tab: %v", err)
+	}
+	b.waitJS("the open page signed out", 10*time.Second, `!!document.getElementById("signed-out") && /robonet gateway login/.test(document.getElementById("view").textContent)`)
+	if err := b.eval(`window.rnNoReload || 0`, &marker); err != nil || marker != 43 {
+		t.Fatalf("the page was reloaded (marker %d, %v)", marker, err)
+	}
 	b.shot("signed-out")
 	var me string
 	if err := b.eval(`fetch("/api/me").then(r => String(r.status))`, &me); err != nil || me != "401" {

@@ -21,6 +21,7 @@ class App {
     this.state = { me: null, status: null, nodes: [], alerts: new Map(), approvals: [], alertsError: "", approvalsError: "" };
     this.view = null;
     this.pending = false;
+    this.over = false;
     this.viewEl = document.getElementById("view");
     this.conn = document.getElementById("conn");
     this.live = new Live({ onState: (s) => this.connState(s) });
@@ -52,6 +53,9 @@ class App {
   }
 
   signedOut(e) {
+    this.over = true;
+    if (this.view) { this.view.unmount(); this.view = null; }
+    document.getElementById("logout").classList.add("hidden");
     this.conn.textContent = "signed out";
     this.conn.className = "conn down";
     const msg = e && e.status === 401 ? "You are not signed in." : `The gateway answered: ${e}`;
@@ -65,6 +69,20 @@ class App {
     this.conn.textContent = text;
     this.conn.className = "conn " + (s === "live" ? "live" : s === "connecting" ? "" : "down");
     if (s === "unauthenticated") this.signedOut({ status: 401 });
+    if (s === "down") this.checkSession();
+  }
+
+  // checkSession runs when the socket dropped: a handshake refused because
+  // the session ended looks like any other drop, so ask /api/me.
+  async checkSession() {
+    try {
+      await getJSON("/api/me");
+    } catch (e) {
+      if (e.status === 401) {
+        this.live.stop();
+        this.signedOut(e);
+      }
+    }
   }
 
   themeToggle() {
@@ -82,6 +100,7 @@ class App {
   }
 
   route() {
+    if (this.over) return; // signed out: the page says how to log in
     const raw = location.hash.replace(/^#/, "") || "/";
     const [path, query] = raw.split("?", 2);
     const params = new URLSearchParams(query || "");

@@ -43,10 +43,19 @@ export class Live {
         this.onState("unauthenticated");
         return;
       }
+      if (this.stopped) return;
       this.onState("down");
       setTimeout(() => this.start(), this.delay);
       this.delay = Math.min(MAX_DELAY, this.delay * 2);
     });
+  }
+
+  // stop closes the socket for good (the session is over).
+  stop() {
+    this.stopped = true;
+    const ws = this.ws;
+    this.ws = null;
+    if (ws) ws.close();
   }
 
   send(msg) {
