@@ -41,6 +41,24 @@ func TestGatewayLoginAndTokenPrintOnlyTheCredential(t *testing.T) {
 		t.Fatalf("curl with the token: %d %s", resp.StatusCode, body)
 	}
 
+	// /metrics wants the token (--metrics-open not given).
+	mreq, _ := http.NewRequest("GET", g.URL()+"/metrics", nil)
+	if resp, err := http.DefaultClient.Do(mreq); err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("/metrics without a token: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	mreq.Header.Set("Authorization", "Bearer "+strings.TrimSpace(out))
+	resp, err = http.DefaultClient.Do(mreq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "robonet_") {
+		t.Fatalf("/metrics with the token: %d %.300s", resp.StatusCode, body)
+	}
+
 	out, errOut, err = rncli(t, append([]string{"gateway", "login"}, conn...)...)
 	if err != nil || strings.Count(out, "\n") != 1 || !strings.HasPrefix(out, g.URL()+"/login?t=") || !strings.Contains(errOut, "single use") {
 		t.Fatalf("login: %v\nstdout %q\nstderr %q", err, out, errOut)
@@ -85,6 +103,22 @@ func TestStartGatewayOffAndTakenAddresses(t *testing.T) {
 	if _, _, err := startGateway(context.Background(), nd, gatewayFlags{Addr: ln.Addr().String(), Explicit: true}, log); err == nil || !strings.Contains(err.Error(), ln.Addr().String()) {
 		t.Fatalf("explicit taken: %v", err)
 	}
+	// --metrics-open: /metrics without a token, the API still with one.
+	g, stop, err := startGateway(context.Background(), nd, gatewayFlags{Addr: "127.0.0.1:0", Explicit: true, MetricsOpen: true}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]int{"/metrics": 200, "/api/nodes": 401} {
+		resp, err := http.Get(g.URL() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("--metrics-open: %s answered %d, want %d", path, resp.StatusCode, want)
+		}
+	}
+	stop(context.Background())
 	// No gateway at all: login says so.
 	conn := []string{"--server", nd.ClientURL(), "--nkey", nd.OperatorSeedPath(), "--data", nd.DataDir()}
 	if _, _, err := rncli(t, append([]string{"gateway", "login"}, conn...)...); err == nil || !strings.Contains(err.Error(), "no gateway answers") {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/robonet-mesh/robonet/gateway"
 	"github.com/robonet-mesh/robonet/node"
+	"github.com/robonet-mesh/robonet/wire"
 )
 
 // gatewayFlags are up's gateway settings.
@@ -61,6 +62,12 @@ func startGateway(ctx context.Context, n *node.Node, gf gatewayFlags, log *slog.
 	if err != nil {
 		return nil, noop, fmt.Errorf("--gateway: %w", err)
 	}
+	// /metrics: a bearer token (any role) unless --metrics-open.
+	need := wire.RoleObserver
+	if gf.MetricsOpen {
+		need = ""
+	}
+	g.Handle("GET /metrics", gateway.NewMetrics(n).Handler(), need)
 	if err := g.Start(ctx); err != nil {
 		return nil, noop, fmt.Errorf("--gateway: %w", err)
 	}
