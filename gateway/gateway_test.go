@@ -30,20 +30,20 @@ func (c *testClock) advance(d time.Duration) { c.skew.Add(int64(d)) }
 
 // fixture is a real swarm with a gateway on its node 0.
 type fixture struct {
-	t     *testing.T
+	t     testing.TB
 	s     *testmesh.Swarm
 	g     *gateway.Gateway
 	admin *mesh.Client
 	clock *testClock
 }
 
-func newFixture(t *testing.T, nodes int) *fixture {
+func newFixture(t testing.TB, nodes int) *fixture {
 	t.Helper()
 	return newFixtureWith(t, nodes, nil)
 }
 
 // newFixtureWith lets adjust the gateway's options.
-func newFixtureWith(t *testing.T, nodes int, adjust func(*gateway.Options)) *fixture {
+func newFixtureWith(t testing.TB, nodes int, adjust func(*gateway.Options)) *fixture {
 	t.Helper()
 	s := testmesh.Start(t, nodes)
 	if nodes > 1 {
@@ -59,7 +59,7 @@ func newFixtureWith(t *testing.T, nodes int, adjust func(*gateway.Options)) *fix
 	return f
 }
 
-func serveGateway(t *testing.T, o gateway.Options) *gateway.Gateway {
+func serveGateway(t testing.TB, o gateway.Options) *gateway.Gateway {
 	t.Helper()
 	g, err := gateway.New(o)
 	if err != nil {
