@@ -299,9 +299,21 @@ func TestDashboardInChromium(t *testing.T) {
 		`[...document.querySelectorAll("figure.chart")].filter(f => +f.getAttribute("data-samples") >= 5).length === 4`)
 	b.shot("node")
 
-	// Run ping on every node from the page: one row per node, each ok.
-	b.run("open run", chromedp.Navigate(g.URL()+"/#/run"))
+	// From the node's page to a command on it: the selector comes filled in.
+	b.run("run on this node", chromedp.Click(chromedp.CSS(`a[href^="#/run?sel="]`)))
+	b.waitJS("selector filled in", 10*time.Second, fmt.Sprintf(`document.getElementById("run-selector") && document.getElementById("run-selector").value === %q`, first))
+
+	// A selector that matches nothing: the server's reason, on the page.
 	b.waitJS("catalogue loaded", 10*time.Second, `!!document.querySelector('#run-verb option[value="ping"]')`)
+	b.run("run on nothing",
+		chromedp.SetValue(chromedp.ID("run-selector"), "caps=no-such-cap"),
+		chromedp.Click(chromedp.ID("run-go")))
+	b.waitJS("no match explained", 10*time.Second, `/no-such-cap/.test((document.querySelector("#run-out .error") || {}).textContent || "")`)
+	var noMatch string
+	_ = b.eval(`document.querySelector("#run-out .error").textContent`, &noMatch)
+	t.Logf("the page shows: %s", noMatch)
+
+	// Run ping on every node from the page: one row per node, each ok.
 	b.run("run ping",
 		chromedp.SetValue(chromedp.ID("run-selector"), "all"),
 		chromedp.SetValue(chromedp.ID("run-verb"), "ping"),
@@ -317,7 +329,7 @@ func TestDashboardInChromium(t *testing.T) {
 		chromedp.Click(chromedp.ID("run-go")))
 	b.waitJS("confirmation asked", 5*time.Second, `!!document.querySelector("#run-out .confirm") && !document.getElementById("run-results")`)
 	b.shot("run-confirm")
-	b.run("cancel", chromedp.Click(chromedp.CSS(`#run-out .confirm button.secondary`)))
+	b.run("cancel with Escape", chromedp.KeyEvent(kb.Escape))
 	b.waitJS("cancelled, nothing sent", 5*time.Second, `/cancelled/.test(document.getElementById("run-out").textContent) && !document.getElementById("run-results")`)
 
 	// Ask: the plan first, then its results streamed per node.

@@ -51,6 +51,7 @@ function confirmBox(parent, text) {
       h("p", { text }),
       h("div", { class: "actions" }, yes, " ",
         h("button", { type: "button", class: "secondary", onclick: () => done(false), text: "Cancel" })));
+    box.addEventListener("keydown", (ev) => { if (ev.key === "Escape") done(false); });
     parent.append(box);
     yes.focus();
   });
