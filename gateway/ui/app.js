@@ -125,6 +125,8 @@ class App {
       fill(this.viewEl, h("p", { class: "error", text: `no page ${path}` }), h("a", { href: "#/", text: "Back to the nodes" }));
       return;
     }
+    const titles = { nodes: "Nodes", node: `Node ${arg}`, run: "Run", ask: "Ask", alerts: "Alerts", approvals: "Approvals" };
+    document.title = `${titles[name]} · robonet`;
     view.mount(this.viewEl, arg);
   }
 
