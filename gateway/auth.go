@@ -425,6 +425,14 @@ func (g *Gateway) serveLoginLink(w http.ResponseWriter, r *http.Request) {
 		loginPage(w, http.StatusTooManyRequests, "Too many login attempts from this address: wait a minute.")
 		return
 	}
+	// A link followed from another site would log the browser in as
+	// whoever made the link (login CSRF). The CLI's link is opened from a
+	// terminal or pasted: the browser sends Sec-Fetch-Site: none. The
+	// ticket is left unused so it can still be pasted.
+	if r.Header.Get("Sec-Fetch-Site") == "cross-site" {
+		loginPage(w, http.StatusForbidden, "This login link was opened from another site. Paste it into the address bar instead.")
+		return
+	}
 	t := r.URL.Query().Get("t")
 	if len(t) > 128 {
 		t = ""

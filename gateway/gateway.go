@@ -207,9 +207,11 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	srv, sub, nc, cancel := g.srv, g.login, g.nc, g.cancel
 	g.mu.Unlock()
 
+	// Requests in flight (a streamed run may take minutes) end now: their
+	// context is cancelled before the server waits for them.
+	cancel()
 	g.live.close()
 	err := srv.Shutdown(ctx)
-	cancel()
 	_ = sub.Unsubscribe()
 	nc.Close()
 	done := make(chan struct{})

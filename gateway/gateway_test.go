@@ -335,7 +335,11 @@ func TestObserverIsRefusedAMutatingRunAsInTheCLI(t *testing.T) {
 func TestLoginLinksWorkOnceAndBriefly(t *testing.T) {
 	f := newFixture(t, 1)
 	link := f.link(f.admin, "")
-	a := f.do(nil, "GET", strings.TrimPrefix(link, f.g.URL()), "")
+	// Followed from another site: refused (login CSRF), and not used up.
+	if a := f.do(nil, "GET", strings.TrimPrefix(link, f.g.URL()), "", "Sec-Fetch-Site", "cross-site"); a.status != http.StatusForbidden {
+		t.Fatalf("login link from another site: %d", a.status)
+	}
+	a := f.do(nil, "GET", strings.TrimPrefix(link, f.g.URL()), "", "Sec-Fetch-Site", "none")
 	if a.status != http.StatusSeeOther || a.header.Get("Location") != "/" {
 		t.Fatalf("login: %d %v", a.status, a.header)
 	}

@@ -162,9 +162,11 @@ func (h *hub) close() {
 		h.stop = nil
 	}
 	h.mu.Unlock()
+	var wg sync.WaitGroup
 	for _, c := range cs {
-		c.close(websocket.StatusGoingAway, "the gateway is shutting down")
+		wg.Go(func() { c.close(websocket.StatusGoingAway, "the gateway is shutting down") })
 	}
+	wg.Wait()
 }
 
 func (h *hub) wait() { h.wg.Wait() }
@@ -188,7 +190,9 @@ func (c *liveClient) queue(b []byte) {
 	select {
 	case c.send <- b:
 	default:
-		c.close(websocket.StatusPolicyViolation, "too slow: messages were piling up")
+		// Not in the caller's goroutine: the poller must not wait on one
+		// slow socket's close handshake (at most a second, see close).
+		go c.close(websocket.StatusPolicyViolation, "too slow: messages were piling up")
 	}
 }
 
