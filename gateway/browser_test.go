@@ -521,8 +521,35 @@ func TestDashboardShowsAnAlert(t *testing.T) {
 // network strings is text.
 func TestDashboardHelpersInChromium(t *testing.T) {
 	b := newBrowser(t)
-	srv := httptest.NewServer(http.FileServerFS(os.DirFS("ui")))
+	// /api/run here streams one result, then waits for the test before
+	// the last line: the page must show the first line while it waits.
+	release := make(chan struct{})
+	mux := http.NewServeMux()
+	mux.Handle("/", http.FileServerFS(os.DirFS("ui")))
+	mux.HandleFunc("POST /api/run", func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Accept") != "application/x-ndjson" {
+			http.Error(w, "want NDJSON", http.StatusNotAcceptable)
+			return
+		}
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		fmt.Fprintln(w, `{"type":"result","result":{"chevron":"1","status":"ok"}}`)
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+			return
+		}
+		fmt.Fprint(w, `{"type":"result","result":{"chevron":"2","status":"ok"}}`+"\n"+`{"type":"done","gather":{}}`)
+	})
+	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
+	t.Cleanup(func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	})
 	b.run("open a blank page on the files' origin", chromedp.Navigate(srv.URL+"/favicon.svg"))
 	for _, tc := range []struct{ name, expr, want string }{
 		{"a flat swarm is one group", `import("/nodes.js").then(m => {
@@ -559,4 +586,12 @@ func TestDashboardHelpersInChromium(t *testing.T) {
 			t.Errorf("%s: got %q (%v), want %q", tc.name, got, err, tc.want)
 		}
 	}
+
+	// Streamed results are shown as each line arrives, not at the end.
+	b.run("start a streamed run", chromedp.Evaluate[chromedp.Void](`window.rnLines = []; window.rnDone = "";
+		import("/api.js").then(m => m.postStream("/api/run", {selector: "all", verb: "ping"}, (l) => window.rnLines.push(l.type + ":" + ((l.result || {}).chevron || "")))
+			.then(() => { window.rnDone = "done"; }, (e) => { window.rnDone = "failed " + e; }))`))
+	b.waitJS("the first line while the rest is held back", 10*time.Second, `window.rnLines.join(",") === "result:1" && window.rnDone === ""`)
+	close(release)
+	b.waitJS("the rest, then the end", 10*time.Second, `window.rnLines.join(",") === "result:1,result:2,done:" && window.rnDone === "done"`)
 }
