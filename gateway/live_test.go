@@ -41,6 +41,7 @@ type liveMsg struct {
 	}
 	Error string
 	Code  string
+	Alert *wire.Alert
 }
 
 func dialLive(t *testing.T, f *fixture, tok, origin string) (*websocket.Conn, *http.Response, error) {
@@ -119,6 +120,13 @@ func TestLiveSocketShowsAJoiningNodeAndGauges(t *testing.T) {
 		t.Fatal(err)
 	}
 	next(t, c, 5*time.Second, "error", func(m liveMsg) bool { return m.Code == gateway.CodeBadRequest })
+
+	// An alert event reaches the socket as it is published.
+	alert, _ := json.Marshal(wire.Alert{Kind: "alert", Peer: "2", By: "1", Signal: "cpu", Score: 9, Level: "alert", Time: time.Now()})
+	if err := f.admin.Conn().Publish("rn.1.evt.alert", alert); err != nil {
+		t.Fatal(err)
+	}
+	next(t, c, 5*time.Second, "alert", func(m liveMsg) bool { return m.Alert != nil && m.Alert.Signal == "cpu" && m.Alert.Peer == "2" })
 
 	nd := f.s.AddNode()
 	up := time.Now()
