@@ -238,7 +238,8 @@ func (g *Gateway) Addr() string {
 }
 
 // URL is the gateway's base URL (http:// or https://, no trailing slash),
-// "" when it does not serve.
+// "" when it does not serve. On an unspecified address (0.0.0.0, ::) it
+// names this host by its name.
 func (g *Gateway) URL() string {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -253,7 +254,19 @@ func (g *Gateway) urlLocked() string {
 	if g.tls {
 		scheme = "https"
 	}
-	return scheme + "://" + g.ln.Addr().String()
+	addr := g.ln.Addr().String()
+	// Listening on every address: a link must name one a browser can
+	// open, and the one the certificate names (the host name).
+	if host, port, err := net.SplitHostPort(addr); err == nil {
+		if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+			host = "127.0.0.1"
+			if hn, err := os.Hostname(); err == nil && hn != "" {
+				host = hn
+			}
+			addr = net.JoinHostPort(host, port)
+		}
+	}
+	return scheme + "://" + addr
 }
 
 // TLS reports whether the gateway serves HTTPS.
