@@ -418,6 +418,14 @@ func TestDashboardInChromium(t *testing.T) {
 
 	b.run("back to the dashboard", chromedp.Navigate(g.URL()+"/#/"))
 	b.waitJS("three nodes", 10*time.Second, rowsJS+` === 3`)
+
+	// A node that dies is shown offline, live.
+	s.Kill(2)
+	gone := b.waitJS("the killed node offline", 15*time.Second,
+		fmt.Sprintf(`(document.querySelector('tr[data-chevron=%q] td.state') || {}).textContent === "offline"`, chev))
+	t.Logf("figure: node %s killed -> offline on the page in %v", chev, gone.Round(time.Millisecond))
+	b.shot("node-offline")
+
 	// Log out in a second tab: the first one, left open, learns that its
 	// session ended and says how to log in again, without a reload.
 	b.run("mark the page", chromedp.Evaluate[chromedp.Void](`window.rnNoReload = 43`))
