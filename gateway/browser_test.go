@@ -299,6 +299,15 @@ func TestDashboardInChromium(t *testing.T) {
 		`[...document.querySelectorAll("figure.chart")].filter(f => +f.getAttribute("data-samples") >= 5).length === 4`)
 	b.shot("node")
 
+	// Hash routes are input too: a malformed one is named, nothing breaks.
+	for _, bad := range []string{"#/node/%E0%A4%A", "#/node/1.2.3.4.5", "#/node/<b>x</b>", "#/nowhere"} {
+		b.run("open "+bad, chromedp.Navigate(g.URL()+"/"+bad))
+		b.waitJS("refused: "+bad, 5*time.Second, `!!document.getElementById("no-page") && document.querySelectorAll("#view b").length === 0`)
+	}
+	b.shot("bad-route")
+	b.run("back to the node", chromedp.Navigate(g.URL()+"/#/node/"+first))
+	b.waitJS("node page", 10*time.Second, `!!document.querySelector("figure.chart")`)
+
 	// From the node's page to a command on it: the selector comes filled in.
 	b.run("run on this node", chromedp.Click(chromedp.CSS(`a[href^="#/run?sel="]`)))
 	b.waitJS("selector filled in", 10*time.Second, fmt.Sprintf(`document.getElementById("run-selector") && document.getElementById("run-selector").value === %q`, first))

@@ -48,8 +48,8 @@ class App {
     window.addEventListener("hashchange", () => this.route());
     this.route();
     await Promise.allSettled([this.refreshNodes(), this.refreshStatus(), this.refreshAlerts(), this.refreshApprovals()]);
-    setInterval(() => this.refreshApprovals(), APPROVALS_EVERY);
-    setInterval(() => this.refreshStatus(), STATUS_EVERY);
+    setInterval(() => { if (!this.over) this.refreshApprovals(); }, APPROVALS_EVERY);
+    setInterval(() => { if (!this.over) this.refreshStatus(); }, STATUS_EVERY);
   }
 
   signedOut(e) {
@@ -108,7 +108,10 @@ class App {
     let view, arg = params, name = parts[0] || "nodes";
     switch (name) {
       case "nodes": view = new NodesView(this); break;
-      case "node": view = new NodeView(this); arg = decodeURIComponent(parts[1] || ""); break;
+      case "node":
+        arg = safeDecode(parts[1] || "");
+        view = /^[0-9]{1,5}(\.[0-9]{1,5}){0,3}$/.test(arg) ? new NodeView(this) : null;
+        break;
       case "run": view = new RunView(this); break;
       case "ask": view = new AskView(this); break;
       case "alerts": view = new AlertsView(this); break;
@@ -122,7 +125,8 @@ class App {
       else a.removeAttribute("aria-current");
     }
     if (!view) {
-      fill(this.viewEl, h("p", { class: "error", text: `no page ${path}` }), h("a", { href: "#/", text: "Back to the nodes" }));
+      const what = name === "node" ? `no node "${arg}": a chevron is 1 to 4 numbers, as in 3.12.7.1` : `no page ${path}`;
+      fill(this.viewEl, h("p", { class: "error", id: "no-page", text: what }), h("a", { href: "#/", text: "Back to the nodes" }));
       return;
     }
     const titles = { nodes: "Nodes", node: `Node ${arg}`, run: "Run", ask: "Ask", alerts: "Alerts", approvals: "Approvals" };
@@ -227,6 +231,11 @@ class App {
     return h("section", { id: "media", class: "hidden", "aria-label": "Media" }, h("h2", { text: "Media" }),
       h("div", { class: "media-tiles" }));
   }
+}
+
+// safeDecode undoes encodeURIComponent; a malformed escape stays as it is.
+function safeDecode(s) {
+  try { return decodeURIComponent(s); } catch (e) { return s; }
 }
 
 function short(key) {
