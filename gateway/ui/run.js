@@ -69,12 +69,13 @@ export class RunView {
     this.args = h("textarea", { id: "run-args", name: "args", placeholder: "{} (JSON object, optional)", spellcheck: "false" });
     const timeout = h("input", { id: "run-timeout", name: "timeout", value: "10s", size: 6 });
     this.verbHelp = h("span", { class: "hint", id: "run-verb-help" });
+    this.argsHelp = h("span", { class: "hint", id: "run-args-help" });
     this.go = h("button", { type: "submit", id: "run-go", text: "Run" });
     this.out = h("div", { id: "run-out" });
     const form = h("form", { class: "run panel", id: "run-form" },
       h("label", { for: "run-selector", text: "Selector" }), sel,
       h("label", { for: "run-verb", text: "Verb" }), h("div", null, this.verb, " ", this.verbHelp),
-      h("label", { for: "run-args", text: "Arguments" }), this.args,
+      h("label", { for: "run-args", text: "Arguments" }), h("div", null, this.args, h("br"), this.argsHelp),
       h("label", { for: "run-timeout", text: "Timeout" }), timeout,
       h("div", { class: "actions" }, this.go));
     form.addEventListener("submit", (ev) => {
@@ -100,9 +101,16 @@ export class RunView {
 
   spec(name) { return (this.specs || []).find((s) => s.name === name); }
 
+  // describe shows the verb's summary, risk and tier, and its arguments
+  // from the catalogue's schema under the arguments box.
   describe() {
     const s = this.spec(this.verb.value);
     this.verbHelp.textContent = s ? `${s.summary || ""} — risk ${s.risk}, tier ${s.tier}` : "";
+    const fields = s && s.args && Array.isArray(s.args.fields) ? s.args.fields : [];
+    fill(this.argsHelp, fields.length === 0 ? "no arguments" : fields.map((f, i) => [i ? "; " : "",
+      h("code", { text: String(f.name) }), ` ${f.type || ""}${f.required ? ", required" : ""}` +
+      (Array.isArray(f.enum) && f.enum.length ? `, one of ${f.enum.join("|")}` : "") +
+      (f.default ? `, default ${f.default}` : "")]));
   }
 
   async run(selector, verb, argsText, timeout) {
