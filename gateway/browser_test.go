@@ -532,6 +532,54 @@ func TestDashboardShowsAnAlert(t *testing.T) {
 	b.shot("alerts")
 }
 
+// TestDashboardShowsANodeAlert: a node whose heartbeats turn erratic after
+// a regular baseline is alerted on by its peer (hb_jitter, as in node's
+// TestSentinelAlertsOnErraticHeartbeats); the node list counts the alert on
+// that node's row and the node's page lists it, live. The heartbeats are
+// really late (the node's BeatDelay hook); the Sentinel's clock is short.
+func TestDashboardShowsANodeAlert(t *testing.T) {
+	b := newBrowser(t)
+	var erratic atomic.Bool
+	s := testmesh.Start(t, 2, func(i int, o *node.Options) {
+		o.Timing.Heartbeat = 100 * time.Millisecond
+		o.Sentinel = sentinel.Config{Window: 300 * time.Millisecond, WarmUp: 8, History: 40, QuarantineAfter: 3,
+			Quiet: time.Minute, Heartbeat: 100 * time.Millisecond, AgreeWindow: 30 * time.Second, Quorum: 1,
+			SelfBusy: 2} // the shared test machine's load must not mute the observer
+		if i != 1 {
+			return
+		}
+		var flip atomic.Bool
+		o.BeatDelay = func() time.Duration {
+			if erratic.Load() && !flip.Swap(!flip.Load()) {
+				return 95 * time.Millisecond // alternately late and on time
+			}
+			return 0
+		}
+	})
+	s.WaitAlive(20 * time.Second)
+	g := startBrowserGateway(t, s, 0)
+	viewer := s.User(0, "viewer", wire.RoleObserver)
+	victim := s.Node(1).Chevron().String()
+	b.run("open the login link", chromedp.Navigate(browserLoginLink(t, s, 0, viewer)))
+	b.waitJS("two nodes listed", 15*time.Second, rowsJS+` === 2`)
+	testmesh.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+		for _, f := range s.Node(0).SentinelView(victim) {
+			if f.Signal == sentinel.HBJitter && !strings.Contains(f.Detail, "warming") {
+				return nil
+			}
+		}
+		return fmt.Errorf("the jitter baseline of %s is not warm", victim)
+	})
+	erratic.Store(true)
+	seen := b.waitJS("the alert counted on the node's row", 30*time.Second,
+		fmt.Sprintf(`/hb_jitter/.test((document.querySelector('tr[data-chevron=%q] a.badge') || {}).textContent || "")`, victim))
+	t.Logf("figure: erratic heartbeats -> alert on the node list in %v (no reload)", seen.Round(time.Millisecond))
+	b.shot("nodes")
+	b.run("open the node", chromedp.Navigate(g.URL()+"/#/node/"+victim))
+	b.waitJS("the node's page lists it", 10*time.Second, `!!document.querySelector('table.alerts tr[data-signal="hb_jitter"]')`)
+	b.shot("node")
+}
+
 // TestDashboardHelpersInChromium checks the page's pure helpers in the
 // browser that runs them, on the embedded files served as they are: chevron
 // grouping and order, the gauges the charts draw, and that markup built from

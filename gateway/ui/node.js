@@ -2,6 +2,7 @@
 // charts of cpu, mem, disk and net fed by the socket's gauges messages.
 import { h, clear, fill, fmtNum, fmtAgo } from "./dom.js";
 import { LineChart } from "./chart.js";
+import { lastSeen } from "./nodes.js";
 
 const pct = (v) => v.toFixed(1) + "%";
 
@@ -81,7 +82,7 @@ export class NodeView {
         ["Capabilities", (n.caps || []).join(", ")],
         ["Tags", Object.entries(n.tags || {}).map(([k, v]) => `${k}=${v}`).join(", ")],
         ["Public key", n.pubkey], ["Server", n.server],
-        ["Started", n.started ? `${n.started} (${fmtAgo(n.started)})` : ""], ["Last seen", fmtAgo(n.last_seen)],
+        ["Started", n.started ? `${n.started} (${fmtAgo(n.started)})` : ""], ["Last seen", lastSeen(n)],
       ];
       this.infoBox.append(h("dl", { class: "info" },
         rows.map(([k, v]) => [h("dt", { text: k }), h("dd", { class: k === "Public key" ? "mono" : null, text: v || "–" })])));

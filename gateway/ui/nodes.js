@@ -31,6 +31,14 @@ export function groupNodes(nodes, swarmName) {
   return root;
 }
 
+// lastSeen is "live" for a node whose heartbeats arrive (the list itself
+// may be seconds old, so its last_seen would understate that), else how long
+// ago it was heard.
+export function lastSeen(n) {
+  if (!n) return "–";
+  return n.state === "alive" || n.state === "online" ? "live" : fmtAgo(n.last_seen);
+}
+
 function stateCell(s) {
   const st = String(s || "unknown");
   return h("td", { class: `state state-${st.replace(/[^a-z]/g, "")}`, text: st });
@@ -55,7 +63,7 @@ function nodeTable(nodes, alertsFor, caption) {
       h("td", null, n.leader ? h("span", { class: "badge leader", text: "leader" }) : ""),
       alertsCell(alertsFor(n.chevron)),
       h("td", { text: n.version || "" }),
-      h("td", { class: "last-seen", text: fmtAgo(n.last_seen) })));
+      h("td", { class: "last-seen", text: lastSeen(n) })));
   return h("table", { class: "nodes" },
     caption ? h("caption", { text: caption }) : null,
     h("thead", null, h("tr", null,
@@ -97,10 +105,10 @@ export class NodesView {
     const sig = JSON.stringify([nodes.map((n) => ({ ...n, last_seen: undefined })), status && status.swarm,
       nodes.map((n) => this.app.alertsAbout(n.chevron).length), this.app.activeAlerts().length]);
     if (sig === this.sig) {
-      const seen = new Map(nodes.map((n) => [n.chevron, n.last_seen]));
+      const seen = new Map(nodes.map((n) => [n.chevron, n]));
       for (const tr of this.root.querySelectorAll("tr[data-chevron]")) {
         const cell = tr.querySelector("td.last-seen");
-        if (cell) cell.textContent = fmtAgo(seen.get(tr.getAttribute("data-chevron")));
+        if (cell) cell.textContent = lastSeen(seen.get(tr.getAttribute("data-chevron")));
       }
       return;
     }
