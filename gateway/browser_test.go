@@ -220,28 +220,51 @@ func browserLoginLink(t *testing.T, s *testmesh.Swarm, i int, c *mesh.Client) st
 
 const rowsJS = `document.querySelectorAll("table.nodes tbody tr[data-chevron]").length`
 
-// TestDashboardInChromium: log in by link, see the node list, see a node
-// started later appear without a reload, watch a node's live charts, run a
-// command and an ask from the page with per-node results, confirm before a
-// mutating verb, switch to dark, and have a cross-origin POST refused.
+// dash is one dashboard session in Chromium against a gateway on node 0 of
+// a real swarm, shared by the steps of TestDashboardInChromium.
+type dash struct {
+	t     *testing.T
+	b     *browser
+	s     *testmesh.Swarm
+	g     *gateway.Gateway
+	alice *mesh.Client // the operator logged in
+	added string       // the chevron of the node started later
+}
+
+// TestDashboardInChromium: log in by link, see the node list grouped, see a
+// node started later appear without a reload, watch a node's live charts,
+// run a command and an ask from the page with per-node results, confirm
+// before a mutating verb, see approvals pending, switch the theme, have
+// cross-origin requests refused, see a dead node offline, and log out.
 func TestDashboardInChromium(t *testing.T) {
 	b := newBrowser(t)
 	// Chevrons in two swarms of one region: the page groups them by zone,
 	// region and swarm; the node added later opens a region of its own.
 	s := testmesh.Start(t, 2, testmesh.WithChevrons("3.12.7.1", "3.12.8.1"))
 	s.WaitAlive(30 * time.Second)
-	g := startBrowserGateway(t, s, 0)
-	alice := s.User(0, "alice", wire.RoleOperator)
-	link := browserLoginLink(t, s, 0, alice)
+	d := &dash{t: t, b: b, s: s, g: startBrowserGateway(t, s, 0), alice: s.User(0, "alice", wire.RoleOperator)}
+	d.loginByLink()
+	d.nodeJoinsWithoutReload()
+	d.nodePage()
+	d.runFromThePage()
+	d.askFromThePage()
+	d.approvalsPending()
+	d.themeKept()
+	d.crossOriginRefused()
+	d.deadNodeOffline()
+	d.logoutElsewhere()
+}
 
-	// Login by link: the ticket becomes an HttpOnly, SameSite=Strict cookie
-	// and the page lands on the node list.
-	b.run("open the login link", chromedp.Navigate(link))
+// loginByLink: the ticket becomes an HttpOnly, SameSite=Strict cookie the
+// page's scripts cannot read, and the page lands on the grouped node list.
+func (d *dash) loginByLink() {
+	t, b := d.t, d.b
+	b.run("open the login link", chromedp.Navigate(browserLoginLink(t, d.s, 0, d.alice)))
 	b.waitJS("redirected to the dashboard", 10*time.Second, `location.pathname === "/" && !location.search`)
 	b.waitJS("two nodes listed", 15*time.Second, rowsJS+` === 2`)
 	b.waitJS("socket live", 10*time.Second, `document.getElementById("conn").textContent === "live"`)
 	ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
-	cookies, err := chromedp.Call(ctx, network.GetCookies, network.GetCookiesParams{URLs: []string{g.URL()}})
+	cookies, err := chromedp.Call(ctx, network.GetCookies, network.GetCookiesParams{URLs: []string{d.g.URL()}})
 	cancel()
 	if err != nil {
 		t.Fatalf("read cookies: %v", err)
@@ -269,27 +292,32 @@ func TestDashboardInChromium(t *testing.T) {
 			fmt.Sprintf(`!!document.querySelector('section[data-group=%q] tr[data-chevron=%q]')`, in[0], in[1]))
 	}
 	b.shot("nodes")
+}
 
-	// A node started later appears without a reload: a marker set on the
-	// page's window survives only if the page was not reloaded.
+// nodeJoinsWithoutReload: a marker set on the page's window survives only
+// if the page was not reloaded.
+func (d *dash) nodeJoinsWithoutReload() {
+	t, b := d.t, d.b
 	b.run("mark the page", chromedp.Evaluate[chromedp.Void](`window.rnNoReload = 42`))
 	start := time.Now()
-	added := s.AddNode(testmesh.WithChevrons("", "", "3.13.1.1"))
+	added := d.s.AddNode(testmesh.WithChevrons("", "", "3.13.1.1"))
 	up := time.Since(start)
-	chev := added.Chevron().String()
+	d.added = added.Chevron().String()
 	seen := b.waitJS("the new node listed in a new region", 15*time.Second,
-		fmt.Sprintf(`!!document.querySelector('section[data-group="3.13"] section[data-group="3.13.1"] tr[data-chevron=%q]')`, chev))
+		fmt.Sprintf(`!!document.querySelector('section[data-group="3.13"] section[data-group="3.13.1"] tr[data-chevron=%q]')`, d.added))
 	var marker int
 	if err := b.eval(`window.rnNoReload || 0`, &marker); err != nil || marker != 42 {
 		t.Fatalf("the page was reloaded (marker %d, %v)", marker, err)
 	}
-	t.Logf("figure: node %s started in %v, on the page %v after its Start returned (no reload)", chev, up.Round(time.Millisecond), seen.Round(time.Millisecond))
+	t.Logf("figure: node %s started in %v, on the page %v after its Start returned (no reload)", d.added, up.Round(time.Millisecond), seen.Round(time.Millisecond))
 	b.shot("nodes-after-join")
+}
 
-	// A node's page: one-second charts fed by the socket.
-	first := s.Node(1).Chevron().String()
-	// By keyboard: focus the node's link and press Enter. The focus must
-	// survive the list's once-a-second updates.
+// nodePage: opened by keyboard (the focus survives the list's updates),
+// one-second charts fed by the socket; malformed routes are named.
+func (d *dash) nodePage() {
+	b := d.b
+	first := d.s.Node(1).Chevron().String()
 	b.run("focus a node's link", chromedp.Focus(chromedp.CSS(fmt.Sprintf(`table.nodes tr[data-chevron=%q] a`, first))))
 	b.waitJS("focus kept across updates", 5*time.Second, fmt.Sprintf(
 		`document.activeElement && document.activeElement.closest("tr") && document.activeElement.closest("tr").getAttribute("data-chevron") === %q && document.querySelector("tr[data-chevron='%s'] td.last-seen").textContent !== ""`, first, first))
@@ -301,18 +329,22 @@ func TestDashboardInChromium(t *testing.T) {
 
 	// Hash routes are input too: a malformed one is named, nothing breaks.
 	for _, bad := range []string{"#/node/%E0%A4%A", "#/node/1.2.3.4.5", "#/node/<b>x</b>", "#/nowhere"} {
-		b.run("open "+bad, chromedp.Navigate(g.URL()+"/"+bad))
+		b.run("open "+bad, chromedp.Navigate(d.g.URL()+"/"+bad))
 		b.waitJS("refused: "+bad, 5*time.Second, `!!document.getElementById("no-page") && document.querySelectorAll("#view b").length === 0`)
 	}
 	b.shot("bad-route")
-	b.run("back to the node", chromedp.Navigate(g.URL()+"/#/node/"+first))
+	b.run("back to the node", chromedp.Navigate(d.g.URL()+"/#/node/"+first))
 	b.waitJS("node page", 10*time.Second, `!!document.querySelector("figure.chart")`)
 
 	// From the node's page to a command on it: the selector comes filled in.
 	b.run("run on this node", chromedp.Click(chromedp.CSS(`a[href^="#/run?sel="]`)))
 	b.waitJS("selector filled in", 10*time.Second, fmt.Sprintf(`document.getElementById("run-selector") && document.getElementById("run-selector").value === %q`, first))
+}
 
-	// A selector that matches nothing: the server's reason, on the page.
+// runFromThePage: a selector matching nothing explained, ping with one ok
+// row per node, and a mutating verb confirmed first (Escape cancels).
+func (d *dash) runFromThePage() {
+	b := d.b
 	b.waitJS("catalogue loaded", 10*time.Second, `!!document.querySelector('#run-verb option[value="ping"]')`)
 	b.run("run on nothing",
 		chromedp.SetValue(chromedp.ID("run-selector"), "caps=no-such-cap"),
@@ -320,9 +352,8 @@ func TestDashboardInChromium(t *testing.T) {
 	b.waitJS("no match explained", 10*time.Second, `/no-such-cap/.test((document.querySelector("#run-out .error") || {}).textContent || "")`)
 	var noMatch string
 	_ = b.eval(`document.querySelector("#run-out .error").textContent`, &noMatch)
-	t.Logf("the page shows: %s", noMatch)
+	d.t.Logf("the page shows: %s", noMatch)
 
-	// Run ping on every node from the page: one row per node, each ok.
 	b.run("run ping",
 		chromedp.SetValue(chromedp.ID("run-selector"), "all"),
 		chromedp.SetValue(chromedp.ID("run-verb"), "ping"),
@@ -331,7 +362,6 @@ func TestDashboardInChromium(t *testing.T) {
 	b.waitJS("summary line", 10*time.Second, `/3/.test(document.getElementById("run-summary").textContent) && !/running/.test(document.getElementById("run-summary").textContent)`)
 	b.shot("run")
 
-	// A mutating verb asks first; cancelling sends nothing.
 	b.run("run config set",
 		chromedp.SetValue(chromedp.ID("run-verb"), "config"),
 		chromedp.SetValue(chromedp.ID("run-args"), `{"op":"set","key":"browser.test","value":"1"}`),
@@ -340,9 +370,13 @@ func TestDashboardInChromium(t *testing.T) {
 	b.shot("run-confirm")
 	b.run("cancel with Escape", chromedp.KeyEvent(kb.Escape))
 	b.waitJS("cancelled, nothing sent", 5*time.Second, `/cancelled/.test(document.getElementById("run-out").textContent) && !document.getElementById("run-results")`)
+}
 
-	// Ask: the plan first, then its results streamed per node.
-	b.run("open ask", chromedp.Navigate(g.URL()+"/#/ask"))
+// askFromThePage: the plan first, then its results streamed per node; a
+// plan that changes things is confirmed first (cancel runs nothing).
+func (d *dash) askFromThePage() {
+	b := d.b
+	b.run("open ask", chromedp.Navigate(d.g.URL()+"/#/ask"))
 	b.run("plan", chromedp.WaitVisible(chromedp.ID("ask-text")),
 		chromedp.SetValue(chromedp.ID("ask-text"), "ping everything"),
 		chromedp.Click(chromedp.ID("ask-plan")))
@@ -351,8 +385,6 @@ func TestDashboardInChromium(t *testing.T) {
 	b.waitJS("ask results", 20*time.Second, `document.querySelectorAll('#ask-results tr[data-status="ok"]').length === 3`)
 	b.shot("ask")
 
-	// A plan that changes things is confirmed first: cancelled, nothing
-	// runs; confirmed, it runs.
 	b.run("plan a config change", chromedp.SetValue(chromedp.ID("ask-text"), "set config browser.test to 1"),
 		chromedp.Click(chromedp.ID("ask-plan")))
 	b.waitJS("mutating step marked", 10*time.Second, `/changes things/.test(document.getElementById("ask-plan-view").textContent)`)
@@ -364,25 +396,32 @@ func TestDashboardInChromium(t *testing.T) {
 	b.run("run it again", chromedp.Click(chromedp.ID("ask-run")))
 	b.run("confirm", chromedp.Click(chromedp.ID("confirm-yes")))
 	b.waitJS("the config step ran", 20*time.Second, `document.querySelectorAll('#ask-results tr[data-status]').length >= 1 && !/running/.test(document.getElementById("ask-summary").textContent)`)
+}
 
-	// Approvals pending are shown: a dangerous command waiting for a quorum.
-	ctx, cancel = context.WithTimeout(context.Background(), 15*time.Second)
-	apps, err := alice.Approvals(ctx)
+// approvalsPending: a dangerous command waiting for a quorum is listed and
+// counted in the header.
+func (d *dash) approvalsPending() {
+	t, b := d.t, d.b
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	apps, err := d.alice.Approvals(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ap, err := apps.Request(ctx, alice.KeyPair(), "exec", json.RawMessage(`{"argv":["uptime"]}`), 2, 10*time.Minute, time.Now())
-	cancel()
+	ap, err := apps.Request(ctx, d.alice.KeyPair(), "exec", json.RawMessage(`{"argv":["uptime"]}`), 2, 10*time.Minute, time.Now())
 	if err != nil {
 		t.Fatalf("request an approval: %v", err)
 	}
-	b.run("open approvals", chromedp.Navigate(g.URL()+"/#/approvals"))
+	b.run("open approvals", chromedp.Navigate(d.g.URL()+"/#/approvals"))
 	b.waitJS("the approval listed", 10*time.Second, fmt.Sprintf(`[...document.querySelectorAll("#view td")].some(td => td.textContent === %q)`, ap.ID))
 	b.waitJS("counted in the header", 5*time.Second, `document.getElementById("approval-count").textContent === "1"`)
 	b.shot("approvals")
+}
 
-	// Dark, remembered across a reload.
-	b.run("nodes again", chromedp.Navigate(g.URL()+"/#/"))
+// themeKept: the toggle switches light and dark and a reload keeps it.
+func (d *dash) themeKept() {
+	b := d.b
+	b.run("nodes again", chromedp.Navigate(d.g.URL()+"/#/"))
 	b.waitJS("three nodes", 10*time.Second, rowsJS+` === 3`)
 	b.run("forget the theme", chromedp.Evaluate[chromedp.Void](`localStorage.removeItem("rn-theme")`), chromedp.Reload())
 	b.waitJS("three nodes", 10*time.Second, rowsJS+` === 3`)
@@ -394,9 +433,13 @@ func TestDashboardInChromium(t *testing.T) {
 	b.waitJS("theme kept after a reload", 10*time.Second, fmt.Sprintf(`document.documentElement.getAttribute("data-theme") === %q`, want))
 	b.waitJS("three nodes", 10*time.Second, rowsJS+` === 3`)
 	b.shot("nodes-" + want)
+}
 
-	// A page on another origin posts a form to the API while the session
-	// cookie is there (same site: 127.0.0.1, another port): refused.
+// crossOriginRefused: a page on another origin posts a form to the API and
+// opens the live socket while the session cookie is there (same site:
+// 127.0.0.1, another port): both refused.
+func (d *dash) crossOriginRefused() {
+	t, b, g := d.t, d.b, d.g
 	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		fmt.Fprintf(w, `<!doctype html><form method="post" action="%s/api/run" enctype="text/plain">`+
@@ -409,38 +452,42 @@ func TestDashboardInChromium(t *testing.T) {
 		fmt.Sprintf(`location.href.startsWith(%q) && /cross_origin/.test(document.body.innerText)`, g.URL()+"/api/run"))
 	b.shot("cross-origin-refused")
 
-	// The live socket from that page: the handshake is refused, although
-	// the same-site cookie goes along.
 	b.run("back to the foreign page", chromedp.Navigate(evil.URL), chromedp.WaitVisible(chromedp.ID("go")))
 	wsURL := "ws" + strings.TrimPrefix(g.URL(), "http") + "/api/live"
-	ctx, cancel = context.WithTimeout(b.ctx, 15*time.Second)
+	ctx, cancel := context.WithTimeout(b.ctx, 15*time.Second)
+	defer cancel()
 	got, err := chromedp.Run(ctx, chromedp.Evaluate[string](fmt.Sprintf(`new Promise((done) => {
 		const ws = new WebSocket(%q);
 		ws.onmessage = (ev) => { done("message " + ev.data.slice(0, 80)); ws.close(); };
 		ws.onclose = (ev) => done("closed " + ev.code);
 	})`, wsURL), chromedp.EvalAwaitPromise))
-	cancel()
 	if err != nil || !strings.HasPrefix(got, "closed") {
 		t.Fatalf("a foreign page's WebSocket to %s: %q (%v), want it refused", wsURL, got, err)
 	}
 	t.Logf("a foreign page's WebSocket: %s", got)
+}
 
-	b.run("back to the dashboard", chromedp.Navigate(g.URL()+"/#/"))
+// deadNodeOffline: a killed node is shown offline, live.
+func (d *dash) deadNodeOffline() {
+	b := d.b
+	b.run("back to the dashboard", chromedp.Navigate(d.g.URL()+"/#/"))
 	b.waitJS("three nodes", 10*time.Second, rowsJS+` === 3`)
-
-	// A node that dies is shown offline, live.
-	s.Kill(2)
+	d.s.Kill(2)
 	gone := b.waitJS("the killed node offline", 15*time.Second,
-		fmt.Sprintf(`(document.querySelector('tr[data-chevron=%q] td.state') || {}).textContent === "offline"`, chev))
-	t.Logf("figure: node %s killed -> offline on the page in %v", chev, gone.Round(time.Millisecond))
+		fmt.Sprintf(`(document.querySelector('tr[data-chevron=%q] td.state') || {}).textContent === "offline"`, d.added))
+	d.t.Logf("figure: node %s killed -> offline on the page in %v", d.added, gone.Round(time.Millisecond))
 	b.shot("node-offline")
+}
 
-	// Log out in a second tab: the first one, left open, learns that its
-	// session ended and says how to log in again, without a reload.
+// logoutElsewhere: log out in a second tab; the first one, left open,
+// learns that its session ended and says how to log in again, without a
+// reload, and the API refuses the old session.
+func (d *dash) logoutElsewhere() {
+	t, b := d.t, d.b
 	b.run("mark the page", chromedp.Evaluate[chromedp.Void](`window.rnNoReload = 43`))
 	tctx, cancelT := context.WithTimeout(b.ctx, 20*time.Second)
 	tab, cancelTab := chromedp.NewContext(tctx)
-	err = chromedp.Do(tab, chromedp.Navigate(g.URL()+"/#/"), chromedp.WaitVisible(chromedp.CSS(`#logout button`)),
+	err := chromedp.Do(tab, chromedp.Navigate(d.g.URL()+"/#/"), chromedp.WaitVisible(chromedp.CSS(`#logout button`)),
 		chromedp.Click(chromedp.CSS(`#logout button`)), chromedp.WaitVisible(chromedp.ID("signed-out")))
 	cancelTab()
 	cancelT()
@@ -448,6 +495,7 @@ func TestDashboardInChromium(t *testing.T) {
 		t.Fatalf("log out in a second tab: %v", err)
 	}
 	b.waitJS("the open page signed out", 10*time.Second, `!!document.getElementById("signed-out") && /robonet gateway login/.test(document.getElementById("view").textContent)`)
+	var marker int
 	if err := b.eval(`window.rnNoReload || 0`, &marker); err != nil || marker != 43 {
 		t.Fatalf("the page was reloaded (marker %d, %v)", marker, err)
 	}
