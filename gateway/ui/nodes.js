@@ -102,8 +102,9 @@ export class NodesView {
   // survive the once-a-second updates.
   update() {
     const { nodes, status } = this.app.state;
+    const idx = this.byNode();
     const sig = JSON.stringify([nodes.map((n) => ({ ...n, last_seen: undefined })), status && status.swarm,
-      nodes.map((n) => this.app.alertsAbout(n.chevron).length), this.app.activeAlerts().length]);
+      nodes.map((n) => (idx.get(n.chevron) || []).length), this.app.activeAlerts().length]);
     if (sig === this.sig) {
       const seen = new Map(nodes.map((n) => [n.chevron, n]));
       for (const tr of this.root.querySelectorAll("tr[data-chevron]")) {
@@ -114,6 +115,20 @@ export class NodesView {
     }
     this.sig = sig;
     this.render();
+  }
+
+  // byNode indexes the active alerts by the chevron they are about, once per
+  // render rather than once per row.
+  byNode() {
+    const idx = new Map();
+    for (const a of this.app.activeAlerts()) {
+      for (const c of new Set([a.chevron, a.peer])) {
+        if (!c) continue;
+        if (!idx.has(c)) idx.set(c, []);
+        idx.get(c).push(a);
+      }
+    }
+    return idx;
   }
 
   render() {
@@ -137,7 +152,8 @@ export class NodesView {
     } else {
       const tree = groupNodes(nodes, status && status.swarm);
       if (tree.nodes.length === 0) tree.label = "all nodes"; // several zones, regions or swarms
-      this.root.append(renderGroup(tree, (c) => this.app.alertsAbout(c), 0));
+      const idx = this.byNode();
+      this.root.append(renderGroup(tree, (c) => idx.get(c) || [], 0));
     }
     this.root.append(this.app.mediaSection());
     if (keep) {
