@@ -50,10 +50,11 @@ type hub struct {
 }
 
 type liveClient struct {
-	conn *websocket.Conn
-	p    *Principal
-	send chan []byte
-	done chan struct{} // closed when the socket is being torn down
+	conn    *websocket.Conn
+	p       *Principal
+	send    chan []byte
+	done    chan struct{} // closed when the socket is being torn down
+	closing chan struct{} // closed when the close handshake returned
 
 	mu    sync.Mutex // guards watch and gone
 	watch map[string]bool
@@ -79,12 +80,12 @@ func (h *hub) serve(w http.ResponseWriter, r *http.Request, p *Principal) {
 		return // Accept answered already (403 for a foreign Origin)
 	}
 	conn.SetReadLimit(liveReadLimit)
-	c := &liveClient{conn: conn, p: p, send: make(chan []byte, liveSendQueue), done: make(chan struct{}), watch: map[string]bool{}}
+	c := &liveClient{conn: conn, p: p, send: make(chan []byte, liveSendQueue),
+		done: make(chan struct{}), closing: make(chan struct{}), watch: map[string]bool{}}
 	if !h.add(c) {
 		conn.Close(websocket.StatusTryAgainLater, "the gateway is shutting down or full")
 		return
 	}
-	defer h.remove(c)
 	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
 	defer cancel()
 	go func() {
@@ -109,6 +110,8 @@ func (h *hub) serve(w http.ResponseWriter, r *http.Request, p *Principal) {
 	c.readLoop(ctx)
 	cancel()
 	<-writerDone
+	h.remove(c)
+	<-c.closing
 }
 
 // add registers c and starts the poller for the first socket.
@@ -196,7 +199,10 @@ func (c *liveClient) queue(b []byte) {
 	}
 }
 
-// close tears c down once; the read and write loops then end.
+// close tears c down once: it sends the close frame, then (after the
+// peer's answer, or a second) closes done, which ends the read and write
+// loops; their context's cancellation drops a connection whose peer does
+// not answer. closing is closed when the close handshake has returned.
 func (c *liveClient) close(code websocket.StatusCode, reason string) {
 	c.mu.Lock()
 	if c.gone {
@@ -204,12 +210,16 @@ func (c *liveClient) close(code websocket.StatusCode, reason string) {
 		return
 	}
 	c.gone = true
-	close(c.done)
 	c.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	go func() { <-ctx.Done(); _ = c.conn.CloseNow() }()
-	_ = c.conn.Close(code, reason)
+	go func() {
+		defer close(c.closing)
+		_ = c.conn.Close(code, reason)
+	}()
+	select {
+	case <-c.closing:
+	case <-time.After(time.Second):
+	}
+	close(c.done)
 }
 
 func (c *liveClient) writeLoop(ctx context.Context) {

@@ -241,9 +241,11 @@ func TestShutdownClosesSocketsAndWaits(t *testing.T) {
 	next(t, c, 5*time.Second, "nodes", nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	t0 := time.Now()
 	if err := g.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("shutdown took %v", time.Since(t0))
 	if err := g.Shutdown(ctx); err != nil {
 		t.Fatalf("second shutdown: %v", err)
 	}
