@@ -665,6 +665,10 @@ func TestDashboardHelpersInChromium(t *testing.T) {
 	release := make(chan struct{})
 	mux := http.NewServeMux()
 	mux.Handle("/", http.FileServerFS(os.DirFS("ui")))
+	mux.HandleFunc("GET /blank.html", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprint(w, "<!doctype html><title>helpers</title><body></body>")
+	})
 	mux.HandleFunc("POST /api/run", func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Accept") != "application/x-ndjson" {
 			http.Error(w, "want NDJSON", http.StatusNotAcceptable)
@@ -689,7 +693,7 @@ func TestDashboardHelpersInChromium(t *testing.T) {
 			close(release)
 		}
 	})
-	b.run("open a blank page on the files' origin", chromedp.Navigate(srv.URL+"/favicon.svg"))
+	b.run("open a blank page on the files' origin", chromedp.Navigate(srv.URL+"/blank.html"))
 	for _, tc := range []struct{ name, expr, want string }{
 		{"a flat swarm is one group", `import("/nodes.js").then(m => {
 			const g = m.groupNodes([{chevron: "2"}, {chevron: "1"}], "lab");
@@ -725,6 +729,41 @@ func TestDashboardHelpersInChromium(t *testing.T) {
 			t.Errorf("%s: got %q (%v), want %q", tc.name, got, err, tc.want)
 		}
 	}
+
+	// Figure: rendering the grouped list of 10,000 nodes (100 swarms of
+	// 100), and the once-a-second update when only heartbeats changed.
+	ctx, cancel := context.WithTimeout(b.ctx, 60*time.Second)
+	figure, err := chromedp.Run(ctx, chromedp.Evaluate[string](`import("/nodes.js").then(m => {
+		const nodes = [];
+		for (let i = 0; i < 10000; i++) nodes.push({chevron: "3." + (1 + (i / 1000 | 0)) + "." + (1 + (i / 100 | 0) % 10) + "." + (1 + i % 100),
+			name: "n" + i, state: "alive", role: "edge", load: 0.1, tier: 2, version: "0.1.0", last_seen: new Date().toISOString()});
+		const app = {state: {nodes, status: {swarm: "big"}}, activeAlerts: () => [], mediaSection: () => document.createElement("section")};
+		const root = document.createElement("main");
+		document.body.append(root);
+		const v = new m.NodesView(app);
+		let t = performance.now();
+		v.mount(root);
+		v.update();
+		const first = performance.now() - t;
+		app.state.nodes = nodes.map(n => ({...n, last_seen: new Date(Date.now() + 1000).toISOString()}));
+		t = performance.now();
+		v.update();
+		const again = performance.now() - t;
+		app.state.nodes = nodes.map((n, i) => ({...n, load: i % 10 === 0 ? 0.9 : n.load}));
+		t = performance.now();
+		v.update();
+		const tenth = performance.now() - t;
+		const rows = root.querySelectorAll("tr[data-chevron]").length;
+		const changed = [...root.querySelectorAll("tr[data-chevron] td.num:nth-child(5)")].filter(td => td.textContent === "0.90").length;
+		root.remove();
+		return rows + " rows: first render " + first.toFixed(0) + " ms, heartbeat-only update " + again.toFixed(0) +
+			" ms, update with a tenth of the loads changed " + tenth.toFixed(0) + " ms (" + changed + " rows show it)";
+	})`, chromedp.EvalAwaitPromise))
+	cancel()
+	if err != nil || !strings.HasPrefix(figure, "10000 rows") || !strings.HasSuffix(figure, "(1000 rows show it)") {
+		t.Fatalf("render 10,000 nodes: %q (%v)", figure, err)
+	}
+	t.Logf("figure: %s", figure)
 
 	// Streamed results are shown as each line arrives, not at the end.
 	b.run("start a streamed run", chromedp.Evaluate[chromedp.Void](`window.rnLines = []; window.rnDone = "";

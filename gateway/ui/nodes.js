@@ -1,6 +1,6 @@
 // nodes.js: the fleet view, nodes grouped by zone → region → swarm (the
 // chevron's leading tokens; a flat swarm's one-token chevrons are one group).
-import { h, clear, fmtNum, fmtAgo } from "./dom.js";
+import { h, fill, fmtNum, fmtAgo } from "./dom.js";
 
 const LEVELS = ["zone", "region", "swarm"];
 
@@ -51,33 +51,47 @@ function alertsCell(list) {
   return h("td", { class: "num" }, h("a", { href: "#/alerts", class: `badge ${worst}`, title: signals, text: `${list.length} (${signals})` }));
 }
 
-function nodeTable(nodes, alertsFor, caption) {
-  const rows = nodes.sort((a, b) => compareChevrons(a.chevron, b.chevron)).map((n) =>
-    h("tr", { "data-chevron": n.chevron },
-      h("td", null, h("a", { href: `#/node/${encodeURIComponent(n.chevron)}`, text: n.chevron })),
-      h("td", { text: n.name }),
-      stateCell(n.state),
-      h("td", { text: n.role || "core" }),
-      h("td", { class: "num", text: fmtNum(n.load) }),
-      h("td", { class: "num", text: typeof n.tier === "number" ? String(n.tier) : "–" }),
-      h("td", null, n.leader ? h("span", { class: "badge leader", text: "leader" }) : ""),
-      alertsCell(alertsFor(n.chevron)),
-      h("td", { text: n.version || "" }),
-      h("td", { class: "last-seen", text: lastSeen(n) })));
+// nodeRow is one node's row; rowKey is what it shows but "last seen", so a
+// row is rebuilt only when that changed.
+function nodeRow(n, alerts) {
+  return h("tr", { "data-chevron": n.chevron },
+    h("td", null, h("a", { href: `#/node/${encodeURIComponent(n.chevron)}`, text: n.chevron })),
+    h("td", { text: n.name }),
+    stateCell(n.state),
+    h("td", { text: n.role || "core" }),
+    h("td", { class: "num", text: fmtNum(n.load) }),
+    h("td", { class: "num", text: typeof n.tier === "number" ? String(n.tier) : "–" }),
+    h("td", null, n.leader ? h("span", { class: "badge leader", text: "leader" }) : ""),
+    alertsCell(alerts),
+    h("td", { text: n.version || "" }),
+    h("td", { class: "last-seen", text: lastSeen(n) }));
+}
+
+function rowKey(n, alerts) {
+  return JSON.stringify([n.name, n.state, n.role, fmtNum(n.load), n.tier, n.leader, n.version,
+    alerts.map((a) => [a.signal, a.level])]);
+}
+
+function nodeTable(nodes, alertsFor, rows) {
+  const trs = nodes.sort((a, b) => compareChevrons(a.chevron, b.chevron)).map((n) => {
+    const alerts = alertsFor(n.chevron);
+    const tr = nodeRow(n, alerts);
+    rows.set(n.chevron, { tr, key: rowKey(n, alerts) });
+    return tr;
+  });
   return h("table", { class: "nodes" },
-    caption ? h("caption", { text: caption }) : null,
     h("thead", null, h("tr", null,
       ["Chevron", "Name", "State", "Role", "Load", "Tier", "Leader", "Alerts", "Version", "Last seen"].map((c) =>
         h("th", { scope: "col", class: c === "Load" || c === "Tier" || c === "Alerts" ? "num" : null, text: c })))),
-    h("tbody", null, rows));
+    h("tbody", null, trs));
 }
 
-function renderGroup(g, alertsFor, depth) {
+function renderGroup(g, alertsFor, rows, depth) {
   const count = countNodes(g);
   const head = h(depth === 0 ? "h2" : "h3", { text: `${g.label} · ${count} node${count === 1 ? "" : "s"}` });
   const sec = h("section", { class: "group", "data-group": g.key || "root", "aria-label": g.label }, head);
-  if (g.nodes.length) sec.append(nodeTable(g.nodes, alertsFor));
-  for (const key of [...g.children.keys()].sort(compareChevrons)) sec.append(renderGroup(g.children.get(key), alertsFor, depth + 1));
+  if (g.nodes.length) sec.append(nodeTable(g.nodes, alertsFor, rows));
+  for (const key of [...g.children.keys()].sort(compareChevrons)) sec.append(renderGroup(g.children.get(key), alertsFor, rows, depth + 1));
   return sec;
 }
 
@@ -87,34 +101,45 @@ function countNodes(g) {
   return n;
 }
 
-// NodesView renders the grouped list and re-renders it on every change,
-// keeping keyboard focus on the link that had it.
+// NodesView renders the grouped list. When the set of nodes is the same it
+// rebuilds only the rows whose content changed and refreshes "last seen",
+// so selection, hover and keyboard focus survive the once-a-second updates
+// and 10,000 rows stay cheap.
 export class NodesView {
   constructor(app) { this.app = app; }
 
   mount(root) {
     this.root = root;
-    this.render();
+    this.shape = undefined;
+    this.update();
   }
 
-  // update re-renders when anything but the heartbeat times changed; else
-  // it only refreshes the "last seen" cells, so selection, hover and focus
-  // survive the once-a-second updates.
   update() {
     const { nodes, status } = this.app.state;
-    const idx = this.byNode();
-    const sig = JSON.stringify([nodes.map((n) => ({ ...n, last_seen: undefined })), status && status.swarm,
-      nodes.map((n) => (idx.get(n.chevron) || []).length), this.app.activeAlerts().length]);
-    if (sig === this.sig) {
-      const seen = new Map(nodes.map((n) => [n.chevron, n]));
-      for (const tr of this.root.querySelectorAll("tr[data-chevron]")) {
-        const cell = tr.querySelector("td.last-seen");
-        if (cell) cell.textContent = lastSeen(seen.get(tr.getAttribute("data-chevron")));
-      }
+    const shape = JSON.stringify([nodes.map((n) => n.chevron), status && status.swarm]);
+    if (shape !== this.shape) {
+      this.shape = shape;
+      this.render();
       return;
     }
-    this.sig = sig;
-    this.render();
+    const idx = this.byNode();
+    fill(this.summaryEl, this.summary());
+    for (const n of nodes) {
+      const row = this.rows.get(n.chevron);
+      if (!row) continue;
+      const alerts = idx.get(n.chevron) || [];
+      const key = rowKey(n, alerts);
+      if (key !== row.key) {
+        const focused = row.tr.contains(document.activeElement);
+        const tr = nodeRow(n, alerts);
+        row.tr.replaceWith(tr);
+        row.tr = tr;
+        row.key = key;
+        if (focused) tr.querySelector("a").focus();
+      } else {
+        row.tr.querySelector("td.last-seen").textContent = lastSeen(n);
+      }
+    }
   }
 
   // byNode indexes the active alerts by the chevron they are about, once per
@@ -131,29 +156,28 @@ export class NodesView {
     return idx;
   }
 
+  summary() {
+    const { nodes, status } = this.app.state;
+    const alive = nodes.filter((n) => n.state === "alive" || n.state === "online").length;
+    const leader = nodes.find((n) => n.leader);
+    return [stat(String(nodes.length), "nodes"), stat(String(alive), "alive"), stat(leader ? leader.chevron : "none", "leader"),
+      stat(String(this.app.activeAlerts().length), "alerts"), stat(status ? String(status.swarm || "–") : "–", "swarm")];
+  }
+
   render() {
     const { nodes, status } = this.app.state;
     const focusedChev = document.activeElement && document.activeElement.closest && document.activeElement.closest("tr[data-chevron]");
     const keep = focusedChev ? focusedChev.getAttribute("data-chevron") : null;
-    clear(this.root);
-    const alive = nodes.filter((n) => n.state === "alive" || n.state === "online").length;
-    const leader = nodes.find((n) => n.leader);
-    const alerts = this.app.activeAlerts();
-    this.root.append(
-      h("h1", { text: "Nodes" }),
-      h("div", { class: "summary" },
-        stat(String(nodes.length), "nodes"),
-        stat(String(alive), "alive"),
-        stat(leader ? leader.chevron : "none", "leader"),
-        stat(String(alerts.length), "alerts"),
-        stat(status ? String(status.swarm || "–") : "–", "swarm")));
+    this.rows = new Map();
+    this.summaryEl = h("div", { class: "summary" }, this.summary());
+    fill(this.root, h("h1", { text: "Nodes" }), this.summaryEl);
     if (nodes.length === 0) {
       this.root.append(h("p", { class: "empty", text: "No nodes yet." }));
     } else {
       const tree = groupNodes(nodes, status && status.swarm);
       if (tree.nodes.length === 0) tree.label = "all nodes"; // several zones, regions or swarms
       const idx = this.byNode();
-      this.root.append(renderGroup(tree, (c) => idx.get(c) || [], 0));
+      this.root.append(renderGroup(tree, (c) => idx.get(c) || [], this.rows, 0));
     }
     this.root.append(this.app.mediaSection());
     if (keep) {
