@@ -1,0 +1,904 @@
+package main
+
+// The pure side of `robonet top`: the state of the screen, what a key does
+// to it, and the screen as a string. No I/O and no clock: data and the time
+// arrive in messages (top.go), so every behaviour is table-testable.
+
+import (
+	"cmp"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/robonet-mesh/robonet/command"
+	"github.com/robonet-mesh/robonet/mesh"
+	"github.com/robonet-mesh/robonet/node"
+	"github.com/robonet-mesh/robonet/subjects"
+	"github.com/robonet-mesh/robonet/wire"
+)
+
+// Bounds on what top keeps of what nodes send: a node's answer is its
+// word, not a reason to grow without limit.
+const (
+	topMaxGauges     = 64 // gauges kept per node for the detail view
+	topMaxAlerts     = 32 // alerts kept per node
+	topMaxGaugeNodes = 64 // nodes asked for gauges at once (the visible rows)
+	topMaxInput      = subjects.MaxSelectorLen
+)
+
+// topColumn is a sortable column of the table.
+type topColumn int
+
+const (
+	colChevron topColumn = iota
+	colName
+	colState
+	colRole
+	colLoad
+	colMem
+	colCPU
+	colAlerts
+	topColumns // the number of columns
+)
+
+func (c topColumn) String() string {
+	switch c {
+	case colName:
+		return "name"
+	case colState:
+		return "state"
+	case colRole:
+		return "role"
+	case colLoad:
+		return "load"
+	case colMem:
+		return "mem"
+	case colCPU:
+		return "cpu"
+	case colAlerts:
+		return "alerts"
+	}
+	return "chevron"
+}
+
+// parseTopColumn is the column a --sort value names.
+func parseTopColumn(s string) (topColumn, error) {
+	for c := colChevron; c < topColumns; c++ {
+		if c.String() == s {
+			return c, nil
+		}
+	}
+	return 0, fmt.Errorf("--sort %q: not one of chevron, name, state, role, load, mem, cpu, alerts", clean(s, 32))
+}
+
+// numeric columns sort the largest first; S reverses any column.
+func (c topColumn) descending() bool { return c >= colLoad }
+
+// gaugeSample is what top keeps of one node's gauge answer.
+type gaugeSample struct {
+	at      time.Time
+	status  string  // mesh.StatusOK, or why there is no value (denied, timeout, …)
+	errText string  // the node's error, if any
+	mem     float64 // mem.used_pct; -1 unknown
+	cpu     float64 // cpu.busy_pct; -1 unknown
+	disk    float64 // the fullest mount's disk.used_pct; -1 unknown
+	gauges  []command.Gauge
+}
+
+// newGaugeSample reads one node's gauge result.
+func newGaugeSample(r mesh.NodeResult, at time.Time) gaugeSample {
+	s := gaugeSample{at: at, status: r.Status, errText: r.Error, mem: -1, cpu: -1, disk: -1}
+	if r.Status != mesh.StatusOK {
+		return s
+	}
+	var rep command.GaugeReply
+	if err := json.Unmarshal(r.Output, &rep); err != nil {
+		s.status, s.errText = mesh.StatusError, "unreadable gauge reply: "+err.Error()
+		return s
+	}
+	for _, g := range rep.Gauges {
+		switch g.Name {
+		case "mem.used_pct":
+			s.mem = g.Value
+		case "cpu.busy_pct":
+			s.cpu = g.Value
+		case "disk.used_pct":
+			s.disk = max(s.disk, g.Value)
+		}
+	}
+	s.gauges = rep.Gauges[:min(len(rep.Gauges), topMaxGauges)]
+	return s
+}
+
+// topModel is the state of the screen. The zero value is not ready: use
+// newTopModel.
+type topModel struct {
+	width, height int
+	styled        bool // emit SGR attributes (reverse video, bold); colour only when colour is set too
+	colour        bool
+	now           time.Time
+
+	swarm    string
+	members  []wire.Member
+	nodesAt  time.Time
+	nodesErr string
+	gauges   map[string]gaugeSample  // chevron → latest sample
+	alerts   map[string][]wire.Alert // chevron → alerts about it
+	alertsAt time.Time
+	alertErr string
+
+	sortCol    topColumn
+	reverse    bool
+	filterText string // the selector in force; "" none
+	filter     subjects.Selector
+	editing    bool   // the filter prompt is open
+	input      string // what is typed at the prompt
+	msg        string // the error line
+
+	rows   []wire.Member // members after filter and sort
+	cursor int           // index into rows
+	top    int           // first row shown
+
+	detail       string // chevron shown in detail; "" the table
+	detailScroll int
+}
+
+func newTopModel(width, height int) *topModel {
+	m := &topModel{width: width, height: height, gauges: map[string]gaugeSample{}, alerts: map[string][]wire.Alert{}}
+	m.clampSize()
+	return m
+}
+
+func (m *topModel) clampSize() {
+	// Tiny or absurd sizes are drawn as if sane; the terminal clips.
+	m.width = min(max(m.width, 20), 1000)
+	m.height = min(max(m.height, 6), 1000)
+}
+
+// resize follows the terminal's size.
+func (m *topModel) resize(w, h int) {
+	m.width, m.height = w, h
+	m.clampSize()
+	m.keepCursorVisible()
+}
+
+// setFilter applies a selector typed at the prompt; an invalid one leaves
+// the filter in force and says why. An empty one removes the filter.
+func (m *topModel) setFilter(text string) error {
+	text = strings.TrimSpace(text)
+	if text == "" {
+		m.filterText, m.filter = "", subjects.Selector{}
+		m.refresh()
+		return nil
+	}
+	sel, err := subjects.ParseSelector(text)
+	if err != nil {
+		return err
+	}
+	m.filterText, m.filter = text, sel
+	m.refresh()
+	return nil
+}
+
+// setNodes takes a fresh registry view (err: the poll failed; the last
+// view stays on screen, marked stale).
+func (m *topModel) setNodes(ms []wire.Member, err error, at time.Time) {
+	m.now = at
+	if err != nil {
+		m.nodesErr = oneLine(err)
+		return
+	}
+	m.nodesErr = ""
+	m.members, m.nodesAt = ms, at
+	// Forget what is known of nodes that left the registry.
+	known := make(map[string]bool, len(ms))
+	for _, x := range ms {
+		known[x.Chevron] = true
+	}
+	maps.DeleteFunc(m.gauges, func(c string, _ gaugeSample) bool { return !known[c] })
+	maps.DeleteFunc(m.alerts, func(c string, _ []wire.Alert) bool { return !known[c] })
+	m.refresh()
+}
+
+// setGauges merges a gather of gauges.
+func (m *topModel) setGauges(rs []mesh.NodeResult, err error, at time.Time) {
+	if err != nil {
+		m.msg = "gauges: " + oneLine(err)
+	}
+	for _, r := range rs {
+		if r.Unexpected {
+			continue
+		}
+		m.gauges[r.Chevron] = newGaugeSample(r, at)
+	}
+	m.refresh()
+}
+
+// setAlerts replaces the alerts with what the nodes reported.
+func (m *topModel) setAlerts(reports []node.AlertsReport, err error, at time.Time) {
+	if err != nil {
+		m.alertErr = oneLine(err)
+		if len(reports) == 0 {
+			return
+		}
+	} else {
+		m.alertErr = ""
+	}
+	byNode := map[string][]wire.Alert{}
+	for _, r := range reports {
+		for _, a := range r.Alerts {
+			c := cmp.Or(a.Chevron, a.Peer)
+			if len(byNode[c]) < topMaxAlerts {
+				byNode[c] = append(byNode[c], a)
+			}
+		}
+	}
+	m.alerts, m.alertsAt = byNode, at
+	m.refresh()
+}
+
+// alertCount is the number of distinct signals alerted about a node, and
+// the worst level among them.
+func (m *topModel) alertCount(chev string) (int, string) {
+	signals := map[string]bool{}
+	worst := ""
+	rank := map[string]int{"alert": 1, "quarantine": 2, "disconnect": 3}
+	for _, a := range m.alerts[chev] {
+		signals[a.Signal] = true
+		if rank[a.Level] > rank[worst] {
+			worst = a.Level
+		}
+	}
+	return len(signals), worst
+}
+
+// refresh recomputes the rows from the members, the filter and the sort,
+// keeping the cursor on the node it was on.
+func (m *topModel) refresh() {
+	var at string
+	if m.cursor < len(m.rows) {
+		at = m.rows[m.cursor].Chevron
+	}
+	rows := m.members
+	if m.filterText != "" {
+		rows = mesh.Resolve(m.filter, m.members)
+	}
+	rows = slices.Clone(rows)
+	slices.SortStableFunc(rows, m.less)
+	m.rows = rows
+	m.cursor = 0
+	for i, r := range rows {
+		if r.Chevron == at {
+			m.cursor = i
+			break
+		}
+	}
+	m.keepCursorVisible()
+}
+
+func (m *topModel) less(a, b wire.Member) int {
+	var c int
+	num := func(x, y float64) int { return cmp.Compare(x, y) }
+	switch m.sortCol {
+	case colName:
+		c = strings.Compare(a.Name, b.Name)
+	case colState:
+		c = strings.Compare(a.State, b.State)
+	case colRole:
+		c = strings.Compare(node.MemberRole(a), node.MemberRole(b))
+	case colLoad:
+		c = num(a.Load, b.Load)
+	case colMem:
+		c = num(m.gauge(a.Chevron).mem, m.gauge(b.Chevron).mem)
+	case colCPU:
+		c = num(m.gauge(a.Chevron).cpu, m.gauge(b.Chevron).cpu)
+	case colAlerts:
+		x, _ := m.alertCount(a.Chevron)
+		y, _ := m.alertCount(b.Chevron)
+		c = cmp.Compare(x, y)
+	}
+	if m.sortCol.descending() {
+		c = -c
+	}
+	if m.reverse {
+		c = -c
+	}
+	if c == 0 {
+		c = subjects.CompareText(a.Chevron, b.Chevron)
+	}
+	return c
+}
+
+// gauge is the latest sample of a node, or an unknown one.
+func (m *topModel) gauge(chev string) gaugeSample {
+	if g, ok := m.gauges[chev]; ok {
+		return g
+	}
+	return gaugeSample{mem: -1, cpu: -1, disk: -1}
+}
+
+// tableRows is how many rows of nodes fit: the screen less two header
+// lines, the column titles, the message line and the key line.
+func (m *topModel) tableRows() int { return max(m.height-5, 1) }
+
+func (m *topModel) keepCursorVisible() {
+	m.cursor = min(max(m.cursor, 0), max(len(m.rows)-1, 0))
+	n := m.tableRows()
+	if m.cursor < m.top {
+		m.top = m.cursor
+	}
+	if m.cursor >= m.top+n {
+		m.top = m.cursor - n + 1
+	}
+	m.top = min(max(m.top, 0), max(len(m.rows)-n, 0))
+}
+
+// gaugeTargets are the nodes worth asking for gauges: the live ones on
+// screen (and the one in detail), never more than topMaxGaugeNodes, so the
+// cost of top does not grow with the swarm.
+func (m *topModel) gaugeTargets() []wire.Member {
+	var out []wire.Member
+	seen := map[string]bool{}
+	add := func(x wire.Member) {
+		if x.State != wire.StateOffline && !seen[x.Chevron] && len(out) < topMaxGaugeNodes {
+			seen[x.Chevron] = true
+			out = append(out, x)
+		}
+	}
+	if m.detail != "" {
+		for _, x := range m.members {
+			if x.Chevron == m.detail {
+				add(x)
+			}
+		}
+	}
+	for _, x := range m.rows[m.top:min(m.top+m.tableRows(), len(m.rows))] {
+		add(x)
+	}
+	return out
+}
+
+// key applies one key press (k as bubbletea names it: "q", "ctrl+c",
+// "enter", "up", …; text the printable text it carries) and reports
+// whether top should quit.
+func (m *topModel) key(k, text string) (quit bool) {
+	if k == "ctrl+c" {
+		return true
+	}
+	switch {
+	case m.editing:
+		m.editKey(k, text)
+		return false
+	case m.detail != "":
+		return m.detailKey(k)
+	}
+	switch k {
+	case "q":
+		return true
+	case "s":
+		m.sortCol = (m.sortCol + 1) % topColumns
+		m.refresh()
+	case "S":
+		m.reverse = !m.reverse
+		m.refresh()
+	case "/":
+		m.editing, m.input, m.msg = true, m.filterText, ""
+	case "enter":
+		if m.cursor < len(m.rows) {
+			m.detail, m.detailScroll = m.rows[m.cursor].Chevron, 0
+		}
+	case "esc":
+		m.msg = ""
+	case "up", "k":
+		m.cursor--
+	case "down", "j":
+		m.cursor++
+	case "pgup":
+		m.cursor -= m.tableRows()
+	case "pgdown", "space":
+		m.cursor += m.tableRows()
+	case "home", "g":
+		m.cursor = 0
+	case "end", "G":
+		m.cursor = len(m.rows) - 1
+	}
+	m.keepCursorVisible()
+	return false
+}
+
+func (m *topModel) editKey(k, text string) {
+	switch k {
+	case "enter":
+		if err := m.setFilter(m.input); err != nil {
+			// What is kept comes first: a long error is cut at the right.
+			m.msg = "filter kept (" + cmp.Or(m.filterText, "none") + "): " + oneLine(err)
+		} else {
+			m.msg = ""
+		}
+		m.editing = false
+	case "esc":
+		m.editing = false
+	case "backspace", "ctrl+h":
+		if m.input != "" {
+			m.input = m.input[:len(m.input)-1]
+		}
+	case "ctrl+u":
+		m.input = ""
+	default:
+		// Selectors are ASCII: anything else could only make it invalid.
+		for _, r := range text {
+			if r >= 0x20 && r < 0x7f && len(m.input) < topMaxInput {
+				m.input += string(r)
+			}
+		}
+	}
+}
+
+func (m *topModel) detailKey(k string) (quit bool) {
+	switch k {
+	case "q":
+		return true
+	case "esc", "backspace", "left", "h":
+		m.detail = ""
+	case "up", "k":
+		m.detailScroll = max(m.detailScroll-1, 0)
+	case "down", "j":
+		m.detailScroll++
+	case "pgup":
+		m.detailScroll = max(m.detailScroll-m.tableRows(), 0)
+	case "pgdown", "space":
+		m.detailScroll += m.tableRows()
+	case "home", "g":
+		m.detailScroll = 0
+	case "end", "G":
+		m.detailScroll = 1 << 20 // the view clamps it to the last page
+	}
+	return false
+}
+
+// SGR sequences used when styled. Colour goes only to the state and the
+// alerts, and only when colour is on: reverse video and bold carry the
+// meaning without it (NO_COLOR, a monochrome terminal).
+const (
+	sgrReset   = "\x1b[0m"
+	sgrReverse = "\x1b[7m"
+	sgrBold    = "\x1b[1m"
+	sgrRed     = "\x1b[31m"
+	sgrGreen   = "\x1b[32m"
+	sgrYellow  = "\x1b[33m"
+)
+
+// view is the whole screen: exactly height lines, none wider than width.
+func (m *topModel) view() string {
+	var lines []string
+	if m.detail != "" {
+		lines = m.detailLines()
+	} else {
+		lines = m.tableLines()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// style wraps plain (already fitted) text in an SGR attribute when styled.
+func (m *topModel) style(sgr, s string) string {
+	if !m.styled || sgr == "" {
+		return s
+	}
+	return sgr + s + sgrReset
+}
+
+func (m *topModel) colourFor(state string) string {
+	if !m.colour {
+		return ""
+	}
+	switch state {
+	case wire.StateAlive:
+		return sgrGreen
+	case wire.StateSuspect, wire.StateLeaving:
+		return sgrYellow
+	case wire.StateOffline:
+		return sgrRed
+	}
+	return ""
+}
+
+func (m *topModel) headerLine(what string) string {
+	live, leader := 0, "none"
+	for _, x := range m.members {
+		if x.State != wire.StateOffline {
+			live++
+		}
+		if x.Leader {
+			leader = x.Chevron + " " + x.Name
+		}
+	}
+	h := fmt.Sprintf("robonet top  swarm %s  leader %s  %d/%d live  %s", cmp.Or(m.swarm, "?"), leader, live,
+		len(m.members), m.now.Format("15:04:05"))
+	if what != "" {
+		h = fmt.Sprintf("robonet top  %s  %s", what, m.now.Format("15:04:05"))
+	}
+	if m.nodesErr != "" {
+		h += "  STALE"
+	}
+	return m.style(sgrReverse, fit(h, m.width))
+}
+
+// bottomLines are the message line and the key line.
+func (m *topModel) bottomLines(keys string) []string {
+	msg := m.msg
+	switch {
+	case m.editing:
+		msg = "filter (selector, empty clears, esc cancels): /" + m.input + "_"
+		if w := m.width; len(msg) > w {
+			msg = "/" + m.input[max(len(m.input)-(w-2), 0):] + "_" // the end of what is typed
+		}
+	case msg == "" && m.nodesErr != "":
+		msg = "nodes: " + m.nodesErr + " (retrying)"
+	case msg == "" && m.alertErr != "":
+		msg = "alerts: " + m.alertErr
+	}
+	return []string{fit(msg, m.width), m.style(sgrBold, fit(keys, m.width))}
+}
+
+// topLayout is the table's column widths for a screen width.
+type topLayout struct {
+	chev, name, state, role, load, mem, cpu, alerts int // 0: column not shown
+}
+
+func (m *topModel) layout() topLayout {
+	l := topLayout{chev: len("CHEVRON"), state: 7, role: 4, load: 5, mem: 5, cpu: 5, alerts: 6}
+	for _, r := range m.rows[m.top:min(m.top+m.tableRows(), len(m.rows))] {
+		l.chev = min(max(l.chev, len(r.Chevron)), 23)
+	}
+	rest := func() int {
+		used := 3 + l.chev // the cursor and leader marks and a blank
+		for _, w := range []int{l.state, l.role, l.load, l.mem, l.cpu, l.alerts} {
+			if w > 0 {
+				used += 1 + w
+			}
+		}
+		return m.width - used - 1
+	}
+	if rest() < 8 {
+		l.cpu = 0
+	}
+	if rest() < 8 {
+		l.role = 0
+	}
+	if rest() < 6 {
+		l.chev = len("CHEVRON")
+	}
+	l.name = max(rest(), 4)
+	return l
+}
+
+func (m *topModel) tableLines() []string {
+	arrow := "^"
+	if m.sortCol.descending() != m.reverse {
+		arrow = "v"
+	}
+	filter := "none (/ to set)"
+	if m.filterText != "" {
+		filter = m.filterText
+	}
+	lines := []string{
+		m.headerLine(""),
+		fit(fmt.Sprintf("sort %s %s  filter %s  %d of %d shown", m.sortCol, arrow, filter, len(m.rows), len(m.members)), m.width),
+	}
+	l := m.layout()
+	cells := func(chev, name, state, role, load, mem, cpu, alerts string, right bool) []string {
+		out := []string{fit(chev, l.chev), fit(name, l.name), fit(state, l.state)}
+		if l.role > 0 {
+			out = append(out, fit(role, l.role))
+		}
+		out = append(out, fitRight(load, l.load, right), fitRight(mem, l.mem, right))
+		if l.cpu > 0 {
+			out = append(out, fitRight(cpu, l.cpu, right))
+		}
+		return append(out, fitRight(alerts, l.alerts, right))
+	}
+	title := "   " + strings.Join(cells("CHEVRON", "NAME", "STATE", "ROLE", "LOAD", "MEM%", "CPU%", "ALERTS", true), " ")
+	lines = append(lines, m.style(sgrBold, fit(title, m.width)))
+	n := m.tableRows()
+	for i := m.top; i < m.top+n; i++ {
+		if i >= len(m.rows) {
+			lines = append(lines, "")
+			continue
+		}
+		lines = append(lines, m.rowLine(m.rows[i], i == m.cursor, cells))
+	}
+	if len(m.members) == 0 && m.nodesAt.IsZero() {
+		lines[3] = fit("  asking the swarm for its nodes...", m.width)
+	} else if len(m.rows) == 0 {
+		lines[3] = fit("  no node matches "+m.filterText, m.width)
+	}
+	return append(lines, m.bottomLines("s/S sort  / filter  enter detail  up/down move  q quit")...)
+}
+
+func (m *topModel) rowLine(r wire.Member, selected bool, cells func(chev, name, state, role, load, mem, cpu, alerts string, right bool) []string) string {
+	g := m.gauge(r.Chevron)
+	n, worst := m.alertCount(r.Chevron)
+	alerts := "-"
+	if n > 0 {
+		alerts = fmt.Sprint(n)
+		if worst == "quarantine" || worst == "disconnect" {
+			alerts += " " + strings.ToUpper(worst[:1])
+		}
+	}
+	mark := " "
+	if selected {
+		mark = ">"
+	}
+	if r.Leader {
+		mark += "* "
+	} else {
+		mark += "  "
+	}
+	cs := cells(r.Chevron, r.Name, r.State, node.MemberRole(r), fmt.Sprintf("%.2f", r.Load),
+		g.pct(g.mem), g.pct(g.cpu), alerts, true)
+	if selected {
+		return m.style(sgrReverse, fit(mark+strings.Join(cs, " "), m.width))
+	}
+	// Colour the state cell (index 2); widths are already fitted, so
+	// the SGR codes do not change what is drawn.
+	cs[2] = m.styleColour(m.colourFor(r.State), cs[2])
+	if n > 0 {
+		cs[len(cs)-1] = m.styleColour(sgrRed, cs[len(cs)-1])
+	}
+	return clipCells(mark, cs, m.width)
+}
+
+func (m *topModel) styleColour(sgr, s string) string {
+	if !m.colour {
+		return s
+	}
+	return m.style(sgr, s)
+}
+
+// clipCells joins fitted cells with blanks, dropping what passes width.
+// Cells carry SGR codes only around whole cells, so their visible width is
+// counted without them.
+func clipCells(prefix string, cells []string, width int) string {
+	var b strings.Builder
+	used := len(prefix)
+	b.WriteString(prefix)
+	for i, c := range cells {
+		w := visibleLen(c)
+		if i > 0 {
+			w++
+		}
+		if used+w > width {
+			break
+		}
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(c)
+		used += w
+	}
+	return b.String()
+}
+
+// visibleLen is the width of ASCII text that may hold SGR sequences.
+func visibleLen(s string) int {
+	n := 0
+	for i := 0; i < len(s); i++ {
+		if s[i] == 0x1b {
+			for i < len(s) && s[i] != 'm' {
+				i++
+			}
+			continue
+		}
+		n++
+	}
+	return n
+}
+
+// pct is a percentage cell: the value, or why there is none.
+func (g gaugeSample) pct(v float64) string {
+	switch {
+	case g.status == "":
+		return "-"
+	case g.status == mesh.StatusDenied:
+		return "deny"
+	case g.status == mesh.StatusTimeout:
+		return "t/o"
+	case g.status != mesh.StatusOK:
+		return "err"
+	case v < 0:
+		return "-"
+	}
+	return fmt.Sprintf("%.1f", v)
+}
+
+func (m *topModel) detailLines() []string {
+	var r wire.Member
+	found := false
+	for _, x := range m.members {
+		if x.Chevron == m.detail {
+			r, found = x, true
+		}
+	}
+	body := []string{}
+	if !found {
+		body = append(body, "node "+m.detail+" is no longer in the registry")
+	} else {
+		body = m.detailBody(r)
+	}
+	n := m.height - 3
+	m.detailScroll = min(m.detailScroll, max(len(body)-n, 0))
+	lines := []string{m.headerLine("node " + m.detail + " " + r.Name)}
+	for i := m.detailScroll; i < m.detailScroll+n; i++ {
+		if i < len(body) {
+			lines = append(lines, fit(body[i], m.width))
+		} else {
+			lines = append(lines, "")
+		}
+	}
+	return append(lines, m.bottomLines("esc back  up/down scroll  q quit")...)
+}
+
+func (m *topModel) detailBody(r wire.Member) []string {
+	kv := func(k string, v any) string { return fmt.Sprintf("%-12s %v", k, v) }
+	leader := ""
+	if r.Leader {
+		leader = " (leader)"
+	}
+	uptime := "-"
+	if !r.Started.IsZero() && r.State != wire.StateOffline && !m.now.IsZero() {
+		uptime = fmtDuration(m.now.Sub(r.Started))
+	}
+	seen := "-"
+	if !r.LastSeen.IsZero() && !m.now.IsZero() {
+		seen = fmtDuration(max(m.now.Sub(r.LastSeen), 0)) + " ago"
+	}
+	body := []string{
+		kv("chevron", r.Chevron),
+		kv("name", r.Name),
+		kv("state", r.State+leader),
+		kv("role", node.MemberRole(r)),
+		kv("tier", r.Tier),
+		kv("load", fmt.Sprintf("%.2f", r.Load)),
+		kv("usage", m.usage(r.Chevron)),
+		kv("os/arch", orDash(strings.Trim(r.OS+"/"+r.Arch, "/"))),
+		kv("version", orDash(r.Version)),
+		kv("uptime", uptime),
+		kv("last seen", seen),
+		kv("caps", orDash(strings.Join(r.Caps, ","))),
+		kv("tags", orDash(fmtTags(r.Tags))),
+		kv("server", orDash(r.Server)),
+		kv("pubkey", orDash(r.Pubkey)),
+	}
+	if r.Client != "" {
+		body = append(body, kv("client", r.Client))
+	}
+	if r.SecretEpoch != 0 || r.UsersRev != 0 {
+		body = append(body, kv("secret", fmt.Sprintf("epoch %d, users rev %d", r.SecretEpoch, r.UsersRev)))
+	}
+	g, ok := m.gauges[r.Chevron]
+	switch {
+	case !ok:
+		body = append(body, "", "gauges: not read yet")
+	case g.status != mesh.StatusOK:
+		body = append(body, "", "gauges: "+g.status+" "+g.errText)
+	default:
+		body = append(body, "", fmt.Sprintf("gauges (%s ago)", fmtDuration(max(m.now.Sub(g.at), 0))))
+		for _, x := range g.gauges {
+			body = append(body, "  "+fmtGauge(x))
+		}
+	}
+	as := m.alerts[r.Chevron]
+	if len(as) == 0 {
+		body = append(body, "", "alerts: none")
+	} else {
+		body = append(body, "", fmt.Sprintf("alerts (%d)", len(as)))
+		for _, a := range as {
+			body = append(body, fmt.Sprintf("  %-13s %-10s score %.1f value %.3g baseline %.3g by %s %s",
+				a.Signal, a.Level, a.Score, a.Value, a.Baseline, a.By, a.Detail))
+		}
+	}
+	return body
+}
+
+// usage is a node's memory, CPU and fullest disk in one line.
+func (m *topModel) usage(chev string) string {
+	g := m.gauge(chev)
+	if g.status != mesh.StatusOK {
+		return "-"
+	}
+	return fmt.Sprintf("mem %s%%  cpu %s%%  disk %s%% (fullest mount)", g.pct(g.mem), g.pct(g.cpu), g.pct(g.disk))
+}
+
+// fmtGauge is one gauge as `name{labels} value`.
+func fmtGauge(g command.Gauge) string {
+	name := g.Name
+	if len(g.Labels) > 0 {
+		name += "{" + fmtTags(g.Labels) + "}"
+	}
+	var v string
+	switch g.Unit {
+	case command.UnitPercent:
+		v = fmt.Sprintf("%.1f%%", g.Value)
+	case command.UnitBytes:
+		v = fmtBytes(g.Value)
+	case command.UnitBytesPerSec:
+		v = fmtBytes(g.Value) + "/s"
+	default:
+		v = strings.TrimSuffix(strings.TrimRight(fmt.Sprintf("%.2f", g.Value), "0"), ".")
+	}
+	return fmt.Sprintf("%-32s %s", name, v)
+}
+
+func fmtBytes(v float64) string {
+	units := []string{"B", "KiB", "MiB", "GiB", "TiB", "PiB"}
+	i := 0
+	for v >= 1024 && i < len(units)-1 {
+		v /= 1024
+		i++
+	}
+	if i == 0 {
+		return fmt.Sprintf("%.0f B", v)
+	}
+	return fmt.Sprintf("%.1f %s", v, units[i])
+}
+
+// clean makes text from the network safe to draw: printable ASCII only
+// (a node's name or an alert's detail must not move the cursor or retitle
+// the terminal), at most limit bytes.
+func clean(s string, limit int) string {
+	var b strings.Builder
+	for _, r := range s {
+		if b.Len() >= limit {
+			break
+		}
+		if r >= 0x20 && r < 0x7f {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('?')
+		}
+	}
+	return b.String()
+}
+
+// fit is s cleaned and made exactly w columns wide: padded, or cut with a
+// '~' marking the cut.
+func fit(s string, w int) string {
+	if w <= 0 {
+		return ""
+	}
+	s = clean(s, w+1)
+	if len(s) > w {
+		return s[:w-1] + "~"
+	}
+	return s + strings.Repeat(" ", w-len(s))
+}
+
+// fitRight is fit aligned right when right is set.
+func fitRight(s string, w int, right bool) string {
+	if !right || w <= 0 {
+		return fit(s, w)
+	}
+	s = clean(s, w+1)
+	if len(s) > w {
+		return s[:w-1] + "~"
+	}
+	return strings.Repeat(" ", w-len(s)) + s
+}
+
+// pollEvery is the wait before the next poll: base, or four times what the
+// last poll took when that is longer (a slow link or a large swarm is
+// asked less often), never more than ceiling.
+func pollEvery(base, took, ceiling time.Duration) time.Duration {
+	return min(max(base, 4*took), ceiling)
+}
+
+// alertsEvery is the wait between two alerts queries. Every live node
+// answers one, so the wait grows with the swarm: 2 s up to 40 live nodes,
+// then 50 ms per node, at most a minute (10,000 nodes: one answer each
+// per minute).
+func alertsEvery(live int) time.Duration {
+	return min(max(2*time.Second, time.Duration(live)*50*time.Millisecond), time.Minute)
+}
