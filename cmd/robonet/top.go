@@ -131,9 +131,9 @@ type (
 )
 
 const (
-	pollNodes topPollMsg = iota
-	pollGauges
-	pollAlerts
+	topPollNodes topPollMsg = iota
+	topPollGauges
+	topPollAlerts
 )
 
 func (s *topSource) status() tea.Cmd {
@@ -155,8 +155,8 @@ func (s *topSource) nodes() tea.Cmd {
 	}
 }
 
-// gaugeRequest asks for every gauge of a node in one command.
-func gaugeRequest() mesh.GatherRequest {
+// topGaugeRequest asks for every gauge of a node in one command.
+func topGaugeRequest() mesh.GatherRequest {
 	return mesh.GatherRequest{Selector: "top", Verb: "gauge", Args: json.RawMessage(`{"metric":"list"}`),
 		Timeout: 3 * time.Second, From: userName()}
 }
@@ -165,22 +165,22 @@ func (s *topSource) gauges(set []wire.Member) tea.Cmd {
 	return func() tea.Msg {
 		start := time.Now()
 		// The zero selector is no prefix: one command to each node of set.
-		res, err := s.c.GatherSet(s.ctx, gaugeRequest(), subjects.Selector{}, set, nil)
+		res, err := s.c.GatherSet(s.ctx, topGaugeRequest(), subjects.Selector{}, set, nil)
 		return topGaugesMsg{results: res.Results, err: err, at: time.Now(), took: time.Since(start)}
 	}
 }
 
 func (s *topSource) alerts(members []wire.Member) tea.Cmd {
 	return func() tea.Msg {
-		reports, err := queryAlerts(s.ctx, s.c, members)
+		reports, err := topQueryAlerts(s.ctx, s.c, members)
 		return topAlertsMsg{reports: reports, err: err, at: time.Now()}
 	}
 }
 
-// queryAlerts asks every live node for the alerts it sees, as `robonet
+// topQueryAlerts asks every live node for the alerts it sees, as `robonet
 // alerts` does, but quietly: top owns the terminal, so nothing goes to
 // stderr, and a node's error answer is skipped, not fatal.
-func queryAlerts(ctx context.Context, c *mesh.Client, members []wire.Member) ([]node.AlertsReport, error) {
+func topQueryAlerts(ctx context.Context, c *mesh.Client, members []wire.Member) ([]node.AlertsReport, error) {
 	got, err := c.QueryAll(ctx, subjects.QueryAlerts, nil, members, 3*time.Second)
 	if err != nil {
 		return nil, err
@@ -210,7 +210,7 @@ type topUI struct {
 
 func (u *topUI) Init() tea.Cmd { return tea.Batch(u.src.status(), u.src.nodes()) }
 
-func after(d time.Duration, p topPollMsg) tea.Cmd {
+func topAfter(d time.Duration, p topPollMsg) tea.Cmd {
 	return tea.Tick(d, func(time.Time) tea.Msg { return p })
 }
 
@@ -228,40 +228,40 @@ func (u *topUI) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		}
 	case topNodesMsg:
 		u.m.setNodes(msg.members, msg.err, msg.at)
-		cmds := []tea.Cmd{after(pollEvery(time.Second, msg.took, 10*time.Second), pollNodes)}
+		cmds := []tea.Cmd{topAfter(topPollEvery(time.Second, msg.took, 10*time.Second), topPollNodes)}
 		if u.m.swarm == "" {
 			cmds = append(cmds, u.src.status())
 		}
 		if !u.started && msg.err == nil {
 			u.started = true
-			cmds = append(cmds, u.pollGauges(), u.src.alerts(u.m.members))
+			cmds = append(cmds, u.topPollGauges(), u.src.alerts(u.m.members))
 		}
 		return u, tea.Batch(cmds...)
 	case topGaugesMsg:
 		u.m.setGauges(msg.results, msg.err, msg.at)
-		return u, after(pollEvery(time.Second, msg.took, 5*time.Second), pollGauges)
+		return u, topAfter(topPollEvery(time.Second, msg.took, 5*time.Second), topPollGauges)
 	case topAlertsMsg:
 		u.m.setAlerts(msg.reports, msg.err, msg.at)
-		return u, after(alertsEvery(liveCount(u.m.members)), pollAlerts)
+		return u, topAfter(topAlertsEvery(liveCount(u.m.members)), topPollAlerts)
 	case topPollMsg:
 		switch msg {
-		case pollNodes:
+		case topPollNodes:
 			return u, u.src.nodes()
-		case pollGauges:
-			return u, u.pollGauges()
-		case pollAlerts:
+		case topPollGauges:
+			return u, u.topPollGauges()
+		case topPollAlerts:
 			return u, u.src.alerts(u.m.members)
 		}
 	}
 	return u, nil
 }
 
-// pollGauges asks the nodes on screen for gauges, or waits a second when
+// topPollGauges asks the nodes on screen for gauges, or waits a second when
 // none is live.
-func (u *topUI) pollGauges() tea.Cmd {
+func (u *topUI) topPollGauges() tea.Cmd {
 	set := u.m.gaugeTargets()
 	if len(set) == 0 {
-		return after(time.Second, pollGauges)
+		return topAfter(time.Second, topPollGauges)
 	}
 	return u.src.gauges(set)
 }
@@ -269,7 +269,6 @@ func (u *topUI) pollGauges() tea.Cmd {
 func (u *topUI) View() tea.View {
 	v := tea.NewView(u.m.view())
 	v.AltScreen = true
-	v.WindowTitle = "robonet top"
 	return v
 }
 
@@ -309,13 +308,13 @@ func topSnapshot(ctx context.Context, w, stderr io.Writer, asJSON bool, src *top
 		fmt.Fprintf(stderr, "robonet: gauges asked of the first %d of %d live nodes\n", len(set), live)
 	}
 	if len(set) > 0 {
-		res, err := src.c.GatherSet(ctx, gaugeRequest(), subjects.Selector{}, set, nil)
+		res, err := src.c.GatherSet(ctx, topGaugeRequest(), subjects.Selector{}, set, nil)
 		m.setGauges(res.Results, err, time.Now())
 		if err != nil {
 			fmt.Fprintf(stderr, "robonet: gauges: %v\n", err)
 		}
 	}
-	reports, err := queryAlerts(ctx, src.c, ms)
+	reports, err := topQueryAlerts(ctx, src.c, ms)
 	m.setAlerts(reports, err, time.Now())
 	if err != nil {
 		fmt.Fprintf(stderr, "robonet: alerts: %v\n", err)
@@ -344,8 +343,8 @@ func topSnapshot(ctx context.Context, w, stderr io.Writer, asJSON bool, src *top
 		if r.Gauge != mesh.StatusOK {
 			status = r.Gauge
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.2f\t%s\t%s\t%s\t%s\n", clean(r.Chevron, 64), clean(r.Name, 64), clean(r.State, 16),
-			clean(r.Role, 16), leader, r.Load, pct(r.MemPct, status), pct(r.CPUPct, status), pct(r.DiskPct, status), alerts)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.2f\t%s\t%s\t%s\t%s\n", topClean(r.Chevron, 64), topClean(r.Name, 64), topClean(r.State, 16),
+			topClean(r.Role, 16), leader, r.Load, pct(r.MemPct, status), pct(r.CPUPct, status), pct(r.DiskPct, status), alerts)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -367,14 +366,14 @@ func (m *topModel) snapshotRows() []topRow {
 		row := topRow{Chevron: r.Chevron, Name: r.Name, State: r.State, Role: node.MemberRole(r), Leader: r.Leader,
 			Tier: r.Tier, Load: r.Load, Gauge: g.status, Alerts: n, Level: worst}
 		if g.status == mesh.StatusOK {
-			row.MemPct, row.CPUPct, row.DiskPct = known(g.mem), known(g.cpu), known(g.disk)
+			row.MemPct, row.CPUPct, row.DiskPct = topKnown(g.mem), topKnown(g.cpu), topKnown(g.disk)
 		}
 		out = append(out, row)
 	}
 	return out
 }
 
-func known(v float64) *float64 {
+func topKnown(v float64) *float64 {
 	if v < 0 {
 		return nil
 	}

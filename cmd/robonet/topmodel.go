@@ -33,32 +33,32 @@ const (
 type topColumn int
 
 const (
-	colChevron topColumn = iota
-	colName
-	colState
-	colRole
-	colLoad
-	colMem
-	colCPU
-	colAlerts
+	topColChevron topColumn = iota
+	topColName
+	topColState
+	topColRole
+	topColLoad
+	topColMem
+	topColCPU
+	topColAlerts
 	topColumns // the number of columns
 )
 
 func (c topColumn) String() string {
 	switch c {
-	case colName:
+	case topColName:
 		return "name"
-	case colState:
+	case topColState:
 		return "state"
-	case colRole:
+	case topColRole:
 		return "role"
-	case colLoad:
+	case topColLoad:
 		return "load"
-	case colMem:
+	case topColMem:
 		return "mem"
-	case colCPU:
+	case topColCPU:
 		return "cpu"
-	case colAlerts:
+	case topColAlerts:
 		return "alerts"
 	}
 	return "chevron"
@@ -66,19 +66,19 @@ func (c topColumn) String() string {
 
 // parseTopColumn is the column a --sort value names.
 func parseTopColumn(s string) (topColumn, error) {
-	for c := colChevron; c < topColumns; c++ {
+	for c := topColChevron; c < topColumns; c++ {
 		if c.String() == s {
 			return c, nil
 		}
 	}
-	return 0, fmt.Errorf("--sort %q: not one of chevron, name, state, role, load, mem, cpu, alerts", clean(s, 32))
+	return 0, fmt.Errorf("--sort %q: not one of chevron, name, state, role, load, mem, cpu, alerts", topClean(s, 32))
 }
 
 // numeric columns sort the largest first; S reverses any column.
-func (c topColumn) descending() bool { return c >= colLoad }
+func (c topColumn) descending() bool { return c >= topColLoad }
 
-// gaugeSample is what top keeps of one node's gauge answer.
-type gaugeSample struct {
+// topGaugeSample is what top keeps of one node's gauge answer.
+type topGaugeSample struct {
 	at      time.Time
 	status  string  // mesh.StatusOK, or why there is no value (denied, timeout, …)
 	errText string  // the node's error, if any
@@ -88,9 +88,9 @@ type gaugeSample struct {
 	gauges  []command.Gauge
 }
 
-// newGaugeSample reads one node's gauge result.
-func newGaugeSample(r mesh.NodeResult, at time.Time) gaugeSample {
-	s := gaugeSample{at: at, status: r.Status, errText: r.Error, mem: -1, cpu: -1, disk: -1}
+// newTopGaugeSample reads one node's gauge result.
+func newTopGaugeSample(r mesh.NodeResult, at time.Time) topGaugeSample {
+	s := topGaugeSample{at: at, status: r.Status, errText: r.Error, mem: -1, cpu: -1, disk: -1}
 	if r.Status != mesh.StatusOK {
 		return s
 	}
@@ -125,10 +125,13 @@ type topModel struct {
 	members  []wire.Member
 	nodesAt  time.Time
 	nodesErr string
-	gauges   map[string]gaugeSample  // chevron → latest sample
-	alerts   map[string][]wire.Alert // chevron → alerts about it
+	gauges   map[string]topGaugeSample // chevron → latest sample
+	alerts   map[string][]wire.Alert   // chevron → alerts about it
+	alertN   map[string]int            // chevron → distinct signals alerted
+	worst    map[string]string         // chevron → the worst level alerted
 	alertsAt time.Time
 	alertErr string
+	gaugeErr string
 
 	sortCol    topColumn
 	reverse    bool
@@ -147,7 +150,8 @@ type topModel struct {
 }
 
 func newTopModel(width, height int) *topModel {
-	m := &topModel{width: width, height: height, gauges: map[string]gaugeSample{}, alerts: map[string][]wire.Alert{}}
+	m := &topModel{width: width, height: height, gauges: map[string]topGaugeSample{}, alerts: map[string][]wire.Alert{},
+		alertN: map[string]int{}, worst: map[string]string{}}
 	m.clampSize()
 	return m
 }
@@ -198,21 +202,24 @@ func (m *topModel) setNodes(ms []wire.Member, err error, at time.Time) {
 	for _, x := range ms {
 		known[x.Chevron] = true
 	}
-	maps.DeleteFunc(m.gauges, func(c string, _ gaugeSample) bool { return !known[c] })
+	maps.DeleteFunc(m.gauges, func(c string, _ topGaugeSample) bool { return !known[c] })
 	maps.DeleteFunc(m.alerts, func(c string, _ []wire.Alert) bool { return !known[c] })
+	maps.DeleteFunc(m.alertN, func(c string, _ int) bool { return !known[c] })
+	maps.DeleteFunc(m.worst, func(c string, _ string) bool { return !known[c] })
 	m.refresh()
 }
 
 // setGauges merges a gather of gauges.
 func (m *topModel) setGauges(rs []mesh.NodeResult, err error, at time.Time) {
+	m.gaugeErr = ""
 	if err != nil {
-		m.msg = "gauges: " + oneLine(err)
+		m.gaugeErr = oneLine(err)
 	}
 	for _, r := range rs {
 		if r.Unexpected {
 			continue
 		}
-		m.gauges[r.Chevron] = newGaugeSample(r, at)
+		m.gauges[r.Chevron] = newTopGaugeSample(r, at)
 	}
 	m.refresh()
 }
@@ -227,32 +234,37 @@ func (m *topModel) setAlerts(reports []node.AlertsReport, err error, at time.Tim
 	} else {
 		m.alertErr = ""
 	}
-	byNode := map[string][]wire.Alert{}
+	known := make(map[string]bool, len(m.members))
+	for _, x := range m.members {
+		known[x.Chevron] = true
+	}
+	// Kept only for registered nodes: reports name whatever they like.
+	m.alerts, m.alertN, m.worst, m.alertsAt = map[string][]wire.Alert{}, map[string]int{}, map[string]string{}, at
+	signals := map[[2]string]bool{}
+	rank := map[string]int{"alert": 1, "quarantine": 2, "disconnect": 3}
 	for _, r := range reports {
 		for _, a := range r.Alerts {
 			c := cmp.Or(a.Chevron, a.Peer)
-			if len(byNode[c]) < topMaxAlerts {
-				byNode[c] = append(byNode[c], a)
+			if !known[c] || len(m.alerts[c]) >= topMaxAlerts {
+				continue
+			}
+			m.alerts[c] = append(m.alerts[c], a)
+			if k := [2]string{c, a.Signal}; !signals[k] {
+				signals[k] = true
+				m.alertN[c]++
+			}
+			if rank[a.Level] > rank[m.worst[c]] {
+				m.worst[c] = a.Level
 			}
 		}
 	}
-	m.alerts, m.alertsAt = byNode, at
 	m.refresh()
 }
 
 // alertCount is the number of distinct signals alerted about a node, and
 // the worst level among them.
 func (m *topModel) alertCount(chev string) (int, string) {
-	signals := map[string]bool{}
-	worst := ""
-	rank := map[string]int{"alert": 1, "quarantine": 2, "disconnect": 3}
-	for _, a := range m.alerts[chev] {
-		signals[a.Signal] = true
-		if rank[a.Level] > rank[worst] {
-			worst = a.Level
-		}
-	}
-	return len(signals), worst
+	return m.alertN[chev], m.worst[chev]
 }
 
 // refresh recomputes the rows from the members, the filter and the sort,
@@ -283,19 +295,19 @@ func (m *topModel) less(a, b wire.Member) int {
 	var c int
 	num := func(x, y float64) int { return cmp.Compare(x, y) }
 	switch m.sortCol {
-	case colName:
+	case topColName:
 		c = strings.Compare(a.Name, b.Name)
-	case colState:
+	case topColState:
 		c = strings.Compare(a.State, b.State)
-	case colRole:
+	case topColRole:
 		c = strings.Compare(node.MemberRole(a), node.MemberRole(b))
-	case colLoad:
+	case topColLoad:
 		c = num(a.Load, b.Load)
-	case colMem:
+	case topColMem:
 		c = num(m.gauge(a.Chevron).mem, m.gauge(b.Chevron).mem)
-	case colCPU:
+	case topColCPU:
 		c = num(m.gauge(a.Chevron).cpu, m.gauge(b.Chevron).cpu)
-	case colAlerts:
+	case topColAlerts:
 		x, _ := m.alertCount(a.Chevron)
 		y, _ := m.alertCount(b.Chevron)
 		c = cmp.Compare(x, y)
@@ -313,11 +325,11 @@ func (m *topModel) less(a, b wire.Member) int {
 }
 
 // gauge is the latest sample of a node, or an unknown one.
-func (m *topModel) gauge(chev string) gaugeSample {
+func (m *topModel) gauge(chev string) topGaugeSample {
 	if g, ok := m.gauges[chev]; ok {
 		return g
 	}
-	return gaugeSample{mem: -1, cpu: -1, disk: -1}
+	return topGaugeSample{mem: -1, cpu: -1, disk: -1}
 }
 
 // tableRows is how many rows of nodes fit: the screen less two header
@@ -463,12 +475,12 @@ func (m *topModel) detailKey(k string) (quit bool) {
 // alerts, and only when colour is on: reverse video and bold carry the
 // meaning without it (NO_COLOR, a monochrome terminal).
 const (
-	sgrReset   = "\x1b[0m"
-	sgrReverse = "\x1b[7m"
-	sgrBold    = "\x1b[1m"
-	sgrRed     = "\x1b[31m"
-	sgrGreen   = "\x1b[32m"
-	sgrYellow  = "\x1b[33m"
+	topSGRReset   = "\x1b[0m"
+	topSGRReverse = "\x1b[7m"
+	topSGRBold    = "\x1b[1m"
+	topSGRRed     = "\x1b[31m"
+	topSGRGreen   = "\x1b[32m"
+	topSGRYellow  = "\x1b[33m"
 )
 
 // view is the whole screen: exactly height lines, none wider than width.
@@ -487,7 +499,7 @@ func (m *topModel) style(sgr, s string) string {
 	if !m.styled || sgr == "" {
 		return s
 	}
-	return sgr + s + sgrReset
+	return sgr + s + topSGRReset
 }
 
 func (m *topModel) colourFor(state string) string {
@@ -496,11 +508,11 @@ func (m *topModel) colourFor(state string) string {
 	}
 	switch state {
 	case wire.StateAlive:
-		return sgrGreen
+		return topSGRGreen
 	case wire.StateSuspect, wire.StateLeaving:
-		return sgrYellow
+		return topSGRYellow
 	case wire.StateOffline:
-		return sgrRed
+		return topSGRRed
 	}
 	return ""
 }
@@ -523,7 +535,7 @@ func (m *topModel) headerLine(what string) string {
 	if m.nodesErr != "" {
 		h += "  STALE"
 	}
-	return m.style(sgrReverse, fit(h, m.width))
+	return m.style(topSGRReverse, topFit(h, m.width))
 }
 
 // bottomLines are the message line and the key line.
@@ -537,10 +549,12 @@ func (m *topModel) bottomLines(keys string) []string {
 		}
 	case msg == "" && m.nodesErr != "":
 		msg = "nodes: " + m.nodesErr + " (retrying)"
+	case msg == "" && m.gaugeErr != "":
+		msg = "gauges: " + m.gaugeErr
 	case msg == "" && m.alertErr != "":
 		msg = "alerts: " + m.alertErr
 	}
-	return []string{fit(msg, m.width), m.style(sgrBold, fit(keys, m.width))}
+	return []string{topFit(msg, m.width), m.style(topSGRBold, topFit(keys, m.width))}
 }
 
 // topLayout is the table's column widths for a screen width.
@@ -586,22 +600,22 @@ func (m *topModel) tableLines() []string {
 	}
 	lines := []string{
 		m.headerLine(""),
-		fit(fmt.Sprintf("sort %s %s  filter %s  %d of %d shown", m.sortCol, arrow, filter, len(m.rows), len(m.members)), m.width),
+		topFit(fmt.Sprintf("sort %s %s  filter %s  %d of %d shown", m.sortCol, arrow, filter, len(m.rows), len(m.members)), m.width),
 	}
 	l := m.layout()
 	cells := func(chev, name, state, role, load, mem, cpu, alerts string, right bool) []string {
-		out := []string{fit(chev, l.chev), fit(name, l.name), fit(state, l.state)}
+		out := []string{topFit(chev, l.chev), topFit(name, l.name), topFit(state, l.state)}
 		if l.role > 0 {
-			out = append(out, fit(role, l.role))
+			out = append(out, topFit(role, l.role))
 		}
-		out = append(out, fitRight(load, l.load, right), fitRight(mem, l.mem, right))
+		out = append(out, topFitRight(load, l.load, right), topFitRight(mem, l.mem, right))
 		if l.cpu > 0 {
-			out = append(out, fitRight(cpu, l.cpu, right))
+			out = append(out, topFitRight(cpu, l.cpu, right))
 		}
-		return append(out, fitRight(alerts, l.alerts, right))
+		return append(out, topFitRight(alerts, l.alerts, right))
 	}
 	title := "   " + strings.Join(cells("CHEVRON", "NAME", "STATE", "ROLE", "LOAD", "MEM%", "CPU%", "ALERTS", true), " ")
-	lines = append(lines, m.style(sgrBold, fit(title, m.width)))
+	lines = append(lines, m.style(topSGRBold, topFit(title, m.width)))
 	n := m.tableRows()
 	for i := m.top; i < m.top+n; i++ {
 		if i >= len(m.rows) {
@@ -611,9 +625,9 @@ func (m *topModel) tableLines() []string {
 		lines = append(lines, m.rowLine(m.rows[i], i == m.cursor, cells))
 	}
 	if len(m.members) == 0 && m.nodesAt.IsZero() {
-		lines[3] = fit("  asking the swarm for its nodes...", m.width)
+		lines[3] = topFit("  asking the swarm for its nodes...", m.width)
 	} else if len(m.rows) == 0 {
-		lines[3] = fit("  no node matches "+m.filterText, m.width)
+		lines[3] = topFit("  no node matches "+m.filterText, m.width)
 	}
 	return append(lines, m.bottomLines("s/S sort  / filter  enter detail  up/down move  q quit")...)
 }
@@ -640,15 +654,15 @@ func (m *topModel) rowLine(r wire.Member, selected bool, cells func(chev, name, 
 	cs := cells(r.Chevron, r.Name, r.State, node.MemberRole(r), fmt.Sprintf("%.2f", r.Load),
 		g.pct(g.mem), g.pct(g.cpu), alerts, true)
 	if selected {
-		return m.style(sgrReverse, fit(mark+strings.Join(cs, " "), m.width))
+		return m.style(topSGRReverse, topFit(mark+strings.Join(cs, " "), m.width))
 	}
 	// Colour the state cell (index 2); widths are already fitted, so
 	// the SGR codes do not change what is drawn.
 	cs[2] = m.styleColour(m.colourFor(r.State), cs[2])
 	if n > 0 {
-		cs[len(cs)-1] = m.styleColour(sgrRed, cs[len(cs)-1])
+		cs[len(cs)-1] = m.styleColour(topSGRRed, cs[len(cs)-1])
 	}
-	return clipCells(mark, cs, m.width)
+	return topClipCells(mark, cs, m.width)
 }
 
 func (m *topModel) styleColour(sgr, s string) string {
@@ -661,12 +675,12 @@ func (m *topModel) styleColour(sgr, s string) string {
 // clipCells joins fitted cells with blanks, dropping what passes width.
 // Cells carry SGR codes only around whole cells, so their visible width is
 // counted without them.
-func clipCells(prefix string, cells []string, width int) string {
+func topClipCells(prefix string, cells []string, width int) string {
 	var b strings.Builder
 	used := len(prefix)
 	b.WriteString(prefix)
 	for i, c := range cells {
-		w := visibleLen(c)
+		w := topVisibleLen(c)
 		if i > 0 {
 			w++
 		}
@@ -683,7 +697,7 @@ func clipCells(prefix string, cells []string, width int) string {
 }
 
 // visibleLen is the width of ASCII text that may hold SGR sequences.
-func visibleLen(s string) int {
+func topVisibleLen(s string) int {
 	n := 0
 	for i := 0; i < len(s); i++ {
 		if s[i] == 0x1b {
@@ -698,7 +712,7 @@ func visibleLen(s string) int {
 }
 
 // pct is a percentage cell: the value, or why there is none.
-func (g gaugeSample) pct(v float64) string {
+func (g topGaugeSample) pct(v float64) string {
 	switch {
 	case g.status == "":
 		return "-"
@@ -733,7 +747,7 @@ func (m *topModel) detailLines() []string {
 	lines := []string{m.headerLine("node " + m.detail + " " + r.Name)}
 	for i := m.detailScroll; i < m.detailScroll+n; i++ {
 		if i < len(body) {
-			lines = append(lines, fit(body[i], m.width))
+			lines = append(lines, topFit(body[i], m.width))
 		} else {
 			lines = append(lines, "")
 		}
@@ -787,7 +801,7 @@ func (m *topModel) detailBody(r wire.Member) []string {
 	default:
 		body = append(body, "", fmt.Sprintf("gauges (%s ago)", fmtDuration(max(m.now.Sub(g.at), 0))))
 		for _, x := range g.gauges {
-			body = append(body, "  "+fmtGauge(x))
+			body = append(body, "  "+topFmtGauge(x))
 		}
 	}
 	as := m.alerts[r.Chevron]
@@ -813,7 +827,7 @@ func (m *topModel) usage(chev string) string {
 }
 
 // fmtGauge is one gauge as `name{labels} value`.
-func fmtGauge(g command.Gauge) string {
+func topFmtGauge(g command.Gauge) string {
 	name := g.Name
 	if len(g.Labels) > 0 {
 		name += "{" + fmtTags(g.Labels) + "}"
@@ -823,16 +837,16 @@ func fmtGauge(g command.Gauge) string {
 	case command.UnitPercent:
 		v = fmt.Sprintf("%.1f%%", g.Value)
 	case command.UnitBytes:
-		v = fmtBytes(g.Value)
+		v = topFmtBytes(g.Value)
 	case command.UnitBytesPerSec:
-		v = fmtBytes(g.Value) + "/s"
+		v = topFmtBytes(g.Value) + "/s"
 	default:
 		v = strings.TrimSuffix(strings.TrimRight(fmt.Sprintf("%.2f", g.Value), "0"), ".")
 	}
 	return fmt.Sprintf("%-32s %s", name, v)
 }
 
-func fmtBytes(v float64) string {
+func topFmtBytes(v float64) string {
 	units := []string{"B", "KiB", "MiB", "GiB", "TiB", "PiB"}
 	i := 0
 	for v >= 1024 && i < len(units)-1 {
@@ -848,7 +862,7 @@ func fmtBytes(v float64) string {
 // clean makes text from the network safe to draw: printable ASCII only
 // (a node's name or an alert's detail must not move the cursor or retitle
 // the terminal), at most limit bytes.
-func clean(s string, limit int) string {
+func topClean(s string, limit int) string {
 	var b strings.Builder
 	for _, r := range s {
 		if b.Len() >= limit {
@@ -865,11 +879,11 @@ func clean(s string, limit int) string {
 
 // fit is s cleaned and made exactly w columns wide: padded, or cut with a
 // '~' marking the cut.
-func fit(s string, w int) string {
+func topFit(s string, w int) string {
 	if w <= 0 {
 		return ""
 	}
-	s = clean(s, w+1)
+	s = topClean(s, w+1)
 	if len(s) > w {
 		return s[:w-1] + "~"
 	}
@@ -877,28 +891,28 @@ func fit(s string, w int) string {
 }
 
 // fitRight is fit aligned right when right is set.
-func fitRight(s string, w int, right bool) string {
+func topFitRight(s string, w int, right bool) string {
 	if !right || w <= 0 {
-		return fit(s, w)
+		return topFit(s, w)
 	}
-	s = clean(s, w+1)
+	s = topClean(s, w+1)
 	if len(s) > w {
 		return s[:w-1] + "~"
 	}
 	return strings.Repeat(" ", w-len(s)) + s
 }
 
-// pollEvery is the wait before the next poll: base, or four times what the
+// topPollEvery is the wait before the next poll: base, or four times what the
 // last poll took when that is longer (a slow link or a large swarm is
 // asked less often), never more than ceiling.
-func pollEvery(base, took, ceiling time.Duration) time.Duration {
+func topPollEvery(base, took, ceiling time.Duration) time.Duration {
 	return min(max(base, 4*took), ceiling)
 }
 
-// alertsEvery is the wait between two alerts queries. Every live node
+// topAlertsEvery is the wait between two alerts queries. Every live node
 // answers one, so the wait grows with the swarm: 2 s up to 40 live nodes,
 // then 50 ms per node, at most a minute (10,000 nodes: one answer each
 // per minute).
-func alertsEvery(live int) time.Duration {
+func topAlertsEvery(live int) time.Duration {
 	return min(max(2*time.Second, time.Duration(live)*50*time.Millisecond), time.Minute)
 }
