@@ -255,8 +255,9 @@ func TestTopAsksGaugesOnlyOfVisibleLiveRows(t *testing.T) {
 	m.key("end", "")
 	m.key("enter", "")
 	got = m.gaugeTargets()
-	if got[0].Chevron != "500" || got[len(got)-1].Chevron != "500" && len(got) != 19 {
-		t.Errorf("targets in detail: first %s, %d", got[0].Chevron, len(got))
+	// The node in detail first, then the 19 rows on screen (482..500), once each.
+	if len(got) != 19 || got[0].Chevron != "500" || got[1].Chevron != "482" || got[18].Chevron != "499" {
+		t.Errorf("targets in detail: %d, first %s", len(got), got[0].Chevron)
 	}
 	big := newTopModel(1000, 1000)
 	big.setNodes(topMembers(5000), nil, time.Now())
@@ -400,121 +401,158 @@ func (s *topScreen) stop() {
 	_, _ = s.Write([]byte("\x1b[c"))
 }
 
+// topPty is `robonet top` running in an 80x24 pseudo-terminal.
+type topPty struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	ptmx   *os.File
+	scr    *topScreen
+	exited chan error
+	began  time.Time
+}
+
+// startTopPty runs the binary's top against node nd with env added.
+func startTopPty(t *testing.T, nd *node.Node, env ...string) *topPty {
+	t.Helper()
+	p := &topPty{t: t, exited: make(chan error, 1), began: time.Now(), scr: &topScreen{emu: vt.NewEmulator(80, 24)}}
+	p.cmd = exec.Command(binPath, "top", "--server", nd.ClientURL(), "--nkey", nd.OperatorSeedPath(), "--data", nd.DataDir())
+	p.cmd.Env = append(os.Environ(), env...)
+	var err error
+	if p.ptmx, err = pty.StartWithSize(p.cmd, &pty.Winsize{Cols: 80, Rows: 24}); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.exited <- p.cmd.Wait() }()
+	drawn := make(chan struct{})
+	go func() { _, _ = io.Copy(p.scr, p.ptmx); close(drawn) }() // what top draws, until the pty closes
+	go p.scr.answer(p.ptmx)                                     // the terminal's answers to top's queries
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		p.ptmx.Close()
+		<-drawn
+		p.scr.stop()
+	})
+	return p
+}
+
+// wait polls the screen until ok accepts it.
+func (p *topPty) wait(what string, ok func(string) error) {
+	p.t.Helper()
+	testmesh.CheckFor(p.t, 30*time.Second, 50*time.Millisecond, func() error {
+		v := p.scr.String()
+		if err := ok(v); err != nil {
+			return fmt.Errorf("%s: %v; screen:\n%s", what, err, v)
+		}
+		return nil
+	})
+}
+
+// press types keys as a terminal sends them.
+func (p *topPty) press(keys string) {
+	p.t.Helper()
+	if _, err := io.WriteString(p.ptmx, keys); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// quit presses keys and wants top to exit 0; it logs what top cost, a
+// figure, not asserted.
+func (p *topPty) quit(keys string) {
+	p.t.Helper()
+	p.press(keys)
+	select {
+	case err := <-p.exited:
+		if err != nil {
+			p.t.Fatalf("top exited: %v; screen:\n%s", err, p.scr.String())
+		}
+		ps, took := p.cmd.ProcessState, time.Since(p.began)
+		p.t.Logf("top ran %v: drew %d bytes (%.0f B/s), cpu %v user + %v sys", took.Round(time.Millisecond), p.scr.n.Load(),
+			float64(p.scr.n.Load())/took.Seconds(), ps.UserTime(), ps.SystemTime())
+	case <-time.After(15 * time.Second):
+		p.t.Fatalf("top did not exit on %q; screen:\n%s", keys, p.scr.String())
+	}
+}
+
+func topHas(subs ...string) func(string) error {
+	return func(v string) error {
+		for _, s := range subs {
+			if !strings.Contains(v, s) {
+				return fmt.Errorf("no %q", s)
+			}
+		}
+		return nil
+	}
+}
+
+// topRowRE matches a node's row with its memory read by the gauge:
+// chevron, name, alive, core, load, mem%.
+func topRowRE(name string) *regexp.Regexp {
+	return regexp.MustCompile(`(?m)^[ >][ *] \d+ +` + name + ` +alive +core +\d+\.\d\d +\d+\.\d`)
+}
+
 // TestTopInAPseudoTerminal runs the real binary in an 80x24 pseudo-terminal
 // against a real swarm, and reads the screen a terminal emulator shows.
 func TestTopInAPseudoTerminal(t *testing.T) {
 	s := testmesh.Start(t, 2)
 	s.WaitAlive(30 * time.Second)
-	nd := s.Node(0)
-	cmd := exec.Command(binPath, "top", "--server", nd.ClientURL(), "--nkey", nd.OperatorSeedPath(), "--data", nd.DataDir())
-	cmd.Env = append(os.Environ(), "TERM=xterm-256color", "NO_COLOR=1")
-	began := time.Now()
-	ptmx, err := pty.StartWithSize(cmd, &pty.Winsize{Cols: 80, Rows: 24})
-	if err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	scr := &topScreen{emu: vt.NewEmulator(80, 24)}
-	drawn := make(chan struct{})
-	go func() { _, _ = io.Copy(scr, ptmx); close(drawn) }() // what top draws, until the pty closes
-	go scr.answer(ptmx)                                     // the terminal's answers to top's queries
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		ptmx.Close()
-		<-drawn
-		scr.stop()
-	})
-	wait := func(what string, ok func(string) error) string {
-		t.Helper()
-		var last string
-		testmesh.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
-			last = scr.String()
-			if err := ok(last); err != nil {
-				return fmt.Errorf("%s: %v; screen:\n%s", what, err, last)
-			}
-			return nil
-		})
-		return last
-	}
-	has := func(subs ...string) func(string) error {
-		return func(v string) error {
-			for _, s := range subs {
-				if !strings.Contains(v, s) {
-					return fmt.Errorf("no %q", s)
-				}
-			}
-			return nil
-		}
-	}
-	row := func(name string) *regexp.Regexp {
-		// chevron, name, alive, core, load, then mem% read by the gauge
-		return regexp.MustCompile(`(?m)^[ >][ *] \d+ +` + name + ` +alive +core +\d+\.\d\d +\d+\.\d`)
-	}
-	wait("both nodes with memory", func(v string) error {
-		if !row("rn1").MatchString(v) || !row("rn2").MatchString(v) {
+	p := startTopPty(t, s.Node(0), "TERM=xterm-256color", "NO_COLOR=1")
+	p.wait("both nodes with memory, the key line on the last of 24 rows", func(v string) error {
+		if !topRowRE("rn1").MatchString(v) || !topRowRE("rn2").MatchString(v) {
 			return errors.New("no rows with mem% for rn1 and rn2")
 		}
-		return has("robonet top", "2/2 live", "CHEVRON", "q quit")(v)
-	})
-	first := wait("the key line on the last row", func(v string) error {
 		lines := strings.Split(v, "\n")
 		if len(lines) != 24 || !strings.HasPrefix(lines[0], "robonet top") || !strings.Contains(lines[23], "q quit") {
-			return fmt.Errorf("%d lines", len(lines))
+			return fmt.Errorf("%d lines, or header and keys not first and last", len(lines))
 		}
-		return nil
+		return topHas("2/2 live", "CHEVRON")(v)
 	})
-	_ = first
 
 	s.Add() // a node started later appears
-	wait("the third node", func(v string) error {
-		if !row("rn3").MatchString(v) {
+	p.wait("the third node", func(v string) error {
+		if !topRowRE("rn3").MatchString(v) {
 			return errors.New("no row with mem% for rn3")
 		}
-		return has("3/3 live")(v)
+		return topHas("3/3 live")(v)
 	})
 
-	io.WriteString(ptmx, "/rn2\r")
-	wait("the filter", func(v string) error {
+	p.press("/rn2\r")
+	p.wait("the filter", func(v string) error {
 		listed := func(name string) bool { return regexp.MustCompile(`(?m)^[ >][ *] +\d+ +` + name + ` `).MatchString(v) }
 		if listed("rn1") || listed("rn3") || !listed("rn2") {
 			return errors.New("rows are not just rn2")
 		}
-		return has("filter rn2", "1 of 3 shown")(v)
+		return topHas("filter rn2", "1 of 3 shown")(v)
 	})
-	io.WriteString(ptmx, "/\x15caps=\r") // ctrl+u clears the prompt
-	wait("an invalid filter", has("filter kept (rn2): invalid selector", "1 of 3 shown"))
+	p.press("/\x15caps=\r") // ctrl+u clears the prompt
+	p.wait("an invalid filter", topHas("filter kept (rn2): invalid selector", "1 of 3 shown"))
 
-	io.WriteString(ptmx, "\r")
-	wait("the detail", func(v string) error {
+	p.press("\r")
+	p.wait("the detail", func(v string) error {
 		if !regexp.MustCompile(`usage +mem \d+\.\d%  cpu \d+\.\d%`).MatchString(v) {
 			return errors.New("no usage line")
 		}
-		return has("node 2 rn2", "pubkey", "gauges (", "cpu.busy_pct", "esc back")(v)
+		return topHas("node 2 rn2", "pubkey", "gauges (", "cpu.busy_pct", "esc back")(v)
 	})
-	io.WriteString(ptmx, "\x1b[6~") // pgdown
-	wait("the detail a page down", has("node 2 rn2", "mem.used_pct"))
-	io.WriteString(ptmx, "G")
-	wait("the end of the detail", has("node 2 rn2", "alerts: none"))
-	io.WriteString(ptmx, "g")
-	wait("the top of the detail", has("chevron      2"))
-	io.WriteString(ptmx, "\x1b")
-	wait("back to the table", has("CHEVRON", "filter rn2"))
-	io.WriteString(ptmx, "s")
-	wait("sorted by name", has("sort name ^"))
+	p.press("\x1b[6~") // pgdown
+	p.wait("the detail a page down", topHas("node 2 rn2", "mem.used_pct"))
+	p.press("G")
+	p.wait("the end of the detail", topHas("node 2 rn2", "alerts: none"))
+	p.press("g")
+	p.wait("the top of the detail", topHas("chevron      2"))
+	p.press("\x1b")
+	p.wait("back to the table", topHas("CHEVRON", "filter rn2"))
+	p.press("s")
+	p.wait("sorted by name", topHas("sort name ^"))
+	p.quit("q")
 
-	io.WriteString(ptmx, "q")
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Fatalf("top exited: %v; screen:\n%s", err, scr.String())
+	// In colour, as an operator through another node; ctrl+c quits as well.
+	p = startTopPty(t, s.Node(1), "TERM=xterm-256color")
+	p.wait("the nodes in colour", func(v string) error {
+		for _, n := range []string{"rn1", "rn2", "rn3"} {
+			if !topRowRE(n).MatchString(v) {
+				return fmt.Errorf("no row with mem%% for %s", n)
+			}
 		}
-		// Figures, not asserted: what top costs a terminal over SSH and
-		// its machine, for this whole run (a swarm of 2, then 3 nodes).
-		ps, took := cmd.ProcessState, time.Since(began)
-		t.Logf("top ran %v: drew %d bytes (%.0f B/s), cpu %v user + %v sys", took.Round(time.Millisecond), scr.n.Load(),
-			float64(scr.n.Load())/took.Seconds(), ps.UserTime(), ps.SystemTime())
-	case <-time.After(15 * time.Second):
-		t.Fatalf("top did not exit on q; screen:\n%s", scr.String())
-	}
+		return nil
+	})
+	p.quit("\x03")
 }
