@@ -556,3 +556,23 @@ func TestTopInAPseudoTerminal(t *testing.T) {
 	})
 	p.quit("\x03")
 }
+
+// BenchmarkTopRefresh is what one update costs top with a 10,000-node
+// registry (every message re-filters and re-sorts the rows).
+func BenchmarkTopRefresh(b *testing.B) {
+	ms := make([]wire.Member, 0, 10000)
+	for i := range 10000 {
+		ms = append(ms, wire.Member{Chevron: fmt.Sprintf("3.%d.%d.%d", 1+i/1000, 1+i/100%10, 1+i%100),
+			Name: fmt.Sprintf("n%d", i), State: wire.StateAlive, Load: float64(i%97) / 10})
+	}
+	for _, sortBy := range []string{"chevron", "load"} {
+		b.Run(sortBy, func(b *testing.B) {
+			m := newTopModel(80, 24)
+			m.sortCol, _ = parseTopColumn(sortBy)
+			for b.Loop() {
+				m.setNodes(ms, nil, time.Unix(0, 0))
+				_ = m.view()
+			}
+		})
+	}
+}

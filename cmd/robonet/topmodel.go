@@ -1,7 +1,7 @@
 package main
 
-// The pure side of `robonet top`: the state of the screen, what a key does
-// to it, and the screen as a string. No I/O and no clock: data and the time
+// The pure side of `robonet top`: the state of the screen and what a key does
+// to it (topview.go draws it). No I/O and no clock: data and the time
 // arrive in messages (top.go), so every behaviour is table-testable.
 
 import (
@@ -109,7 +109,8 @@ func newTopGaugeSample(r mesh.NodeResult, at time.Time) topGaugeSample {
 			s.disk = max(s.disk, g.Value)
 		}
 	}
-	s.gauges = rep.Gauges[:min(len(rep.Gauges), topMaxGauges)]
+	// A copy: the rest of a large reply is not kept alive.
+	s.gauges = slices.Clone(rep.Gauges[:min(len(rep.Gauges), topMaxGauges)])
 	return s
 }
 
@@ -278,11 +279,9 @@ func (m *topModel) refresh() {
 	if m.filterText != "" {
 		rows = mesh.Resolve(m.filter, m.members)
 	}
-	rows = slices.Clone(rows)
-	slices.SortStableFunc(rows, m.less)
-	m.rows = rows
+	m.rows = m.sorted(rows)
 	m.cursor = 0
-	for i, r := range rows {
+	for i, r := range m.rows {
 		if r.Chevron == at {
 			m.cursor = i
 			break
@@ -291,37 +290,64 @@ func (m *topModel) refresh() {
 	m.keepCursorVisible()
 }
 
-func (m *topModel) less(a, b wire.Member) int {
-	var c int
-	num := func(x, y float64) int { return cmp.Compare(x, y) }
-	switch m.sortCol {
-	case topColName:
-		c = strings.Compare(a.Name, b.Name)
-	case topColState:
-		c = strings.Compare(a.State, b.State)
-	case topColRole:
-		c = strings.Compare(node.MemberRole(a), node.MemberRole(b))
-	case topColLoad:
-		c = num(a.Load, b.Load)
-	case topColMem:
-		c = num(m.gauge(a.Chevron).mem, m.gauge(b.Chevron).mem)
-	case topColCPU:
-		c = num(m.gauge(a.Chevron).cpu, m.gauge(b.Chevron).cpu)
-	case topColAlerts:
-		x, _ := m.alertCount(a.Chevron)
-		y, _ := m.alertCount(b.Chevron)
-		c = cmp.Compare(x, y)
+// topSortKey is a row with what it sorts on, computed once per sort (a
+// chevron parsed per comparison made a 10,000-row sort cost 25 ms).
+type topSortKey struct {
+	i    int // index in the rows (small keys sort fast; members are large)
+	chev subjects.Chevron
+	ok   bool // chev parsed
+	num  float64
+	text string
+}
+
+// sorted returns rows in the order of the sort column, ties in chevron order.
+func (m *topModel) sorted(rows []wire.Member) []wire.Member {
+	keys := make([]topSortKey, len(rows))
+	for i, r := range rows {
+		k := topSortKey{i: i}
+		c, err := subjects.Parse(r.Chevron)
+		k.chev, k.ok = c, err == nil
+		switch m.sortCol {
+		case topColName:
+			k.text = r.Name
+		case topColState:
+			k.text = r.State
+		case topColRole:
+			k.text = node.MemberRole(r)
+		case topColLoad:
+			k.num = r.Load
+		case topColMem:
+			k.num = m.gauge(r.Chevron).mem
+		case topColCPU:
+			k.num = m.gauge(r.Chevron).cpu
+		case topColAlerts:
+			n, _ := m.alertCount(r.Chevron)
+			k.num = float64(n)
+		}
+		keys[i] = k
 	}
-	if m.sortCol.descending() {
-		c = -c
+	sign := 1
+	if m.sortCol.descending() != m.reverse {
+		sign = -1
 	}
-	if m.reverse {
-		c = -c
+	slices.SortFunc(keys, func(a, b topSortKey) int {
+		c := strings.Compare(a.text, b.text)
+		if c == 0 {
+			c = cmp.Compare(a.num, b.num)
+		}
+		if c != 0 {
+			return sign * c
+		}
+		if a.ok && b.ok {
+			return a.chev.Compare(b.chev)
+		}
+		return strings.Compare(rows[a.i].Chevron, rows[b.i].Chevron)
+	})
+	out := make([]wire.Member, len(keys))
+	for i, k := range keys {
+		out[i] = rows[k.i]
 	}
-	if c == 0 {
-		c = subjects.CompareText(a.Chevron, b.Chevron)
-	}
-	return c
+	return out
 }
 
 // gauge is the latest sample of a node, or an unknown one.
