@@ -245,6 +245,24 @@ func TestTopViewShowsGaugesAlertsAndErrors(t *testing.T) {
 	}
 }
 
+func TestTopViewBeforeDataAndWithNoMatch(t *testing.T) {
+	m := newTopModel(80, 24)
+	if v := m.view(); !strings.Contains(v, "asking the swarm for its nodes...") || !strings.Contains(v, "--:--:--") {
+		t.Errorf("first screen:\n%s", v)
+	}
+	m.setNodes(topMembers(3), nil, time.Now())
+	if err := m.setFilter("caps=tpu"); err != nil {
+		t.Fatal(err)
+	}
+	if v := m.view(); !strings.Contains(v, "no node matches caps=tpu") || !strings.Contains(v, "0 of 3 shown") {
+		t.Errorf("no match:\n%s", v)
+	}
+	m.key("enter", "") // nothing to show: stays on the table
+	if m.detail != "" {
+		t.Errorf("detail %q with no rows", m.detail)
+	}
+}
+
 func TestTopAsksGaugesOnlyOfVisibleLiveRows(t *testing.T) {
 	m := newTopModel(80, 24) // 19 rows of nodes
 	m.setNodes(topMembers(500), nil, time.Now())

@@ -71,10 +71,14 @@ func (m *topModel) headerLine(what string) string {
 			leader = x.Chevron + " " + x.Name
 		}
 	}
+	clock := "--:--:--" // nothing heard yet
+	if !m.now.IsZero() {
+		clock = m.now.Format("15:04:05")
+	}
 	h := fmt.Sprintf("robonet top  swarm %s  leader %s  %d/%d live  %s", cmp.Or(m.swarm, "?"), leader, live,
-		len(m.members), m.now.Format("15:04:05"))
+		len(m.members), clock)
 	if what != "" {
-		h = fmt.Sprintf("robonet top  %s  %s", what, m.now.Format("15:04:05"))
+		h = fmt.Sprintf("robonet top  %s  %s", what, clock)
 	}
 	if m.nodesErr != "" {
 		h += "  STALE"
