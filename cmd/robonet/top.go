@@ -234,7 +234,7 @@ func (u *topUI) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		}
 		if !u.started && msg.err == nil {
 			u.started = true
-			cmds = append(cmds, u.topPollGauges(), u.src.alerts(u.m.members))
+			cmds = append(cmds, u.askGauges(), u.src.alerts(u.m.members))
 		}
 		return u, tea.Batch(cmds...)
 	case topGaugesMsg:
@@ -248,7 +248,7 @@ func (u *topUI) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		case topPollNodes:
 			return u, u.src.nodes()
 		case topPollGauges:
-			return u, u.topPollGauges()
+			return u, u.askGauges()
 		case topPollAlerts:
 			return u, u.src.alerts(u.m.members)
 		}
@@ -256,9 +256,9 @@ func (u *topUI) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	return u, nil
 }
 
-// topPollGauges asks the nodes on screen for gauges, or waits a second when
+// askGauges asks the nodes on screen for gauges, or waits a second when
 // none is live.
-func (u *topUI) topPollGauges() tea.Cmd {
+func (u *topUI) askGauges() tea.Cmd {
 	set := u.m.gaugeTargets()
 	if len(set) == 0 {
 		return topAfter(time.Second, topPollGauges)
