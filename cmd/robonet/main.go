@@ -104,6 +104,7 @@ flags win over the environment, which wins over the file.`,
 		newIdentityCmd(g),
 		newColonizeCmd(g),
 		newUncolonizeCmd(g),
+		newTopCmd(g),
 	)
 	return root
 }
