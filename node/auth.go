@@ -475,6 +475,19 @@ func jsRead(streams ...string) []string {
 	return out
 }
 
+// chevronPerms are the permission subjects rn.<chevron>.<suffix> for a
+// chevron of any length (1 to subjects.MaxTokens tokens): the services
+// features run on a node (the gateway's login, the mesh proxy's opens).
+func chevronPerms(suffix string) []string {
+	var out []string
+	pre := subjects.Root
+	for range subjects.MaxTokens {
+		pre += ".*"
+		out = append(out, pre+"."+suffix)
+	}
+	return out
+}
+
 // Permissions returns what identity pub with role may publish and
 // subscribe (the node's own key is unrestricted and not passed here). Every
 // role subscribes only to rn.> and its own inbox (subjects.Inbox(pub)).
@@ -491,12 +504,16 @@ func Permissions(role, pub string, readVerbs []string) *server.Permissions {
 			subjects.QueryFed, subjects.QueryFedNodes, subjects.QueryCore)...)
 		pubAllow = append(pubAllow, jsRead(operatorStreams...)...)
 		pubAllow = append(pubAllow, "$KV."+BucketMacros+".>", "$KV."+BucketApprovals+".>")
+		// A login link or a bearer token of its own (the gateway checks
+		// the signer and grants no more than its role).
+		pubAllow = append(pubAllow, chevronPerms("gateway.login")...)
 	default: // observer
 		for _, v := range readVerbs {
 			pubAllow = append(pubAllow, subjects.CmdPermissions(v)...)
 		}
 		pubAllow = append(pubAllow, queryPerms(subjects.QueryNodes, subjects.QueryStatus, subjects.QueryTrust, subjects.QueryAlerts,
 			subjects.QueryFed, subjects.QueryFedNodes, subjects.QueryCore)...)
+		pubAllow = append(pubAllow, chevronPerms("gateway.login")...)
 	}
 	return &server.Permissions{Publish: &server.SubjectPermission{Allow: pubAllow}, Subscribe: sub}
 }

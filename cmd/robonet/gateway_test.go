@@ -11,6 +11,7 @@ import (
 
 	"github.com/robonet-mesh/robonet/gateway"
 	"github.com/robonet-mesh/robonet/internal/testmesh"
+	"github.com/robonet-mesh/robonet/wire"
 )
 
 // TestGatewayLoginAndTokenPrintOnlyTheCredential: stdout is the URL or the
@@ -78,6 +79,30 @@ func TestGatewayLoginAndTokenPrintOnlyTheCredential(t *testing.T) {
 	}
 	if _, _, err := rncli(t, append([]string{"gateway", "token", "create", "--ttl", "10000h"}, conn...)...); err == nil || !strings.Contains(err.Error(), "ttl") {
 		t.Fatalf("--ttl 10000h: %v", err)
+	}
+}
+
+// TestGatewayCredentialsForOperatorsAndObservers: users of every role get
+// a token over their own connection (the node's permissions let them reach
+// the login service), never one above their role.
+func TestGatewayCredentialsForOperatorsAndObservers(t *testing.T) {
+	s := testmesh.Start(t, 1)
+	nd := s.Node(0)
+	g, stop, err := startGateway(context.Background(), nd, gatewayFlags{Addr: "127.0.0.1:0", Explicit: true}, testmesh.Logger(t, new(atomic.Bool)))
+	if err != nil || g == nil {
+		t.Fatalf("start: %v", err)
+	}
+	t.Cleanup(func() { stop(context.Background()) })
+	for _, role := range []string{wire.RoleOperator, wire.RoleObserver} {
+		s.User(0, role+"1", role)
+		conn := []string{"--server", nd.ClientURL(), "--nkey", s.UserSeedFile(role + "1"), "--data", nd.DataDir()}
+		out, errOut, err := rncli(t, append([]string{"gateway", "token", "create", "--role", role}, conn...)...)
+		if err != nil || !strings.HasPrefix(out, gateway.TokenPrefix) {
+			t.Fatalf("%s: token create: %v\nstdout %q\nstderr %q", role, err, out, errOut)
+		}
+		if _, _, err := rncli(t, append([]string{"gateway", "token", "create", "--role", wire.RoleAdmin}, conn...)...); err == nil || !strings.Contains(err.Error(), role) {
+			t.Fatalf("%s asking for an admin token: %v", role, err)
+		}
 	}
 }
 
