@@ -1,0 +1,119 @@
+package tunnel
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/robonet-mesh/robonet/mesh"
+	"github.com/robonet-mesh/robonet/subjects"
+	"github.com/robonet-mesh/robonet/wire"
+)
+
+// Dialer opens tunnels. The zero value uses the defaults.
+type Dialer struct {
+	Window      int           // receive window in bytes; 0: DefaultWindow (MinWindow..MaxWindow)
+	KeepAlive   time.Duration // 0: DefaultKeepAlive
+	IdleTimeout time.Duration // no data either way this long closes the tunnel; 0: never
+}
+
+// Dial opens a tunnel to 127.0.0.1:port on the node with chevron, through
+// c's connection, signing the open as c's signer (the target judges that
+// key's role: operator or above). It returns when the target has
+// connected to the port, or an *OpenError saying why it did not.
+func Dial(ctx context.Context, c *mesh.Client, chevron subjects.Chevron, port int) (*Conn, error) {
+	var d Dialer
+	return d.Dial(ctx, c, chevron, port)
+}
+
+// Dial is Dial with d's settings.
+func (d *Dialer) Dial(ctx context.Context, c *mesh.Client, chevron subjects.Chevron, port int) (*Conn, error) {
+	window := d.Window
+	if window == 0 {
+		window = DefaultWindow
+	}
+	keep := d.KeepAlive
+	if keep <= 0 {
+		keep = DefaultKeepAlive
+	}
+	target := chevron.String() + ":" + strconv.Itoa(port)
+	switch {
+	case chevron.IsZero():
+		return nil, fmt.Errorf("tunnel to %s: no chevron", target)
+	case port < 1 || port > 65535:
+		return nil, fmt.Errorf("tunnel to %s: port %d, want 1..65535", target, port)
+	case window < MinWindow || window > MaxWindow:
+		return nil, fmt.Errorf("tunnel to %s: window %d, want %d..%d", target, window, MinWindow, MaxWindow)
+	case c == nil || c.Signer() == nil:
+		return nil, fmt.Errorf("tunnel to %s: %w client: the target admits signed opens only", target, mesh.ErrUnsigned)
+	}
+	nc := c.Conn()
+	conn := newConn(nc, connConfig{window: window, keepAlive: keep, idle: d.IdleTimeout},
+		dataSubject(nc), Addr(c.Signer().PublicKey()), Addr(target))
+	// Subscribe before the target can send: its first frames follow our hello.
+	if err := conn.subscribe(); err != nil {
+		return nil, err
+	}
+	rep, err := d.open(ctx, c, chevron, port, window)
+	if err != nil {
+		conn.end(err, false)
+		return nil, err
+	}
+	conn.setOut(rep.Subject, uint64(rep.Window))
+	if err := conn.send(kindHello, uint64(window), []byte(conn.in)); err != nil {
+		conn.end(err, false)
+		return nil, err
+	}
+	conn.run()
+	return conn, nil
+}
+
+// open sends the signed open request and reads the target's answer.
+func (d *Dialer) open(ctx context.Context, c *mesh.Client, chevron subjects.Chevron, port, window int) (openReply, error) {
+	target := chevron.String() + ":" + strconv.Itoa(port)
+	oerr := func(code, format string, args ...any) error {
+		return &OpenError{Chevron: chevron.String(), Port: port, Code: code, Msg: fmt.Sprintf(format, args...)}
+	}
+	payload, _ := json.Marshal(openRequest{Window: window})
+	m := &nats.Msg{Subject: Subject(chevron, port), Data: payload}
+	if err := c.Signer().SignMsg(m); err != nil {
+		return openReply{}, fmt.Errorf("tunnel to %s: sign: %w", target, err)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+	}
+	resp, err := c.Conn().RequestMsgWithContext(ctx, m)
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		return openReply{}, oerr(CodeNoTarget, "no node answers for %s: no node has chevron %s, or it allows no proxy port (robonet up --proxy-allow)", target, chevron)
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout):
+		return openReply{}, oerr(CodeTimeout, "no answer from %s in time", target)
+	case err != nil:
+		return openReply{}, fmt.Errorf("tunnel to %s: %w", target, err)
+	}
+	var r wire.Reply
+	if err := json.Unmarshal(resp.Data, &r); err != nil {
+		return openReply{}, fmt.Errorf("tunnel to %s: bad answer: %w", target, err)
+	}
+	if r.Error != nil {
+		return openReply{}, oerr(r.Error.Code, "%s", clip(r.Error.Msg, 512))
+	}
+	var rep openReply
+	if err := json.Unmarshal(r.Data, &rep); err != nil {
+		return openReply{}, fmt.Errorf("tunnel to %s: bad answer: %w", target, err)
+	}
+	if err := checkDataSubject(rep.Subject); err != nil {
+		return openReply{}, fmt.Errorf("tunnel to %s: %w", target, err)
+	}
+	if rep.Window < MinWindow || rep.Window > MaxWindow {
+		return openReply{}, fmt.Errorf("tunnel to %s: target window %d, want %d..%d", target, rep.Window, MinWindow, MaxWindow)
+	}
+	return rep, nil
+}
