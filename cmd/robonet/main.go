@@ -103,6 +103,7 @@ flags win over the environment, which wins over the file.`,
 		newIdentityCmd(g),
 		newColonizeCmd(g),
 		newUncolonizeCmd(g),
+		newProxyCmd(g),
 	)
 	return root
 }
