@@ -31,7 +31,11 @@ var (
 )
 
 // Window bounds: a receiver grants between MinWindow and MaxWindow bytes.
+// A data frame costs its length plus frameCost of the window, so a window
+// also bounds the frames in flight (a writer of one-byte chunks could
+// otherwise queue a million messages in a 1 MiB window).
 const (
+	frameCost        = 256
 	DefaultWindow    = 1 << 20
 	MinWindow        = MaxChunk
 	MaxWindow        = 16 << 20
@@ -79,12 +83,13 @@ type Conn struct {
 	rbuf     [][]byte // received, unread chunks; rbuf[0][roff:] is next
 	roff     int
 	rbytes   int    // unread bytes buffered
+	rcost    int    // their credit cost: rbytes + frameCost per buffered frame
 	rseq     uint64 // seq of the last frame received
-	consumed uint64 // bytes Read returned
+	consumed uint64 // credit Read freed: bytes returned + frameCost per frame drained
 	acked    uint64 // consumed as last acked
 	rfin     bool   // the other end sent fin
-	sent     uint64 // data bytes sent
-	peerAck  uint64 // bytes the other end consumed
+	sent     uint64 // credit used: data bytes sent + frameCost per data frame
+	peerAck  uint64 // credit the other end freed
 	peerWin  uint64 // the other end's window (0 until known)
 	wfin     bool   // we sent fin
 	total    int64  // data bytes both ways
@@ -120,7 +125,7 @@ func (c *Conn) subscribe() error {
 	}
 	// The window bounds what a well-behaved peer has in flight; twice it
 	// (plus frames) bounds the pending queue against one that is not.
-	_ = sub.SetPendingLimits(4*c.cfg.window/MaxChunk+64, 2*c.cfg.window+(1<<20))
+	_ = sub.SetPendingLimits(2*c.cfg.window/frameCost+1024, 2*c.cfg.window+(1<<20))
 	c.mu.Lock()
 	c.sub = sub
 	c.mu.Unlock()
@@ -200,14 +205,15 @@ func (c *Conn) handle(m *nats.Msg) {
 		switch {
 		case c.rfin:
 			ferr = fmt.Errorf("%w: data after fin", errFrame)
-		case c.rbytes+len(f.body) > c.cfg.window:
-			ferr = fmt.Errorf("%w: %d bytes beyond the window of %d", errFrame, c.rbytes+len(f.body)-c.cfg.window, c.cfg.window)
+		case c.rcost+len(f.body)+frameCost > c.cfg.window:
+			ferr = fmt.Errorf("%w: %d bytes beyond the window of %d", errFrame, c.rcost+len(f.body)+frameCost-c.cfg.window, c.cfg.window)
 		case c.overLimitLocked(len(f.body)):
 			ferr = fmt.Errorf("%w: %d bytes", ErrLimit, c.cfg.maxBytes)
 		default:
 			// NATS gave this message its own buffer: keep it, no copy.
 			c.rbuf = append(c.rbuf, f.body)
 			c.rbytes += len(f.body)
+			c.rcost += len(f.body) + frameCost
 			c.lastData = now
 		}
 	case kindAck:
@@ -321,8 +327,8 @@ func (c *Conn) Read(p []byte) (int, error) {
 			c.mu.Unlock()
 			return 0, net.ErrClosed
 		case c.rbytes > 0 && len(p) > 0:
-			n := c.copyOutLocked(p)
-			c.consumed += uint64(n)
+			n, cost := c.copyOutLocked(p)
+			c.consumed += uint64(cost)
 			var ack uint64
 			if c.err == nil && c.consumed-c.acked >= uint64(c.cfg.window/4) {
 				c.acked, ack = c.consumed, c.consumed
@@ -352,21 +358,24 @@ func (c *Conn) Read(p []byte) (int, error) {
 	}
 }
 
-// copyOutLocked moves buffered bytes into p. c.mu must be held.
-func (c *Conn) copyOutLocked(p []byte) int {
-	n := 0
+// copyOutLocked moves buffered bytes into p and returns how many, and the
+// credit that freed. c.mu must be held.
+func (c *Conn) copyOutLocked(p []byte) (n, cost int) {
 	for n < len(p) && len(c.rbuf) > 0 {
 		k := copy(p[n:], c.rbuf[0][c.roff:])
 		n += k
+		cost += k
 		c.roff += k
 		if c.roff == len(c.rbuf[0]) {
 			c.rbuf[0] = nil
 			c.rbuf = c.rbuf[1:]
 			c.roff = 0
+			cost += frameCost
 		}
 	}
 	c.rbytes -= n
-	return n
+	c.rcost -= cost
+	return n, cost
 }
 
 // Write sends p, waiting for credit from the other end as needed.
@@ -393,7 +402,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 			return n, err
 		}
 		credit := c.peerAck + c.peerWin - c.sent
-		if c.peerWin == 0 || credit == 0 {
+		if c.peerWin == 0 || credit <= frameCost {
 			ch := c.changed
 			c.mu.Unlock()
 			select {
@@ -402,14 +411,14 @@ func (c *Conn) Write(p []byte) (int, error) {
 			}
 			continue
 		}
-		k := min(uint64(len(p)-n), credit, MaxChunk)
+		k := min(uint64(len(p)-n), credit-frameCost, MaxChunk)
 		if c.overLimitLocked(int(k)) {
 			c.mu.Unlock()
 			err := fmt.Errorf("%w: %d bytes", ErrLimit, c.cfg.maxBytes)
 			c.end(err, true)
 			return n, err
 		}
-		c.sent += k
+		c.sent += k + frameCost
 		c.lastData = time.Now()
 		c.mu.Unlock()
 		if err := c.send(kindData, 0, p[n:n+int(k)]); err != nil {

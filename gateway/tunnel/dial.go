@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -89,10 +90,12 @@ func (d *Dialer) open(ctx context.Context, c *mesh.Client, chevron subjects.Chev
 		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 	}
-	resp, err := c.Conn().RequestMsgWithContext(ctx, m)
+	resp, err := request(ctx, c.Conn(), m)
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
 		return openReply{}, oerr(CodeNoTarget, "no node answers for %s: no node has chevron %s, or it allows no proxy port (robonet up --proxy-allow)", target, chevron)
+	case errors.Is(err, nats.ErrPermissionViolation):
+		return openReply{}, oerr(wire.CodeDenied, "key %s may not open tunnels on this connection: %v", c.Signer().PublicKey(), err)
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout):
 		return openReply{}, oerr(CodeTimeout, "no answer from %s in time", target)
 	case err != nil:
@@ -116,4 +119,36 @@ func (d *Dialer) open(ctx context.Context, c *mesh.Client, chevron subjects.Chev
 		return openReply{}, fmt.Errorf("tunnel to %s: target window %d, want %d..%d", target, rep.Window, MinWindow, MaxWindow)
 	}
 	return rep, nil
+}
+
+// request publishes m and waits for one reply, like nats.Conn.RequestMsg,
+// but tells a publish the server refused (a permissions violation, which
+// nats.go reports only asynchronously) at once instead of at the deadline.
+func request(ctx context.Context, nc *nats.Conn, m *nats.Msg) (*nats.Msg, error) {
+	ch := make(chan *nats.Msg, 1)
+	sub, err := nc.ChanSubscribe(nc.NewInbox(), ch)
+	if err != nil {
+		return nil, err
+	}
+	defer sub.Unsubscribe()
+	m.Reply = sub.Subject
+	if err := nc.PublishMsg(m); err != nil {
+		return nil, err
+	}
+	// The server answers a refused publish before the flush's pong.
+	if err := nc.FlushWithContext(ctx); err != nil {
+		return nil, err
+	}
+	if le := nc.LastError(); errors.Is(le, nats.ErrPermissionViolation) && strings.Contains(le.Error(), `"`+m.Subject+`"`) {
+		return nil, le
+	}
+	select {
+	case resp := <-ch:
+		if len(resp.Data) == 0 && resp.Header.Get("Status") == "503" {
+			return nil, nats.ErrNoResponders
+		}
+		return resp, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }

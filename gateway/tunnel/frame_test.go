@@ -57,11 +57,30 @@ func TestSeqGapResetsInsteadOfCorrupting(t *testing.T) {
 
 func TestOverrunningTheWindowResets(t *testing.T) {
 	c := testConn()
-	chunk := make([]byte, MaxChunk)
+	chunk := make([]byte, MinWindow-frameCost) // exactly the window with its frame cost
 	c.handle(&nats.Msg{Data: appendFrame(nil, kindData, 1, 0, chunk)})
+	if c.Err() != nil {
+		t.Fatalf("a frame filling the window: %v", c.Err())
+	}
 	c.handle(&nats.Msg{Data: appendFrame(nil, kindData, 2, 0, []byte{1})})
 	if !errors.Is(c.Err(), errFrame) {
 		t.Fatalf("err %v after a frame beyond the window, want a bad frame", c.Err())
+	}
+}
+
+// Small frames count against the window too: a window bounds the frames
+// in flight, not only their bytes.
+func TestSmallFramesFillTheWindow(t *testing.T) {
+	c := testConn()
+	var i uint64
+	for i = 1; c.Err() == nil && i < 10000; i++ {
+		c.handle(&nats.Msg{Data: appendFrame(nil, kindData, i, 0, []byte{1})})
+	}
+	if max := uint64(MinWindow/(frameCost+1)) + 2; i > max {
+		t.Fatalf("%d one-byte frames accepted in a %d-byte window, want at most %d", i-2, MinWindow, max)
+	}
+	if !errors.Is(c.Err(), errFrame) {
+		t.Fatalf("err %v, want a bad frame", c.Err())
 	}
 }
 

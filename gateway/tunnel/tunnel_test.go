@@ -234,6 +234,15 @@ func TestTunnelRefusals(t *testing.T) {
 	_, err = tunnel.Dial(ctx, r.as(op), unknown, allowed)
 	openErr(t, err, tunnel.CodeNoTarget, "9.9.9.9")
 
+	// On its own connection an operator is served once node permissions
+	// let operators publish opens; until then it is told so at once (not a
+	// timeout): the server's refusal names the subject.
+	if c, err := tunnel.Dial(ctx, op, r.chevron(), allowed); err == nil {
+		c.Close()
+	} else {
+		openErr(t, err, wire.CodeDenied, "may not open tunnels", tunnel.Subject(r.chevron(), allowed))
+	}
+
 	_, err = tunnel.Dial(ctx, mesh.NewClient(r.gw), r.chevron(), allowed)
 	if !errors.Is(err, mesh.ErrUnsigned) {
 		t.Fatalf("unsigned client: %v, want mesh.ErrUnsigned", err)
