@@ -40,12 +40,19 @@ diagnostics go to standard error. It runs until interrupted.`,
 				return err
 			}
 			defer c.Close()
+			// The target's key from the verified registry: an open's answer
+			// must be signed by it. This also tells an unknown chevron now.
+			key, err := tunnel.RegistryKey(c)(ctx, chev)
+			if err != nil {
+				return fmt.Errorf("proxy %s: %w", args[0], err)
+			}
+			d := &tunnel.Dialer{TargetKey: func(context.Context, subjects.Chevron) (string, error) { return key, nil }}
 			ln, err := net.Listen("tcp", listen)
 			if err != nil {
 				return fmt.Errorf("proxy --listen %s: %w", listen, err)
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), ln.Addr().String())
-			return serveProxy(ctx, ln, c, chev, port, cmd.ErrOrStderr())
+			return serveProxy(ctx, ln, c, d, chev, port, cmd.ErrOrStderr())
 		},
 	}
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:0", "local address to listen on (port 0: any free port)")
@@ -71,7 +78,7 @@ func parseProxyTarget(s string) (subjects.Chevron, int, error) {
 
 // serveProxy accepts on ln until ctx ends, each connection through its own
 // tunnel, and waits for every connection it started.
-func serveProxy(ctx context.Context, ln net.Listener, c *mesh.Client, chev subjects.Chevron, port int, diag io.Writer) error {
+func serveProxy(ctx context.Context, ln net.Listener, c *mesh.Client, d *tunnel.Dialer, chev subjects.Chevron, port int, diag io.Writer) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -95,7 +102,7 @@ func serveProxy(ctx context.Context, ln net.Listener, c *mesh.Client, chev subje
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := forward(ctx, local, c, chev, port); err != nil {
+			if err := forward(ctx, local, c, d, chev, port); err != nil {
 				say("%s: %v", local.RemoteAddr(), err)
 			}
 		}()
@@ -104,10 +111,10 @@ func serveProxy(ctx context.Context, ln net.Listener, c *mesh.Client, chev subje
 
 // forward carries one local connection through a tunnel, passing each
 // direction's end on as a half-close.
-func forward(ctx context.Context, local net.Conn, c *mesh.Client, chev subjects.Chevron, port int) error {
+func forward(ctx context.Context, local net.Conn, c *mesh.Client, d *tunnel.Dialer, chev subjects.Chevron, port int) error {
 	defer local.Close()
 	octx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	t, err := tunnel.Dial(octx, c, chev, port)
+	t, err := d.Dial(octx, c, chev, port)
 	cancel()
 	if err != nil {
 		return err

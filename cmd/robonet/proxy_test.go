@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/robonet-mesh/robonet/gateway/tunnel"
 	"github.com/robonet-mesh/robonet/internal/testmesh"
 	"github.com/robonet-mesh/robonet/wire"
 )
@@ -98,7 +99,7 @@ func TestProxyCommandForwardsALocalPort(t *testing.T) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		if err := serveProxy(ctx, ln, c, s.Node(1).Chevron(), port, io.Discard); err != nil {
+		if err := serveProxy(ctx, ln, c, &tunnel.Dialer{TargetKey: tunnel.RegistryKey(c)}, s.Node(1).Chevron(), port, io.Discard); err != nil {
 			t.Error(err)
 		}
 	}()

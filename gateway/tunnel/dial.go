@@ -13,6 +13,7 @@ import (
 
 	"github.com/robonet-mesh/robonet/mesh"
 	"github.com/robonet-mesh/robonet/subjects"
+	"github.com/robonet-mesh/robonet/trust"
 	"github.com/robonet-mesh/robonet/wire"
 )
 
@@ -21,6 +22,11 @@ type Dialer struct {
 	Window      int           // receive window in bytes; 0: DefaultWindow (MinWindow..MaxWindow)
 	KeepAlive   time.Duration // 0: DefaultKeepAlive
 	IdleTimeout time.Duration // no data either way this long closes the tunnel; 0: never
+	// TargetKey, when set, returns the node key the target with chevron
+	// must sign its answer with (from a verified registry: mesh.Client.Nodes
+	// or the gateway's view); an answer signed otherwise is refused. Nil:
+	// any answer on the dialer's private inbox is taken.
+	TargetKey func(ctx context.Context, chevron subjects.Chevron) (string, error)
 }
 
 // Dial opens a tunnel to 127.0.0.1:port on the node with chevron, through
@@ -101,6 +107,11 @@ func (d *Dialer) open(ctx context.Context, c *mesh.Client, chevron subjects.Chev
 	case err != nil:
 		return openReply{}, fmt.Errorf("tunnel to %s: %w", target, err)
 	}
+	if d.TargetKey != nil {
+		if err := checkTargetKey(ctx, d.TargetKey, chevron, resp); err != nil {
+			return openReply{}, fmt.Errorf("tunnel to %s: %w", target, err)
+		}
+	}
 	var r wire.Reply
 	if err := json.Unmarshal(resp.Data, &r); err != nil {
 		return openReply{}, fmt.Errorf("tunnel to %s: bad answer: %w", target, err)
@@ -150,5 +161,47 @@ func request(ctx context.Context, nc *nats.Conn, m *nats.Msg) (*nats.Msg, error)
 		return resp, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	}
+}
+
+// ErrTargetKey is wrapped when an open's answer is not signed by the
+// target's node key.
+var ErrTargetKey = errors.New("answer not signed by the target node")
+
+// checkTargetKey checks that resp is signed by the key targetKey gives for
+// chevron.
+func checkTargetKey(ctx context.Context, targetKey func(context.Context, subjects.Chevron) (string, error), chevron subjects.Chevron, resp *nats.Msg) error {
+	want, err := targetKey(ctx, chevron)
+	if err != nil {
+		return fmt.Errorf("the node key of %s: %w", chevron, err)
+	}
+	h, err := mesh.ParseSigned(resp)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrTargetKey, err)
+	}
+	if h.From != want {
+		return fmt.Errorf("%w: signed by %s, %s has key %s", ErrTargetKey, h.From, chevron, want)
+	}
+	if err := trust.NewVerifier(1).Verify(h, resp.Subject, resp.Data); err != nil {
+		return fmt.Errorf("%w: %v", ErrTargetKey, err)
+	}
+	return nil
+}
+
+// RegistryKey is a Dialer.TargetKey that asks c for the swarm's registry
+// (verified against the node key c trusts) and returns the key of the
+// member with chevron.
+func RegistryKey(c *mesh.Client) func(context.Context, subjects.Chevron) (string, error) {
+	return func(ctx context.Context, chevron subjects.Chevron) (string, error) {
+		members, err := c.Nodes(ctx)
+		if err != nil {
+			return "", err
+		}
+		for _, m := range members {
+			if m.Chevron == chevron.String() && m.Pubkey != "" {
+				return m.Pubkey, nil
+			}
+		}
+		return "", &OpenError{Chevron: chevron.String(), Code: CodeNoTarget, Msg: fmt.Sprintf("no node with chevron %s in the registry", chevron)}
 	}
 }

@@ -318,6 +318,25 @@ func TestTunnelPerKeyLimit(t *testing.T) {
 	})
 }
 
+func TestTunnelChecksTheTargetsKeyWhenAsked(t *testing.T) {
+	port := echoServer(t)
+	r := newRig(t, tunnel.Limits{}, port)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c0 := r.s.Client(0)
+	d := tunnel.Dialer{TargetKey: tunnel.RegistryKey(c0)}
+	c, err := d.Dial(ctx, c0, r.chevron(), port)
+	if err != nil {
+		t.Fatalf("with the registry's key: %v", err)
+	}
+	c.Close()
+	wrong := r.s.Node(0).Pubkey()
+	d = tunnel.Dialer{TargetKey: func(context.Context, subjects.Chevron) (string, error) { return wrong, nil }}
+	if _, err := d.Dial(ctx, c0, r.chevron(), port); !errors.Is(err, tunnel.ErrTargetKey) {
+		t.Fatalf("with another node's key: %v, want ErrTargetKey", err)
+	}
+}
+
 func TestTunnelDeadlinesAndHalfClose(t *testing.T) {
 	port := echoServer(t)
 	r := newRig(t, tunnel.Limits{}, port)
