@@ -40,9 +40,17 @@ type ProxyOptions struct {
 	Timeout time.Duration
 	// OpenTimeout bounds opening the tunnel (504 after it); 0: 10 s.
 	OpenTimeout time.Duration
-	// Dialer sets the tunnels' window and keepalive.
+	// Dialer sets the tunnels' window and keepalive, and TargetKey (the
+	// gateway's registry view) so that only the target node can answer.
 	Dialer tunnel.Dialer
-	Logger *slog.Logger // nil: discard
+	// SameOrigin serves proxied pages as the gateway's own origin. By
+	// default every proxied response carries a CSP sandbox without
+	// allow-same-origin: a page behind the proxy shares the dashboard's
+	// origin, and would otherwise call /api/ with the user's session.
+	// Apps that need their own storage or cookies break in the sandbox;
+	// turn it off only for apps as trusted as the dashboard.
+	SameOrigin bool
+	Logger     *slog.Logger // nil: discard
 }
 
 // Proxy is the mesh proxy handler: each request goes through a tunnel to
@@ -242,14 +250,25 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 	if cookies := resp.Header.Values("Set-Cookie"); len(cookies) > 0 {
 		resp.Header.Del("Set-Cookie")
 		for _, c := range cookies {
+			// The app may not plant a session cookie of the gateway's.
+			if name, _, _ := strings.Cut(c, "="); strings.TrimSpace(name) == "rn_session" {
+				continue
+			}
 			resp.Header.Add("Set-Cookie", rewriteCookiePath(c, t.prefix))
 		}
+	}
+	if !p.opts.SameOrigin {
+		resp.Header.Add("Content-Security-Policy", proxySandbox)
 	}
 	if p.opts.MaxBodyBytes > 0 && resp.StatusCode != http.StatusSwitchingProtocols {
 		resp.Body = &limitedBody{ReadCloser: resp.Body, left: p.opts.MaxBodyBytes, target: t}
 	}
 	return nil
 }
+
+// proxySandbox runs a proxied page in an opaque origin: scripts and forms
+// work, the gateway's origin (its cookies, its /api/) is out of reach.
+const proxySandbox = "sandbox allow-scripts allow-forms allow-popups allow-modals allow-downloads"
 
 // rewriteLocation maps a redirect the app made for itself (an absolute
 // path, or its own 127.0.0.1/localhost address) under prefix.

@@ -151,6 +151,7 @@ func newUpstream(t *testing.T) *upstream {
 	})
 	mux.HandleFunc("/redirect", func(w http.ResponseWriter, r *http.Request) {
 		http.SetCookie(w, &http.Cookie{Name: "app", Value: "1", Path: "/"})
+		http.SetCookie(w, &http.Cookie{Name: "rn_session", Value: "planted", Path: "/"})
 		http.Redirect(w, r, "/hello", http.StatusFound)
 	})
 	mux.HandleFunc("/sse", func(w http.ResponseWriter, r *http.Request) {
@@ -281,8 +282,11 @@ func TestProxyRewritesRequestAndResponse(t *testing.T) {
 	if loc := resp.Header.Get("Location"); loc != prefix+"/hello" {
 		t.Errorf("Location %q, want %q", loc, prefix+"/hello")
 	}
-	if c := resp.Header.Get("Set-Cookie"); !strings.Contains(c, "Path="+prefix+"/") {
-		t.Errorf("Set-Cookie %q: path not under %s", c, prefix)
+	if c := resp.Header.Values("Set-Cookie"); len(c) != 1 || !strings.Contains(c[0], "Path="+prefix+"/") {
+		t.Errorf("Set-Cookie %q: want the app's cookie alone, its path under %s (rn_session dropped)", c, prefix)
+	}
+	if csp := resp.Header.Get("Content-Security-Policy"); !strings.HasPrefix(csp, "sandbox ") || strings.Contains(csp, "allow-same-origin") {
+		t.Errorf("Content-Security-Policy %q: want a sandbox without allow-same-origin", csp)
 	}
 	// No trailing slash after the port: a redirect to it.
 	req, _ = http.NewRequest("GET", r.url(r.appPort, ""), nil)
