@@ -154,6 +154,9 @@ func newUpstream(t *testing.T) *upstream {
 		http.SetCookie(w, &http.Cookie{Name: "rn_session", Value: "planted", Path: "/"})
 		http.Redirect(w, r, "/hello", http.StatusFound)
 	})
+	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
+		<-r.Context().Done() // answers never; the proxy's time limit ends it
+	})
 	mux.HandleFunc("/sse", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
 		w.WriteHeader(http.StatusOK)
@@ -362,6 +365,29 @@ func TestProxyWebSocketEcho(t *testing.T) {
 	if err := c.Close(websocket.StatusNormalClosure, ""); err != nil {
 		t.Fatal(err)
 	}
+	waitNoTunnels(t)
+}
+
+// waitNoTunnels waits until no goroutine of package tunnel runs: every
+// tunnel a request opened ended with it, both ends.
+func waitNoTunnels(t *testing.T) {
+	t.Helper()
+	testmesh.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		buf := make([]byte, 4<<20)
+		for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+			if strings.Contains(g, "robonet/gateway/tunnel.(*") {
+				return fmt.Errorf("tunnel goroutine still running:\n%s", g)
+			}
+		}
+		return nil
+	})
+}
+
+func TestProxyTimeLimitAnswers504(t *testing.T) {
+	r := newProxyRig(t, gateway.ProxyOptions{Timeout: 300 * time.Millisecond})
+	resp, err := r.do(t, "op", "GET", r.url(r.appPort, "/slow"), nil)
+	expectError(t, resp, err, http.StatusGatewayTimeout, tunnel.CodeTimeout, r.chevron)
+	waitNoTunnels(t)
 }
 
 func TestProxySSEArrivesAsSent(t *testing.T) {
@@ -390,6 +416,11 @@ func TestProxySSEArrivesAsSent(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if _, err := br.ReadString('\n'); err != io.EOF {
+		t.Fatalf("after the last event: %v, want EOF", err)
+	}
+	resp.Body.Close()
+	waitNoTunnels(t)
 }
 
 // TestProxyStreams1GiBBothWays sends 1 GiB up and 1 GiB down through the
