@@ -30,7 +30,7 @@ var rules = map[string]struct {
 	"intents":           {local: []string{"subjects", "wire", "trust", "command", "sentinel", "mesh"}, third: []string{"github.com/sashabaranov/go-openai", "github.com/nats-io/nats.go"}},
 	"colonize":          {local: []string{"subjects", "wire", "trust", "command", "sentinel", "mesh"}, third: []string{"golang.org/x/crypto/ssh", "github.com/kevinburke/ssh_config", "github.com/skeema/knownhosts", "github.com/nats-io/nats.go", "github.com/nats-io/nkeys", "golang.org/x/term"}},
 	"media":             {local: []string{"subjects", "wire", "trust", "command", "sentinel", "mesh"}, third: []string{"github.com/pion/", "github.com/nats-io/nats.go"}},
-	"gateway":           {local: []string{"subjects", "wire", "trust", "command", "sentinel", "mesh", "leafnode", "node", "federation", "intents", "colonize", "media"}, third: []string{"github.com/nats-io/", "github.com/gorilla/websocket", "github.com/pion/"}},
+	"gateway":           {local: []string{"subjects", "wire", "trust", "command", "sentinel", "mesh", "leafnode", "node", "federation", "intents", "colonize", "media", "gateway/tunnel"}, third: []string{"github.com/nats-io/", "github.com/gorilla/websocket", "github.com/pion/"}},
 	"gateway/tunnel":    {local: []string{"subjects", "wire", "trust", "mesh", "node"}, third: []string{"github.com/nats-io/nats.go"}},
 	"cmd/robonet":       {local: []string{"*"}, third: []string{"github.com/spf13/", "github.com/nats-io/", "golang.org/x/term"}},
 	"internal/testmesh": {local: []string{"*"}, third: []string{"github.com/nats-io/"}},
