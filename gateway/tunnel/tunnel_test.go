@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -266,7 +267,7 @@ func TestTunnelRefusesAnUnsignedOrForgedOpen(t *testing.T) {
 			t.Fatal(err)
 		}
 		var rep wire.Reply
-		if err := jsonUnmarshal(resp.Data, &rep); err != nil {
+		if err := json.Unmarshal(resp.Data, &rep); err != nil {
 			t.Fatal(err)
 		}
 		return rep
