@@ -105,6 +105,7 @@ flags win over the environment, which wins over the file.`,
 		newColonizeCmd(g),
 		newUncolonizeCmd(g),
 		newTopCmd(g),
+		newProxyCmd(g),
 	)
 	return root
 }
