@@ -242,6 +242,11 @@ func (ids *identities) ownerOf(chev subjects.Chevron) (string, bool) {
 	return ids.ownerOfText(chev.String())
 }
 
+// KeyOf is the node key registered for chevron c in this node's view of
+// rn_nodes (false when none is): what a feature checks a reply signed by
+// the node at c against, without asking the network.
+func (n *Node) KeyOf(c subjects.Chevron) (string, bool) { return n.ids.ownerOf(c) }
+
 // ownerOfText is ownerOf for a chevron in its text form.
 func (ids *identities) ownerOfText(chev string) (string, bool) {
 	ids.mu.Lock()
@@ -507,6 +512,11 @@ func Permissions(role, pub string, readVerbs []string) *server.Permissions {
 		// A login link or a bearer token of its own (the gateway checks
 		// the signer and grants no more than its role).
 		pubAllow = append(pubAllow, chevronPerms("gateway.login")...)
+		// The mesh proxy (robonet proxy): opening a tunnel, checked by the
+		// target for role and port, and its data frames, sent only to the
+		// target end's random subject under the target node's inbox.
+		pubAllow = append(pubAllow, chevronPerms("http.*")...)
+		pubAllow = append(pubAllow, subjects.InboxRoot+".*.proxy.tun.*")
 	default: // observer
 		for _, v := range readVerbs {
 			pubAllow = append(pubAllow, subjects.CmdPermissions(v)...)

@@ -235,14 +235,27 @@ func TestTunnelRefusals(t *testing.T) {
 	_, err = tunnel.Dial(ctx, r.as(op), unknown, allowed)
 	openErr(t, err, tunnel.CodeNoTarget, "9.9.9.9")
 
-	// On its own connection an operator is served once node permissions
-	// let operators publish opens; until then it is told so at once (not a
-	// timeout): the server's refusal names the subject.
-	if c, err := tunnel.Dial(ctx, op, r.chevron(), allowed); err == nil {
-		c.Close()
-	} else {
-		openErr(t, err, wire.CodeDenied, "may not open tunnels", tunnel.Subject(r.chevron(), allowed))
+	// On its own connection (robonet proxy) an operator may open tunnels
+	// and send their data: the node's permissions let operators publish
+	// opens and frames to the target end's subject.
+	c, err := tunnel.Dial(ctx, op, r.chevron(), allowed)
+	if err != nil {
+		t.Fatalf("operator on its own connection: %v", err)
 	}
+	if _, err := c.Write([]byte("hi")); err != nil {
+		t.Fatalf("operator's tunnel: write: %v", err)
+	}
+	buf := make([]byte, 2)
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "hi" {
+		t.Fatalf("operator's tunnel: echo %q %v", buf, err)
+	}
+	c.Close()
+	testmesh.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
+		if n := r.target.Active(); n != 0 {
+			return fmt.Errorf("%d tunnels open after the operator's closed", n)
+		}
+		return nil
+	})
 
 	_, err = tunnel.Dial(ctx, mesh.NewClient(r.gw), r.chevron(), allowed)
 	if !errors.Is(err, mesh.ErrUnsigned) {
