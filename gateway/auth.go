@@ -99,11 +99,15 @@ type authState struct {
 	tokens   map[[32]byte]cachedToken
 	pending  map[string]pendingLogin // by session key pub
 	fails    map[string]*failCount   // by client address
+	// proxyTickets and visits are the proxy origin's (proxyorigin.go).
+	proxyTickets map[[32]byte]proxyTicket
+	visits       map[[32]byte]*proxyVisit
 }
 
 func newAuthState(g *Gateway) *authState {
 	return &authState{g: g, sessions: map[[32]byte]*session{}, tickets: map[[32]byte]ticket{},
-		tokens: map[[32]byte]cachedToken{}, pending: map[string]pendingLogin{}, fails: map[string]*failCount{}}
+		tokens: map[[32]byte]cachedToken{}, pending: map[string]pendingLogin{}, fails: map[string]*failCount{},
+		proxyTickets: map[[32]byte]proxyTicket{}, visits: map[[32]byte]*proxyVisit{}}
 }
 
 func secretKey(s string) [32]byte { return sha256.Sum256([]byte(s)) }
@@ -152,6 +156,16 @@ func (a *authState) expire(now time.Time) {
 	for k, p := range a.pending {
 		if !now.Before(p.deadline) {
 			delete(a.pending, k)
+		}
+	}
+	for k, t := range a.proxyTickets {
+		if !now.Before(t.expires) {
+			delete(a.proxyTickets, k)
+		}
+	}
+	for k, v := range a.visits {
+		if _, live := a.sessions[v.session]; !live {
+			delete(a.visits, k)
 		}
 	}
 	for k, f := range a.fails {
@@ -272,8 +286,13 @@ func (a *authState) newSession(cred credential) (string, *Principal, error) {
 // session finds the live session of cookie value id and refreshes its idle
 // deadline and role.
 func (a *authState) session(id string) (*Principal, bool) {
+	return a.sessionByKey(secretKey(id))
+}
+
+// sessionByKey is session for the session's key (SHA-256 of its cookie
+// value), as a proxy visit holds it.
+func (a *authState) sessionByKey(k [32]byte) (*Principal, bool) {
 	now := a.g.now()
-	k := secretKey(id)
 	a.mu.Lock()
 	s, ok := a.sessions[k]
 	if ok && (!now.Before(s.idle) || !now.Before(s.p.Expires)) {

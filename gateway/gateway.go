@@ -56,6 +56,12 @@ type Options struct {
 	// Getenv reads the LLM planner's settings for /api/ask (see
 	// intents.LLMConfigFromEnv); default os.Getenv.
 	Getenv func(string) string
+	// ProxyAddr is where the proxy origin listens (proxyorigin.go) once a
+	// proxy is mounted: host:port, "off", or "" for the gateway's host
+	// with its port + 2. ProxyExplicit says it was asked for: taken, Start
+	// fails; otherwise browsers just cannot open proxied apps.
+	ProxyAddr     string
+	ProxyExplicit bool
 }
 
 // Gateway is a node's HTTP server. Its lifecycle is New, Start, Shutdown.
@@ -67,6 +73,8 @@ type Gateway struct {
 	cat  *command.Catalogue
 	auth *authState
 	live *hub
+	// proxy is the mesh proxy MountProxy mounted (nil: none).
+	proxy *Proxy
 
 	mu      sync.Mutex // guards everything below
 	started bool
@@ -74,10 +82,15 @@ type Gateway struct {
 	srv     *http.Server
 	ln      net.Listener
 	tls     bool
-	nc      *nats.Conn
-	login   *nats.Subscription
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	// loopback: the gateway listens on a loopback address (hostChecked).
+	loopback bool
+	// pln and psrv are the proxy origin's listener and server (nil: none).
+	pln    net.Listener
+	psrv   *http.Server
+	nc     *nats.Conn
+	login  *nats.Subscription
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 }
 
 // New validates opts and builds the gateway's routes; it starts nothing.
@@ -144,28 +157,42 @@ func (g *Gateway) Start(ctx context.Context) error {
 		return fmt.Errorf("%w: %s: %v", ErrListen, g.opts.Addr, err)
 	}
 	host, _, _ := splitAddr(g.opts.Addr)
-	if !isLoopback(host) {
+	wrap := func(l net.Listener) net.Listener { return l }
+	g.loopback = isLoopback(host)
+	if !g.loopback {
 		cfg, err := g.tlsConfig(host)
 		if err != nil {
 			ln.Close()
 			return err
 		}
-		ln, g.tls = tls.NewListener(ln, cfg), true
+		wrap = func(l net.Listener) net.Listener { return tls.NewListener(l, cfg) }
+		ln, g.tls = wrap(ln), true
+	}
+	pln, err := g.listenProxyOrigin(ctx, ln.Addr(), wrap)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	closeAll := func() {
+		ln.Close()
+		if pln != nil {
+			pln.Close()
+		}
 	}
 	nc, err := g.opts.Node.FeatureConn("gateway")
 	if err != nil {
-		ln.Close()
+		closeAll()
 		return fmt.Errorf("gateway: connection to the node: %w", err)
 	}
 	sub, err := nc.Subscribe(loginSubject(g.opts.Node.Chevron()), g.serveLogin)
 	if err != nil {
-		ln.Close()
+		closeAll()
 		nc.Close()
 		return fmt.Errorf("gateway: login service: %w", err)
 	}
 	_ = sub.SetPendingLimits(256, 1<<20)
 	if err := nc.Flush(); err != nil {
-		ln.Close()
+		closeAll()
 		nc.Close()
 		return fmt.Errorf("gateway: login service: %w", err)
 	}
@@ -186,6 +213,24 @@ func (g *Gateway) Start(ctx context.Context) error {
 			g.log.Error("gateway stopped serving", "addr", ln.Addr().String(), "err", err)
 		}
 	}()
+	if pln != nil {
+		g.pln = pln
+		g.psrv = &http.Server{
+			Handler:           g.proxyOriginHandler(),
+			ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			MaxHeaderBytes:    64 << 10,
+			ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
+			BaseContext:       func(net.Listener) context.Context { return runCtx },
+		}
+		g.wg.Add(1)
+		go func() {
+			defer g.wg.Done()
+			if err := g.psrv.Serve(pln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				g.log.Error("gateway proxy origin stopped serving", "addr", pln.Addr().String(), "err", err)
+			}
+		}()
+	}
 	go func() {
 		defer g.wg.Done()
 		g.auth.sweep(runCtx)
@@ -204,7 +249,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	g.stopped = true
-	srv, sub, nc, cancel := g.srv, g.login, g.nc, g.cancel
+	srv, psrv, sub, nc, cancel := g.srv, g.psrv, g.login, g.nc, g.cancel
 	g.mu.Unlock()
 
 	// Requests in flight (a streamed run may take minutes) end now: their
@@ -212,6 +257,11 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	cancel()
 	g.live.close()
 	err := srv.Shutdown(ctx)
+	if psrv != nil {
+		if perr := psrv.Shutdown(ctx); err == nil {
+			err = perr
+		}
+	}
 	_ = sub.Unsubscribe()
 	nc.Close()
 	done := make(chan struct{})
@@ -250,11 +300,15 @@ func (g *Gateway) urlLocked() string {
 	if g.ln == nil {
 		return ""
 	}
+	return g.baseURL(g.ln.Addr().String())
+}
+
+// baseURL is the URL of a listener of the gateway on addr. g.mu is held.
+func (g *Gateway) baseURL(addr string) string {
 	scheme := "http"
 	if g.tls {
 		scheme = "https"
 	}
-	addr := g.ln.Addr().String()
 	// Listening on every address: a link must name one a browser can
 	// open, and the one the certificate names (the host name).
 	if host, port, err := net.SplitHostPort(addr); err == nil {

@@ -27,6 +27,7 @@ const (
 	CodeNoMatch          = "no_match"
 	CodeRateLimited      = "rate_limited"
 	CodeUpstream         = "upstream"
+	CodeUnavailable      = "unavailable"
 	CodeTimeout          = "timeout"
 	CodeInternal         = "internal"
 )
@@ -122,7 +123,7 @@ func (g *Gateway) handler() http.Handler {
 		writeError(w, errorf(http.StatusForbidden, CodeCrossOrigin, "cross-origin %s %s refused (Origin %q)", r.Method, r.URL.Path, r.Header.Get("Origin")))
 	}))
 	inner := cop.Handler(g.mux)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return g.hostChecked(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		h.Set("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 		h.Set("X-Content-Type-Options", "nosniff")
@@ -135,7 +136,7 @@ func (g *Gateway) handler() http.Handler {
 			h.Set("Cache-Control", "no-store")
 		}
 		inner.ServeHTTP(w, r)
-	})
+	}))
 }
 
 // writeJSON answers v as JSON with status.

@@ -47,6 +47,25 @@ func NewMetrics(n *node.Node) *Metrics {
 // robonet_ and follow the same conventions; the metrics test lints them.
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 
+// AddProxy counts p's bytes as robonet_proxy_bytes_total{direction}: "up"
+// to the targets (requests), "down" from them (responses), HTTP headers
+// included.
+func (m *Metrics) AddProxy(p *Proxy) {
+	for _, dir := range []string{"up", "down"} {
+		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        "robonet_proxy_bytes_total",
+			Help:        "Bytes carried by the gateway's mesh proxy, by direction: up to the targets, down from them.",
+			ConstLabels: prometheus.Labels{"direction": dir},
+		}, func() float64 {
+			up, down := p.Bytes()
+			if dir == "up" {
+				return float64(up)
+			}
+			return float64(down)
+		}))
+	}
+}
+
 // Handler serves the registry in the Prometheus text format (or what the
 // scraper negotiates). A collector's error is reported with the metrics
 // that did gather; a scrape over metricsTimeout answers 503.

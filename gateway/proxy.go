@@ -1,5 +1,3 @@
-// Package gateway is the node's HTTP side: dashboard, REST and WebSocket
-// API, the mesh proxy and /metrics (DESIGN.md, issue #14).
 package gateway
 
 import (
@@ -44,11 +42,12 @@ type ProxyOptions struct {
 	// gateway's registry view) so that only the target node can answer.
 	Dialer tunnel.Dialer
 	// SameOrigin serves proxied pages as the gateway's own origin. By
-	// default every proxied response carries a CSP sandbox without
-	// allow-same-origin: a page behind the proxy shares the dashboard's
-	// origin, and would otherwise call /api/ with the user's session.
-	// Apps that need their own storage or cookies break in the sandbox;
-	// turn it off only for apps as trusted as the dashboard.
+	// default a response served on the dashboard's origin carries a CSP
+	// sandbox without allow-same-origin: a page there would otherwise
+	// call /api/ with the user's session. Browsers get proxied apps on
+	// the proxy origin (proxyorigin.go), where no sandbox is needed and
+	// apps keep their storage and cookies; the sandbox guards what a
+	// program with a bearer token fetches on the dashboard's port.
 	SameOrigin bool
 	Logger     *slog.Logger // nil: discard
 }
@@ -185,7 +184,7 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	stripSessionCookie(h)
 }
 
-// stripSessionCookie removes the gateway's rn_session cookie: the app
+// stripSessionCookie removes the gateway's cookies (rn_session, rn_proxy): the app
 // behind the proxy must not be able to act as the user on the gateway.
 func stripSessionCookie(h http.Header) {
 	cookies := h.Values("Cookie")
@@ -197,7 +196,7 @@ func stripSessionCookie(h http.Header) {
 		var keep []string
 		for _, c := range strings.Split(line, ";") {
 			name, _, _ := strings.Cut(strings.TrimSpace(c), "=")
-			if name != "rn_session" && strings.TrimSpace(c) != "" {
+			if !isGatewayCookie(name) && strings.TrimSpace(c) != "" {
 				keep = append(keep, strings.TrimSpace(c))
 			}
 		}
@@ -250,14 +249,14 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 	if cookies := resp.Header.Values("Set-Cookie"); len(cookies) > 0 {
 		resp.Header.Del("Set-Cookie")
 		for _, c := range cookies {
-			// The app may not plant a session cookie of the gateway's.
-			if name, _, _ := strings.Cut(c, "="); strings.TrimSpace(name) == "rn_session" {
+			// The app may not plant a cookie of the gateway's.
+			if name, _, _ := strings.Cut(c, "="); isGatewayCookie(strings.TrimSpace(name)) {
 				continue
 			}
 			resp.Header.Add("Set-Cookie", rewriteCookiePath(c, t.prefix))
 		}
 	}
-	if !p.opts.SameOrigin {
+	if !p.opts.SameOrigin && !isolated(resp.Request.Context()) {
 		resp.Header.Add("Content-Security-Policy", proxySandbox)
 	}
 	if p.opts.MaxBodyBytes > 0 && resp.StatusCode != http.StatusSwitchingProtocols {

@@ -58,12 +58,23 @@ type proxyVisit struct {
 	apps    map[string]bool
 }
 
-// MountProxy serves p under /proxy/: on this port for bearer tokens (and
-// browsers by redirect), and on the proxy origin for browser sessions. Call
-// it before Start.
-func (g *Gateway) MountProxy(p *Proxy) {
-	g.proxy = p
+// MountProxy serves the mesh proxy under /proxy/: on this port for bearer
+// tokens (and browsers by redirect), and on the proxy origin for browser
+// sessions; opts.Client is the request's principal's. It returns the
+// proxy (for its byte counts). Call it before Start.
+func (g *Gateway) MountProxy(opts ProxyOptions) *Proxy {
+	opts.Client = proxyClient
+	// Only the node registered at the chevron may answer an open: the
+	// gateway's node knows every registration, so no query per request.
+	opts.Dialer.TargetKey = func(_ context.Context, c subjects.Chevron) (string, error) {
+		if k, ok := g.opts.Node.KeyOf(c); ok {
+			return k, nil
+		}
+		return "", &tunnel.OpenError{Chevron: c.String(), Code: tunnel.CodeNoTarget, Msg: fmt.Sprintf("no node with chevron %s in the registry", c)}
+	}
+	g.proxy = NewProxy(opts)
 	g.mux.Handle("/proxy/", g.authed(wire.RoleOperator, g.serveProxyMain))
+	return g.proxy
 }
 
 // ProxyURL is the proxy origin's base URL, "" when it does not serve.
@@ -75,6 +86,16 @@ func (g *Gateway) ProxyURL() string {
 	}
 	return g.baseURL(g.pln.Addr().String())
 }
+
+// isGatewayCookie reports whether name is a cookie of the gateway's, which
+// an app behind the proxy never sees nor sets.
+func isGatewayCookie(name string) bool { return name == SessionCookie || name == ProxyCookie }
+
+type isolatedKey struct{}
+
+// isolated reports whether the request came in on the proxy origin, where
+// the app's page cannot reach the dashboard's API.
+func isolated(ctx context.Context) bool { v, _ := ctx.Value(isolatedKey{}).(bool); return v }
 
 // proxyClient is the Proxy's way to the request's mesh client: the
 // principal the gateway put in its context.
@@ -252,7 +273,8 @@ func (g *Gateway) serveProxyVisit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errorf(http.StatusForbidden, CodeDenied, "the mesh proxy needs role operator; %s has %s", p.User, p.Role))
 		return
 	}
-	g.proxy.ServeHTTP(w, r.WithContext(withPrincipal(r.Context(), p)))
+	ctx := context.WithValue(withPrincipal(r.Context(), p), isolatedKey{}, true)
+	g.proxy.ServeHTTP(w, r.WithContext(ctx))
 }
 
 // newProxyTicket stores a single-use entry of session into app.

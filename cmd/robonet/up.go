@@ -25,6 +25,7 @@ func newUpCmd(g *globals) *cobra.Command {
 		wait      time.Duration
 		tokenFile string
 		fedFile   string
+		pf        *proxyFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "up",
@@ -96,7 +97,10 @@ they are saved in --data, so a restart needs none of them.`,
 			o.DataDir = g.data
 			o.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
 			ctx := cmd.Context()
-			r, err := startRunning(ctx, cmd, o, wait)
+			if err := pf.check(); err != nil {
+				return err
+			}
+			r, err := startRunning(ctx, cmd, o, wait, pf)
 			if err != nil {
 				return err
 			}
@@ -117,7 +121,7 @@ they are saved in --data, so a restart needs none of them.`,
 					if err := r.stop(); err != nil {
 						return err
 					}
-					if r, err = startRunning(ctx, cmd, o, wait); err != nil {
+					if r, err = startRunning(ctx, cmd, o, wait, pf); err != nil {
 						return fmt.Errorf("restart in the new role: %w", err)
 					}
 					fmt.Fprintf(cmd.ErrOrStderr(), "robonet: restarted as %s\n", r.n.Role())
@@ -156,6 +160,7 @@ they are saved in --data, so a restart needs none of them.`,
 	f.StringVar(&o.FederateToken, "federate-token", "", "federation token from the parent swarm (rntok_…, robonet token create --federate there); saved in --data")
 	f.StringVar(&fedFile, "federate-token-file", "", "file holding the --federate-token (mode 0600 or stricter); a missing file means no token")
 	addGatewayFlags(f)
+	pf = addProxyFlags(f)
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error (logs go to stderr)")
 	f.DurationVar(&wait, "wait", 10*time.Minute, "how long to wait for the swarm's JetStream before giving up")
 	return cmd
@@ -169,9 +174,9 @@ type running struct {
 }
 
 // startRunning creates and starts a node with o (waiting up to wait for
-// the swarm), composes the federation features onto it and prints the
-// banner.
-func startRunning(ctx context.Context, cmd *cobra.Command, o node.Options, wait time.Duration) (*running, error) {
+// the swarm), composes the federation features, the gateway and the mesh
+// proxy's target onto it and prints the banner.
+func startRunning(ctx context.Context, cmd *cobra.Command, o node.Options, wait time.Duration, pf *proxyFlags) (*running, error) {
 	n, err := node.New(o)
 	if err != nil {
 		return nil, err
@@ -194,9 +199,20 @@ func startRunning(ctx context.Context, cmd *cobra.Command, o node.Options, wait 
 		return nil, err
 	}
 	printUp(cmd, n, time.Since(began))
-	stopAll, err := composeGateway(ctx, cmd, n, o.Logger, stopFed)
+	stopTarget, err := startProxyTarget(ctx, n, pf, o.Logger)
 	if err != nil {
 		stopFed(context.Background())
+		fed.stop()
+		_ = n.Shutdown(context.Background())
+		return nil, err
+	}
+	then := func(ctx context.Context) {
+		stopTarget(ctx)
+		stopFed(ctx)
+	}
+	stopAll, err := composeGateway(ctx, cmd, n, o.Logger, pf, then)
+	if err != nil {
+		then(context.Background())
 		fed.stop()
 		_ = n.Shutdown(context.Background())
 		return nil, err

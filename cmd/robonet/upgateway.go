@@ -19,6 +19,12 @@ type gatewayFlags struct {
 	Explicit    bool   // --gateway was given
 	Cert, Key   string
 	MetricsOpen bool
+	// ProxyAddr is --gateway-proxy (host:port, off, "" for the gateway's
+	// port + 2); ProxyExplicit says it was given.
+	ProxyAddr     string
+	ProxyExplicit bool
+	// Proxy mounts the mesh proxy with these limits (nil: no /proxy/).
+	Proxy *gateway.ProxyOptions
 }
 
 // addGatewayFlags registers up's gateway flags on f.
@@ -27,6 +33,7 @@ func addGatewayFlags(f *pflag.FlagSet) {
 	f.String("gateway-cert", "", "PEM certificate for the gateway's TLS (default: one derived from the node key)")
 	f.String("gateway-key", "", "PEM private key for --gateway-cert")
 	f.Bool("metrics-open", false, "serve /metrics without a bearer token")
+	f.String("gateway-proxy", "", "where browsers open apps through /proxy/ (the proxy origin, kept apart from the dashboard's): host:port or off (default: the gateway's host, its port + 2: 127.0.0.1:8342)")
 }
 
 // gatewayFlagsOf reads the flags addGatewayFlags registered.
@@ -47,6 +54,10 @@ func gatewayFlagsOf(cmd *cobra.Command) (gatewayFlags, error) {
 	if gf.MetricsOpen, err = f.GetBool("metrics-open"); err != nil {
 		return gf, err
 	}
+	if gf.ProxyAddr, err = f.GetString("gateway-proxy"); err != nil {
+		return gf, err
+	}
+	gf.ProxyExplicit = f.Changed("gateway-proxy")
 	return gf, nil
 }
 
@@ -58,7 +69,7 @@ func startGateway(ctx context.Context, n *node.Node, gf gatewayFlags, log *slog.
 		return nil, noop, nil
 	}
 	g, err = gateway.New(gateway.Options{Node: n, Addr: gf.Addr, Explicit: gf.Explicit, CertFile: gf.Cert, KeyFile: gf.Key,
-		MetricsOpen: gf.MetricsOpen, Logger: log})
+		MetricsOpen: gf.MetricsOpen, Logger: log, ProxyAddr: gf.ProxyAddr, ProxyExplicit: gf.ProxyExplicit})
 	if err != nil {
 		return nil, noop, fmt.Errorf("--gateway: %w", err)
 	}
@@ -67,7 +78,11 @@ func startGateway(ctx context.Context, n *node.Node, gf gatewayFlags, log *slog.
 	if gf.MetricsOpen {
 		need = ""
 	}
-	g.Handle("GET /metrics", gateway.NewMetrics(n).Handler(), need)
+	m := gateway.NewMetrics(n)
+	if gf.Proxy != nil {
+		m.AddProxy(g.MountProxy(*gf.Proxy))
+	}
+	g.Handle("GET /metrics", m.Handler(), need)
 	if err := g.Start(ctx); err != nil {
 		return nil, noop, fmt.Errorf("--gateway: %w", err)
 	}
@@ -83,11 +98,13 @@ func startGateway(ctx context.Context, n *node.Node, gf gatewayFlags, log *slog.
 
 // composeGateway starts the gateway up's flags ask for, prints its banner
 // line, and returns a stop that shuts it down before calling then.
-func composeGateway(ctx context.Context, cmd *cobra.Command, n *node.Node, log *slog.Logger, then func(context.Context)) (func(context.Context), error) {
+func composeGateway(ctx context.Context, cmd *cobra.Command, n *node.Node, log *slog.Logger, pf *proxyFlags, then func(context.Context)) (func(context.Context), error) {
 	gf, err := gatewayFlagsOf(cmd)
 	if err != nil {
 		return then, err
 	}
+	po := pf.httpOptions(log)
+	gf.Proxy = &po
 	g, stop, err := startGateway(ctx, n, gf, log)
 	if err != nil {
 		return then, err
@@ -96,6 +113,9 @@ func composeGateway(ctx context.Context, cmd *cobra.Command, n *node.Node, log *
 	switch {
 	case g != nil:
 		fmt.Fprintf(w, "  gateway   %s (robonet gateway login for a link)\n", g.URL())
+		if u := g.ProxyURL(); u != "" {
+			fmt.Fprintf(w, "  proxy     %s/proxy/<chevron>/<port>/ (browsers open proxied apps here; targets need --proxy-allow)\n", u)
+		}
 	case gf.Addr == "off":
 		fmt.Fprintln(w, "  gateway   off")
 	default:
