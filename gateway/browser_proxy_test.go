@@ -1,7 +1,6 @@
 package gateway_test
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -15,9 +14,6 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/coder/websocket"
 
-	"github.com/robonet-mesh/robonet/gateway"
-	"github.com/robonet-mesh/robonet/gateway/tunnel"
-	"github.com/robonet-mesh/robonet/internal/testmesh"
 	"github.com/robonet-mesh/robonet/wire"
 )
 
@@ -38,9 +34,12 @@ fetch(dash.origin + "/api/run", {method: "POST", credentials: "include", headers
   .then(r => say("attack", "answered " + r.status), e => say("attack", "blocked"));
 `
 
-// proxiedApp serves a small web app on 127.0.0.1 and returns its port.
-func proxiedApp(t *testing.T, dashboard string) int {
+// proxiedApp serves a small web app on 127.0.0.1 and returns its port and
+// where to store the dashboard's URL, which its page names.
+func proxiedApp(t *testing.T) (int, *atomic.Value) {
 	t.Helper()
+	dashboard := new(atomic.Value)
+	dashboard.Store("")
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -48,7 +47,7 @@ func proxiedApp(t *testing.T, dashboard string) int {
 <h1>An app on another node's loopback</h1>
 <p>own API: <span id="data">…</span></p><p>own WebSocket: <span id="ws">…</span></p>
 <p>the dashboard's API with your session: <span id="attack">…</span></p>
-<script src="app.js"></script></body></html>`, dashboard)
+<script src="app.js"></script></body></html>`, dashboard.Load())
 	})
 	mux.HandleFunc("/app.js", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/javascript")
@@ -68,7 +67,7 @@ func proxiedApp(t *testing.T, dashboard string) int {
 	})
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
-	return srv.Listener.Addr().(*net.TCPAddr).Port
+	return srv.Listener.Addr().(*net.TCPAddr).Port, dashboard
 }
 
 // TestDashboardProxyServesAPageInChromium: a web app on node 1's loopback,
@@ -77,41 +76,10 @@ func proxiedApp(t *testing.T, dashboard string) int {
 // script cannot use the dashboard's session.
 func TestDashboardProxyServesAPageInChromium(t *testing.T) {
 	b := newBrowser(t)
-	s := testmesh.Start(t, 2)
-	s.WaitAlive(30 * time.Second)
-	g, err := gateway.New(gateway.Options{Node: s.Node(0), Addr: "127.0.0.1:0", Explicit: true, Logger: testmesh.Logger(t, new(atomic.Bool))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	g.MountProxy(gateway.ProxyOptions{})
-	if err := g.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = g.Shutdown(ctx)
-	})
-	port := proxiedApp(t, g.URL())
-	n1 := s.Node(1)
-	fc, err := n1.FeatureConn("proxy")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tg, err := tunnel.New(tunnel.Options{Node: n1, Conn: fc, Allow: []int{port}})
-	if err == nil {
-		err = tg.Start(context.Background())
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = tg.Shutdown(ctx)
-		fc.Close()
-	})
-
+	port, dashboard := proxiedApp(t)
+	f := newProxyFixture(t, port)
+	s, g, n1 := f.s, f.g, f.s.Node(1)
+	dashboard.Store(g.URL())
 	op := s.User(0, "olga", wire.RoleOperator)
 	b.run("login", chromedp.Navigate(browserLoginLink(t, s, 0, op)))
 	b.waitJS("logged in", 15*time.Second, rowsJS+` >= 2`)

@@ -30,16 +30,25 @@ type originRig struct {
 
 func newOriginRig(t *testing.T) *originRig {
 	t.Helper()
+	r := &originRig{app: newUpstream(t), other: newUpstream(t).port}
+	r.fixture = newProxyFixture(t, r.app.port, r.other)
+	r.chev = r.s.Node(1).Chevron().String()
+	return r
+}
+
+// newProxyFixture is a 2-node swarm whose node 1 serves ports to the mesh
+// and whose node 0 runs a gateway with the mesh proxy mounted (and so a
+// proxy origin).
+func newProxyFixture(t *testing.T, ports ...int) *fixture {
+	t.Helper()
 	s := testmesh.Start(t, 2)
 	s.WaitAlive(30 * time.Second)
-	r := &originRig{app: newUpstream(t), other: newUpstream(t).port}
 	n1 := s.Node(1)
-	r.chev = n1.Chevron().String()
 	fc, err := n1.FeatureConn("proxy")
 	if err != nil {
 		t.Fatal(err)
 	}
-	tg, err := tunnel.New(tunnel.Options{Node: n1, Conn: fc, Allow: []int{r.app.port, r.other}})
+	tg, err := tunnel.New(tunnel.Options{Node: n1, Conn: fc, Allow: ports})
 	if err == nil {
 		err = tg.Start(context.Background())
 	}
@@ -65,8 +74,7 @@ func newOriginRig(t *testing.T) *originRig {
 		defer cancel()
 		_ = g.Shutdown(ctx)
 	})
-	r.fixture = &fixture{t: t, s: s, g: g, admin: s.Client(0), clock: &testClock{}}
-	return r
+	return &fixture{t: t, s: s, g: g, admin: s.Client(0), clock: &testClock{}}
 }
 
 func (r *originRig) path(port int, rest string) string {

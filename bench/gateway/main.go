@@ -27,7 +27,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -207,7 +206,7 @@ func (b *bench) figures(ctx context.Context, nodes, joins, viewers int, idle tim
 		}
 	}
 	fig(fmt.Sprintf("node join → on the page (join event → socket), %d joins", joins),
-		fmt.Sprintf("p50 %.0f ms, max %.0f ms", pct(lat, 0.5), pct(lat, 1)), "≤ 1 s")
+		fmt.Sprintf("p50 %.0f ms, max %.0f ms", proc.Percentile(lat, 0.5), proc.Percentile(lat, 1)), "≤ 1 s")
 	var api []float64
 	for range 20 {
 		t0 := time.Now()
@@ -216,7 +215,7 @@ func (b *bench) figures(ctx context.Context, nodes, joins, viewers int, idle tim
 		}
 		api = append(api, float64(time.Since(t0).Microseconds())/1000)
 	}
-	fig(fmt.Sprintf("GET /api/nodes with %d nodes, 20 requests", nodes+joins), fmt.Sprintf("p50 %.1f ms, p95 %.1f ms", pct(api, 0.5), pct(api, 0.95)), "")
+	fig(fmt.Sprintf("GET /api/nodes with %d nodes, 20 requests", nodes+joins), fmt.Sprintf("p50 %.1f ms, p95 %.1f ms", proc.Percentile(api, 0.5), proc.Percentile(api, 0.95)), "")
 	return nil
 }
 
@@ -476,14 +475,4 @@ func fig(name, value, target string) {
 		target = "  (target " + target + ")"
 	}
 	fmt.Printf("  %-58s %s%s\n", name, value, target)
-}
-
-func pct(v []float64, p float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := append([]float64(nil), v...)
-	sort.Float64s(s)
-	i := int(p*float64(len(s))+0.999999) - 1
-	return s[max(0, min(i, len(s)-1))]
 }

@@ -27,7 +27,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -329,16 +328,6 @@ func fig(name, value, target string) {
 		target = "  (target " + target + ")"
 	}
 	fmt.Printf("  %-52s %s%s\n", name, value, target)
-}
-
-func pct(v []float64, p float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := append([]float64(nil), v...)
-	sort.Float64s(s)
-	i := int(p*float64(len(s))+0.999999) - 1
-	return s[max(0, min(i, len(s)-1))]
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }

@@ -64,7 +64,7 @@ func (b *bench) scale(ctx context.Context, n int) error {
 			spent = append(spent, float64(t1-t0[i])/proc.ClockTick)
 		}
 		if len(spent) > 0 {
-			fig(fmt.Sprintf("real edge CPU while %d edges registered p50 / max", n), fmt.Sprintf("%.1f / %.1f s", pct(spent, .5), pct(spent, 1)), "")
+			fig(fmt.Sprintf("real edge CPU while %d edges registered p50 / max", n), fmt.Sprintf("%.1f / %.1f s", proc.Percentile(spent, .5), proc.Percentile(spent, 1)), "")
 		}
 	}
 	b.settle(ctx, 5*time.Second)
@@ -303,8 +303,8 @@ func (b *bench) idleFigures(ctx context.Context, c *core, edges []*child) {
 			r, _ := rssMiB(p.Pid())
 			er = append(er, r)
 		}
-		fig("real edge idle CPU p50 / max", fmt.Sprintf("%.2f / %.2f ms/s", pct(ec, .5), pct(ec, 1)), "≤ 2 ms/s")
-		fig("real edge RSS p50 / max", fmt.Sprintf("%.1f / %.1f MiB", pct(er, .5), pct(er, 1)), "≤ 30 MiB")
+		fig("real edge idle CPU p50 / max", fmt.Sprintf("%.2f / %.2f ms/s", proc.Percentile(ec, .5), proc.Percentile(ec, 1)), "≤ 2 ms/s")
+		fig("real edge RSS p50 / max", fmt.Sprintf("%.1f / %.1f MiB", proc.Percentile(er, .5), proc.Percentile(er, 1)), "≤ 30 MiB")
 	}
 	if len(b.sims) > 0 {
 		var s, r float64
@@ -373,8 +373,8 @@ func (b *bench) pingFigures(ctx context.Context, c *core, expected int) error {
 		b.settle(ctx, 2*time.Second)
 	}
 	fig(fmt.Sprintf("run all ping, whole command p50 / p90 (%d rounds)", len(walls)),
-		fmt.Sprintf("%.3f / %.3f s", pct(walls, .5), pct(walls, .9)), "p50 < 1 s")
-	fig("run all ping, per-node reply p50 / p90", fmt.Sprintf("%.0f / %.0f ms", pct(nodeMs, .5), pct(nodeMs, .9)), "")
+		fmt.Sprintf("%.3f / %.3f s", proc.Percentile(walls, .5), proc.Percentile(walls, .9)), "p50 < 1 s")
+	fig("run all ping, per-node reply p50 / p90", fmt.Sprintf("%.0f / %.0f ms", proc.Percentile(nodeMs, .5), proc.Percentile(nodeMs, .9)), "")
 	fig(fmt.Sprintf("rounds with all %d members ok and accounted", expected), fmt.Sprintf("%d of %d (last: %s)", accounted, len(walls), last), "all")
 	return nil
 }

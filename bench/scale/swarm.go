@@ -74,7 +74,7 @@ func (b *bench) swarm(ctx context.Context, n int) error {
 		rss = append(rss, r)
 		sum += cpu[i]
 	}
-	fig("idle CPU per node p50 / max", fmt.Sprintf("%.1f / %.1f ms/s (all %d: %.0f ms/s)", pct(cpu, .5), pct(cpu, 1), n, sum), "")
-	fig("RSS per node p50 / max", fmt.Sprintf("%.0f / %.0f MiB", pct(rss, .5), pct(rss, 1)), "")
+	fig("idle CPU per node p50 / max", fmt.Sprintf("%.1f / %.1f ms/s (all %d: %.0f ms/s)", proc.Percentile(cpu, .5), proc.Percentile(cpu, 1), n, sum), "")
+	fig("RSS per node p50 / max", fmt.Sprintf("%.0f / %.0f MiB", proc.Percentile(rss, .5), proc.Percentile(rss, 1)), "")
 	return nil
 }

@@ -56,7 +56,7 @@ func TestChildExitedBeforeReady(t *testing.T) {
 // Close kills every child and refuses new ones.
 func TestGroupCloseKillsChildren(t *testing.T) {
 	var g Group
-	c, err := g.Start("sleeper", "/bin/sh", []string{"-c", "sleep 60"}, "")
+	c, err := g.Start("sleeper", "sleep", []string{"60"}, "") // not via sh: a forked sleep would hold the output pipe open after sh is killed
 	if err != nil {
 		t.Fatal(err)
 	}
