@@ -10,98 +10,19 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 
 	"github.com/nats-io/nkeys"
 
+	"github.com/robonet-mesh/robonet/bench/internal/scope"
 	"github.com/robonet-mesh/robonet/federation"
 	"github.com/robonet-mesh/robonet/internal/testmesh"
 	"github.com/robonet-mesh/robonet/mesh"
 	"github.com/robonet-mesh/robonet/node"
 )
 
-// scope is the testing.TB that internal/testmesh's helpers take, for a
-// program: temp dirs under one root, cleanups run by close (last
-// registered first), log lines to stderr with -v, and Fatal as a panic
-// that run recovers into an error. Only the methods below are called by
-// testmesh; the embedded interface is nil and stands for the rest.
-type scope struct {
-	testing.TB
-	root    string
-	verbose bool
-
-	mu       sync.Mutex // guards the fields below
-	cleanups []func()
-	dirs     int
-}
-
-// failure is what Fatal panics with; run turns it back into an error.
-type failure struct{ msg string }
-
-func (f failure) Error() string { return f.msg }
-
-// newScope makes a scope whose temp dirs are under a fresh dir in root.
-func newScope(root string, verbose bool) (*scope, error) {
-	dir, err := os.MkdirTemp(root, "scope")
-	if err != nil {
-		return nil, err
-	}
-	return &scope{root: dir, verbose: verbose}, nil
-}
-
-func (s *scope) Helper()      {}
-func (s *scope) Name() string { return "bench/federation" }
-func (s *scope) Failed() bool { return false }
-
-func (s *scope) Log(args ...any) {
-	if s.verbose {
-		fmt.Fprintln(os.Stderr, args...)
-	}
-}
-
-func (s *scope) Logf(format string, args ...any) { s.Log(fmt.Sprintf(format, args...)) }
-
-func (s *scope) Fatal(args ...any) { panic(failure{fmt.Sprint(args...)}) }
-
-func (s *scope) Fatalf(format string, args ...any) { panic(failure{fmt.Sprintf(format, args...)}) }
-
-func (s *scope) Errorf(format string, args ...any) { s.Fatalf(format, args...) }
-
-func (s *scope) Cleanup(f func()) {
-	s.mu.Lock()
-	s.cleanups = append(s.cleanups, f)
-	s.mu.Unlock()
-}
-
-func (s *scope) TempDir() string {
-	s.mu.Lock()
-	s.dirs++
-	dir := filepath.Join(s.root, fmt.Sprintf("d%d", s.dirs))
-	s.mu.Unlock()
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		s.Fatal(err)
-	}
-	return dir
-}
-
-// close runs the cleanups, last registered first.
-func (s *scope) close() {
-	for {
-		s.mu.Lock()
-		if len(s.cleanups) == 0 {
-			s.mu.Unlock()
-			return
-		}
-		f := s.cleanups[len(s.cleanups)-1]
-		s.cleanups = s.cleanups[:len(s.cleanups)-1]
-		s.mu.Unlock()
-		f()
-	}
-}
-
 // check is testmesh.CheckFor: poll f until nil, fail after timeout.
-func (s *scope) check(timeout time.Duration, f func() error) {
+func check(s *scope.Scope, timeout time.Duration, f func() error) {
 	testmesh.CheckFor(s, timeout, 20*time.Millisecond, f)
 }
 
@@ -118,7 +39,7 @@ type features struct {
 // startFeatures starts the features beside every running node of sw and
 // registers their shutdown (which runs before the nodes', cleanups being
 // last-first).
-func startFeatures(s *scope, sw *testmesh.Swarm, log *slog.Logger) []*features {
+func startFeatures(s *scope.Scope, sw *testmesh.Swarm, log *slog.Logger) []*features {
 	var out []*features
 	for _, nd := range sw.Live() {
 		f, stop, err := startNodeFeatures(nd, log)
@@ -198,8 +119,8 @@ func leafLinks(n *node.Node) []federation.Link {
 
 // waitServing waits until every ambassador of fs is in its swarm's queue
 // group.
-func waitServing(s *scope, fs []*features) {
-	s.check(30*time.Second, func() error {
+func waitServing(s *scope.Scope, fs []*features) {
+	check(s, 30*time.Second, func() error {
 		for _, f := range fs {
 			if !f.amb.Serving() {
 				return fmt.Errorf("the ambassador of %s does not serve yet", f.node.Chevron())
@@ -211,8 +132,8 @@ func waitServing(s *scope, fs []*features) {
 
 // waitHears waits until the directory beside f shows every swarm of
 // prefixes with its link up.
-func waitHears(s *scope, f *features, prefixes ...string) {
-	s.check(30*time.Second, func() error {
+func waitHears(s *scope.Scope, f *features, prefixes ...string) {
+	check(s, 30*time.Second, func() error {
 		for _, p := range prefixes {
 			st, ok := f.dir.Swarm(p)
 			if !ok || st.Link != federation.LinkUp {
@@ -228,7 +149,7 @@ func waitHears(s *scope, f *features, prefixes ...string) {
 // hands it down), and connects it to at: a requester of the hub's that
 // works from any swarm below it. Each user has its own key and chain file,
 // so two requesters never share a chain.
-func hubUser(s *scope, hub *testmesh.Swarm, name string, at *node.Node, below ...*testmesh.Swarm) *mesh.Client {
+func hubUser(s *scope.Scope, hub *testmesh.Swarm, name string, at *node.Node, below ...*testmesh.Swarm) *mesh.Client {
 	kp, err := nkeys.CreateUser()
 	if err != nil {
 		s.Fatalf("user %s: %v", name, err)
@@ -244,7 +165,7 @@ func hubUser(s *scope, hub *testmesh.Swarm, name string, at *node.Node, below ..
 	// again, and take "exists" after a try that wrote the record but
 	// did not see every node apply it (the wait below covers that).
 	tried := false
-	s.check(30*time.Second, func() error {
+	check(s, 30*time.Second, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		ids, err := admin.Identities(ctx)
@@ -259,7 +180,7 @@ func hubUser(s *scope, hub *testmesh.Swarm, name string, at *node.Node, below ..
 		tried = true
 		return fmt.Errorf("add user %s: %w", name, err)
 	})
-	s.check(30*time.Second, func() error {
+	check(s, 30*time.Second, func() error {
 		for _, sw := range append([]*testmesh.Swarm{hub}, below...) {
 			for _, nd := range sw.Live() {
 				if r, ok := nd.RoleOf(pub); !ok || r != "admin" {
@@ -292,7 +213,7 @@ type delayProxy struct {
 	wg    sync.WaitGroup
 }
 
-func startDelayProxy(s *scope, target string, delay time.Duration) *delayProxy {
+func startDelayProxy(s *scope.Scope, target string, delay time.Duration) *delayProxy {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		s.Fatal(err)
@@ -370,7 +291,7 @@ func (p *delayProxy) copy(dst, src net.Conn) {
 
 // leafTargets are the addresses children dial for hub: its nodes' leaf
 // listeners, each behind a delay proxy of rtt/2 each way when rtt > 0.
-func leafTargets(s *scope, hub *testmesh.Swarm, rtt time.Duration) []string {
+func leafTargets(s *scope.Scope, hub *testmesh.Swarm, rtt time.Duration) []string {
 	addrs := hub.LeafAddrs()
 	if rtt <= 0 {
 		return addrs
@@ -385,7 +306,7 @@ func leafTargets(s *scope, hub *testmesh.Swarm, rtt time.Duration) []string {
 // startChild starts a child swarm of n nodes under prefix whose nodes dial
 // parents, admitted with a fresh token of hub's, and waits until every node
 // is linked.
-func startChild(s *scope, hub *testmesh.Swarm, parents []string, n int, prefix string, opts ...testmesh.Option) *testmesh.Swarm {
+func startChild(s *scope.Scope, hub *testmesh.Swarm, parents []string, n int, prefix string, opts ...testmesh.Option) *testmesh.Swarm {
 	tok := hub.FederationToken(15*time.Minute, prefix)
 	sw := testmesh.StartSwarm(s, n, prefix, append([]testmesh.Option{testmesh.WithFederate(parents, tok)}, opts...)...)
 	sw.WaitLinked(60 * time.Second)

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/robonet-mesh/robonet/bench/internal/scope"
 	"github.com/robonet-mesh/robonet/federation"
 	"github.com/robonet-mesh/robonet/internal/testmesh"
 	"github.com/robonet-mesh/robonet/mesh"
@@ -42,7 +43,7 @@ type latency struct {
 // warm rounds not counted. The three kinds take turns going first in a
 // round, so the audit writes one gather leaves behind weigh on each kind
 // alike.
-func measureLatency(s *scope, n, full, rounds, warm int, rtt time.Duration, log *slog.Logger) latency {
+func measureLatency(s *scope.Scope, n, full, rounds, warm int, rtt time.Duration, log *slog.Logger) latency {
 	began := time.Now()
 	full = min(full, n)
 	hub := testmesh.StartSwarm(s, 1, hubPrefix, testmesh.AsHub())
@@ -72,7 +73,7 @@ func measureLatency(s *scope, n, full, rounds, warm int, rtt time.Duration, log 
 	sp, _ := subjects.ParseSwarmPrefix(siblingPrefix)
 	sel, _ := subjects.ParseSelector(targetPrefix)
 	// Then until all three kinds answered in full once.
-	s.check(60*time.Second, func() error {
+	check(s, 60*time.Second, func() error {
 		_, ok := gatherInSwarm(ctx, s, inside, sel, n)
 		_, _, ok1 := gatherFederated(ctx, s, fromHub, hp, n)
 		_, _, ok2 := gatherFederated(ctx, s, fromSibling, sp, n)
@@ -123,7 +124,7 @@ func b2i(b bool) int {
 
 // gatherInSwarm is `robonet run 3.12.7 ping` from inside 3.12.7: the
 // registry read first (not timed), then the gather (timed).
-func gatherInSwarm(ctx context.Context, s *scope, c *mesh.Client, sel subjects.Selector, n int) (time.Duration, bool) {
+func gatherInSwarm(ctx context.Context, s *scope.Scope, c *mesh.Client, sel subjects.Selector, n int) (time.Duration, bool) {
 	members, err := c.Nodes(ctx)
 	if err != nil {
 		s.Fatalf("in-swarm registry read: %v", err)
@@ -141,7 +142,7 @@ func gatherInSwarm(ctx context.Context, s *scope, c *mesh.Client, sel subjects.S
 // the CLI builds it (cmd/robonet/fedrun.go): the directory, the federated
 // registry's keys and the local registry read first (timed apart, pre),
 // then federation.Gather (timed).
-func gatherFederated(ctx context.Context, s *scope, c *mesh.Client, local subjects.Chevron, n int) (d, pre time.Duration, ok bool) {
+func gatherFederated(ctx context.Context, s *scope.Scope, c *mesh.Client, local subjects.Chevron, n int) (d, pre time.Duration, ok bool) {
 	t0 := time.Now()
 	req, err := cliRequest(ctx, c, local, targetPrefix, 10*time.Second)
 	pre = time.Since(t0)
@@ -181,8 +182,8 @@ func cliRequest(ctx context.Context, c *mesh.Client, local subjects.Chevron, sel
 // waitFedNodes waits until the federated registry as c's node serves it
 // lists n nodes under prefix. Until then `robonet run` from there drops the
 // swarm's answers (keys it cannot check) and waits out its deadline.
-func waitFedNodes(s *scope, c *mesh.Client, prefix string, n int) {
-	s.check(60*time.Second, func() error {
+func waitFedNodes(s *scope.Scope, c *mesh.Client, prefix string, n int) {
+	check(s, 60*time.Second, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		fn, err := federation.ReadNodes(ctx, c)

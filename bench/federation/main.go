@@ -36,6 +36,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/robonet-mesh/robonet/bench/internal/scope"
 )
 
 // config is the command line.
@@ -88,15 +90,7 @@ func main() {
 }
 
 func run(root string, c config) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			f, ok := r.(failure)
-			if !ok {
-				panic(r)
-			}
-			err = f
-		}
-	}()
+	defer scope.Recover(&err)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if c.verbose {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -122,12 +116,13 @@ func run(root string, c config) (err error) {
 }
 
 // inScope runs f in a fresh scope and closes it.
-func inScope(root string, c config, f func(s *scope)) error {
-	s, err := newScope(root, c.verbose)
+func inScope(root string, c config, f func(s *scope.Scope)) error {
+	dir, err := os.MkdirTemp(root, "scope")
 	if err != nil {
 		return err
 	}
-	defer s.close()
+	s := scope.New(dir, "bench/federation", c.verbose)
+	defer s.Close()
 	f(s)
 	return nil
 }
@@ -146,7 +141,7 @@ func latencyFigures(root string, c config, log *slog.Logger) error {
 	var rows []latency
 	for _, n := range sizes {
 		progress(c, "latency: target swarm of %d nodes", n)
-		if err := inScope(root, c, func(s *scope) {
+		if err := inScope(root, c, func(s *scope.Scope) {
 			rows = append(rows, measureLatency(s, n, c.full, c.rounds, c.warm, c.rtt, log))
 		}); err != nil {
 			return err
@@ -178,7 +173,7 @@ func latencyFigures(root string, c config, log *slog.Logger) error {
 
 func partitionFigures(root string, c config, log *slog.Logger) error {
 	var cycles []cycle
-	err := inScope(root, c, func(s *scope) {
+	err := inScope(root, c, func(s *scope.Scope) {
 		progress(c, "partition: starting a hub of %d nodes and a child of %d", partHub, partChild)
 		p := startPartitionTopology(s, c.rtt, log)
 		for i := 0; i < c.runs; i++ {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/robonet-mesh/robonet/bench/internal/scope"
 	"github.com/robonet-mesh/robonet/federation"
 	"github.com/robonet-mesh/robonet/internal/testmesh"
 	"github.com/robonet-mesh/robonet/mesh"
@@ -61,7 +62,7 @@ type partitionTopology struct {
 	local            subjects.Chevron
 }
 
-func startPartitionTopology(s *scope, rtt time.Duration, log *slog.Logger) *partitionTopology {
+func startPartitionTopology(s *scope.Scope, rtt time.Duration, log *slog.Logger) *partitionTopology {
 	p := &partitionTopology{}
 	p.hub = testmesh.StartSwarm(s, partHub, hubPrefix, testmesh.AsHub())
 	target := p.hub.Node(0).LeafAddr()
@@ -83,7 +84,7 @@ func startPartitionTopology(s *scope, rtt time.Duration, log *slog.Logger) *part
 	p.childJS = featureJS(s, p.child.Node(0))
 	// The hub's leader creates rn_fed_events once it hears the child, and
 	// sources what the child has had since it started.
-	s.check(60*time.Second, func() error {
+	check(s, 60*time.Second, func() error {
 		last, err := lastSeq(p.childJS, federation.StreamEvents)
 		if err != nil {
 			return err
@@ -100,7 +101,7 @@ func startPartitionTopology(s *scope, rtt time.Duration, log *slog.Logger) *part
 	return p
 }
 
-func featureJS(s *scope, nd *node.Node) jetstream.JetStream {
+func featureJS(s *scope.Scope, nd *node.Node) jetstream.JetStream {
 	nc, err := nd.FeatureConn("bench")
 	if err != nil {
 		s.Fatalf("feature connection to %s: %v", nd.Chevron(), err)
@@ -248,11 +249,11 @@ func complete(res federation.Result) bool {
 
 // produce runs local pings in the child until its rn_events took at least
 // n more events (each ping to its nodes is one audit event per node).
-func (p *partitionTopology) produce(s *scope, n int) int {
+func (p *partitionTopology) produce(s *scope.Scope, n int) int {
 	ctx := context.Background()
 	before := p.childLastSeq(s)
 	var members []wire.Member
-	s.check(10*time.Second, func() (err error) {
+	check(s, 10*time.Second, func() (err error) {
 		if members, err = p.inChild.Nodes(ctx); err != nil {
 			return fmt.Errorf("the child's registry during the partition: %w", err)
 		}
@@ -265,7 +266,7 @@ func (p *partitionTopology) produce(s *scope, n int) int {
 		}
 	}
 	var now uint64
-	s.check(30*time.Second, func() (err error) {
+	check(s, 30*time.Second, func() (err error) {
 		if now, err = lastSeq(p.childJS, federation.StreamEvents); err != nil {
 			return fmt.Errorf("the child's events during the partition: %w", err)
 		}
@@ -279,9 +280,9 @@ func (p *partitionTopology) produce(s *scope, n int) int {
 
 // childLastSeq is the child's rn_events last sequence, asked again for up
 // to 10 s (a JetStream request may meet a moment without an answer).
-func (p *partitionTopology) childLastSeq(s *scope) uint64 {
+func (p *partitionTopology) childLastSeq(s *scope.Scope) uint64 {
 	var last uint64
-	s.check(10*time.Second, func() (err error) {
+	check(s, 10*time.Second, func() (err error) {
 		if last, err = lastSeq(p.childJS, federation.StreamEvents); err != nil {
 			return fmt.Errorf("the child's events: %w", err)
 		}
@@ -292,11 +293,11 @@ func (p *partitionTopology) childLastSeq(s *scope) uint64 {
 
 // runCycle partitions the child for at least hold, producing events
 // inside it, heals, and measures.
-func (p *partitionTopology) runCycle(s *scope, events int, hold time.Duration) cycle {
+func (p *partitionTopology) runCycle(s *scope.Scope, events int, hold time.Duration) cycle {
 	var c cycle
 	kicks := p.kicks()
 	// Steady first: linked, heard, answering.
-	s.check(60*time.Second, func() error {
+	check(s, 60*time.Second, func() error {
 		if st := p.state(); st.dirUp != 1 || st.hubLinks != partChild || st.childLinks != partChild {
 			return fmt.Errorf("not steady: %+v", st)
 		}
@@ -344,7 +345,7 @@ func (p *partitionTopology) runCycle(s *scope, events int, hold time.Duration) c
 	first = w.wait(10 * time.Second)
 	c.firstLink, c.linksUp, c.dirUp, c.kickAt = first["first"], first["links"], first["dir"], first["kick"]
 	var seen map[uint64]int
-	s.check(30*time.Second, func() (err error) {
+	check(s, 30*time.Second, func() (err error) {
 		if seen, err = originSeqs(p.hubJS); err != nil {
 			return fmt.Errorf("reading the hub's %s: %w", federation.StreamFedEvents, err)
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
+	"github.com/robonet-mesh/robonet/bench/internal/scope"
 	"github.com/robonet-mesh/robonet/command"
 	"github.com/robonet-mesh/robonet/internal/testmesh"
 	"github.com/robonet-mesh/robonet/mesh"
@@ -48,7 +49,7 @@ type responder struct {
 // prefix.first … prefix.last, spread over the live nodes of sw, and waits
 // until every live node sees each of them alive. Their shutdown is
 // registered on s.
-func startResponders(s *scope, sw *testmesh.Swarm, prefix string, first, last int) {
+func startResponders(s *scope.Scope, sw *testmesh.Swarm, prefix string, first, last int) {
 	if first > last {
 		return
 	}
@@ -87,7 +88,7 @@ func startResponders(s *scope, sw *testmesh.Swarm, prefix string, first, last in
 		wg.Add(1)
 		go func() { defer wg.Done(); r.beat(ctx, hosts[i%len(hosts)].ServerName()) }()
 	}
-	s.check(60*time.Second, func() error {
+	check(s, 60*time.Second, func() error {
 		for _, nd := range sw.Live() {
 			alive := 0
 			for _, m := range nd.Members() {

@@ -31,6 +31,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/robonet-mesh/robonet/bench/internal/scope"
 	"github.com/robonet-mesh/robonet/gateway"
 	"github.com/robonet-mesh/robonet/gateway/tunnel"
 	"github.com/robonet-mesh/robonet/internal/testmesh"
@@ -55,17 +56,9 @@ func run(n, sizeMiB int, verbose bool) (err error) {
 		return err
 	}
 	defer os.RemoveAll(root)
-	s := &scope{root: root, verbose: verbose}
-	defer s.close()
-	defer func() {
-		if r := recover(); r != nil {
-			f, ok := r.(failure)
-			if !ok {
-				panic(r)
-			}
-			err = f
-		}
-	}()
+	s := scope.New(root, "bench/proxy", verbose)
+	defer s.Close()
+	defer scope.Recover(&err)
 	b, err := setup(s)
 	if err != nil {
 		return err
@@ -123,7 +116,7 @@ type bench struct {
 	port             int
 }
 
-func setup(s *scope) (*bench, error) {
+func setup(s *scope.Scope) (*bench, error) {
 	sw := testmesh.Start(s, 2)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
