@@ -209,17 +209,23 @@ func clientAddr(r *http.Request) string {
 
 // newTicket stores cred behind a single-use login ticket.
 func (a *authState) newTicket(cred credential) (string, error) {
+	return storeSecret(a, a.tickets, ticket{cred: cred, expires: a.g.now().Add(ticketTTL)}, "login links")
+}
+
+// storeSecret stores v in m (one of a's maps, at most maxTickets entries)
+// under a fresh random secret, which it returns; what names the entries
+// for the error when m is full. a.mu must not be held.
+func storeSecret[T any](a *authState, m map[[32]byte]T, v T, what string) (string, error) {
 	t, err := randomSecret()
 	if err != nil {
 		return "", err
 	}
-	now := a.g.now()
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if len(a.tickets) >= maxTickets {
-		return "", fmt.Errorf("%d login links are waiting to be used: try again in a minute", len(a.tickets))
+	if len(m) >= maxTickets {
+		return "", fmt.Errorf("%d %s are waiting to be used: try again in a minute", len(m), what)
 	}
-	a.tickets[secretKey(t)] = ticket{cred: cred, expires: now.Add(ticketTTL)}
+	m[secretKey(t)] = v
 	return t, nil
 }
 

@@ -279,18 +279,7 @@ func (g *Gateway) serveProxyVisit(w http.ResponseWriter, r *http.Request) {
 
 // newProxyTicket stores a single-use entry of session into app.
 func (a *authState) newProxyTicket(session [32]byte, app string) (string, error) {
-	t, err := randomSecret()
-	if err != nil {
-		return "", err
-	}
-	now := a.g.now()
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if len(a.proxyTickets) >= maxTickets {
-		return "", fmt.Errorf("%d proxy entries are waiting to be used: try again in a minute", len(a.proxyTickets))
-	}
-	a.proxyTickets[secretKey(t)] = proxyTicket{session: session, app: app, expires: now.Add(proxyTicketTTL)}
-	return t, nil
+	return storeSecret(a, a.proxyTickets, proxyTicket{session: session, app: app, expires: a.g.now().Add(proxyTicketTTL)}, "proxy entries")
 }
 
 // burnProxyTicket takes entry ticket t out (used, whatever happens next).
