@@ -182,6 +182,13 @@ func (g *Gateway) serveProxyMain(w http.ResponseWriter, r *http.Request, p *Prin
 	http.Redirect(w, r, u, http.StatusSeeOther)
 }
 
+// underApp reports whether uri (a path and query) is app's root or under it.
+func underApp(uri, app string) bool {
+	root := "/proxy/" + app
+	rest, ok := strings.CutPrefix(uri, root)
+	return ok && (rest == "" || rest[0] == '/' || rest[0] == '?')
+}
+
 // proxyApp is "<chevron>/<port>" of a /proxy/<chevron>/<port>/… path, in
 // canonical form.
 func proxyApp(path string) (string, bool) {
@@ -226,7 +233,7 @@ func (g *Gateway) serveProxyEnter(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	tk, ok := g.auth.burnProxyTicket(q.Get("t"))
 	to := q.Get("to")
-	if !ok || !strings.HasPrefix(to, "/proxy/"+tk.app+"/") {
+	if !ok || !underApp(to, tk.app) {
 		g.auth.limited(addr, true)
 		loginPage(w, http.StatusUnauthorized, "This link to a proxied app is not valid (any more): open the app again from the dashboard.")
 		return

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -129,6 +130,18 @@ func TestBrowsersGetProxiedAppsOnTheProxyOrigin(t *testing.T) {
 		t.Fatalf("served at %s, want the proxy origin %s", final, r.g.ProxyURL())
 	}
 
+	// The app's root without its slash ends there too, with it (the test
+	// app has no page at its root: its own 404 answers).
+	resp, err := hc.Get(r.g.URL() + r.path(r.app.port, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.Request.URL.String() != r.g.ProxyURL()+r.path(r.app.port, "/") || !strings.Contains(string(body), "404 page not found") {
+		t.Fatalf("the app's root without a slash: %d at %s: %s", resp.StatusCode, resp.Request.URL, body)
+	}
+
 	// Scripts of the proxied page reach the dashboard only cross-origin:
 	// a POST carrying the session cookie is refused.
 	a := r.do(hc, "POST", "/api/run", `{"selector":"all","verb":"ping"}`, "Origin", r.g.ProxyURL(), "Sec-Fetch-Site", "same-site")
@@ -143,7 +156,7 @@ func TestBrowsersGetProxiedAppsOnTheProxyOrigin(t *testing.T) {
 	// Another app this browser did not enter is not opened by the cookie:
 	// the proxy origin sends it back to the dashboard's port.
 	noFollow := &http.Client{Jar: hc.Jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := noFollow.Get(r.g.ProxyURL() + r.path(r.other, "/hello"))
+	resp, err = noFollow.Get(r.g.ProxyURL() + r.path(r.other, "/hello"))
 	if err != nil {
 		t.Fatal(err)
 	}
