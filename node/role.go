@@ -338,7 +338,15 @@ func (n *Node) coreSizeWithin(maxAge time.Duration) int {
 }
 
 // readCoreSize reads rn_config's core.size (--core until it is readable).
+// A core member asks the bucket's stream leader: a KV get is a direct get,
+// which any replica may answer before it has applied the last `core size`
+// (a `core add` right after it was then refused as "full").
 func (n *Node) readCoreSize() int {
+	if n.kvs.config != nil && !n.edge {
+		if v, ok := n.leaderCoreSize(); ok {
+			return v
+		}
+	}
 	if n.kvs.config != nil {
 		ctx, cancel := context.WithTimeout(n.ctx, 500*time.Millisecond)
 		e, err := n.kvs.config.Get(ctx, coreSizeKey)
@@ -350,6 +358,32 @@ func (n *Node) readCoreSize() int {
 		}
 	}
 	return n.opts.Core
+}
+
+// leaderCoreSize reads core.size with the JetStream API's message get,
+// which the stream's leader answers; false when there is none (yet) or the
+// leader does not answer in time.
+func (n *Node) leaderCoreSize() (int, bool) {
+	req, _ := json.Marshal(map[string]string{"last_by_subj": "$KV." + BucketConfig + "." + coreSizeKey})
+	ctx, cancel := context.WithTimeout(n.ctx, 500*time.Millisecond)
+	defer cancel()
+	m, err := n.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET.KV_"+BucketConfig, req)
+	if err != nil {
+		return 0, false
+	}
+	var resp struct {
+		Message *struct {
+			Data []byte `json:"data"`
+		} `json:"message"`
+	}
+	if json.Unmarshal(m.Data, &resp) != nil || resp.Message == nil {
+		return 0, false
+	}
+	v, err := strconv.Atoi(strings.TrimSpace(string(resp.Message.Data)))
+	if err != nil || v < 1 || v > MaxCore {
+		return 0, false
+	}
+	return v, true
 }
 
 // CoreStatus is the core as this node sees it; on an edge, the core's
