@@ -57,6 +57,7 @@ func runOne(ctx context.Context, c *mesh.Client, verb, args string) (string, str
 // command; and nothing once the user is revoked.
 func TestDelegatedKeyActsWithTheLowerRole(t *testing.T) {
 	s := testmesh.Start(t, 2)
+	s.WaitAlive(30 * time.Second)
 	ctx := context.Background()
 	gw := s.Node(1).Pubkey()
 	olga := s.User(1, "olga", wire.RoleOperator)
@@ -87,19 +88,25 @@ func TestDelegatedKeyActsWithTheLowerRole(t *testing.T) {
 				}
 				return nil
 			})
-			st, msg, err := runOne(ctx, tc.c, "config", setArgs)
-			if err != nil || st != tc.set || !strings.Contains(msg, tc.errMatch) {
-				t.Fatalf("config set: %s %q %v, want %s with %q", st, msg, err, tc.set, tc.errMatch)
-			}
+			testmesh.CheckFor(t, 10*time.Second, 100*time.Millisecond, func() error {
+				st, msg, err := runOne(ctx, tc.c, "config", setArgs)
+				if err != nil || st != tc.set || !strings.Contains(msg, tc.errMatch) {
+					return fmt.Errorf("config set: %s %q %v, want %s with %q", st, msg, err, tc.set, tc.errMatch)
+				}
+				return nil
+			})
 		})
 	}
 
 	t.Run("dangerous stays with the CLI", func(t *testing.T) {
 		admin := session(t, s.Client(0), gw, wire.RoleAdmin)
-		st, msg, err := runOne(ctx, admin, "exec", `{"argv":["/bin/true"]}`)
-		if err != nil || st != mesh.StatusDenied || !strings.Contains(msg, "delegated key") {
-			t.Fatalf("exec by an admin's session: %s %q %v, want denied naming the delegated key", st, msg, err)
-		}
+		testmesh.CheckFor(t, 10*time.Second, 100*time.Millisecond, func() error {
+			st, msg, err := runOne(ctx, admin, "exec", `{"argv":["/bin/true"]}`)
+			if err != nil || st != mesh.StatusDenied || !strings.Contains(msg, "delegated key") {
+				return fmt.Errorf("exec by an admin's session: %s %q %v, want denied naming the delegated key", st, msg, err)
+			}
+			return nil
+		})
 	})
 
 	t.Run("no delegation", func(t *testing.T) {
