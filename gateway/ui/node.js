@@ -74,7 +74,7 @@ export class NodeView {
   update() {
     const n = this.app.state.nodes.find((m) => m.chevron === this.chevron);
     const alerts = this.app.alertsAbout(this.chevron);
-    const sig = JSON.stringify([n, alerts, Math.floor(Date.now() / 5000)]);
+    const sig = JSON.stringify([n && { ...n, last_seen: undefined, load: fmtNum(n.load) }, alerts, Math.floor(Date.now() / 5000)]);
     if (sig === this.sig) return;
     this.sig = sig;
     clear(this.infoBox);
