@@ -28,8 +28,13 @@ export class AlertsView {
     this.update();
   }
 
+  // update re-renders when the alerts changed, and every 5 s for the
+  // "when" column; not on every socket message, so a selection survives.
   update() {
     const alerts = this.app.activeAlerts();
+    const sig = JSON.stringify([alerts, this.app.state.alertsError, Math.floor(Date.now() / 5000)]);
+    if (sig === this.sig) return;
+    this.sig = sig;
     fill(this.root, h("h1", { text: "Alerts" }),
       h("p", { class: "hint", text: "Sentinel findings from every live node, newest first; updated live." }),
       this.app.state.alertsError ? h("p", { class: "error", role: "alert", text: this.app.state.alertsError }) : null,
@@ -50,6 +55,9 @@ export class ApprovalsView {
 
   update() {
     const list = this.app.state.approvals;
+    const sig = JSON.stringify([list, this.app.state.approvalsError, Math.floor(Date.now() / 5000)]);
+    if (sig === this.sig) return;
+    this.sig = sig;
     fill(this.root, h("h1", { text: "Approvals pending" }),
       h("p", { class: "hint", text: "Dangerous commands wait for a quorum of approvers; approve them with robonet approve <id>." }),
       this.app.state.approvalsError ? h("p", { class: "error", role: "alert", text: this.app.state.approvalsError }) : null,

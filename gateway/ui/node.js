@@ -69,8 +69,14 @@ export class NodeView {
     this.update();
   }
 
+  // update redraws the info and alerts when they changed (and every 5 s
+  // for the relative times), not on every socket message.
   update() {
     const n = this.app.state.nodes.find((m) => m.chevron === this.chevron);
+    const alerts = this.app.alertsAbout(this.chevron);
+    const sig = JSON.stringify([n && { ...n, last_seen: undefined, load: fmtNum(n.load) }, alerts, Math.floor(Date.now() / 5000)]);
+    if (sig === this.sig) return;
+    this.sig = sig;
     clear(this.infoBox);
     if (!n) {
       this.infoBox.append(h("p", { class: "error", text: `no node ${this.chevron} in the registry` }));
@@ -88,7 +94,6 @@ export class NodeView {
         rows.map(([k, v]) => [h("dt", { text: k }), h("dd", { class: k === "Public key" ? "mono" : null, text: v || "–" })])));
     }
     clear(this.alertsBox);
-    const alerts = this.app.alertsAbout(this.chevron);
     this.alertsBox.append(alerts.length ? this.app.alertsTable(alerts) : h("p", { class: "empty", text: "none" }));
   }
 
