@@ -114,14 +114,14 @@ func (ids *Identities) AddUser(ctx context.Context, name, role, pub, by string, 
 	rec, _ := json.Marshal(u)
 	data, err := trust.SignRecord(ids.kp, UsersBucket, name, rec)
 	if err != nil {
-		return wire.User{}, fmt.Errorf("%w %s: %v", ErrUser, name, err)
+		return wire.User{}, fmt.Errorf("%w %s: %w", ErrUser, name, err)
 	}
 	rev, err := ids.users.Create(ctx, name, data)
 	if err != nil {
 		if errors.Is(err, jetstream.ErrKeyExists) {
 			return wire.User{}, fmt.Errorf("%w %s exists (robonet user remove %s first)", ErrUser, name, name)
 		}
-		return wire.User{}, fmt.Errorf("%w %s: %v", ErrUser, name, err)
+		return wire.User{}, fmt.Errorf("%w %s: %w", ErrUser, name, err)
 	}
 	return u, ids.waitApplied(ctx, rev)
 }

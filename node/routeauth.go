@@ -16,9 +16,11 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
+	"github.com/robonet-mesh/robonet/mesh"
 	"github.com/robonet-mesh/robonet/trust"
 	"github.com/robonet-mesh/robonet/wire"
 )
@@ -257,6 +259,52 @@ func (ra *routeAuth) admit(pc trust.PeerCert, now time.Time) error {
 	return fmt.Errorf("%w: key %s is not a member and shows no secret or token", ErrAdmission, pc.Pub)
 }
 
+// routeTLSTimeout bounds a route's TLS handshake; admitBudget, inside it,
+// bounds the JetStream reads and writes that admitting a token needs. Both
+// cover a stall of several seconds: when a swarm grows from two to three
+// members, the leader raises every bucket from R1 to R3, and each stream
+// takes no writes until its new group has elected a leader. A second
+// joiner arriving then (colonizing hosts at once) must wait, not be told
+// its token is wrong.
+const (
+	routeTLSTimeout = 12 * time.Second
+	admitBudget     = 10 * time.Second
+)
+
+// transientJS reports whether a JetStream error may pass on its own (no
+// answer in time, no stream leader yet) rather than being an answer.
+func transientJS(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) {
+		return true
+	}
+	var api *jetstream.APIError
+	if errors.As(err, &api) {
+		return api.Code == 503 // JetStream (or the stream's group) temporarily unavailable
+	}
+	return strings.Contains(err.Error(), "(code 10008)") // the same, through LeaderKV
+}
+
+// retryJS runs op (each try bounded by a slice of ctx) until it succeeds,
+// fails with an answer, or ctx ends.
+func retryJS(ctx context.Context, op func(ctx context.Context) error) error {
+	wait := 100 * time.Millisecond
+	for {
+		tctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := op(tctx)
+		cancel()
+		if err == nil || !transientJS(err) || ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, time.Second)
+	}
+}
+
 // tokenAdmitted reports whether a one-time token admitted pub (rn_tokens
 // holds "key.<pub>" for each use, and the token's id names the same key).
 func (ra *routeAuth) tokenAdmitted(pub string) bool {
@@ -269,7 +317,7 @@ func (ra *routeAuth) tokenAdmitted(pub string) bool {
 	if ra.n.tokensKV.Load() == nil || ra.n.leaderRead == nil {
 		return false
 	}
-	ctx, cancel := context.WithTimeout(ra.n.ctx, 2*time.Second)
+	ctx, cancel := context.WithTimeout(ra.n.ctx, admitBudget)
 	defer cancel()
 	u, ok := ra.readUse(ctx, "key."+pub)
 	if !ok || u.Pubkey != pub {
@@ -287,7 +335,12 @@ func (ra *routeAuth) tokenAdmitted(pub string) bool {
 // member for this key, and, when this node holds the swarm secret, naming
 // a token that was valid under it when it was used.
 func (ra *routeAuth) readUse(ctx context.Context, key string) (wire.TokenUse, bool) {
-	e, found, err := ra.n.leaderRead.Last(ctx, "KV_"+BucketTokens, "$KV."+BucketTokens+"."+key)
+	var e mesh.KVEntry
+	var found bool
+	err := retryJS(ctx, func(ctx context.Context) (err error) {
+		e, found, err = ra.n.leaderRead.Last(ctx, "KV_"+BucketTokens, "$KV."+BucketTokens+"."+key)
+		return err
+	})
 	if err != nil || !found {
 		return wire.TokenUse{}, false
 	}
@@ -344,17 +397,25 @@ func (ra *routeAuth) useToken(id, pub, token string) error {
 	if kv == nil {
 		return fmt.Errorf("%w: one-time token %s: the swarm's state is not available yet", ErrAdmission, id)
 	}
-	ctx, cancel := context.WithTimeout(ra.n.ctx, 2*time.Second)
+	ctx, cancel := context.WithTimeout(ra.n.ctx, admitBudget)
 	defer cancel()
 	rec, _ := json.Marshal(wire.TokenUse{ID: id, Pubkey: pub, Token: token, At: time.Now().UTC()})
 	byID, err := trust.SignRecord(ra.n.kp, BucketTokens, id, rec)
 	if err != nil {
 		return fmt.Errorf("%w: one-time token %s: %v", ErrAdmission, id, err)
 	}
-	_, err = (*kv).Create(ctx, id, byID)
+	// A try that timed out may have been written: the retry then finds
+	// the key taken, and reads whose it is below.
+	err = retryJS(ctx, func(ctx context.Context) error {
+		_, err := (*kv).Create(ctx, id, byID)
+		return err
+	})
 	if err == nil {
 		byKey, _ := trust.SignRecord(ra.n.kp, BucketTokens, "key."+pub, rec)
-		if _, err := (*kv).Put(ctx, "key."+pub, byKey); err != nil {
+		if err := retryJS(ctx, func(ctx context.Context) error {
+			_, err := (*kv).Put(ctx, "key."+pub, byKey)
+			return err
+		}); err != nil {
 			ra.n.log.Warn("record token key", "id", id, "err", err)
 		}
 		ra.n.log.Info("one-time token used", "id", id, "key", pub)

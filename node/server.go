@@ -122,7 +122,7 @@ func (n *Node) serverOptions() (*server.Options, error) {
 	so.Cluster.MaxPingsOut = 3
 	// Routes are mutual TLS with node certificates; routeAuth admits peers.
 	so.Cluster.TLSConfig = n.routes.tlsConfig()
-	so.Cluster.TLSTimeout = 5 // seconds: admitting a token may read rn_tokens through its stream leader
+	so.Cluster.TLSTimeout = routeTLSTimeout.Seconds()
 	// Gossiped (implicit) routes are retried this many times: a new member
 	// may be refused by a peer that has not seen its registration yet.
 	so.Cluster.ConnectRetries = 30
@@ -308,7 +308,8 @@ func probeOne(ctx context.Context, swarm string, adopt func(string) bool, a stri
 // probeTLS completes the probe over TLS: the peer's certificate must be a
 // node's, and the peer must admit ours.
 func probeTLS(c net.Conn, swarm string, adopt func(string) bool, a string, tc *tls.Config) (silent bool, leafs []string, cluster string, err error) {
-	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+	// The member may spend up to admitBudget recording a token's use.
+	_ = c.SetDeadline(time.Now().Add(routeTLSTimeout + time.Second))
 	tlc := tls.Client(c, tc)
 	if err := tlc.Handshake(); err != nil {
 		if errors.Is(err, io.EOF) {

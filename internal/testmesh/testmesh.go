@@ -5,6 +5,7 @@ package testmesh
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -344,8 +345,25 @@ func (s *Swarm) User(i int, name, role string) *mesh.Client {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	if _, err := ids.AddUser(context.Background(), name, role, pub, "", time.Now()); err != nil {
-		s.t.Fatalf("add user %s: %v", name, err)
+	// A write can stall for seconds while the leader raises the buckets to
+	// R3 (a swarm that just grew to three): try again, and take "exists"
+	// on a later try as the earlier try having landed (the check below
+	// proves it is this key with this role).
+	deadline := time.Now().Add(30 * time.Second)
+	for try := 0; ; try++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err := ids.AddUser(ctx, name, role, pub, "", time.Now())
+		cancel()
+		if err == nil || (try > 0 && strings.Contains(err.Error(), "exists")) {
+			break
+		}
+		var ne *mesh.NotEverywhereError
+		if errors.As(err, &ne) {
+			break // written; the check below waits for every node
+		}
+		if !errors.Is(err, context.DeadlineExceeded) || time.Now().After(deadline) {
+			s.t.Fatalf("add user %s: %v", name, err)
+		}
 	}
 	CheckFor(s.t, 20*time.Second, 50*time.Millisecond, func() error {
 		for _, nd := range s.Live() {
