@@ -1,0 +1,3 @@
+package media
+
+import _ "github.com/pion/webrtc/v4" // pinned; see go.mod
