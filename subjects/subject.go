@@ -195,3 +195,29 @@ func CmdPermissions(verb string) []string {
 // QueryCore asks a core node for the core's size and members
 // (wire.CoreStatus): core nodes answer in the queue group and on QueryAt.
 const QueryCore = "core"
+
+// Media subjects of the node at c (package media): a WHEP offer for a
+// stream (request/reply), a session's PATCH and DELETE, the RTP the node
+// publishes while a relay lease lives, the lease renewals, and the node's
+// stream list. The caller validates stream and session as tokens.
+func MediaWHEP(c Chevron, stream string) string { return join(c, "media", stream, "whep") }
+
+// MediaSession is the subject of a WHEP session's PATCH and DELETE.
+func MediaSession(c Chevron, stream, session string) string {
+	return join(c, "media", stream, "whep", session)
+}
+
+// MediaRTP carries a stream's RTP packets, one per message (relay path).
+func MediaRTP(c Chevron, stream string) string { return join(c, "media", stream, "rtp") }
+
+// MediaRelay is where a gateway asks for, and renews, a stream's relay.
+func MediaRelay(c Chevron, stream string) string { return join(c, "media", stream, "relay") }
+
+// MediaList is where the node at c lists its streams.
+func MediaList(c Chevron) string { return join(c, "media", "list") }
+
+// MediaSubscriptions are what the media service of the node at c serves.
+func MediaSubscriptions(c Chevron) []string {
+	return []string{join(c, "media", "*", "whep"), join(c, "media", "*", "whep", "*"),
+		join(c, "media", "*", "relay"), join(c, "media", "list")}
+}
