@@ -493,6 +493,18 @@ func chevronPerms(suffix string) []string {
 	return out
 }
 
+// mediaPerms are a viewer's media requests (package media): listing a
+// node's streams, WHEP offers and their sessions, relay leases. Viewing
+// needs tier 1, which every user role has; the camera's node checks the
+// signer again.
+func mediaPerms() []string {
+	var out []string
+	for _, s := range []string{"media.list", "media.*.whep", "media.*.whep.*", "media.*.relay"} {
+		out = append(out, chevronPerms(s)...)
+	}
+	return out
+}
+
 // Permissions returns what identity pub with role may publish and
 // subscribe (the node's own key is unrestricted and not passed here). Every
 // role subscribes only to rn.> and its own inbox (subjects.Inbox(pub)).
@@ -517,6 +529,7 @@ func Permissions(role, pub string, readVerbs []string) *server.Permissions {
 		// target end's random subject under the target node's inbox.
 		pubAllow = append(pubAllow, chevronPerms("http.*")...)
 		pubAllow = append(pubAllow, subjects.InboxRoot+".*.proxy.tun.*")
+		pubAllow = append(pubAllow, mediaPerms()...)
 	default: // observer
 		for _, v := range readVerbs {
 			pubAllow = append(pubAllow, subjects.CmdPermissions(v)...)
@@ -524,6 +537,7 @@ func Permissions(role, pub string, readVerbs []string) *server.Permissions {
 		pubAllow = append(pubAllow, queryPerms(subjects.QueryNodes, subjects.QueryStatus, subjects.QueryTrust, subjects.QueryAlerts,
 			subjects.QueryFed, subjects.QueryFedNodes, subjects.QueryCore)...)
 		pubAllow = append(pubAllow, chevronPerms("gateway.login")...)
+		pubAllow = append(pubAllow, mediaPerms()...)
 	}
 	return &server.Permissions{Publish: &server.SubjectPermission{Allow: pubAllow}, Subscribe: sub}
 }

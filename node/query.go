@@ -174,3 +174,8 @@ func queryName(subj string) string {
 func (n *Node) Authorize(m *nats.Msg, need string) (pub, role string, werr *wire.Error) {
 	return n.admitQuery(m, need)
 }
+
+// Tier is the tier a signer with role (as Authorize returned it) may act
+// at on this node: users by role, nodes by what their chain has earned in
+// this node's ledger.
+func (n *Node) Tier(role, pub string) int { return n.roleTier(role, pub, time.Now()) }
