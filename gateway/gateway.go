@@ -84,6 +84,8 @@ type Gateway struct {
 	tls     bool
 	// loopback: the gateway listens on a loopback address (hostChecked).
 	loopback bool
+	// ice is the ICE-TCP side of the listener (icetcp.go; nil: none).
+	ice *demuxSide
 	// pln and psrv are the proxy origin's listener and server (nil: none).
 	pln    net.Listener
 	psrv   *http.Server
@@ -156,6 +158,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 		}
 		return fmt.Errorf("%w: %s: %v", ErrListen, g.opts.Addr, err)
 	}
+	ln = g.demuxICE(ln) // ICE-TCP shares the port (icetcp.go), under TLS
 	host, _, _ := splitAddr(g.opts.Addr)
 	wrap := func(l net.Listener) net.Listener { return l }
 	g.loopback = isLoopback(host)
