@@ -157,6 +157,21 @@ type relayRun struct {
 	once   sync.Once     // closes ready
 }
 
+// hasFailed reports whether the run's first lease was refused before any packet.
+func (run *relayRun) hasFailed() bool {
+	select {
+	case <-run.ready:
+		return false
+	default:
+	}
+	select {
+	case <-run.failed:
+		return true
+	default:
+		return false
+	}
+}
+
 // NewRelaySource returns a stopped relay source of chevron's stream; renew
 // sends one signed lease request (as the viewer) and returns the node's
 // *Error.
@@ -184,6 +199,9 @@ func (r *RelaySource) Acquire() (release func()) {
 	if r.lingerT != nil {
 		r.lingerT.Stop()
 		r.lingerT = nil
+	}
+	if r.run != nil && r.run.hasFailed() {
+		r.stopLocked() // a new viewer asks the node again
 	}
 	if r.run == nil && !r.closed {
 		r.start()
@@ -290,7 +308,12 @@ func (r *RelaySource) Ready(ctx context.Context) error {
 	case <-run.ready:
 		return nil
 	case <-run.failed:
-		return run.err
+		select {
+		case <-run.ready: // a packet came after all
+			return nil
+		default:
+			return run.err
+		}
 	case <-ctx.Done():
 		return ctxError(ctx, "waiting for the relay's first RTP packet of "+r.stream)
 	}

@@ -263,3 +263,37 @@ func TestRelaySourceReadyFailsWithTheNodesError(t *testing.T) {
 		t.Errorf("%d sessions after a refused relay", s.Count())
 	}
 }
+
+// After a refused lease, the next viewer's Acquire asks the node again
+// rather than inheriting the old refusal.
+func TestRelaySourceRetriesAfterARefusal(t *testing.T) {
+	nc := startNATS(t)
+	enc := &fakeEncoder{name: "cam0"}
+	enc.pump(t)
+	p := NewRelayPublisher(nc, relayChevron, enc)
+	defer p.Close()
+	var refuse atomic.Bool
+	refuse.Store(true)
+	rs := NewRelaySource(nc, relayChevron, "cam0", func(context.Context) error {
+		if refuse.Load() {
+			return &Error{Status: 409, Code: "not_live", Msg: "cam0 is starting", RetryAfter: 1}
+		}
+		p.Lease("gw")
+		return nil
+	})
+	defer rs.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r1 := rs.Acquire()
+	defer r1()
+	var me *Error
+	if err := rs.Ready(ctx); !errors.As(err, &me) || me.Status != 409 {
+		t.Fatalf("Ready while refused: %v, want the 409", err)
+	}
+	refuse.Store(false)
+	r2 := rs.Acquire()
+	defer r2()
+	if err := rs.Ready(ctx); err != nil {
+		t.Fatalf("Ready after the node accepts: %v", err)
+	}
+}

@@ -139,40 +139,8 @@ func (s *Sessions) Offer(ctx context.Context, stream string, src Source, offer s
 	sess.reaper = time.AfterFunc(s.opts.ConnectTimeout, func() { s.reap(sess, "never connected") })
 	sess.mu.Unlock()
 
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
-		return fail(&Error{Status: http.StatusBadRequest, Code: wire.CodeBadRequest, Msg: "the SDP offer was refused: " + err.Error()})
-	}
-	answer, err := pc.CreateAnswer(nil)
-	if err != nil {
-		return fail(&Error{Status: http.StatusBadRequest, Code: wire.CodeBadRequest, Msg: "no answer to this offer: " + err.Error()})
-	}
-	if !sendsVideo(answer.SDP) {
-		return fail(&Error{Status: http.StatusBadRequest, Code: "unsupported_codec",
-			Msg: "the offer has no video section accepting H.264 constrained baseline (packetization-mode=1) to receive"})
-	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(answer); err != nil {
-		return fail(&Error{Status: http.StatusInternalServerError, Code: wire.CodeInternal, Msg: "set the answer: " + err.Error()})
-	}
-	select {
-	case <-gathered:
-	case <-ctx.Done():
-		return fail(ctxError(ctx, "gathering ICE candidates"))
-	}
-	select {
-	case err := <-ready:
-		if err != nil {
-			var me *Error
-			if !errors.As(err, &me) {
-				me = ctxError(ctx, "waiting for the stream")
-				if ctx.Err() == nil {
-					me = &Error{Status: http.StatusServiceUnavailable, Code: wire.CodeUnavailable, Msg: "the stream failed: " + err.Error(), RetryAfter: 5}
-				}
-			}
-			return fail(me)
-		}
-	case <-ctx.Done():
-		return fail(ctxError(ctx, "waiting for the stream's first packet"))
+	if err := negotiate(ctx, pc, offer, ready); err != nil {
+		return fail(err)
 	}
 	local := pc.LocalDescription()
 	if local == nil {
@@ -196,6 +164,47 @@ func (s *Sessions) Offer(ctx context.Context, stream string, src Source, offer s
 	}
 	s.changed()
 	return Answer{Session: sess.id, ETag: sess.etag, SDP: local.SDP}, nil
+}
+
+// negotiate answers offer on pc, waits for every candidate (WHEP servers
+// cannot trickle) and for the source's readiness, all bounded by ctx.
+func negotiate(ctx context.Context, pc *webrtc.PeerConnection, offer string, ready <-chan error) *Error {
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+		return &Error{Status: http.StatusBadRequest, Code: wire.CodeBadRequest, Msg: "the SDP offer was refused: " + err.Error()}
+	}
+	answer, err := pc.CreateAnswer(nil)
+	if err != nil {
+		return &Error{Status: http.StatusBadRequest, Code: wire.CodeBadRequest, Msg: "no answer to this offer: " + err.Error()}
+	}
+	if !sendsVideo(answer.SDP) {
+		return &Error{Status: http.StatusBadRequest, Code: "unsupported_codec",
+			Msg: "the offer has no video section accepting H.264 constrained baseline (packetization-mode=1) to receive"}
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(answer); err != nil {
+		return &Error{Status: http.StatusInternalServerError, Code: wire.CodeInternal, Msg: "set the answer: " + err.Error()}
+	}
+	select {
+	case <-gathered:
+	case <-ctx.Done():
+		return ctxError(ctx, "gathering ICE candidates")
+	}
+	select {
+	case err := <-ready:
+		if err != nil {
+			var me *Error
+			if !errors.As(err, &me) {
+				me = ctxError(ctx, "waiting for the stream")
+				if ctx.Err() == nil {
+					me = &Error{Status: http.StatusServiceUnavailable, Code: wire.CodeUnavailable, Msg: "the stream failed: " + err.Error(), RetryAfter: 5}
+				}
+			}
+			return me
+		}
+	case <-ctx.Done():
+		return ctxError(ctx, "waiting for the stream's first packet")
+	}
+	return nil
 }
 
 // ctxError is the *Error for a context that ended during what.
