@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -25,7 +26,7 @@ const H264Fmtp = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-i
 // rewrites it per binding to what each viewer offered.
 const h264PayloadType = 102
 
-// H264Codec is the capability of every track the engine sends.
+// h264Codec is the capability of every track the engine sends.
 var h264Codec = webrtc.RTPCodecCapability{
 	MimeType:    webrtc.MimeTypeH264,
 	ClockRate:   90000,
@@ -56,8 +57,8 @@ type Source interface {
 type EngineConfig struct {
 	UDP          net.PacketConn // the one ICE-UDP port (8341 by default); nil = no UDP candidates
 	TCP          net.Listener   // ICE-TCP (RFC 4571) connections, e.g. demuxed off the gateway's port; nil = none
-	TCPAdvertise []string       // IPs to advertise TCP candidates with (empty: the listener's IP when it is bound to one)
-	HostIPs      []string       // NAT 1:1 / advertised host IPs for UDP; empty = the interfaces'
+	TCPAdvertise []string       // extra IPv4s to advertise TCP candidates on (a NAT's address reaching one of this host's interfaces); empty = the gathered ones only
+	HostIPs      []string       // NAT 1:1 / advertised host IPs (UDP and TCP candidates); empty = the interfaces'
 	Loopback     bool           // include loopback candidates (tests in a loopback-only netns)
 	Logger       *slog.Logger
 }
@@ -69,6 +70,8 @@ type Engine struct {
 	log    *slog.Logger
 	muxes  []io.Closer
 	closed sync.Once
+	// tcpCands are the a=candidate lines of EngineConfig.TCPAdvertise.
+	tcpCands []string
 }
 
 // NewEngine builds the API: H.264 42e01f packetization-mode 1 with nack, nack
@@ -82,8 +85,8 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 		return nil, errors.New("media engine: neither EngineConfig.UDP nor EngineConfig.TCP is set: no ICE candidate possible")
 	}
 	for _, ip := range append(append([]string(nil), cfg.HostIPs...), cfg.TCPAdvertise...) {
-		if net.ParseIP(ip) == nil {
-			return nil, fmt.Errorf("media engine: advertised IP %q is not an IP address", ip)
+		if a := net.ParseIP(ip); a == nil || a.To4() == nil {
+			return nil, fmt.Errorf("media engine: advertised IP %q is not an IPv4 address", ip)
 		}
 	}
 	log := cfg.Logger
@@ -107,44 +110,39 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	se.SetIncludeLoopbackCandidate(cfg.Loopback)
 	e := &Engine{log: log}
 	var types []webrtc.NetworkType
-	var rules []webrtc.ICEAddressRewriteRule
 	if cfg.UDP != nil {
 		types = append(types, webrtc.NetworkTypeUDP4)
 		m := webrtc.NewICEUDPMux(lf.NewLogger("ice-udp"), cfg.UDP)
 		se.SetICEUDPMux(m)
 		e.muxes = append(e.muxes, m)
-		if len(cfg.HostIPs) > 0 {
-			rules = append(rules, webrtc.ICEAddressRewriteRule{
-				External: cfg.HostIPs, AsCandidateType: webrtc.ICECandidateTypeHost,
-				Mode: webrtc.ICEAddressRewriteReplace, Networks: []webrtc.NetworkType{webrtc.NetworkTypeUDP4},
-			})
-		}
 	}
 	if cfg.TCP != nil {
 		types = append(types, webrtc.NetworkTypeTCP4)
 		m := webrtc.NewICETCPMux(lf.NewLogger("ice-tcp"), cfg.TCP, 8)
 		se.SetICETCPMux(m)
 		e.muxes = append(e.muxes, m)
-		adv := cfg.TCPAdvertise
-		if len(adv) == 0 {
-			if a, ok := cfg.TCP.Addr().(*net.TCPAddr); ok && a.IP != nil && !a.IP.IsUnspecified() {
-				adv = []string{a.IP.String()}
+		if a, ok := cfg.TCP.Addr().(*net.TCPAddr); ok && len(cfg.TCPAdvertise) > 0 {
+			// pion's address rewriting cannot tell UDP from TCP: the
+			// advertised TCP candidates are added to each answer instead.
+			// The mux finds a connection's session by its ICE ufrag and
+			// the local address it arrived on, so an advertised address
+			// must lead to an interface address pion gathered.
+			for i, ip := range cfg.TCPAdvertise {
+				e.tcpCands = append(e.tcpCands, fmt.Sprintf("a=candidate:%d 1 tcp %d %s %d typ host tcptype passive",
+					4242+i, 1671430143-i, ip, a.Port))
 			}
-		}
-		if len(adv) > 0 {
-			rules = append(rules, webrtc.ICEAddressRewriteRule{
-				External: adv, AsCandidateType: webrtc.ICECandidateTypeHost,
-				Mode: webrtc.ICEAddressRewriteReplace, Networks: []webrtc.NetworkType{webrtc.NetworkTypeTCP4},
-			})
 		}
 	} else {
 		se.DisableActiveTCP(true)
 	}
 	se.SetNetworkTypes(types)
-	if len(rules) > 0 {
-		if err := se.SetICEAddressRewriteRules(rules...); err != nil {
+	if len(cfg.HostIPs) > 0 {
+		// pion applies the rule to UDP and TCP host candidates alike.
+		if err := se.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{
+			External: cfg.HostIPs, AsCandidateType: webrtc.ICECandidateTypeHost, Mode: webrtc.ICEAddressRewriteReplace,
+		}); err != nil {
 			e.closeMuxes()
-			return nil, fmt.Errorf("media engine: advertised addresses: %w", err)
+			return nil, fmt.Errorf("media engine: advertised host IPs %v: %w", cfg.HostIPs, err)
 		}
 	}
 	// Disconnected after 5 s without traffic, failed after 15 s: a viewer
@@ -193,4 +191,18 @@ func (l slogLeveled) Warnf(format string, args ...any) {
 func (l slogLeveled) Error(msg string) { l.log.Error(msg) }
 func (l slogLeveled) Errorf(format string, args ...any) {
 	l.log.Error(fmt.Sprintf(format, args...))
+}
+
+// withTCPCandidates adds the TCPAdvertise candidates to an answer, before
+// its first a=end-of-candidates (the bundle's first section).
+func (e *Engine) withTCPCandidates(sdp string) string {
+	if len(e.tcpCands) == 0 {
+		return sdp
+	}
+	const eoc = "a=end-of-candidates\r\n"
+	add := strings.Join(e.tcpCands, "\r\n") + "\r\n"
+	if i := strings.Index(sdp, eoc); i >= 0 {
+		return sdp[:i] + add + sdp[i:]
+	}
+	return strings.TrimRight(sdp, "\r\n") + "\r\n" + add
 }

@@ -469,3 +469,59 @@ func TestSessionsCloseEndsEverything(t *testing.T) {
 		t.Errorf("Offer after Close: %v, want a 503 *Error", err)
 	}
 }
+
+// HostIPs replace the host candidates' addresses (NAT 1:1).
+func TestHostIPsReplaceCandidates(t *testing.T) {
+	udp, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := NewEngine(EngineConfig{UDP: udp, HostIPs: []string{"192.0.2.10"}, Loopback: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	s := NewSessions(e, SessionOptions{})
+	defer s.Close()
+	a := offer(t, s, "test", newTestSource(t, "test"), newViewer(t, webrtc.NetworkTypeUDP4).offer)
+	if want := fmt.Sprintf("192.0.2.10 %d typ host", udp.LocalAddr().(*net.UDPAddr).Port); !strings.Contains(a.SDP, want) {
+		t.Errorf("answer lacks %q:\n%s", want, a.SDP)
+	}
+	if strings.Contains(a.SDP, "127.0.0.1") {
+		t.Errorf("answer still advertises 127.0.0.1:\n%s", a.SDP)
+	}
+}
+
+// TCPAdvertise adds passive TCP candidates a viewer can connect through (a
+// NAT's address that reaches one of the host's interfaces): the listener
+// is on every interface, the gathered candidates all say an unreachable
+// 203.0.113.99 (HostIPs), and the viewer reaches the session through the
+// advertised 127.0.0.1 alone.
+func TestTCPAdvertiseReachesTheSession(t *testing.T) {
+	ln, err := net.Listen("tcp4", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := NewEngine(EngineConfig{TCP: ln, HostIPs: []string{"203.0.113.99"}, TCPAdvertise: []string{"127.0.0.1"}, Loopback: true})
+	if err != nil {
+		ln.Close()
+		t.Fatal(err)
+	}
+	defer e.Close()
+	s := NewSessions(e, SessionOptions{})
+	defer s.Close()
+	v := newViewer(t, webrtc.NetworkTypeTCP4)
+	a := offer(t, s, "test", newTestSource(t, "test"), v.offer)
+	if want := fmt.Sprintf("127.0.0.1 %d typ host tcptype passive", ln.Addr().(*net.TCPAddr).Port); !strings.Contains(a.SDP, want) {
+		t.Fatalf("answer lacks %q:\n%s", want, a.SDP)
+	}
+	v.accept(t, a)
+	v.waitPackets(t, 10)
+	pair, err := v.pc.GetTransceivers()[0].Receiver().Transport().ICETransport().GetSelectedCandidatePair()
+	if err != nil || pair == nil {
+		t.Fatalf("selected pair: %v %v", pair, err)
+	}
+	if pair.Remote.Address != "127.0.0.1" || pair.Remote.Protocol != webrtc.ICEProtocolTCP {
+		t.Errorf("the viewer connected to %s %s, want the advertised 127.0.0.1 over TCP", pair.Remote.Protocol, pair.Remote.Address)
+	}
+}

@@ -163,7 +163,7 @@ func (s *Sessions) Offer(ctx context.Context, stream string, src Source, offer s
 		return Answer{}, &Error{Status: http.StatusServiceUnavailable, Code: wire.CodeUnavailable, Msg: "the peer connection failed while answering", RetryAfter: 1}
 	}
 	s.changed()
-	return Answer{Session: sess.id, ETag: sess.etag, SDP: local.SDP}, nil
+	return Answer{Session: sess.id, ETag: sess.etag, SDP: s.e.withTCPCandidates(local.SDP)}, nil
 }
 
 // negotiate answers offer on pc, waits for every candidate (WHEP servers
