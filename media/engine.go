@@ -17,11 +17,6 @@ import (
 	"github.com/pion/webrtc/v4"
 )
 
-// H264Fmtp is the one H.264 format the engine negotiates: constrained
-// baseline level 3.1, non-interleaved packetization (what browsers decode
-// everywhere, Firefox and Chrome Android included).
-const H264Fmtp = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"
-
 // h264PayloadType is the payload type the engine registers H.264 under; pion
 // rewrites it per binding to what each viewer offered.
 const h264PayloadType = 102
@@ -30,16 +25,16 @@ const h264PayloadType = 102
 var h264Codec = webrtc.RTPCodecCapability{
 	MimeType:    webrtc.MimeTypeH264,
 	ClockRate:   90000,
-	SDPFmtpLine: H264Fmtp,
+	SDPFmtpLine: H264FmtpLine, // the Encoder's: constrained baseline, what every browser decodes
 	RTCPFeedback: []webrtc.RTCPFeedback{
 		{Type: "nack"}, {Type: "nack", Parameter: "pli"}, {Type: "ccm", Parameter: "fir"},
 		{Type: "goog-remb"}, {Type: "transport-cc"},
 	},
 }
 
-// NewTrack returns a track of the engine's codec, as Sources use: id "video",
-// stream id "robonet-<stream>".
-func NewTrack(stream string) (*webrtc.TrackLocalStaticRTP, error) {
+// newTrack returns a track of the engine's codec, as the Encoder's: id
+// "video", stream id "robonet-<stream>".
+func newTrack(stream string) (*webrtc.TrackLocalStaticRTP, error) {
 	c := h264Codec
 	c.RTCPFeedback = nil
 	return webrtc.NewTrackLocalStaticRTP(c, "video", "robonet-"+stream)

@@ -63,7 +63,7 @@ type testSource struct {
 
 func newTestSource(t *testing.T, stream string) *testSource {
 	t.Helper()
-	track, err := NewTrack(stream)
+	track, err := newTrack(stream)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +122,7 @@ func newViewer(t *testing.T, network webrtc.NetworkType) *viewer {
 	t.Helper()
 	me := &webrtc.MediaEngine{}
 	if err := me.RegisterCodec(webrtc.RTPCodecParameters{
-		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000, SDPFmtpLine: H264Fmtp},
+		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000, SDPFmtpLine: H264FmtpLine},
 		PayloadType:        109,
 	}, webrtc.RTPCodecTypeVideo); err != nil {
 		t.Fatal(err)

@@ -176,7 +176,7 @@ func (run *relayRun) hasFailed() bool {
 // sends one signed lease request (as the viewer) and returns the node's
 // *Error.
 func NewRelaySource(nc *nats.Conn, chevron subjects.Chevron, stream string, renew func(ctx context.Context) error) *RelaySource {
-	track, err := NewTrack(stream)
+	track, err := newTrack(stream)
 	if err != nil {
 		// Only a codec without a MIME type fails; ours is a constant.
 		panic("media: relay track: " + err.Error())
