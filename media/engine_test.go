@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
+	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -523,5 +526,55 @@ func TestTCPAdvertiseReachesTheSession(t *testing.T) {
 	}
 	if pair.Remote.Address != "127.0.0.1" || pair.Remote.Protocol != webrtc.ICEProtocolTCP {
 		t.Errorf("the viewer connected to %s %s, want the advertised 127.0.0.1 over TCP", pair.Remote.Protocol, pair.Remote.Address)
+	}
+}
+
+// The real Encoder as a Source: ffmpeg's test pattern reaches a viewer
+// through the engine, and a missing camera fails the Offer with the
+// Encoder's *Error instead of a black video.
+func TestEncoderPlaysThroughEngine(t *testing.T) {
+	if _, err := exec.LookPath("ffmpeg"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("ffmpeg is required in CI: %v", err)
+		}
+		t.Skipf("no ffmpeg: %v", err)
+	}
+	specs, err := ParseSpecs("test=testsrc@320x240@15,cam9=/dev/video99")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newUDPEngine(t)
+	s := NewSessions(e, SessionOptions{})
+	defer s.Close()
+	var encs []*Encoder
+	for _, sp := range specs {
+		enc, err := NewEncoder(sp, EncoderOptions{Linger: -1, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer enc.Close()
+		encs = append(encs, enc)
+	}
+
+	v := newViewer(t, webrtc.NetworkTypeUDP4)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	a, err := s.Offer(ctx, "test", encs[0], v.offer)
+	if err != nil {
+		t.Fatalf("Offer of the test pattern: %v", err)
+	}
+	v.accept(t, a)
+	v.waitPackets(t, 30)
+
+	_, err = s.Offer(ctx, "cam9", encs[1], newViewer(t, webrtc.NetworkTypeUDP4).offer)
+	var me *Error
+	if !errors.As(err, &me) || me.Status < 400 || me.Msg == "" {
+		t.Fatalf("Offer of a missing camera: %v, want the Encoder's *Error", err)
+	}
+	if !strings.Contains(me.Msg, "video99") {
+		t.Errorf("the missing camera's error does not name it: %v", me)
+	}
+	if s.Viewers("cam9") != 0 || s.Count() != 1 {
+		t.Errorf("after the failed offer: %d cam9 viewers, %d sessions; want 0 and 1", s.Viewers("cam9"), s.Count())
 	}
 }
