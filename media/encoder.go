@@ -2,6 +2,7 @@ package media
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -60,6 +61,7 @@ type Encoder struct {
 	linger time.Duration
 	log    *slog.Logger
 	track  *webrtc.TrackLocalStaticRTP
+	noShow time.Duration // firstPacketTimeout; shorter in tests
 
 	// mu guards the fields below. Lock order: Encoder.mu, then run.mu.
 	mu       sync.Mutex
@@ -71,9 +73,41 @@ type Encoder struct {
 	lastErr  string      // the latest run's failure, cleared by a run's first packet
 	runCount uint64
 
-	cbMu   sync.RWMutex // guards cbs, cbNext
-	cbs    map[uint64]func([]byte)
-	cbNext uint64
+	cbMu   sync.Mutex                    // serialises OnRTP and its cancels
+	cbs    atomic.Pointer[[]rtpCallback] // copied on write: the read loop takes no lock
+	cbNext uint64                        // guarded by cbMu
+
+	// seq is the RTP numbering the Encoder sends, continued across runs. Only
+	// the current run's read loop touches it; a run starts after the previous
+	// one's read loop ended (run.done), which orders the accesses.
+	seq rtpNumbering
+}
+
+type rtpCallback struct {
+	id uint64
+	f  func([]byte)
+}
+
+// rtpNumbering continues RTP sequence numbers and timestamps from one
+// ffmpeg run to the next, so a viewer's decoder sees one stream with a gap
+// rather than a jump to another ffmpeg's random numbering.
+type rtpNumbering struct {
+	valid    bool
+	lastSeq  uint16
+	lastTS   uint32
+	lastWall time.Time
+}
+
+// offsets returns what to add to a new run's sequence numbers and
+// timestamps, given its first packet, so they continue where the previous
+// run left off (the timestamps by the wall time since, at least a frame).
+func (n *rtpNumbering) offsets(first *rtp.Packet, fps int, now time.Time) (seqOff uint16, tsOff uint32) {
+	if !n.valid {
+		return 0, 0
+	}
+	gap := max(now.Sub(n.lastWall), time.Second/time.Duration(fps))
+	ticks := uint32(min(gap, time.Hour).Milliseconds() * 90)
+	return n.lastSeq + 1 - first.SequenceNumber, n.lastTS + ticks - first.Timestamp
 }
 
 // NewEncoder checks spec and that ffmpeg exists, and starts nothing. Its
@@ -107,7 +141,7 @@ func NewEncoder(spec Spec, opts EncoderOptions) (*Encoder, error) {
 		return nil, fmt.Errorf("media stream %q: track: %w", spec.Name, err)
 	}
 	return &Encoder{spec: spec, ffmpeg: path, linger: linger, log: log.With("stream", spec.Name), track: track,
-		cbs: map[uint64]func([]byte){}}, nil
+		noShow: firstPacketTimeout}, nil
 }
 
 // Spec returns the stream the Encoder serves.
@@ -205,24 +239,44 @@ func (e *Encoder) Ready(ctx context.Context) error {
 	return nil
 }
 
-// OnRTP calls f with every RTP packet ffmpeg sends, as it sent it, until
-// cancel is called. f runs on the Encoder's read loop: it must not block,
-// and must neither modify nor keep pkt past its return without copying
-// (every callback sees the same slice).
+// OnRTP calls f with every RTP packet ffmpeg sends until cancel is called.
+// The packets are ffmpeg's bytes, with the sequence numbers and timestamps
+// the track sends (continued across ffmpeg restarts). f runs on the
+// Encoder's read loop: it must not block, and must not modify pkt (every
+// callback gets the same slice, fresh for each packet, so keeping it is
+// fine). cancel is idempotent and may be called from f.
 func (e *Encoder) OnRTP(f func(pkt []byte)) (cancel func()) {
 	if f == nil {
 		return func() {}
 	}
 	e.cbMu.Lock()
+	defer e.cbMu.Unlock()
 	id := e.cbNext
 	e.cbNext++
-	e.cbs[id] = f
-	e.cbMu.Unlock()
+	e.setCallbacks(func(old []rtpCallback) []rtpCallback { return append(old, rtpCallback{id, f}) })
 	return func() {
 		e.cbMu.Lock()
-		delete(e.cbs, id)
-		e.cbMu.Unlock()
+		defer e.cbMu.Unlock()
+		e.setCallbacks(func(old []rtpCallback) []rtpCallback {
+			var kept []rtpCallback
+			for _, c := range old {
+				if c.id != id {
+					kept = append(kept, c)
+				}
+			}
+			return kept
+		})
 	}
+}
+
+// setCallbacks replaces the callback list by edit's copy of it; e.cbMu held.
+func (e *Encoder) setCallbacks(edit func(old []rtpCallback) []rtpCallback) {
+	var old []rtpCallback
+	if p := e.cbs.Load(); p != nil {
+		old = *p
+	}
+	next := edit(append([]rtpCallback(nil), old...))
+	e.cbs.Store(&next)
 }
 
 // Info describes the stream for the media list; Chevron is left to the
@@ -457,9 +511,9 @@ func (r *run) start(prev *run, delay time.Duration) {
 		defer wg.Done()
 		r.read(conn)
 	}()
-	watchdog := time.AfterFunc(firstPacketTimeout, func() {
+	watchdog := time.AfterFunc(e.noShow, func() {
 		if !r.gotPacket.Load() {
-			r.fail(r.exitError(fmt.Sprintf("sent no video within %v", firstPacketTimeout), r.stderr.String()))
+			r.fail(r.exitError(fmt.Sprintf("sent no video within %v", e.noShow), r.stderr.String()))
 			r.kill()
 		}
 	})
@@ -511,6 +565,8 @@ func (r *run) read(conn *net.UDPConn) {
 	buf := make([]byte, 2048)
 	loopback := netip.AddrFrom4([4]byte{127, 0, 0, 1})
 	var sender netip.AddrPort
+	var seqOff uint16
+	var tsOff uint32
 	for {
 		n, from, err := conn.ReadFromUDPAddrPort(buf)
 		if err != nil {
@@ -530,10 +586,15 @@ func (r *run) read(conn *net.UDPConn) {
 		if pkt.Unmarshal(b) != nil || pkt.PayloadType != rtpPayloadType {
 			continue
 		}
+		now := time.Now()
 		if !sender.IsValid() {
 			sender = from
+			seqOff, tsOff = e.seq.offsets(&pkt, e.spec.FPS, now)
 		}
-		r.lastPacket.Store(time.Now().UnixNano())
+		pkt.SequenceNumber += seqOff
+		pkt.Timestamp += tsOff
+		e.seq = rtpNumbering{valid: true, lastSeq: pkt.SequenceNumber, lastTS: pkt.Timestamp, lastWall: now}
+		r.lastPacket.Store(now.UnixNano())
 		if !r.gotPacket.Swap(true) {
 			r.readyOnce.Do(func() { close(r.ready) })
 			e.mu.Lock()
@@ -544,14 +605,14 @@ func (r *run) read(conn *net.UDPConn) {
 			e.log.Info("media: first RTP packet", "run", r.n)
 		}
 		_ = e.track.WriteRTP(&pkt) // a viewer's failed write is that viewer's problem
-		e.cbMu.RLock()
-		if len(e.cbs) > 0 {
+		if cbs := e.cbs.Load(); cbs != nil && len(*cbs) > 0 {
 			raw := append([]byte(nil), b...)
-			for _, f := range e.cbs {
-				f(raw)
+			binary.BigEndian.PutUint16(raw[2:4], pkt.SequenceNumber)
+			binary.BigEndian.PutUint32(raw[4:8], pkt.Timestamp)
+			for _, c := range *cbs {
+				c.f(raw)
 			}
 		}
-		e.cbMu.RUnlock()
 	}
 }
 
@@ -618,7 +679,7 @@ func unsupported(s Spec) string {
 func (r *run) exitError(status, stderr string) *Error {
 	s := r.enc.spec
 	lower := strings.ToLower(stderr)
-	advice := "ffmpeg failed"
+	advice := "ffmpeg stopped unexpectedly"
 	for _, h := range stderrHints {
 		if strings.Contains(lower, h.needle) {
 			advice = h.advice(s)
@@ -626,11 +687,11 @@ func (r *run) exitError(status, stderr string) *Error {
 		}
 	}
 	said := lastLines(stderr, 2)
-	msg := fmt.Sprintf("stream %q (%s): %s (ffmpeg %s", s.Name, s.Source, advice, status)
+	msg := fmt.Sprintf("stream %q (%s): %s; ffmpeg %s", s.Name, s.Source, advice, status)
 	if said != "" {
-		msg += fmt.Sprintf(", saying %q", said)
+		msg += fmt.Sprintf(": %q", said)
 	}
-	return &Error{Status: 503, Code: codeUnavailable, RetryAfter: retryAfter, Msg: msg + ")"}
+	return &Error{Status: 503, Code: codeUnavailable, RetryAfter: retryAfter, Msg: msg}
 }
 
 func exitStatus(err error) string {

@@ -3,6 +3,7 @@ package media
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,6 +12,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -373,7 +376,7 @@ func TestFFmpegComplaintsBecomeAdvice(t *testing.T) {
 		{"c=/dev/video0", "[video4linux2,v4l2 @ 0x55] Cannot open video device /dev/video0: No such file or directory\n/dev/video0: No such file or directory\n", "no such device /dev/video0"},
 		{"c=/dev/video0", "/dev/video0: Device or resource busy\n", "camera /dev/video0 is busy"},
 		{"c=/dev/video0", "/dev/video0: Permission denied\n", "add the node's user to the video group"},
-		{"c=/dev/video0", "", "ffmpeg failed (ffmpeg exit status 1)"},
+		{"c=/dev/video0", "", "ffmpeg stopped unexpectedly; ffmpeg exit status 1"},
 		{"c=/dev/video1", "[video4linux2,v4l2 @ 0x55] ioctl(VIDIOC_QUERYCAP): Inappropriate ioctl for device\n", "/dev/video1 is not a video capture device"},
 		{"c=/dev/video0@4000x3000", "[video4linux2,v4l2 @ 0x55] ioctl(VIDIOC_S_FMT): Invalid argument\n", "refused 4000x3000 at 30 fps; pick a mode it offers (v4l2-ctl -d /dev/video0 --list-formats-ext)"},
 		{"s=:0", "[x11grab @ 0x55] Cannot open display :0, error 1.\n:0: Input/output error\n", "cannot open X display :0"},
@@ -480,4 +483,112 @@ feed:
 		t.Errorf("barcode reads %d, now is %d: %d ms apart; the barcode did not survive the encoding", got, now, age)
 	}
 	t.Logf("first decoded frame was drawn %d ms before it was read back", age)
+}
+
+// procGone tells whether pid has ended (gone, or a zombie left to init).
+func procGone(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	s := string(b)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	return len(fields) > 0 && fields[0] == "Z"
+}
+
+func TestSilentFFmpegIsKilledWithItsGroup(t *testing.T) {
+	dir := t.TempDir()
+	bin, pidFile := filepath.Join(dir, "ffmpeg"), filepath.Join(dir, "child.pid")
+	script := "#!/bin/sh\nsleep 600 &\necho $! > " + pidFile + "\necho 'waiting for frames that never come' >&2\nwait\n"
+	if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	e := newTestEncoder(t, "test=testsrc@320x240@15", EncoderOptions{FFmpeg: bin, Linger: time.Hour})
+	e.noShow = 500 * time.Millisecond
+	wantFailure(t, e, "sent no video within 500ms", "waiting for frames that never come")
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	child, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 10*time.Second, func() error {
+		if !procGone(child) {
+			return fmt.Errorf("the stand-in's child %d outlived it", child)
+		}
+		return nil
+	})
+}
+
+func TestCloseKillsAnFFmpegThatIgnoresSIGTERM(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "ffmpeg")
+	if err := os.WriteFile(bin, []byte("#!/bin/sh\ntrap '' TERM\nexec sleep 600\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	e := newTestEncoder(t, "test=testsrc@320x240@15", EncoderOptions{FFmpeg: bin, Linger: time.Hour})
+	e.Acquire()
+	waitUntil(t, 10*time.Second, func() error {
+		if !e.Running() {
+			return errors.New("the stand-in is not running")
+		}
+		return nil
+	})
+	e.mu.Lock()
+	pid := e.cur.pid
+	e.mu.Unlock()
+	e.Close()
+	if e.Running() || !procGone(pid) {
+		t.Errorf("after Close: Running %v, process %d gone %v", e.Running(), pid, procGone(pid))
+	}
+}
+
+func TestFFmpegDyingUnderAViewerIsRestarted(t *testing.T) {
+	needFFmpeg(t)
+	e := newTestEncoder(t, "test=testsrc@320x240@15", EncoderOptions{Linger: 300 * time.Millisecond})
+	type numbers struct {
+		seq uint16
+		ts  uint32
+	}
+	var mu sync.Mutex
+	var seen []numbers
+	defer e.OnRTP(func(b []byte) {
+		mu.Lock()
+		seen = append(seen, numbers{binary.BigEndian.Uint16(b[2:]), binary.BigEndian.Uint32(b[4:])})
+		mu.Unlock()
+	})()
+	release := e.Acquire()
+	defer release()
+	if err := readyWithin(t, e, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	first := ffmpegChildren(t)
+	if len(first) != 1 {
+		t.Fatalf("ffmpeg children %v, want one", first)
+	}
+	if err := syscall.Kill(first[0], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 20*time.Second, func() error {
+		now := ffmpegChildren(t)
+		if len(now) != 1 || now[0] == first[0] || !e.Info().Live || e.Info().Error != "" {
+			return fmt.Errorf("ffmpeg children %v (the killed one was %d), Info %+v; want a new live one", now, first[0], e.Info())
+		}
+		return nil
+	})
+	if err := readyWithin(t, e, 20*time.Second); err != nil {
+		t.Errorf("Ready after the restart = %v", err)
+	}
+	// The second ffmpeg's packets continue the first's numbering, so a
+	// viewer's decoder sees one stream with a pause.
+	mu.Lock()
+	defer mu.Unlock()
+	for i := 1; i < len(seen); i++ {
+		dseq, dts := seen[i].seq-seen[i-1].seq, int32(seen[i].ts-seen[i-1].ts)
+		if dseq != 1 || dts < 0 || dts > 10*90000 {
+			t.Fatalf("packet %d of %d: sequence %d→%d, timestamp %d→%d; want +1 and a step forward under 10 s",
+				i, len(seen), seen[i-1].seq, seen[i].seq, seen[i-1].ts, seen[i].ts)
+		}
+	}
 }
