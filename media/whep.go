@@ -108,6 +108,10 @@ func (s *Sessions) Offer(ctx context.Context, stream string, src Source, offer s
 		s.mu.Unlock()
 	}()
 
+	track := src.Track()
+	if track == nil {
+		return Answer{}, &Error{Status: http.StatusServiceUnavailable, Code: wire.CodeUnavailable, Msg: "the stream " + stream + " has no track to send", RetryAfter: 5}
+	}
 	pc, err := s.e.api.NewPeerConnection(webrtc.Configuration{
 		BundlePolicy:  webrtc.BundlePolicyMaxBundle,
 		RTCPMuxPolicy: webrtc.RTCPMuxPolicyRequire,
@@ -129,7 +133,7 @@ func (s *Sessions) Offer(ctx context.Context, stream string, src Source, offer s
 	ready := make(chan error, 1)
 	go func() { ready <- src.Ready(readyCtx) }()
 
-	sender, err := pc.AddTrack(src.Track())
+	sender, err := pc.AddTrack(track)
 	if err != nil {
 		return fail(&Error{Status: http.StatusInternalServerError, Code: wire.CodeInternal, Msg: "bind the stream's track: " + err.Error()})
 	}
@@ -159,8 +163,10 @@ func (s *Sessions) Offer(ctx context.Context, stream string, src Source, offer s
 	// The peer connection may have failed while we gathered; its callback
 	// found no registered session then.
 	if st := pc.ConnectionState(); st == webrtc.PeerConnectionStateFailed || st == webrtc.PeerConnectionStateClosed {
-		s.remove(sess)
-		return Answer{}, &Error{Status: http.StatusServiceUnavailable, Code: wire.CodeUnavailable, Msg: "the peer connection failed while answering", RetryAfter: 1}
+		s.mu.Lock()
+		delete(s.byID, sess.id) // never announced: no OnChange
+		s.mu.Unlock()
+		return fail(&Error{Status: http.StatusServiceUnavailable, Code: wire.CodeUnavailable, Msg: "the peer connection failed while answering", RetryAfter: 1})
 	}
 	s.changed()
 	return Answer{Session: sess.id, ETag: sess.etag, SDP: s.e.withTCPCandidates(local.SDP)}, nil
