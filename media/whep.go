@@ -389,7 +389,7 @@ func (s *Sessions) Patch(id, ifMatch, contentType string, body []byte) error {
 		return &Error{Status: http.StatusPreconditionRequired, Code: wire.CodeBadRequest, Msg: "a WHEP PATCH needs If-Match with the session's ETag"}
 	case ifMatch != "*" && ifMatch != sess.etag:
 		return &Error{Status: http.StatusPreconditionFailed, Code: wire.CodeBadRequest,
-			Msg: fmt.Sprintf("If-Match %q is not this session's ETag %s", clip(ifMatch, 64), sess.etag)}
+			Msg: fmt.Sprintf("If-Match %q is not this session's ETag (the one its POST answered with)", clip(ifMatch, 64))}
 	}
 	ufrag, _, cands, err := ParseSDPFrag(body)
 	if err != nil {
