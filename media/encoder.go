@@ -469,22 +469,22 @@ func (r *run) start(prev *run, delay time.Duration) {
 
 	cmd := exec.Command(e.ffmpeg, e.args(port)...)
 	cmd.Stderr = r.stderr
+	cmd.WaitDelay = stopGrace // a child left holding stderr must not keep Wait (and Close) waiting
 	setProcessGroup(cmd)
-	var stdin io.WriteCloser
-	if e.spec.Kind == KindClock {
-		if stdin, err = cmd.StdinPipe(); err != nil {
-			r.fail(startError(e.spec, e.ffmpeg, err))
-			e.recordEnd(r)
-			return
-		}
-	}
 
 	r.mu.Lock()
 	if r.stopped {
 		r.mu.Unlock()
 		return
 	}
-	if err := cmd.Start(); err != nil {
+	var stdin io.WriteCloser
+	if e.spec.Kind == KindClock {
+		stdin, err = cmd.StdinPipe()
+	}
+	if err == nil {
+		err = cmd.Start() // closes the pipe's ends on failure
+	}
+	if err != nil {
 		r.mu.Unlock()
 		r.fail(startError(e.spec, e.ffmpeg, err))
 		e.recordEnd(r)

@@ -592,3 +592,69 @@ func TestFFmpegDyingUnderAViewerIsRestarted(t *testing.T) {
 		}
 	}
 }
+
+// startXvfb runs a virtual X display of w×h for the test and returns its
+// name (":N"), or skips the test when Xvfb is not installed.
+func startXvfb(t *testing.T, w, h int) string {
+	t.Helper()
+	bin, err := exec.LookPath("Xvfb")
+	if err != nil {
+		t.Skipf("no Xvfb (apt-get install xvfb): %v", err)
+	}
+	for n := 90 + os.Getpid()%50; n < 200; n++ {
+		sock := fmt.Sprintf("/tmp/.X11-unix/X%d", n)
+		if _, err := os.Stat(sock); err == nil {
+			continue
+		}
+		if _, err := os.Stat(fmt.Sprintf("/tmp/.X%d-lock", n)); err == nil {
+			continue
+		}
+		x := exec.Command(bin, fmt.Sprintf(":%d", n), "-nolisten", "tcp", "-screen", "0", fmt.Sprintf("%dx%dx24", w, h))
+		var out bytes.Buffer
+		x.Stdout, x.Stderr = &out, &out
+		if err := x.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan struct{})
+		go func() { _ = x.Wait(); close(exited) }()
+		t.Cleanup(func() { _ = x.Process.Kill(); <-exited })
+		waitUntil(t, 10*time.Second, func() error {
+			select {
+			case <-exited:
+				t.Fatalf("Xvfb :%d exited: %s", n, out.String())
+			default:
+			}
+			if _, err := os.Stat(sock); err != nil {
+				return fmt.Errorf("Xvfb :%d has no socket yet", n)
+			}
+			return nil
+		})
+		return fmt.Sprintf(":%d", n)
+	}
+	t.Skip("no free X display number")
+	return ""
+}
+
+func TestX11GrabSendsVideo(t *testing.T) {
+	needFFmpeg(t)
+	display := startXvfb(t, 640, 480)
+	e := newTestEncoder(t, "screen="+display+"@320x240@15", EncoderOptions{Linger: 300 * time.Millisecond})
+	release := e.Acquire()
+	defer release()
+	if err := readyWithin(t, e, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 5*time.Second, func() error {
+		if i := e.Info(); !i.Live {
+			return fmt.Errorf("Info = %+v, want live", i)
+		}
+		return nil
+	})
+}
+
+func TestX11GrabLargerThanTheScreenSaysSo(t *testing.T) {
+	needFFmpeg(t)
+	display := startXvfb(t, 640, 480)
+	e := newTestEncoder(t, "screen="+display+"@1280x720@15", EncoderOptions{Linger: 300 * time.Millisecond})
+	wantFailure(t, e, "display "+display+" is smaller than 1280x720", "outside the screen")
+}
