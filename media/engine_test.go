@@ -123,6 +123,18 @@ type viewer struct {
 // type, loopback only, and gathers fully before offering.
 func newViewer(t *testing.T, network webrtc.NetworkType) *viewer {
 	t.Helper()
+	return buildViewer(t, network, nil)
+}
+
+// newViewerOn builds a UDP viewer whose every packet goes through conn, so
+// the test can make it vanish by closing conn.
+func newViewerOn(t *testing.T, conn net.PacketConn) *viewer {
+	t.Helper()
+	return buildViewer(t, webrtc.NetworkTypeUDP4, conn)
+}
+
+func buildViewer(t *testing.T, network webrtc.NetworkType, conn net.PacketConn) *viewer {
+	t.Helper()
 	me := &webrtc.MediaEngine{}
 	if err := me.RegisterCodec(webrtc.RTPCodecParameters{
 		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000, SDPFmtpLine: H264FmtpLine},
@@ -130,11 +142,14 @@ func newViewer(t *testing.T, network webrtc.NetworkType) *viewer {
 	}, webrtc.RTPCodecTypeVideo); err != nil {
 		t.Fatal(err)
 	}
-	var se webrtc.SettingEngine
+	se := webrtc.SettingEngine{LoggerFactory: slogFactory{log: slog.New(slog.DiscardHandler)}}
 	se.SetIncludeLoopbackCandidate(true)
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	se.SetNetworkTypes([]webrtc.NetworkType{network})
 	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	if conn != nil {
+		se.SetICEUDPMux(webrtc.NewICEUDPMux(nil, conn))
+	}
 	api := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se))
 	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
@@ -576,5 +591,61 @@ func TestEncoderPlaysThroughEngine(t *testing.T) {
 	}
 	if s.Viewers("cam9") != 0 || s.Count() != 1 {
 		t.Errorf("after the failed offer: %d cam9 viewers, %d sessions; want 0 and 1", s.Viewers("cam9"), s.Count())
+	}
+}
+
+// logBuffer collects log lines, safe for concurrent use.
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// A viewer that vanishes without a word (its socket gone: no DELETE, no
+// DTLS close) is closed once it has been ICE-disconnected for the grace
+// period, and releases its source.
+func TestVanishedViewerIsClosedAfterDisconnect(t *testing.T) {
+	udp, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs logBuffer
+	e, err := NewEngine(EngineConfig{UDP: udp, Loopback: true, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	s := NewSessions(e, SessionOptions{})
+	s.grace = 100 * time.Millisecond
+	defer s.Close()
+	src := newTestSource(t, "test")
+
+	vconn, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := newViewerOn(t, vconn)
+	v.accept(t, offer(t, s, "test", src, v.offer))
+	v.waitPackets(t, 5)
+	vconn.Close() // the viewer's machine is gone
+	checkFor(t, 30*time.Second, func() error {
+		if n, r := s.Count(), src.refs.Load(); n != 0 || r != 0 {
+			return fmt.Errorf("%d sessions, source refs %d after the viewer vanished", n, r)
+		}
+		return nil
+	})
+	if !strings.Contains(logs.String(), `why="disconnected for long"`) {
+		t.Errorf("the session was not closed by the disconnect reaper; logs:\n%s", logs.String())
 	}
 }

@@ -47,8 +47,9 @@ type Answer struct {
 // Sessions are the WHEP sessions of one Engine: one peer connection each,
 // all sending shared tracks.
 type Sessions struct {
-	e    *Engine
-	opts SessionOptions
+	e     *Engine
+	opts  SessionOptions
+	grace time.Duration // disconnectedGrace; shorter in tests
 
 	mu      sync.Mutex // guards the fields below; never held across pion calls
 	byID    map[string]*session
@@ -78,7 +79,7 @@ func NewSessions(e *Engine, opts SessionOptions) *Sessions {
 	if opts.ConnectTimeout <= 0 {
 		opts.ConnectTimeout = DefaultConnectTimeout
 	}
-	return &Sessions{e: e, opts: opts, byID: map[string]*session{}}
+	return &Sessions{e: e, opts: opts, grace: disconnectedGrace, byID: map[string]*session{}}
 }
 
 // Offer takes a WHEP POST body (application/sdp, recvonly video), binds
@@ -300,7 +301,7 @@ func (s *Sessions) stateChanged(sess *session, st webrtc.PeerConnectionState) {
 		}
 	case webrtc.PeerConnectionStateDisconnected:
 		if sess.reaper == nil {
-			sess.reaper = time.AfterFunc(disconnectedGrace, func() { s.reap(sess, "disconnected for long") })
+			sess.reaper = time.AfterFunc(s.grace, func() { s.reap(sess, "disconnected for long") })
 		}
 	}
 }
