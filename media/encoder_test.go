@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/pion/rtp"
 	"github.com/pion/rtp/codecs"
@@ -657,4 +658,22 @@ func TestX11GrabLargerThanTheScreenSaysSo(t *testing.T) {
 	display := startXvfb(t, 640, 480)
 	e := newTestEncoder(t, "screen="+display+"@1280x720@15", EncoderOptions{Linger: 300 * time.Millisecond})
 	wantFailure(t, e, "display "+display+" is smaller than 1280x720", "outside the screen")
+}
+
+// FuzzFFmpegStderr feeds exitError whatever ffmpeg might print: the message
+// stays valid UTF-8 of bounded size and always names the stream.
+func FuzzFFmpegStderr(f *testing.F) {
+	for _, s := range []string{"", "/dev/video0: Device or resource busy\n", "\xff\xfe\n\n\n", strings.Repeat("é", 3000),
+		"[x11grab @ 0x5] Cannot open display :0, error 1.\n:0: Input/output error\n"} {
+		f.Add(s)
+	}
+	r := &run{enc: &Encoder{spec: Spec{Name: "cam", Source: "/dev/video0", Kind: KindV4L2, Width: 640, Height: 480, FPS: 30}}}
+	f.Fuzz(func(t *testing.T, stderr string) {
+		tb := &tailBuffer{max: stderrTail}
+		tb.Write([]byte(stderr))
+		err := r.exitError("exit status 1", tb.String())
+		if !utf8.ValidString(err.Msg) || len(err.Msg) > 1200 || !strings.HasPrefix(err.Msg, `stream "cam" (/dev/video0): `) {
+			t.Fatalf("exitError(%q) = %q", stderr, err.Msg)
+		}
+	})
 }
