@@ -75,6 +75,20 @@ func (p *RelayPublisher) Lease(holder string) (fresh bool) {
 	return true
 }
 
+// Leases is the number of holders whose lease is alive (the list counts
+// each as a viewer: a gateway relaying to its browsers).
+func (p *RelayPublisher) Leases() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now, n := time.Now(), 0
+	for _, until := range p.leases {
+		if until.After(now) {
+			n++
+		}
+	}
+	return n
+}
+
 // Publishing reports whether a lease is alive.
 func (p *RelayPublisher) Publishing() bool {
 	p.mu.Lock()

@@ -543,3 +543,10 @@ func checkICEChars(v string, min, max int) error {
 	}
 	return nil
 }
+
+// Has reports whether session id is open.
+func (s *Sessions) Has(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.byID[id] != nil
+}
