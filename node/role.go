@@ -765,6 +765,9 @@ const evtCore = "core"
 // members are live than the core's size, it logs a warning and publishes
 // an evt.core event, at most once a minute.
 func (n *Node) warnCoreBelow(now time.Time) {
+	if !n.Clustered() {
+		return // a single node is its whole core, whatever --core says
+	}
 	n.es.mu.Lock()
 	due := now.Sub(n.es.warnedAt) >= time.Minute
 	n.es.mu.Unlock()
