@@ -86,6 +86,8 @@ type Gateway struct {
 	loopback bool
 	// ice is the ICE-TCP side of the listener (icetcp.go; nil: none).
 	ice *demuxSide
+	// closeMedia ends what MountMedia started (nil: not mounted).
+	closeMedia func()
 	// pln and psrv are the proxy origin's listener and server (nil: none).
 	pln    net.Listener
 	psrv   *http.Server
@@ -252,7 +254,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	g.stopped = true
-	srv, psrv, sub, nc, cancel := g.srv, g.psrv, g.login, g.nc, g.cancel
+	srv, psrv, sub, nc, cancel, closeMedia := g.srv, g.psrv, g.login, g.nc, g.cancel, g.closeMedia
 	g.mu.Unlock()
 
 	// Requests in flight (a streamed run may take minutes) end now: their
@@ -264,6 +266,9 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		if perr := psrv.Shutdown(ctx); err == nil {
 			err = perr
 		}
+	}
+	if closeMedia != nil {
+		closeMedia() // relay sessions and relays, before their connection goes
 	}
 	_ = sub.Unsubscribe()
 	nc.Close()

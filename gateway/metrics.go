@@ -66,6 +66,30 @@ func (m *Metrics) AddProxy(p *Proxy) {
 	}
 }
 
+// AddMedia adds the media gauges: robonet_media_sessions{path} (the WHEP
+// sessions this node serves: relay ones its gateway terminates, direct
+// ones its media service does) and robonet_media_encoders_running (this
+// node's streams whose ffmpeg is live).
+func (m *Metrics) AddMedia(md *Media) {
+	for _, path := range []string{PathDirect, PathRelay} {
+		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "robonet_media_sessions",
+			Help:        "WebRTC sessions this node serves to viewers, by path: direct (its own streams, from its media port) or relay (terminated by its gateway).",
+			ConstLabels: prometheus.Labels{"path": path},
+		}, func() float64 {
+			direct, relay := md.Sessions()
+			if path == PathDirect {
+				return float64(direct)
+			}
+			return float64(relay)
+		}))
+	}
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "robonet_media_encoders_running",
+		Help: "This node's streams whose encoder (ffmpeg) is running.",
+	}, func() float64 { return float64(md.EncodersRunning()) }))
+}
+
 // Handler serves the registry in the Prometheus text format (or what the
 // scraper negotiates). A collector's error is reported with the metrics
 // that did gather; a scrape over metricsTimeout answers 503.

@@ -10,15 +10,18 @@ import { NodesView, compareChevrons } from "./nodes.js";
 import { NodeView } from "./node.js";
 import { RunView, AskView } from "./run.js";
 import { AlertsView, ApprovalsView, alertsTable } from "./alerts.js";
+import { renderMediaTiles } from "./mediatiles.js";
 
 const ALERT_TTL = 5 * 60 * 1000; // an alert not repeated for this long is over
 const MAX_ALERTS = 2000; // kept in memory; more distinct ones drop the oldest
 const APPROVALS_EVERY = 15000;
 const STATUS_EVERY = 30000;
+const MEDIA_EVERY = 15000;
 
 class App {
   constructor() {
-    this.state = { me: null, status: null, nodes: [], alerts: new Map(), approvals: [], alertsError: "", approvalsError: "" };
+    this.state = { me: null, status: null, nodes: [], alerts: new Map(), approvals: [], alertsError: "", approvalsError: "", media: [] };
+    this.mediaEl = null;
     this.view = null;
     this.pending = false;
     this.over = false;
@@ -47,8 +50,9 @@ class App {
     this.live.start();
     window.addEventListener("hashchange", () => this.route());
     this.route();
-    await Promise.allSettled([this.refreshNodes(), this.refreshStatus(), this.refreshAlerts(), this.refreshApprovals()]);
+    await Promise.allSettled([this.refreshNodes(), this.refreshStatus(), this.refreshAlerts(), this.refreshApprovals(), this.refreshMedia()]);
     setInterval(() => { if (!this.over) this.refreshApprovals(); }, APPROVALS_EVERY);
+    setInterval(() => { if (!this.over) this.refreshMedia(); }, MEDIA_EVERY);
     setInterval(() => { if (!this.over) this.refreshStatus(); }, STATUS_EVERY);
   }
 
@@ -224,12 +228,23 @@ class App {
     return this.commandsP;
   }
 
-  // mediaSection is where camera tiles go once the gateway has a media API
-  // (the media issue). There is none yet, so there is nothing to list and
-  // the section stays hidden rather than showing made-up streams.
+  // mediaSection is the streams' tiles (mediatiles.js), hidden while no
+  // node offers any (or the gateway has no media: /api/media fails).
   mediaSection() {
-    return h("section", { id: "media", class: "hidden", "aria-label": "Media" }, h("h2", { text: "Media" }),
+    this.mediaEl = h("section", { id: "media", class: "hidden", "aria-label": "Media" }, h("h2", { text: "Media" }),
       h("div", { class: "media-tiles" }));
+    renderMediaTiles(this.mediaEl, this.state.media);
+    return this.mediaEl;
+  }
+
+  async refreshMedia() {
+    try {
+      this.state.media = await getJSON("/api/media");
+    } catch (e) {
+      this.state.media = [];
+      if (e.status !== 404) console.warn("media:", String(e));
+    }
+    if (this.mediaEl && this.mediaEl.isConnected) renderMediaTiles(this.mediaEl, this.state.media);
   }
 }
 
