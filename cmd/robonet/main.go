@@ -106,6 +106,7 @@ flags win over the environment, which wins over the file.`,
 		newUncolonizeCmd(g),
 		newTopCmd(g),
 		newProxyCmd(g),
+		newMediaCmd(g),
 	)
 	return root
 }

@@ -26,6 +26,7 @@ func newUpCmd(g *globals) *cobra.Command {
 		tokenFile string
 		fedFile   string
 		pf        *proxyFlags
+		mf        *mediaFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "up",
@@ -100,7 +101,10 @@ they are saved in --data, so a restart needs none of them.`,
 			if err := pf.check(); err != nil {
 				return err
 			}
-			r, err := startRunning(ctx, cmd, o, wait, pf)
+			if err := mf.check(); err != nil {
+				return err
+			}
+			r, err := startRunning(ctx, cmd, o, wait, pf, mf)
 			if err != nil {
 				return err
 			}
@@ -121,7 +125,7 @@ they are saved in --data, so a restart needs none of them.`,
 					if err := r.stop(); err != nil {
 						return err
 					}
-					if r, err = startRunning(ctx, cmd, o, wait, pf); err != nil {
+					if r, err = startRunning(ctx, cmd, o, wait, pf, mf); err != nil {
 						return fmt.Errorf("restart in the new role: %w", err)
 					}
 					fmt.Fprintf(cmd.ErrOrStderr(), "robonet: restarted as %s\n", r.n.Role())
@@ -161,6 +165,7 @@ they are saved in --data, so a restart needs none of them.`,
 	f.StringVar(&fedFile, "federate-token-file", "", "file holding the --federate-token (mode 0600 or stricter); a missing file means no token")
 	addGatewayFlags(f)
 	pf = addProxyFlags(f)
+	mf = addMediaFlags(f)
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error (logs go to stderr)")
 	f.DurationVar(&wait, "wait", 10*time.Minute, "how long to wait for the swarm's JetStream before giving up")
 	return cmd
@@ -176,7 +181,7 @@ type running struct {
 // startRunning creates and starts a node with o (waiting up to wait for
 // the swarm), composes the federation features, the gateway and the mesh
 // proxy's target onto it and prints the banner.
-func startRunning(ctx context.Context, cmd *cobra.Command, o node.Options, wait time.Duration, pf *proxyFlags) (*running, error) {
+func startRunning(ctx context.Context, cmd *cobra.Command, o node.Options, wait time.Duration, pf *proxyFlags, mf *mediaFlags) (*running, error) {
 	n, err := node.New(o)
 	if err != nil {
 		return nil, err
@@ -210,9 +215,16 @@ func startRunning(ctx context.Context, cmd *cobra.Command, o node.Options, wait 
 		stopTarget(ctx)
 		stopFed(ctx)
 	}
-	stopAll, err := composeGateway(ctx, cmd, n, o.Logger, pf, then)
+	stopGw, g, err := composeGateway(ctx, cmd, n, o.Logger, pf, then)
 	if err != nil {
 		then(context.Background())
+		fed.stop()
+		_ = n.Shutdown(context.Background())
+		return nil, err
+	}
+	stopAll, err := composeMedia(ctx, cmd, n, g, mf, o.Logger, stopGw)
+	if err != nil {
+		stopGw(context.Background())
 		fed.stop()
 		_ = n.Shutdown(context.Background())
 		return nil, err

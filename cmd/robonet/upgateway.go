@@ -98,16 +98,16 @@ func startGateway(ctx context.Context, n *node.Node, gf gatewayFlags, log *slog.
 
 // composeGateway starts the gateway up's flags ask for, prints its banner
 // line, and returns a stop that shuts it down before calling then.
-func composeGateway(ctx context.Context, cmd *cobra.Command, n *node.Node, log *slog.Logger, pf *proxyFlags, then func(context.Context)) (func(context.Context), error) {
+func composeGateway(ctx context.Context, cmd *cobra.Command, n *node.Node, log *slog.Logger, pf *proxyFlags, then func(context.Context)) (func(context.Context), *gateway.Gateway, error) {
 	gf, err := gatewayFlagsOf(cmd)
 	if err != nil {
-		return then, err
+		return then, nil, err
 	}
 	po := pf.httpOptions(log)
 	gf.Proxy = &po
 	g, stop, err := startGateway(ctx, n, gf, log)
 	if err != nil {
-		return then, err
+		return then, nil, err
 	}
 	w := cmd.OutOrStdout()
 	switch {
@@ -124,5 +124,5 @@ func composeGateway(ctx context.Context, cmd *cobra.Command, n *node.Node, log *
 	return func(ctx context.Context) {
 		stop(ctx)
 		then(ctx)
-	}, nil
+	}, g, nil
 }
