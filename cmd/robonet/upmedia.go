@@ -186,11 +186,14 @@ func composeMedia(ctx context.Context, cmd *cobra.Command, n *node.Node, g *gate
 		fmt.Fprintf(w, "  media     %s (%s; robonet media list)\n", strings.Join(names, ", "), direct)
 	}
 	if g != nil && eng != nil {
-		var local func() *media.MediaList
+		mo := gateway.MediaOptions{Engine: eng, Logger: log, Sessions: media.SessionOptions{MaxSessions: mf.maxViewers}}
 		if svc != nil {
-			local = func() *media.MediaList { l := svc.List(); return &l }
+			mo.Local = func() *media.MediaList { l := svc.List(); return &l }
+			if ss := svc.Sessions(); ss != nil {
+				mo.DirectSessions = ss.Count
+			}
 		}
-		g.MountMedia(gateway.MediaOptions{Engine: eng, Local: local, Logger: log})
+		g.MountMedia(mo)
 	}
 	return func(ctx context.Context) {
 		if svc != nil {
