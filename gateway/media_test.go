@@ -63,8 +63,10 @@ type mediaRig struct {
 }
 
 // newMediaRig starts the swarm, the gateway with media on node 0 and a
-// media service on node 1 offering specs (as --media).
-func newMediaRig(t *testing.T, specs string) *mediaRig {
+// media service on node 1 offering specs (as --media). With firewalled,
+// node 1's media port sends and receives nothing (a firewall dropping
+// UDP): its direct path's ICE fails.
+func newMediaRig(t *testing.T, specs string, firewalled ...bool) *mediaRig {
 	t.Helper()
 	needFFmpeg(t)
 	f := newFixture(t, 2)
@@ -97,7 +99,11 @@ func newMediaRig(t *testing.T, specs string) *mediaRig {
 		r.encs = append(r.encs, e)
 	}
 	camUDP := listenUDP(t)
-	camEng, err := media.NewEngine(media.EngineConfig{UDP: camUDP, Loopback: true, Logger: log})
+	var camConn net.PacketConn = camUDP
+	if len(firewalled) > 0 && firewalled[0] {
+		camConn = dropAll{camUDP}
+	}
+	camEng, err := media.NewEngine(media.EngineConfig{UDP: camConn, Loopback: true, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,6 +133,21 @@ func newMediaRig(t *testing.T, specs string) *mediaRig {
 	r.viewer = f.s.User(0, "vera", wire.RoleObserver)
 	r.tok = f.token(r.viewer, wire.RoleObserver)
 	return r
+}
+
+// dropAll is a UDP socket behind a firewall that drops every datagram,
+// both ways: what it is asked to send goes nowhere, what arrives is
+// discarded.
+type dropAll struct{ net.PacketConn }
+
+func (d dropAll) WriteTo(b []byte, _ net.Addr) (int, error) { return len(b), nil }
+
+func (d dropAll) ReadFrom(b []byte) (int, net.Addr, error) {
+	for {
+		if _, _, err := d.PacketConn.ReadFrom(b); err != nil {
+			return 0, nil, err
+		}
+	}
 }
 
 func listenUDP(t *testing.T) net.PacketConn {
