@@ -20,6 +20,7 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
+	"github.com/robonet-mesh/robonet/internal/testmesh"
 	"github.com/robonet-mesh/robonet/wire"
 )
 
@@ -123,10 +124,33 @@ func TestMediaPlaysInChromium(t *testing.T) {
 		t.Errorf("%d ffmpeg processes for five viewers (three relay, two direct) of one stream, want 1", n)
 	}
 
+	if _, relay := r.md.Sessions(); relay != 3 {
+		t.Errorf("%d relay sessions at the gateway for three relay tabs", relay)
+	}
+
+	// Leaving the page ends its session (DELETE on pagehide).
 	b.run("open an unknown stream", chromedp.Navigate(r.g.URL()+"/media/"+r.camChev+"/nope"))
 	b.waitJS("the node's error in the page", 20*time.Second,
 		`window.rnMedia.state === "failed" && document.getElementById("media-error").textContent.includes("has no stream \"nope\"") && !document.getElementById("media-error").classList.contains("hidden")`)
 	b.shot("media-unknown")
+	testmesh.CheckFor(t, 15*time.Second, 20*time.Millisecond, func() error {
+		if _, relay := r.md.Sessions(); relay != 2 {
+			return fmt.Errorf("%d relay sessions after one relay tab left, want 2", relay)
+		}
+		return nil
+	})
+
+	// Every viewer gone: the relay lingers, its lease lapses on the node,
+	// the encoder lingers (2 s here), and no ffmpeg is left.
+	for _, tb := range tabs[1:] {
+		tb.run("leave the player", chromedp.Navigate("about:blank"))
+	}
+	testmesh.CheckFor(t, 60*time.Second, 100*time.Millisecond, func() error {
+		if n := ffmpegChildren(t); n != 0 {
+			return fmt.Errorf("%d ffmpeg processes after every viewer left", n)
+		}
+		return nil
+	})
 }
 
 // TestMediaDirectFailureFallsBackToTheRelay: the camera's media port is
