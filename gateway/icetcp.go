@@ -251,6 +251,17 @@ type peekedConn struct {
 	head []byte
 }
 
+// CloseWrite and ReadFrom keep what the HTTP server uses of a
+// *net.TCPConn: a half-close before closing after an error, sendfile.
+func (c *peekedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.Conn.Close()
+}
+
+func (c *peekedConn) ReadFrom(r io.Reader) (int64, error) { return io.Copy(c.Conn, r) }
+
 func (c *peekedConn) Read(b []byte) (int, error) {
 	if len(c.head) > 0 {
 		n := copy(b, c.head)
