@@ -421,31 +421,64 @@ func TestMediaListAndPage(t *testing.T) {
 	}
 }
 
-// Five relay viewers of one stream share one relay and the node runs one
-// ffmpeg for it; the gauges say so, and promlint finds nothing.
-func TestMediaFiveRelayViewersOneEncoder(t *testing.T) {
+// Five viewers of one stream (three relay, two direct) share one ffmpeg on
+// the node; the gauges say so on both nodes, wired as robonet up wires
+// them, and promlint finds nothing.
+func TestMediaFiveViewersOneEncoder(t *testing.T) {
 	r := newMediaRig(t, "test=testsrc@320x240@15")
+	// The camera node's own gateway, with its media as up mounts it.
+	g1 := serveGateway(t, gateway.Options{Node: r.cam, Addr: "127.0.0.1:0", Explicit: true, Logger: testmesh.Logger(t, new(atomic.Bool))})
+	md1 := g1.MountMedia(gateway.MediaOptions{
+		Local:          func() *media.MediaList { l := r.svc.List(); return &l },
+		DirectSessions: func() int { return r.svc.Sessions().Count() },
+	})
+	m1 := gateway.NewMetrics(r.cam)
+	m1.AddMedia(md1)
+
 	var locs []string
 	for i := 0; i < 5; i++ {
+		path, loc := "relay", relayLocation
+		if i%2 == 1 {
+			path, loc = "direct", directLocation
+		}
 		v := newPionViewer(t, webrtc.NetworkTypeUDP4)
-		a := r.whep(http.MethodPost, r.endpoint("test")+"?path=relay", r.tok, "application/sdp", v.offer)
-		locs = append(locs, checkCreated(t, a, relayLocation))
+		a := r.whep(http.MethodPost, r.endpoint("test")+"?path="+path, r.tok, "application/sdp", v.offer)
+		locs = append(locs, checkCreated(t, a, loc))
 		v.accept(t, a)
 		v.waitPackets(t, 20)
 	}
 	if n := ffmpegChildren(t); n != 1 {
 		t.Errorf("%d ffmpeg processes for five viewers of one stream, want 1", n)
 	}
-	sc := scrapeOnce(t, r.metrics.Handler())
-	if v := sc.must(t, "robonet_media_sessions", "path", "relay"); v != 5 {
-		t.Errorf("robonet_media_sessions{path=relay} = %v, want 5", v)
-	}
-	problems, err := promlint.New(bytes.NewReader(sc.body)).Lint()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range problems {
-		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
+	for _, c := range []struct {
+		m            *gateway.Metrics
+		name, labels string
+		want         float64
+	}{
+		{r.metrics, "robonet_media_sessions", "relay", 3},
+		{r.metrics, "robonet_media_sessions", "direct", 0},
+		{r.metrics, "robonet_media_encoders_running", "", 0},
+		{m1, "robonet_media_sessions", "direct", 2},
+		{m1, "robonet_media_sessions", "relay", 0},
+		{m1, "robonet_media_encoders_running", "", 1},
+	} {
+		sc := scrapeOnce(t, c.m.Handler())
+		var got float64
+		if c.labels == "" {
+			got = sc.must(t, c.name)
+		} else {
+			got = sc.must(t, c.name, "path", c.labels)
+		}
+		if got != c.want {
+			t.Errorf("%s{path=%q} = %v, want %v", c.name, c.labels, got, c.want)
+		}
+		problems, err := promlint.New(bytes.NewReader(sc.body)).Lint()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range problems {
+			t.Errorf("promlint: %s: %s", p.Metric, p.Text)
+		}
 	}
 	for _, l := range locs {
 		expectStatus(t, "DELETE", r.whep(http.MethodDelete, l, r.tok, "", ""), http.StatusOK, "")
@@ -453,6 +486,9 @@ func TestMediaFiveRelayViewersOneEncoder(t *testing.T) {
 	testmesh.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		if _, relay := r.md.Sessions(); relay != 0 {
 			return fmt.Errorf("%d relay sessions after every DELETE", relay)
+		}
+		if direct, _ := md1.Sessions(); direct != 0 {
+			return fmt.Errorf("%d direct sessions after every DELETE", direct)
 		}
 		return nil
 	})
