@@ -155,7 +155,8 @@ func TestMediaPlaysInChromium(t *testing.T) {
 
 // TestMediaDirectFailureFallsBackToTheRelay: the camera's media port is
 // firewalled (UDP dropped both ways); the page says in words which address
-// it could not reach and plays through the gateway's relay instead.
+// it could not reach and plays through the gateway's relay instead. When
+// the node then stops serving, the page says no frames come.
 func TestMediaDirectFailureFallsBackToTheRelay(t *testing.T) {
 	b := newMediaBrowser(t)
 	r := newMediaRig(t, "test=testsrc@320x240@15", true)
@@ -165,4 +166,10 @@ func TestMediaDirectFailureFallsBackToTheRelay(t *testing.T) {
 	b.waitJS("the direct failure said, then frames through the relay", 60*time.Second,
 		framesJS(320)+` .then((ok) => ok && window.rnMedia.path === "relay" && window.rnMedia.note.includes("could not reach node `+r.camChev+` over UDP 127.0.0.1:") && window.rnMedia.note.includes("relay"))`)
 	b.shot("media-fallback")
+
+	// The node stops serving: the frozen picture is not left looking live.
+	r.svc.Close()
+	b.waitJS("the page says no frames come", 30*time.Second,
+		`window.rnMedia.state === "stalled" && document.getElementById("media-error").textContent.startsWith("no frames from test on node `+r.camChev+`")`)
+	b.shot("media-stalled")
 }

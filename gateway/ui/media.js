@@ -5,11 +5,13 @@
 // session when the page goes away, and says in words what failed: the
 // gateway's {error, code} answer, or which addresses ICE could not reach.
 // When the direct path's ICE fails it tries the relay once (?path=relay).
-// window.rnMedia = {state, error, pc, path, session, note} is for tests.
+// window.rnMedia = {state, error, pc, path, session, note} is for tests;
+// state is starting, connecting, retrying, playing, stalled or failed.
 
 const GATHER_WAIT = 2000; // ms of local gathering before the POST
 const CONNECT_WAIT = 20000; // ms for ICE and DTLS after the answer
 const MAX_RETRIES = 3; // 409/503 with Retry-After
+const STALL_AFTER = 6000; // ms without a decoded frame while connected
 
 const parts = location.pathname.split("/").filter(Boolean); // media, chevron, stream
 const chev = safeDecode(parts[1] || "");
@@ -169,6 +171,7 @@ async function play(path, tries = 0) {
   if (current !== c) return "error";
   if (outcome === "ok") {
     setState("playing", `playing (${rn.path})`);
+    watchFrames(c);
     // A connection lost later (the node or the gateway went away) says so
     // rather than leaving the last frame up.
     pc.addEventListener("connectionstatechange", () => {
@@ -202,6 +205,36 @@ async function trickleLate(c, sent) {
     });
     if (resp.status !== 204) console.warn("media: PATCH", resp.status, await errorText(resp));
   } catch (e) { console.warn("media: PATCH", String(e)); }
+}
+
+// watchFrames says when frames stop coming while the connection stays up
+// (the node, its camera or the relay stopped): a frozen picture is not
+// left looking live. It clears the message when frames come back.
+function watchFrames(c) {
+  let last = -1, since = Date.now();
+  const timer = setInterval(async () => {
+    if (current !== c) { clearInterval(timer); return; }
+    let frames = 0;
+    try {
+      (await c.pc.getStats()).forEach((r) => {
+        if (r.type === "inbound-rtp" && r.kind === "video") frames = r.framesDecoded || 0;
+      });
+    } catch (e) { return; }
+    if (current !== c) return;
+    if (frames !== last) {
+      last = frames;
+      since = Date.now();
+      if (rn.state === "stalled") {
+        setState("playing", `playing (${rn.path})`);
+        showError("");
+      }
+      return;
+    }
+    if (rn.state === "playing" && Date.now() - since >= STALL_AFTER) {
+      setState("stalled", "no video");
+      showError(`no frames from ${stream} on node ${chev} for ${Math.round((Date.now() - since) / 1000)} s: the node, its camera or the relay stopped (this page keeps waiting)`);
+    }
+  }, 1000);
 }
 
 // connected waits for the peer connection to connect: "ok", or "ice" when
