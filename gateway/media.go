@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -10,7 +9,6 @@ import (
 	"mime"
 	"net/http"
 	"net/netip"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -485,124 +483,6 @@ func (m *Media) offerDirect(ctx context.Context, p *Principal, t whepTarget, off
 	return media.Answer{Session: rep.Session, ETag: rep.ETag, SDP: rep.Body}, nil
 }
 
-// offerRelay answers the offer with the gateway's own peer connection fed
-// by the stream's relay. The viewer leases the relay first, as
-// themselves: the camera's node checks every viewer, and a failure (no
-// such stream, an encoder that cannot start, the node offline) is said
-// now rather than as a video that never comes.
-func (m *Media) offerRelay(ctx context.Context, p *Principal, t whepTarget, offer string) (media.Answer, error) {
-	if err := media.Lease(ctx, p.Client, t.chev, t.stream); err != nil {
-		return media.Answer{}, err
-	}
-	v, err := m.join(p, t)
-	if err != nil {
-		return media.Answer{}, err
-	}
-	src := &viewerSource{RelaySource: v.rel.src, ended: func() { m.leave(v) }}
-	ans, err := m.sessions.Offer(ctx, relayKey(t.chev, t.stream), src, offer)
-	if err != nil {
-		m.leave(v)
-		return media.Answer{}, err
-	}
-	m.mu.Lock()
-	if !v.gone {
-		v.id = ans.Session
-		m.viewers[ans.Session] = v
-	}
-	m.mu.Unlock()
-	ans.Session = relayPrefix + ans.Session
-	return ans, nil
-}
-
-func relayKey(chev subjects.Chevron, stream string) string { return chev.String() + "/" + stream }
-
-// join adds p as a viewer of the stream's relay, making the relay when it
-// is the first.
-func (m *Media) join(p *Principal, t whepTarget) (*relayViewer, error) {
-	nc := m.g.conn()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.closed || nc == nil {
-		return nil, &media.Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, RetryAfter: retryAfterUnavailable, Msg: "the gateway is shutting down"}
-	}
-	key := relayKey(t.chev, t.stream)
-	rl := m.relays[key]
-	if rl == nil {
-		rl = &relay{chev: t.chev, stream: t.stream}
-		rl.src = media.NewRelaySource(nc, t.chev, t.stream, func(ctx context.Context) error { return m.renew(ctx, rl) })
-		m.relays[key] = rl
-	}
-	v := &relayViewer{p: p, rel: rl}
-	rl.viewers = append(rl.viewers, v)
-	return v, nil
-}
-
-// leave forgets a relay viewer whose session ended (or never started).
-func (m *Media) leave(v *relayViewer) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if v.gone {
-		return
-	}
-	v.gone = true
-	if v.id != "" {
-		delete(m.viewers, v.id)
-	}
-	rl := v.rel
-	if i := slices.Index(rl.viewers, v); i >= 0 {
-		rl.viewers = slices.Delete(rl.viewers, i, i+1)
-	}
-}
-
-// renew renews the relay's lease as its first viewer whose login is still
-// good (the node renews per key: one lease per gateway viewer, not per
-// packet). With none left the lease lapses on the node.
-func (m *Media) renew(ctx context.Context, rl *relay) error {
-	m.mu.Lock()
-	ps := make([]*Principal, 0, len(rl.viewers))
-	for _, v := range rl.viewers {
-		ps = append(ps, v.p)
-	}
-	m.mu.Unlock()
-	for _, p := range ps {
-		if m.g.auth.alive(p) {
-			return media.Lease(ctx, p.Client, rl.chev, rl.stream)
-		}
-	}
-	return &media.Error{Status: http.StatusConflict, Code: "no_viewer", Msg: "no viewer with a live login watches " + rl.stream + " on " + rl.chev.String()}
-}
-
-// viewerSource is one relay viewer's view of the shared relay: it tells
-// the gateway when the session released it (the session ended).
-type viewerSource struct {
-	*media.RelaySource
-	ended func()
-}
-
-func (s *viewerSource) Acquire() (release func()) {
-	rel := s.RelaySource.Acquire()
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			rel()
-			s.ended()
-		})
-	}
-}
-
-// relaySession is the relay viewer of session id, if p opened it: to
-// anyone else it does not exist.
-func (m *Media) relaySession(id string, p *Principal, t whepTarget) (*relayViewer, error) {
-	m.mu.Lock()
-	v, ok := m.viewers[id]
-	m.mu.Unlock()
-	if !ok || v.p.User != p.User || v.rel.chev != t.chev || v.rel.stream != t.stream {
-		return nil, &media.Error{Status: http.StatusNotFound, Code: CodeNotFound,
-			Msg: fmt.Sprintf("no session %s%s of stream %s on %s (ended, or opened by someone else)", relayPrefix, id, t.stream, t.chev)}
-	}
-	return v, nil
-}
-
 // servePatch applies trickled candidates: 204.
 func (m *Media) servePatch(w http.ResponseWriter, r *http.Request, p *Principal, t whepTarget) {
 	body, aerr := readBody(w, r, media.ContentTypeSDPFrag)
@@ -705,83 +585,4 @@ func codeOfStatus(status int) string {
 		return CodeUpstream
 	}
 	return CodeBadRequest
-}
-
-// mediaItem is one stream in GET /api/media: the node's StreamInfo, its
-// WHEP endpoint and its player page.
-type mediaItem struct {
-	media.StreamInfo
-	WHEP string `json:"whep"`
-	Page string `json:"page"`
-}
-
-// apiMedia lists every live node's streams.
-func (m *Media) apiMedia(w http.ResponseWriter, r *http.Request, p *Principal) {
-	ctx, cancel := queryCtx(r)
-	defer cancel()
-	members, err := p.Client.Nodes(ctx)
-	if err != nil {
-		writeError(w, meshError(err))
-		return
-	}
-	lctx, lcancel := context.WithTimeout(ctx, 3*time.Second)
-	defer lcancel()
-	lists, err := media.ListAll(lctx, p.Client, members)
-	if err != nil {
-		// Some nodes failed: show what answered, log the rest.
-		m.log.Debug("media list", "err", err)
-	}
-	out := []mediaItem{}
-	for _, l := range lists {
-		chev, perr := subjects.Parse(l.Chevron)
-		if perr != nil {
-			continue
-		}
-		for _, s := range l.Streams {
-			if !validStream(s.Stream) {
-				continue
-			}
-			s.Chevron = chev.String()
-			base := "/media/" + s.Chevron + "/" + s.Stream
-			out = append(out, mediaItem{StreamInfo: s, WHEP: base + "/whep", Page: base})
-		}
-	}
-	slices.SortFunc(out, func(a, b mediaItem) int {
-		ca, _ := subjects.Parse(a.Chevron)
-		cb, _ := subjects.Parse(b.Chevron)
-		return cmp.Or(compareChevrons(ca, cb), strings.Compare(a.Stream, b.Stream))
-	})
-	writeJSON(w, http.StatusOK, out)
-}
-
-// compareChevrons orders chevrons token by token, numerically.
-func compareChevrons(a, b subjects.Chevron) int {
-	x, y := strings.Split(a.String(), "."), strings.Split(b.String(), ".")
-	for i := 0; i < len(x) && i < len(y); i++ {
-		xi, _ := strconv.Atoi(x[i])
-		yi, _ := strconv.Atoi(y[i])
-		if c := cmp.Compare(xi, yi); c != 0 {
-			return c
-		}
-	}
-	return cmp.Compare(len(x), len(y))
-}
-
-// servePage serves the player page (ui/media.html; its script reads the
-// chevron and stream from the URL). It holds no data: the offer it posts
-// needs a login.
-func (m *Media) servePage(w http.ResponseWriter, r *http.Request) {
-	if _, aerr := parseTarget(r.PathValue("chevron"), r.PathValue("stream"), "", r.Pattern); aerr != nil {
-		w.Header().Set("Cache-Control", "no-store")
-		loginPage(w, http.StatusNotFound, aerr.Msg)
-		return
-	}
-	page, err := uiFiles.ReadFile("ui/media.html")
-	if err != nil {
-		writeError(w, errorf(http.StatusInternalServerError, CodeInternal, "the player page: %v", err))
-		return
-	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-cache")
-	_, _ = w.Write(page)
 }
