@@ -131,7 +131,7 @@ func TestMediaPlaysInChromium(t *testing.T) {
 	// Leaving the page ends its session (DELETE on pagehide).
 	b.run("open an unknown stream", chromedp.Navigate(r.g.URL()+"/media/"+r.camChev+"/nope"))
 	b.waitJS("the node's error in the page", 20*time.Second,
-		`window.rnMedia.state === "failed" && document.getElementById("media-error").textContent.includes("has no stream \"nope\"") && !document.getElementById("media-error").classList.contains("hidden")`)
+		`window.rnMedia.state === "failed" && document.getElementById("media-error").textContent.includes("has no stream \"nope\"") && !document.getElementById("media-error").classList.contains("hidden") && document.getElementById("media-video").classList.contains("hidden")`)
 	b.shot("media-unknown")
 	testmesh.CheckFor(t, 15*time.Second, 20*time.Millisecond, func() error {
 		if _, relay := r.md.Sessions(); relay != 2 {

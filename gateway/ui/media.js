@@ -35,6 +35,8 @@ function setState(s, text) {
   st.textContent = text || s;
   st.className = "conn " + (s === "playing" ? "live" : s === "failed" ? "down" : "");
   video.classList.toggle("idle", s !== "playing");
+  // Nothing to show: no empty black box that could pass for a video.
+  video.classList.toggle("hidden", s === "failed");
 }
 
 function showError(text) {
