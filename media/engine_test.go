@@ -334,7 +334,12 @@ func TestPatchStatusMatrix(t *testing.T) {
 		return []byte("a=ice-ufrag:" + ufrag + "\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\nm=video 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\n" +
 			"a=candidate:1 1 udp 2130706431 127.0.0.1 40000 typ host\r\na=end-of-candidates\r\n")
 	}
-	ours := strings.Trim(a.ETag, `"`)
+	// A trickle fragment carries the viewer's credentials (RFC 8840), not
+	// the server's (the ETag): the viewer's are the unchanged case.
+	ours := sdpUfrag(v.offer)
+	if ours == strings.Trim(a.ETag, `"`) {
+		t.Fatal("the viewer's ufrag equals the server's: the test could not tell them apart")
+	}
 	cases := []struct {
 		name            string
 		id, ifMatch, ct string
@@ -346,6 +351,7 @@ func TestPatchStatusMatrix(t *testing.T) {
 		{"no If-Match", a.Session, "", ContentTypeSDPFrag, frag(ours), 428},
 		{"stale If-Match", a.Session, `"nope"`, ContentTypeSDPFrag, frag(ours), 412},
 		{"ICE restart", a.Session, a.ETag, ContentTypeSDPFrag, frag("newufrag"), 422},
+		{"the server's ufrag (not the viewer's)", a.Session, a.ETag, ContentTypeSDPFrag, frag(strings.Trim(a.ETag, `"`)), 422},
 		{"ICE restart with *", a.Session, "*", ContentTypeSDPFrag, []byte("a=ice-ufrag:zzzz\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\n"), 422},
 		{"garbage fragment", a.Session, a.ETag, ContentTypeSDPFrag, []byte("hello\r\n"), 400},
 		{"trickled candidates", a.Session, a.ETag, ContentTypeSDPFrag + "; charset=utf-8", frag(ours), 0},

@@ -60,7 +60,8 @@ type Sessions struct {
 // session is one viewer's peer connection.
 type session struct {
 	id, stream string
-	ufrag      string
+	ufrag      string // ours: the ETag
+	peerUfrag  string // the viewer's, from its offer: what its PATCHes carry (RFC 8840)
 	etag       string
 	pc         *webrtc.PeerConnection
 	release    func()
@@ -152,6 +153,7 @@ func (s *Sessions) Offer(ctx context.Context, stream string, src Source, offer s
 		return fail(&Error{Status: http.StatusInternalServerError, Code: wire.CodeInternal, Msg: "no local description after gathering"})
 	}
 	sess.ufrag = sdpUfrag(local.SDP)
+	sess.peerUfrag = sdpUfrag(offer)
 	sess.etag = `"` + sess.ufrag + `"`
 
 	s.mu.Lock()
@@ -396,7 +398,9 @@ func (s *Sessions) Patch(id, ifMatch, contentType string, body []byte) error {
 	if err != nil {
 		return &Error{Status: http.StatusBadRequest, Code: wire.CodeBadRequest, Msg: err.Error()}
 	}
-	if ufrag != "" && ufrag != sess.ufrag || ifMatch == "*" && ufrag == "" {
+	// A trickle fragment carries the viewer's own credentials (RFC 8840);
+	// new ones are an ICE restart.
+	if ufrag != "" && ufrag != sess.peerUfrag || ifMatch == "*" && ufrag == "" {
 		return &Error{Status: http.StatusUnprocessableEntity, Code: "ice_restart_unsupported",
 			Msg: "ICE restart is not supported: open a new session (POST) instead"}
 	}

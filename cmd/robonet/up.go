@@ -215,14 +215,14 @@ func startRunning(ctx context.Context, cmd *cobra.Command, o node.Options, wait 
 		stopTarget(ctx)
 		stopFed(ctx)
 	}
-	stopGw, g, err := composeGateway(ctx, cmd, n, o.Logger, pf, then)
+	stopGw, g, gm, err := composeGateway(ctx, cmd, n, o.Logger, pf, then)
 	if err != nil {
 		then(context.Background())
 		fed.stop()
 		_ = n.Shutdown(context.Background())
 		return nil, err
 	}
-	stopAll, err := composeMedia(ctx, cmd, n, g, mf, o.Logger, stopGw)
+	stopAll, err := composeMedia(ctx, cmd, n, g, gm, mf, o.Logger, stopGw)
 	if err != nil {
 		stopGw(context.Background())
 		fed.stop()

@@ -25,6 +25,9 @@ type gatewayFlags struct {
 	ProxyExplicit bool
 	// Proxy mounts the mesh proxy with these limits (nil: no /proxy/).
 	Proxy *gateway.ProxyOptions
+	// OnMetrics, when set, is given the gateway's metrics (media adds its
+	// gauges to them once it is mounted).
+	OnMetrics func(*gateway.Metrics)
 }
 
 // addGatewayFlags registers up's gateway flags on f.
@@ -79,6 +82,9 @@ func startGateway(ctx context.Context, n *node.Node, gf gatewayFlags, log *slog.
 		need = ""
 	}
 	m := gateway.NewMetrics(n)
+	if gf.OnMetrics != nil {
+		gf.OnMetrics(m)
+	}
 	if gf.Proxy != nil {
 		m.AddProxy(g.MountProxy(*gf.Proxy))
 	}
@@ -98,16 +104,18 @@ func startGateway(ctx context.Context, n *node.Node, gf gatewayFlags, log *slog.
 
 // composeGateway starts the gateway up's flags ask for, prints its banner
 // line, and returns a stop that shuts it down before calling then.
-func composeGateway(ctx context.Context, cmd *cobra.Command, n *node.Node, log *slog.Logger, pf *proxyFlags, then func(context.Context)) (func(context.Context), *gateway.Gateway, error) {
+func composeGateway(ctx context.Context, cmd *cobra.Command, n *node.Node, log *slog.Logger, pf *proxyFlags, then func(context.Context)) (func(context.Context), *gateway.Gateway, *gateway.Metrics, error) {
 	gf, err := gatewayFlagsOf(cmd)
 	if err != nil {
-		return then, nil, err
+		return then, nil, nil, err
 	}
 	po := pf.httpOptions(log)
 	gf.Proxy = &po
+	var metrics *gateway.Metrics
+	gf.OnMetrics = func(m *gateway.Metrics) { metrics = m }
 	g, stop, err := startGateway(ctx, n, gf, log)
 	if err != nil {
-		return then, nil, err
+		return then, nil, nil, err
 	}
 	w := cmd.OutOrStdout()
 	switch {
@@ -124,5 +132,5 @@ func composeGateway(ctx context.Context, cmd *cobra.Command, n *node.Node, log *
 	return func(ctx context.Context) {
 		stop(ctx)
 		then(ctx)
-	}, g, nil
+	}, g, metrics, nil
 }

@@ -86,7 +86,7 @@ func (mf *mediaFlags) check() error {
 // on the gateway's port when there is a gateway), serves this node's
 // streams over the mesh and mounts WHEP on the gateway. The stop it
 // returns closes media, then calls then, then closes the engine.
-func composeMedia(ctx context.Context, cmd *cobra.Command, n *node.Node, g *gateway.Gateway, mf *mediaFlags, log *slog.Logger, then func(context.Context)) (func(context.Context), error) {
+func composeMedia(ctx context.Context, cmd *cobra.Command, n *node.Node, g *gateway.Gateway, gm *gateway.Metrics, mf *mediaFlags, log *slog.Logger, then func(context.Context)) (func(context.Context), error) {
 	specs, err := mf.parsed()
 	if err != nil {
 		return then, err
@@ -131,6 +131,18 @@ func composeMedia(ctx context.Context, cmd *cobra.Command, n *node.Node, g *gate
 	cfg := media.EngineConfig{UDP: udp, HostIPs: mf.hosts, Loopback: loopback, Logger: log}
 	if g != nil {
 		cfg.TCP = g.ICETCP()
+		// A gateway on every interface gives pion no address for its TCP
+		// candidates: advertise the host's (or --media-host's).
+		if h, _, err := net.SplitHostPort(g.Addr()); err == nil && cfg.TCP != nil {
+			if ip, err := netip.ParseAddr(h); err == nil && ip.IsUnspecified() {
+				cfg.TCPAdvertise = mf.hosts
+				if len(cfg.TCPAdvertise) == 0 {
+					for _, c := range interfaceCIDRs(false) {
+						cfg.TCPAdvertise = append(cfg.TCPAdvertise, strings.SplitN(c, "/", 2)[0])
+					}
+				}
+			}
+		}
 	}
 	var eng *media.Engine
 	if cfg.UDP != nil || cfg.TCP != nil {
@@ -193,7 +205,10 @@ func composeMedia(ctx context.Context, cmd *cobra.Command, n *node.Node, g *gate
 				mo.DirectSessions = ss.Count
 			}
 		}
-		g.MountMedia(mo)
+		md := g.MountMedia(mo)
+		if gm != nil {
+			gm.AddMedia(md)
+		}
 	}
 	return func(ctx context.Context) {
 		if svc != nil {
