@@ -135,6 +135,13 @@ func (g *Gateway) handler() http.Handler {
 		if strings.HasPrefix(r.URL.Path, "/api/") {
 			h.Set("Cache-Control", "no-store")
 		}
+		if bearerWHEP(r) {
+			// A WHEP player on another origin (what CORS is for): its bearer
+			// token is no ambient credential a foreign page could borrow,
+			// and with it the session cookie is not read (authenticate).
+			g.mux.ServeHTTP(w, r)
+			return
+		}
 		inner.ServeHTTP(w, r)
 	}))
 }
@@ -191,4 +198,15 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) *apiError {
 		return errorf(http.StatusBadRequest, CodeBadRequest, "request body: more than one JSON value")
 	}
 	return nil
+}
+
+// bearerWHEP reports whether r is a WHEP request (POST, PATCH, DELETE of
+// /media/<chevron>/<stream>/whep[/<session>]) authenticated by a bearer
+// token: cross-origin protection does not apply to it.
+func bearerWHEP(r *http.Request) bool {
+	if r.Header.Get("Authorization") == "" || !strings.HasPrefix(r.URL.Path, "/media/") {
+		return false
+	}
+	parts := strings.Split(strings.TrimPrefix(r.URL.Path, "/media/"), "/")
+	return (len(parts) == 3 || len(parts) == 4) && parts[2] == "whep"
 }

@@ -373,6 +373,21 @@ func TestMediaWHEPMatrix(t *testing.T) {
 		expectStatus(t, name+": PATCH after DELETE", r.whep(http.MethodPatch, loc, r.tok, "application/trickle-ice-sdpfrag", sdpFrag, "If-Match", etag), http.StatusNotFound, "not_found")
 	}
 
+	// A WHEP player on another origin: served with a bearer token (CORS is
+	// for it), refused with only the session cookie (a foreign page could
+	// borrow that one).
+	{
+		v := newPionViewer(t, webrtc.NetworkTypeUDP4)
+		a := r.whep(http.MethodPost, ep+"?path=relay", r.tok, "application/sdp", v.offer, "Origin", "https://player.example", "Sec-Fetch-Site", "cross-site")
+		loc := checkCreated(t, a, relayLocation)
+		if a.header.Get("Access-Control-Allow-Origin") != "*" {
+			t.Errorf("cross-origin POST: Access-Control-Allow-Origin %q", a.header.Get("Access-Control-Allow-Origin"))
+		}
+		expectStatus(t, "cross-origin DELETE with a bearer token", r.whep(http.MethodDelete, loc, r.tok, "", "", "Origin", "https://player.example", "Sec-Fetch-Site", "cross-site"), http.StatusOK, "")
+		a = r.whep(http.MethodPost, ep, "", "application/sdp", v.offer, "Origin", "https://player.example", "Sec-Fetch-Site", "cross-site", "Cookie", gateway.SessionCookie+"=whatever")
+		expectStatus(t, "cross-origin POST with a cookie", a, http.StatusForbidden, "cross_origin")
+	}
+
 	// The node's media service stops: 503 with Retry-After, both paths.
 	r.svc.Close()
 	for _, path := range []string{"direct", "relay", "auto"} {
