@@ -54,6 +54,7 @@ type config struct {
 	verbose bool
 	netns   bool
 	ttff    bool
+	rounds  int
 }
 
 func main() { os.Exit(run()) }
@@ -68,6 +69,7 @@ func run() int {
 	flag.StringVar(&cfg.bin, "bin", "", "robonet binary to drive (default: go build ./cmd/robonet into a temp dir)")
 	flag.BoolVar(&cfg.json, "json", false, "print JSON instead of a table")
 	flag.BoolVar(&cfg.verbose, "v", false, "print progress on stderr")
+	flag.IntVar(&cfg.rounds, "rounds", 1, "latency and CPU rounds: each measures direct then relay, and the windows of every round are pooled")
 	flag.BoolVar(&cfg.ttff, "ttff", true, "measure time to first frame (false: latency and CPU only)")
 	flag.BoolVar(&cfg.netns, "netns", true, "as root, run in a new loopback-only network namespace (unshare -n)")
 	flag.Usage = func() {
@@ -81,8 +83,8 @@ func run() int {
 		fmt.Fprintf(os.Stderr, "media: unexpected argument %q\n", flag.Arg(0))
 		return 2
 	}
-	if cfg.runs < 1 || cfg.viewers < 2 || cfg.window < time.Second || cfg.settle < 0 || cfg.linger < 0 {
-		fmt.Fprintln(os.Stderr, "media: -runs must be at least 1, -viewers at least 2, -window at least 1s, -settle and -linger not negative")
+	if cfg.runs < 1 || cfg.rounds < 1 || cfg.viewers < 2 || cfg.window < time.Second || cfg.settle < 0 || cfg.linger < 0 {
+		fmt.Fprintln(os.Stderr, "media: -runs and -rounds must be at least 1, -viewers at least 2, -window at least 1s, -settle and -linger not negative")
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -120,7 +122,7 @@ func run() int {
 	}
 
 	rep := report{
-		Runs: cfg.runs, Viewers: cfg.viewers, Window: cfg.window.String(), Linger: cfg.linger.String(),
+		Runs: cfg.runs, Viewers: cfg.viewers, Rounds: cfg.rounds, Window: cfg.window.String(), Linger: cfg.linger.String(),
 		Go: runtime.Version(), CPUs: runtime.NumCPU(), Netns: inNetns,
 		Started: time.Now().UTC().Truncate(time.Second), LoadStart: proc.LoadAvg(),
 	}
@@ -248,9 +250,14 @@ func (b *bench) measure(ctx context.Context) error {
 			return err
 		}
 	}
-	for _, pf := range b.rep.Paths {
-		if err := b.latency(ctx, pf); err != nil {
-			return err
+	for round := 1; round <= b.cfg.rounds; round++ {
+		for _, pf := range b.rep.Paths {
+			if b.cfg.rounds > 1 {
+				b.logf("latency round %d of %d, %s", round, b.cfg.rounds, pf.Path)
+			}
+			if err := b.latency(ctx, pf); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -346,9 +353,9 @@ func (b *bench) latency(ctx context.Context, pf *pathFigures) error {
 			return fmt.Errorf("%s, %d viewers: %w", pf.Path, n, err)
 		}
 		if n == 1 {
-			pf.Latency1, pf.CPU1 = lw, cw
+			pf.Latency1, pf.CPU1 = pf.Latency1.merge(lw), pf.CPU1.merge(cw)
 		} else {
-			pf.Latency, pf.CPU = lw, cw
+			pf.Latency, pf.CPU = pf.Latency.merge(lw), pf.CPU.merge(cw)
 		}
 	}
 	return nil
@@ -407,9 +414,10 @@ func (b *bench) window(ctx context.Context, tabs []*tab) (*latencyFig, *cpuFig, 
 			b.note(fmt.Sprintf("viewer %d decoded %dx%d, not 1280x720 (the barcode was read scaled)", i+1, s.Width, s.Height))
 		}
 	}
+	lf.all, lf.Rounds = all, 1
 	lf.Samples = len(all)
 	lf.P50, lf.P95, lf.Max = proc.Percentile(all, 0.5), proc.Percentile(all, 0.95), proc.Percentile(all, 1)
-	cf := &cpuFig{FFmpeg: cpu[0], NodeA: cpu[1], NodeB: cpu[2], Browser: float64(spent(bt0, bt1)) * 1000 / proc.ClockTick / wall}
+	cf := &cpuFig{FFmpeg: cpu[0], NodeA: cpu[1], NodeB: cpu[2], Browser: float64(spent(bt0, bt1)) * 1000 / proc.ClockTick / wall, Rounds: 1}
 	if mt1 > mt0 {
 		cf.MachineBusy = float64(mb1-mb0) / float64(mt1-mt0)
 	}

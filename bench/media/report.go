@@ -23,6 +23,7 @@ type report struct {
 	LoadEnd   [3]float64     `json:"load_end"`
 	Runs      int            `json:"runs"`
 	Viewers   int            `json:"viewers"`
+	Rounds    int            `json:"rounds"`
 	Window    string         `json:"window"`
 	Linger    string         `json:"linger"`
 	Chevron   string         `json:"chevron"` // camera node B's
@@ -63,6 +64,28 @@ type latencyFig struct {
 	Decoded    []float64 `json:"decoded"` // frames decoded per second, per viewer
 	RTP        rtpStats  `json:"rtp"`     // every viewer's counters, summed
 	JitterMS   float64   `json:"jitter_buffer_ms"`
+	Rounds     int       `json:"rounds"` // windows pooled
+
+	all []float64 // every sample
+}
+
+// merge pools o's window into l's (nil l: o).
+func (l *latencyFig) merge(o *latencyFig) *latencyFig {
+	if l == nil {
+		return o
+	}
+	l.all = append(l.all, o.all...)
+	l.Samples += o.Samples
+	l.Unreadable += o.Unreadable
+	l.FPS = append(l.FPS, o.FPS...)
+	l.Decoded = append(l.Decoded, o.Decoded...)
+	l.RTP.add(o.RTP)
+	l.Rounds += o.Rounds
+	l.P50, l.P95, l.Max = proc.Percentile(l.all, 0.5), proc.Percentile(l.all, 0.95), proc.Percentile(l.all, 1)
+	if l.RTP.JitterBufferEmittedCount > 0 {
+		l.JitterMS = l.RTP.JitterBufferDelay * 1000 / l.RTP.JitterBufferEmittedCount
+	}
+	return l
 }
 
 // cpuFig is CPU over one window, in ms/s.
@@ -74,7 +97,24 @@ type cpuFig struct {
 	// MachineBusy is the share of all CPUs' time not idle over the window
 	// (/proc/stat), whoever used it; Load the load average at its end.
 	MachineBusy float64    `json:"machine_busy"`
-	Load        [3]float64 `json:"load"`
+	Load        [3]float64 `json:"load"` // the highest of the windows pooled
+	Rounds      int        `json:"rounds"`
+}
+
+// merge averages o's window into c's (nil c: o).
+func (c *cpuFig) merge(o *cpuFig) *cpuFig {
+	if c == nil {
+		return o
+	}
+	n := float64(c.Rounds)
+	avg := func(a, b float64) float64 { return (a*n + b) / (n + 1) }
+	c.FFmpeg, c.NodeA, c.NodeB, c.Browser = avg(c.FFmpeg, o.FFmpeg), avg(c.NodeA, o.NodeA), avg(c.NodeB, o.NodeB), avg(c.Browser, o.Browser)
+	c.MachineBusy = avg(c.MachineBusy, o.MachineBusy)
+	if o.Load[0] > c.Load[0] {
+		c.Load = o.Load
+	}
+	c.Rounds++
+	return c
 }
 
 func (r *report) print(w io.Writer) {
@@ -86,8 +126,12 @@ func (r *report) print(w io.Writer) {
 		orDash(r.Version), r.Go, r.CPUs, proc.FormatLoad(r.LoadStart), proc.FormatLoad(r.LoadEnd), r.Elapsed)
 	fmt.Fprintf(w, "camera node B (chevron %s): --media %s, --media-linger %s; gateway on node A; loopback-only netns: %s\n",
 		r.Chevron, streamsFlag, r.Linger, ns)
-	fmt.Fprintf(w, "first frame: %d runs per path (test stream); latency and CPU: clock stream, %s windows with 1 and %d viewers (one tab each)\n\n",
+	fmt.Fprintf(w, "first frame: %d runs per path (test stream); latency and CPU: clock stream, %s windows with 1 and %d viewers (one tab each)",
 		r.Runs, r.Window, r.Viewers)
+	if r.Rounds > 1 {
+		fmt.Fprintf(w, ", %d rounds (direct then relay) pooled", r.Rounds)
+	}
+	fmt.Fprint(w, "\n\n")
 	var d, rl *pathFigures
 	for _, p := range r.Paths {
 		switch p.Path {
