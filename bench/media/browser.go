@@ -51,15 +51,13 @@ func startBrowser(ctx context.Context, b *bench) (*browser, error) {
 	root, cancelRoot := chromedp.NewContext(actx, chromedp.WithErrorf(func(f string, a ...any) { b.logf("chromium: "+f, a...) }))
 	br := &browser{b: b, root: root, cancelAlloc: cancelAlloc, cancelRoot: cancelRoot}
 	began := time.Now()
-	sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	if err := chromedp.Do(root); err != nil { // starts the browser
+	// The first action starts the browser; it runs on root itself, whose
+	// end is the browser's, and a Ctrl-C meanwhile stops it.
+	stop := context.AfterFunc(ctx, cancelRoot)
+	defer stop()
+	if err := chromedp.Do(root); err != nil {
 		br.close()
 		return nil, fmt.Errorf("start %s: %w", bin, err)
-	}
-	if sctx.Err() != nil {
-		br.close()
-		return nil, sctx.Err()
 	}
 	b.logf("chromium %s started in %v", bin, time.Since(began).Round(time.Millisecond))
 	return br, nil
