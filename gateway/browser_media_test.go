@@ -119,13 +119,14 @@ func framesJS(w int) string {
 
 // TestMediaPlaysInChromium: node 1's testsrc@320x240 played through node 0's
 // gateway on the relay and the direct path, five tabs on one ffmpeg, the
-// stream's tile on the dashboard, and an unknown stream's error in words.
+// stream's tile on the dashboard, and an unknown stream's and a missing
+// camera's errors in words.
 func TestMediaPlaysInChromium(t *testing.T) {
 	if !inLoopbackNetns(t) {
 		return
 	}
 	b := newMediaBrowser(t)
-	r := newMediaRig(t, "test=testsrc@320x240@15")
+	r := newMediaRig(t, "test=testsrc@320x240@15,cam=/dev/video99")
 	b.run("log in", chromedp.Navigate(browserLoginLink(t, r.s, 0, r.viewer)))
 	b.waitJS("logged in", 15*time.Second, `location.pathname === "/"`)
 	b.waitJS("the stream's tile on the dashboard", 20*time.Second,
@@ -185,6 +186,15 @@ func TestMediaPlaysInChromium(t *testing.T) {
 		}
 		return nil
 	})
+
+	// A camera that is not there: ffmpeg's reason in the page, not a black
+	// video, on either path.
+	for _, path := range []string{"relay", "direct"} {
+		b.run("open the missing camera ("+path+")", chromedp.Navigate(r.g.URL()+"/media/"+r.camChev+"/cam?path="+path))
+		b.waitJS("the missing device in the page ("+path+")", 30*time.Second,
+			`document.getElementById("media-error").textContent.includes("/dev/video99") && !document.getElementById("media-error").classList.contains("hidden") && window.rnMedia.state !== "playing"`)
+	}
+	b.shot("media-missing-camera")
 }
 
 // TestMediaDirectFailureFallsBackToTheRelay: the camera's media port is

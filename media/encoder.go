@@ -340,12 +340,24 @@ func (e *Encoder) args(port int) []string {
 	a = append(a, "-an", "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency",
 		"-profile:v", "baseline", "-pix_fmt", "yuv420p", "-bf", "0",
 		"-g", fps, "-keyint_min", fps, "-sc_threshold", "0", "-x264-params", "repeat-headers=1",
+		// A keyframe every 250 ms in a run's first 2 s: the first viewer's
+		// offer is answered once the first packet is out, so that first
+		// keyframe goes before its DTLS is up and it would wait a whole GOP
+		// (1 s) for the next one.
+		"-force_key_frames", fmt.Sprintf("expr:lt(t,%g)*gte(t,n_forced*%g)", startBurst.Seconds(), startKeyEvery.Seconds()),
 		"-b:v", strconv.Itoa(rate), "-maxrate", strconv.Itoa(rate), "-bufsize", strconv.Itoa(rate/2),
 		"-f", "rtp", "-payload_type", strconv.Itoa(rtpPayloadType),
 		// RTCP goes to the same socket (and is dropped there) rather than to port+1, which is someone else's.
 		fmt.Sprintf("rtp://127.0.0.1:%d?pkt_size=%d&rtcpport=%d", port, rtpPacketSize, port))
 	return a
 }
+
+// startBurst and startKeyEvery: keyframes come every startKeyEvery during
+// a run's first startBurst, then every second (-g FPS).
+const (
+	startBurst    = 2 * time.Second
+	startKeyEvery = 250 * time.Millisecond
+)
 
 // bitrate gives a stream about 0.07 bits per pixel: 2 Mb/s at 720p30,
 // never under 150 kb/s nor over 8 Mb/s.
