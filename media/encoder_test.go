@@ -20,6 +20,8 @@ import (
 
 	"github.com/pion/rtp"
 	"github.com/pion/rtp/codecs"
+
+	"github.com/robonet-mesh/robonet/internal/testmesh"
 )
 
 // needFFmpeg skips the test when ffmpeg is missing, or fails it in CI.
@@ -59,22 +61,6 @@ func newTestEncoder(t *testing.T, entry string, opts EncoderOptions) *Encoder {
 	}
 	t.Cleanup(e.Close)
 	return e
-}
-
-// waitUntil polls cond until it returns nil or the deadline passes.
-func waitUntil(t *testing.T, timeout time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // ffmpegChildren lists the ffmpeg processes (zombies included) whose parent
@@ -201,7 +187,7 @@ func TestTestsrcSendsConstrainedBaselineH264(t *testing.T) {
 	if profile, constraints := sps[1], sps[2]; profile != 66 || constraints&0x40 == 0 {
 		t.Errorf("SPS profile_idc %d constraint flags %08b; want 66 (baseline) with constraint_set1 (constrained)", profile, constraints)
 	}
-	waitUntil(t, 5*time.Second, func() error {
+	testmesh.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
 		if i := e.Info(); !i.Live || i.Viewers != 1 || i.Error != "" || i.Codec != "H264" {
 			return fmt.Errorf("Info = %+v, want live with 1 viewer and no error", i)
 		}
@@ -234,7 +220,7 @@ func TestOneFFmpegForManyViewersNoneAfterTheLinger(t *testing.T) {
 		t.Fatalf("ffmpeg children %v, Running %v with one viewer left; want one running", pids, e.Running())
 	}
 	r2()
-	waitUntil(t, 10*time.Second, func() error {
+	testmesh.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		if pids := ffmpegChildren(t); len(pids) != 0 || e.Running() {
 			return fmt.Errorf("ffmpeg children %v, Running %v after the last release and the linger", pids, e.Running())
 		}
@@ -283,7 +269,7 @@ func TestNegativeLingerStopsAtOnceAndRestarts(t *testing.T) {
 			t.Fatalf("run %d: %v", i+1, err)
 		}
 		release()
-		waitUntil(t, 10*time.Second, func() error {
+		testmesh.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 			if pids := ffmpegChildren(t); len(pids) != 0 || e.Running() {
 				return fmt.Errorf("run %d: ffmpeg children %v, Running %v after the release", i+1, pids, e.Running())
 			}
@@ -320,7 +306,7 @@ func wantFailure(t *testing.T, e *Encoder, want ...string) {
 			t.Errorf("Ready's message %q does not say %q", me.Msg, w)
 		}
 	}
-	waitUntil(t, 10*time.Second, func() error {
+	testmesh.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		if i := e.Info(); i.Error != me.Msg || i.Live || e.Running() || len(ffmpegChildren(t)) != 0 {
 			return fmt.Errorf("Info = %+v, Running %v, children %v; want the error, not live, no ffmpeg", i, e.Running(), ffmpegChildren(t))
 		}
@@ -515,7 +501,7 @@ func TestSilentFFmpegIsKilledWithItsGroup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 10*time.Second, func() error {
+	testmesh.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		if !procGone(child) {
 			return fmt.Errorf("the stand-in's child %d outlived it", child)
 		}
@@ -530,7 +516,7 @@ func TestCloseKillsAnFFmpegThatIgnoresSIGTERM(t *testing.T) {
 	}
 	e := newTestEncoder(t, "test=testsrc@320x240@15", EncoderOptions{FFmpeg: bin, Linger: time.Hour})
 	e.Acquire()
-	waitUntil(t, 10*time.Second, func() error {
+	testmesh.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		if !e.Running() {
 			return errors.New("the stand-in is not running")
 		}
@@ -571,7 +557,7 @@ func TestFFmpegDyingUnderAViewerIsRestarted(t *testing.T) {
 	if err := syscall.Kill(first[0], syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 20*time.Second, func() error {
+	testmesh.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
 		now := ffmpegChildren(t)
 		if len(now) != 1 || now[0] == first[0] || !e.Info().Live || e.Info().Error != "" {
 			return fmt.Errorf("ffmpeg children %v (the killed one was %d), Info %+v; want a new live one", now, first[0], e.Info())
@@ -595,11 +581,14 @@ func TestFFmpegDyingUnderAViewerIsRestarted(t *testing.T) {
 }
 
 // startXvfb runs a virtual X display of w×h for the test and returns its
-// name (":N"), or skips the test when Xvfb is not installed.
+// name (":N"), or skips the test when Xvfb is not installed (fails in CI).
 func startXvfb(t *testing.T, w, h int) string {
 	t.Helper()
 	bin, err := exec.LookPath("Xvfb")
 	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("no Xvfb and CI=true (scripts/test installs xvfb): %v", err)
+		}
 		t.Skipf("no Xvfb (apt-get install xvfb): %v", err)
 	}
 	for n := 90 + os.Getpid()%50; n < 200; n++ {
@@ -619,7 +608,7 @@ func startXvfb(t *testing.T, w, h int) string {
 		exited := make(chan struct{})
 		go func() { _ = x.Wait(); close(exited) }()
 		t.Cleanup(func() { _ = x.Process.Kill(); <-exited })
-		waitUntil(t, 10*time.Second, func() error {
+		testmesh.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 			select {
 			case <-exited:
 				t.Fatalf("Xvfb :%d exited: %s", n, out.String())
@@ -632,7 +621,7 @@ func startXvfb(t *testing.T, w, h int) string {
 		})
 		return fmt.Sprintf(":%d", n)
 	}
-	t.Skip("no free X display number")
+	t.Fatal("no free X display number in :90..:199")
 	return ""
 }
 
@@ -645,7 +634,7 @@ func TestX11GrabSendsVideo(t *testing.T) {
 	if err := readyWithin(t, e, 20*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 5*time.Second, func() error {
+	testmesh.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
 		if i := e.Info(); !i.Live {
 			return fmt.Errorf("Info = %+v, want live", i)
 		}

@@ -17,24 +17,9 @@ import (
 	"github.com/pion/ice/v4"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
-)
 
-// checkFor polls f every 20 ms until it returns nil, failing the test with
-// f's last error after timeout.
-func checkFor(t testing.TB, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
+	"github.com/robonet-mesh/robonet/internal/testmesh"
+)
 
 // newUDPEngine returns an engine on a 127.0.0.1 UDP socket.
 func newUDPEngine(t *testing.T) *Engine {
@@ -190,7 +175,7 @@ func (v *viewer) accept(t *testing.T, a Answer) {
 
 func (v *viewer) waitPackets(t *testing.T, n int64) {
 	t.Helper()
-	checkFor(t, 15*time.Second, func() error {
+	testmesh.CheckFor(t, 15*time.Second, 20*time.Millisecond, func() error {
 		if got := v.packets.Load(); got < n {
 			return fmt.Errorf("%d RTP packets received (state %s), want ≥ %d", got, v.pc.ConnectionState(), n)
 		}
@@ -285,7 +270,7 @@ func TestViewersShareOneTrackOverUDPMux(t *testing.T) {
 	if err := s.Delete(ids[0]); !errors.As(err, &me) || me.Status != 404 {
 		t.Errorf("second Delete: %v, want a 404 *Error", err)
 	}
-	checkFor(t, 5*time.Second, func() error {
+	testmesh.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
 		if got := changes.Load(); got != 2*n {
 			return fmt.Errorf("OnChange called %d times, want %d (one add and one remove a session)", got, 2*n)
 		}
@@ -381,7 +366,7 @@ func TestNeverConnectedSessionIsReaped(t *testing.T) {
 	src := newTestSource(t, "test")
 	v := newViewer(t, webrtc.NetworkTypeUDP4)
 	a := offer(t, s, "test", src, v.offer) // the viewer never takes the answer
-	checkFor(t, 10*time.Second, func() error {
+	testmesh.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		if n, r := s.Count(), src.refs.Load(); n != 0 || r != 0 {
 			return fmt.Errorf("%d sessions, source refs %d: the never-connected session is still there", n, r)
 		}
@@ -467,7 +452,7 @@ func TestViewerGoneWithoutDeleteIsRemoved(t *testing.T) {
 	v.accept(t, offer(t, s, "test", src, v.offer))
 	v.waitPackets(t, 5)
 	v.pc.Close()
-	checkFor(t, 30*time.Second, func() error {
+	testmesh.CheckFor(t, 30*time.Second, 20*time.Millisecond, func() error {
 		if n, r := s.Count(), src.refs.Load(); n != 0 || r != 0 {
 			return fmt.Errorf("%d sessions, source refs %d after the viewer closed", n, r)
 		}
@@ -645,7 +630,7 @@ func TestVanishedViewerIsClosedAfterDisconnect(t *testing.T) {
 	v.accept(t, offer(t, s, "test", src, v.offer))
 	v.waitPackets(t, 5)
 	vconn.Close() // the viewer's machine is gone
-	checkFor(t, 30*time.Second, func() error {
+	testmesh.CheckFor(t, 30*time.Second, 20*time.Millisecond, func() error {
 		if n, r := s.Count(), src.refs.Load(); n != 0 || r != 0 {
 			return fmt.Errorf("%d sessions, source refs %d after the viewer vanished", n, r)
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/pion/webrtc/v4"
+	"github.com/robonet-mesh/robonet/internal/testmesh"
 	"github.com/robonet-mesh/robonet/subjects"
 )
 
@@ -129,14 +130,14 @@ func TestRelayPublisherPublishesOnlyWhileLeased(t *testing.T) {
 	if enc.refs.Load() != 1 || enc.callbacks() != 1 {
 		t.Errorf("leased twice: refs %d, callbacks %d; want one Acquire and one OnRTP", enc.refs.Load(), enc.callbacks())
 	}
-	checkFor(t, 5*time.Second, func() error {
+	testmesh.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
 		if n := got.Load(); n < 10 {
 			return fmt.Errorf("%d packets on the rtp subject, want ≥ 10", n)
 		}
 		return nil
 	})
 	// Nobody renews: the leases lapse and publishing stops.
-	checkFor(t, 5*time.Second, func() error {
+	testmesh.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
 		if p.Publishing() || enc.refs.Load() != 0 || enc.callbacks() != 0 {
 			return fmt.Errorf("publishing %v, refs %d, callbacks %d after the leases lapsed", p.Publishing(), enc.refs.Load(), enc.callbacks())
 		}
@@ -159,6 +160,7 @@ func TestRelayLeaseRenewalKeepsPublishing(t *testing.T) {
 		p := NewRelayPublisher(nil, relayChevron, enc) // no packet is emitted: no connection needed
 		defer p.Close()
 		p.Lease("a")
+		// The sleeps below advance synctest's fake clock: nothing waits.
 		for i := 0; i < 15; i++ { // 30 s, five times the lease
 			time.Sleep(RelayRenew)
 			if !p.Publishing() {
@@ -213,7 +215,7 @@ func TestRelaySourceFeedsViewerAndRenews(t *testing.T) {
 	a := offer(t, s, "cam0", rs, v.offer)
 	v.accept(t, a)
 	v.waitPackets(t, 20)
-	checkFor(t, 5*time.Second, func() error {
+	testmesh.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
 		if n := leases.Load(); n < 4 {
 			return fmt.Errorf("%d lease requests, want ≥ 4 (renewed every 100 ms)", n)
 		}
@@ -225,7 +227,7 @@ func TestRelaySourceFeedsViewerAndRenews(t *testing.T) {
 	if err := s.Delete(a.Session); err != nil {
 		t.Fatal(err)
 	}
-	checkFor(t, 5*time.Second, func() error {
+	testmesh.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
 		if rs.Running() || p.Publishing() || enc.refs.Load() != 0 {
 			return fmt.Errorf("relay running %v, node publishing %v, encoder refs %d after the last viewer left", rs.Running(), p.Publishing(), enc.refs.Load())
 		}
