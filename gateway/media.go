@@ -423,7 +423,7 @@ func (m *Media) list(ctx context.Context, p *Principal, chev subjects.Chevron) (
 	if ok && now.Sub(c.fetched) < listTTL {
 		return c.l, nil
 	}
-	l, err := media.List(ctx, p.Client, chev)
+	l, err := m.caller(p).List(ctx, chev)
 	if err != nil {
 		return l, err
 	}
@@ -468,7 +468,7 @@ func onSubnet(client string, addrs []string) bool {
 
 // offerDirect relays the offer to the camera's node, signed as the viewer.
 func (m *Media) offerDirect(ctx context.Context, p *Principal, t whepTarget, offer string) (media.Answer, error) {
-	rep, err := media.WHEP(ctx, p.Client, t.chev, t.stream, "", media.WHEPRequest{Method: http.MethodPost, ContentType: media.ContentTypeSDP, Body: offer})
+	rep, err := m.caller(p).WHEP(ctx, t.chev, t.stream, "", media.WHEPRequest{Method: http.MethodPost, ContentType: media.ContentTypeSDP, Body: offer})
 	if err != nil {
 		return media.Answer{}, err
 	}
@@ -531,7 +531,7 @@ func (m *Media) serveDelete(w http.ResponseWriter, r *http.Request, p *Principal
 
 // sessionRequest sends a PATCH or DELETE of a direct session to its node.
 func (m *Media) sessionRequest(ctx context.Context, p *Principal, t whepTarget, id string, req media.WHEPRequest) error {
-	rep, err := media.WHEP(ctx, p.Client, t.chev, t.stream, id, req)
+	rep, err := m.caller(p).WHEP(ctx, t.chev, t.stream, id, req)
 	if err != nil {
 		return err
 	}

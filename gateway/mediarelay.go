@@ -21,7 +21,7 @@ import (
 // such stream, an encoder that cannot start, the node offline) is said
 // now rather than as a video that never comes.
 func (m *Media) offerRelay(ctx context.Context, p *Principal, t whepTarget, offer string) (media.Answer, error) {
-	if err := media.Lease(ctx, p.Client, t.chev, t.stream); err != nil {
+	if err := m.caller(p).Lease(ctx, t.chev, t.stream); err != nil {
 		return media.Answer{}, err
 	}
 	v, err := m.join(p, t)
@@ -42,6 +42,13 @@ func (m *Media) offerRelay(ctx context.Context, p *Principal, t whepTarget, offe
 	m.mu.Unlock()
 	ans.Session = relayPrefix + ans.Session
 	return ans, nil
+}
+
+// caller sends media requests as p, checking answers against the node
+// keys of this gateway's node's registry (no registry query per request:
+// a relay renews every 2 s).
+func (m *Media) caller(p *Principal) media.Caller {
+	return media.Caller{Client: p.Client, Key: m.g.opts.Node.KeyOf}
 }
 
 func relayKey(chev subjects.Chevron, stream string) string { return chev.String() + "/" + stream }
@@ -96,7 +103,7 @@ func (m *Media) renew(ctx context.Context, rl *relay) error {
 	m.mu.Unlock()
 	for _, p := range ps {
 		if m.g.auth.alive(p) {
-			return media.Lease(ctx, p.Client, rl.chev, rl.stream)
+			return m.caller(p).Lease(ctx, rl.chev, rl.stream)
 		}
 	}
 	return &media.Error{Status: http.StatusConflict, Code: "no_viewer", Msg: "no viewer with a live login watches " + rl.stream + " on " + rl.chev.String()}

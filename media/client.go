@@ -26,6 +26,21 @@ const requestTimeout = 15 * time.Second
 // DELETE of that session. The answer must be signed by that node's key in
 // c's verified registry. A refusal is a *Error with its HTTP status.
 func WHEP(ctx context.Context, c *mesh.Client, chevron subjects.Chevron, stream, session string, req WHEPRequest) (WHEPReply, error) {
+	return Caller{Client: c}.WHEP(ctx, chevron, stream, session, req)
+}
+
+// Caller sends media requests signed as Client's key. Key, when set, gives
+// the node key registered at a chevron from a registry view the caller
+// already holds (the gateway's node's): an answer must be signed by it.
+// Without Key each request first asks Client for the swarm's registry,
+// which costs a query of the whole registry per request.
+type Caller struct {
+	Client *mesh.Client
+	Key    func(subjects.Chevron) (string, bool)
+}
+
+// WHEP is the package's WHEP as k.
+func (k Caller) WHEP(ctx context.Context, chevron subjects.Chevron, stream, session string, req WHEPRequest) (WHEPReply, error) {
 	if err := checkStream(stream); err != nil {
 		return WHEPReply{}, &Error{Status: http.StatusNotFound, Code: wire.CodeNotFound, Msg: err.Error()}
 	}
@@ -37,7 +52,7 @@ func WHEP(ctx context.Context, c *mesh.Client, chevron subjects.Chevron, stream,
 		subj = subjects.MediaSession(chevron, stream, session)
 	}
 	var rep WHEPReply
-	if err := call(ctx, c, chevron, subj, req, &rep); err != nil {
+	if err := k.call(ctx, chevron, subj, req, &rep); err != nil {
 		return rep, err
 	}
 	return rep, nil
@@ -45,8 +60,13 @@ func WHEP(ctx context.Context, c *mesh.Client, chevron subjects.Chevron, stream,
 
 // List asks the node with chevron for its streams.
 func List(ctx context.Context, c *mesh.Client, chevron subjects.Chevron) (MediaList, error) {
+	return Caller{Client: c}.List(ctx, chevron)
+}
+
+// List is the package's List as k.
+func (k Caller) List(ctx context.Context, chevron subjects.Chevron) (MediaList, error) {
 	var l MediaList
-	err := call(ctx, c, chevron, subjects.MediaList(chevron), struct{}{}, &l)
+	err := k.call(ctx, chevron, subjects.MediaList(chevron), struct{}{}, &l)
 	if err == nil && l.Chevron != chevron.String() {
 		return MediaList{}, fmt.Errorf("media list of %s: the answer is for %q", chevron, clipStr(l.Chevron, 64))
 	}
@@ -61,11 +81,16 @@ func List(ctx context.Context, c *mesh.Client, chevron subjects.Chevron) (MediaL
 // RTP on subjects.MediaRTP. The first lease of an encoder run returns
 // once it sends (or with its failure).
 func Lease(ctx context.Context, c *mesh.Client, chevron subjects.Chevron, stream string) error {
+	return Caller{Client: c}.Lease(ctx, chevron, stream)
+}
+
+// Lease is the package's Lease as k.
+func (k Caller) Lease(ctx context.Context, chevron subjects.Chevron, stream string) error {
 	if err := checkStream(stream); err != nil {
 		return &Error{Status: http.StatusNotFound, Code: wire.CodeNotFound, Msg: err.Error()}
 	}
 	var rep WHEPReply
-	return call(ctx, c, chevron, subjects.MediaRelay(chevron, stream), RelayRequest{Stream: stream}, &rep)
+	return k.call(ctx, chevron, subjects.MediaRelay(chevron, stream), RelayRequest{Stream: stream}, &rep)
 }
 
 // ListAll asks every member that is not offline for its streams at once
@@ -131,9 +156,16 @@ func listFrom(ctx context.Context, c *mesh.Client, chevron subjects.Chevron, key
 const codeNoMedia = "no_media"
 
 // call signs and sends req to subj and decodes the node's signed answer
-// into out, checking the signer is the node with chevron in c's registry.
-func call(ctx context.Context, c *mesh.Client, chevron subjects.Chevron, subj string, req, out any) error {
-	return callKey(ctx, c, chevron, "", subj, req, out)
+// into out, checking the signer is the node registered at chevron.
+func (k Caller) call(ctx context.Context, chevron subjects.Chevron, subj string, req, out any) error {
+	key := ""
+	if k.Key != nil {
+		var ok bool
+		if key, ok = k.Key(chevron); !ok {
+			return &Error{Status: http.StatusNotFound, Code: wire.CodeNotFound, Msg: fmt.Sprintf("no node %s in the swarm's registry", chevron)}
+		}
+	}
+	return callKey(ctx, k.Client, chevron, key, subj, req, out)
 }
 
 func callKey(ctx context.Context, c *mesh.Client, chevron subjects.Chevron, key, subj string, req, out any) error {

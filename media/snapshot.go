@@ -43,6 +43,9 @@ type SnapshotOptions struct {
 // it came by ("direct" or "relay"): the first keyframe is decoded with
 // ffmpeg.
 func Snapshot(ctx context.Context, c *mesh.Client, chevron subjects.Chevron, stream string, o SnapshotOptions) ([]byte, string, error) {
+	if c == nil || c.Signer() == nil {
+		return nil, "", fmt.Errorf("snapshot: %w client: nodes answer signed requests only", mesh.ErrUnsigned)
+	}
 	if o.Timeout <= 0 {
 		o.Timeout = 20 * time.Second
 	}
@@ -59,6 +62,13 @@ func Snapshot(ctx context.Context, c *mesh.Client, chevron subjects.Chevron, str
 	}
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
+	// The node's key once: every request of the snapshot (the relay's
+	// renewals too) checks its answer against it.
+	key, err := registryKey(ctx, c, chevron)
+	if err != nil {
+		return nil, "", err
+	}
+	k := Caller{Client: c, Key: func(subjects.Chevron) (string, bool) { return key, true }}
 	var au []byte
 	path := o.Path
 	switch path {
@@ -70,7 +80,7 @@ func Snapshot(ctx context.Context, c *mesh.Client, chevron subjects.Chevron, str
 	}
 	if path == "direct" {
 		dctx, dcancel := context.WithTimeout(ctx, min(o.Timeout/2, 10*time.Second))
-		au, err = snapshotDirect(dctx, c, chevron, stream, o.Loopback)
+		au, err = snapshotDirect(dctx, k, chevron, stream, o.Loopback)
 		dcancel()
 		var e *Error
 		switch {
@@ -83,7 +93,7 @@ func Snapshot(ctx context.Context, c *mesh.Client, chevron subjects.Chevron, str
 		}
 	}
 	if path == "relay" {
-		if au, err = snapshotRelay(ctx, c, chevron, stream); err != nil {
+		if au, err = snapshotRelay(ctx, k, chevron, stream); err != nil {
 			return nil, "relay", err
 		}
 	}
@@ -99,7 +109,7 @@ const codeNoDirect = "no_direct"
 
 // snapshotDirect opens a WHEP session to the node and returns the first
 // keyframe's access unit.
-func snapshotDirect(ctx context.Context, c *mesh.Client, chevron subjects.Chevron, stream string, loopback bool) ([]byte, error) {
+func snapshotDirect(ctx context.Context, k Caller, chevron subjects.Chevron, stream string, loopback bool) ([]byte, error) {
 	me := &webrtc.MediaEngine{}
 	if err := me.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000, SDPFmtpLine: H264FmtpLine}, PayloadType: 102}, webrtc.RTPCodecTypeVideo); err != nil {
 		return nil, err
@@ -154,14 +164,14 @@ func snapshotDirect(ctx context.Context, c *mesh.Client, chevron subjects.Chevro
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	rep, err := WHEP(ctx, c, chevron, stream, "", WHEPRequest{Method: http.MethodPost, ContentType: "application/sdp", Body: pc.LocalDescription().SDP})
+	rep, err := k.WHEP(ctx, chevron, stream, "", WHEPRequest{Method: http.MethodPost, ContentType: "application/sdp", Body: pc.LocalDescription().SDP})
 	if err != nil {
 		return nil, err
 	}
 	defer func() {
 		dctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
-		_, _ = WHEP(dctx, c, chevron, stream, rep.Session, WHEPRequest{Method: http.MethodDelete})
+		_, _ = k.WHEP(dctx, chevron, stream, rep.Session, WHEPRequest{Method: http.MethodDelete})
 	}()
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: rep.Body}); err != nil {
 		return nil, fmt.Errorf("the node's answer: %w", err)
@@ -178,14 +188,14 @@ func snapshotDirect(ctx context.Context, c *mesh.Client, chevron subjects.Chevro
 
 // snapshotRelay leases the stream's relay and takes the first keyframe
 // from its RTP over NATS.
-func snapshotRelay(ctx context.Context, c *mesh.Client, chevron subjects.Chevron, stream string) ([]byte, error) {
+func snapshotRelay(ctx context.Context, k Caller, chevron subjects.Chevron, stream string) ([]byte, error) {
 	ch := make(chan *nats.Msg, 512)
-	sub, err := c.Conn().ChanSubscribe(subjects.MediaRTP(chevron, stream), ch)
+	sub, err := k.Client.Conn().ChanSubscribe(subjects.MediaRTP(chevron, stream), ch)
 	if err != nil {
 		return nil, err
 	}
 	defer func() { _ = sub.Unsubscribe() }()
-	if err := Lease(ctx, c, chevron, stream); err != nil {
+	if err := k.Lease(ctx, chevron, stream); err != nil {
 		return nil, err
 	}
 	renew := time.NewTicker(RelayRenew)
@@ -202,7 +212,7 @@ func snapshotRelay(ctx context.Context, c *mesh.Client, chevron subjects.Chevron
 				return au, nil
 			}
 		case <-renew.C:
-			if err := Lease(ctx, c, chevron, stream); err != nil {
+			if err := k.Lease(ctx, chevron, stream); err != nil {
 				return nil, err
 			}
 		case <-ctx.Done():
