@@ -38,6 +38,30 @@ func streamReplicas(ctx context.Context, js jetstream.JetStream) (map[string]int
 	return out, nil
 }
 
+// replicasCurrent fails while any bucket stream has a follower that is
+// offline or not caught up with its leader.
+func replicasCurrent(ctx context.Context, js jetstream.JetStream) error {
+	for _, name := range bucketStreams {
+		st, err := js.Stream(ctx, name)
+		if err != nil {
+			return fmt.Errorf("stream %s: %w", name, err)
+		}
+		info, err := st.Info(ctx)
+		if err != nil {
+			return fmt.Errorf("stream %s: %w", name, err)
+		}
+		if info.Cluster == nil {
+			continue
+		}
+		for _, p := range info.Cluster.Replicas {
+			if !p.Current || p.Offline {
+				return fmt.Errorf("stream %s: replica %s not current (lag %d)", name, p.Name, p.Lag)
+			}
+		}
+	}
+	return nil
+}
+
 // setReplicas changes a stream's replicas as an admin would, with the
 // nats CLI or the JetStream API.
 func setReplicas(ctx context.Context, js jetstream.JetStream, name string, r int) error {
@@ -68,6 +92,13 @@ func TestEveryBucketReplicatedAndBehindShownInStatus(t *testing.T) {
 	allR3 := func() error {
 		reps, err := streamReplicas(ctx, js)
 		if err != nil {
+			return err
+		}
+		// Configured R3 is not enough before a server is killed: a
+		// stream just raised from R1 has followers still catching up,
+		// and they cannot elect a leader without the one that has the
+		// data (JetStream stalls the stream until it is back).
+		if err := replicasCurrent(ctx, js); err != nil {
 			return err
 		}
 		for name, r := range reps {

@@ -283,7 +283,7 @@ func (n *Node) coreRemove(ctx context.Context, by string, data []byte) (CoreChan
 	if err := n.markRemoved(ctx, m.Pubkey, by); err != nil {
 		return out, "", err
 	}
-	out.JetStreamRemoved = n.removePeer(serverName(m.Pubkey), m.Pubkey, "removed from the core")
+	out.JetStreamRemoved = n.removePeerRetrying(ctx, serverName(m.Pubkey), m.Pubkey, "removed from the core")
 	if !out.JetStreamRemoved {
 		out.Note = "JetStream's meta group did not drop its server yet (see the core's logs); ask again to retry"
 	}
@@ -295,6 +295,32 @@ func (n *Node) coreRemove(ctx context.Context, by string, data []byte) (CoreChan
 		return out, wire.NodeRoleEdge, nil
 	}
 	return out, "", nil
+}
+
+// removePeerRetrying asks JetStream to drop a server from its meta group
+// until it is done or six seconds have passed: the request fails while the
+// meta group elects a leader (the removed server may have been it), and
+// the caller has already listed the member removed, so asking again later
+// would find an edge and stop there.
+func (n *Node) removePeerRetrying(ctx context.Context, name, pub, why string) bool {
+	deadline := time.Now().Add(6 * time.Second) // inside a caller's 10 s
+	wait := 250 * time.Millisecond
+	for {
+		if n.removePeer(name, pub, why) {
+			return true
+		}
+		if time.Now().Add(wait).After(deadline) {
+			return false
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-n.ctx.Done():
+			return false
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 2*time.Second)
+	}
 }
 
 // markRemoved lists pub removed from the core in rn_config.
