@@ -1,0 +1,3 @@
+package nlu
+
+//go:generate go run ./gen
