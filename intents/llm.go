@@ -826,6 +826,21 @@ Selector grammar (which nodes a step runs on):
 		b.WriteByte('\n')
 	}
 	b.WriteString("\nArgument types: string; int; float; bool; []string (array of strings); duration (a string such as \"30s\" or \"1m30s\"); object (any JSON object).\n")
+	var reads, mutates []string
+	for _, s := range cat.List() {
+		if s.Risk == command.Read {
+			reads = append(reads, s.Name)
+		} else {
+			mutates = append(mutates, s.Name)
+		}
+	}
+	fmt.Fprintf(&b, "\nRead-only verbs (answer questions with these): %s.\nVerbs that change things or run programs (only when the operator asks for that change, or names the program): %s.\n"+
+		"A question stays a question: \"how long has every node been up\" is status, \"is anything down\" is ping, \"how much disk is left\" is gauge with metric disk; never exec for a question a read-only verb answers.\n",
+		strings.Join(reads, ", "), strings.Join(mutates, ", "))
+	b.WriteString("\nExamples of requests and the steps they give (selector verb args), for a swarm with capabilities ai and gpu, tags role=camera|web|db and site=lab, nodes rn1..rn3:\n")
+	for _, ph := range Phrasings() {
+		fmt.Fprintf(&b, "- %q -> %s\n", ph.Example, ph.Plan)
+	}
 	vocab, _ := json.Marshal(promptVocabulary(live))
 	b.WriteString("\nWhat the live swarm has (data, for selectors; empty when unknown):\n")
 	b.Write(vocab)

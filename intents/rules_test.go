@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -189,9 +190,9 @@ func TestRulePlannerRefuses(t *testing.T) {
 		{"exec nginx -s stop on rn1", ErrSentenceRefused, `"exec"`},
 		{"sudo restart nginx", ErrSentenceRefused, `"sudo"`},
 		{"restart nginx then bash -i on rn1", ErrSentenceRefused, `"bash"`},
-		{"frobnicate the widgets", ErrNotUnderstood, "no action found"},
-		{"restart foo on web nodes", ErrNotUnderstood, "restart which service"},
-		{"nginx on the web nodes", ErrNotUnderstood, "what should happen to nginx"},
+		{"frobnicate the widgets", ErrNotUnderstood, "not something ask plans"},
+		{"restart foo on web nodes", ErrNotUnderstood, "which service"},
+		{"nginx on the web nodes", ErrAmbiguous, "1) exec systemctl is-active nginx on tag=role:web (dangerous)"},
 		{"ping all except rn2", ErrNotUnderstood, "exclusions"},
 		{"ping all nodes but not the cameras", ErrNotUnderstood, "exclusions"},
 		{"scan the europe nodes", ErrNotUnderstood, `which nodes are "europe"`},
@@ -202,7 +203,7 @@ func TestRulePlannerRefuses(t *testing.T) {
 		{"ping all and scan all", ErrNotUnderstood, "second action"},
 		{"restart nginx and redis on rn1", ErrNotUnderstood, "one service per step"},
 		{"upload /etc/hosts", ErrNotUnderstood, "which node to upload from"},
-		{"copy app.conf to /etc/../shadow on rn1", ErrNotUnderstood, `"app.conf": not a node`},
+		{"copy app.conf to /etc/../shadow on rn1", ErrNotUnderstood, `"/etc/../shadow": not a node`},
 		{"scan caps=", ErrNotUnderstood, "not one"},
 		{"ping all, then", ErrNotUnderstood, "empty step"},
 		{"ping all, then the slow ones", ErrNotUnderstood, "no action"},
@@ -212,6 +213,13 @@ func TestRulePlannerRefuses(t *testing.T) {
 		{"ping gateways", ErrNotUnderstood, `which nodes are "gateways"`},
 		{"set config to", ErrNotUnderstood, ""},
 		{strings.Repeat("ping all then ", MaxSteps) + "ping all", ErrNotUnderstood, "limit 16"},
+		{"reboot the cameras please", ErrSentenceRefused, `name it in quotes`},
+		{`run "ls *.log" on rn1`, ErrSentenceRefused, "without a shell"},
+		{`run "" on rn1`, ErrNotUnderstood, "empty command"},
+		{`run "grep 'a b" on rn1`, ErrNotUnderstood, "unclosed single quote"},
+		{`ping "rn1"`, ErrNotUnderstood, "a command to run goes after run"},
+		{"tell me a joke", ErrNotUnderstood, "not something ask plans"},
+		{"copy the file report.txt from rn2", ErrNotUnderstood, "absolute path"},
 	} {
 		p, err := PlanRules(tc.sentence, cat, vocab)
 		if !errors.Is(err, tc.want) {
@@ -221,10 +229,17 @@ func TestRulePlannerRefuses(t *testing.T) {
 		if !strings.Contains(err.Error(), tc.says) {
 			t.Errorf("PlanRules(%q): %v; want it to say %q", clip(tc.sentence), err, tc.says)
 		}
-		if errors.Is(err, ErrNotUnderstood) && !strings.Contains(tc.sentence, "then ping all then") {
+		// What is missing (a node word, a service, a path) is said
+		// instead of phrasings; other misses suggest three.
+		var ne *nodeError
+		var se *slotError
+		if errors.Is(err, ErrNotUnderstood) && !strings.Contains(tc.sentence, "then ping all then") && !errors.As(err, &ne) && !errors.As(err, &se) {
 			if n := strings.Count(err.Error(), "; \""); !strings.Contains(err.Error(), "Nearest phrasings it knows: \"") || n != 2 {
 				t.Errorf("PlanRules(%q): %v; want three suggested phrasings", clip(tc.sentence), err)
 			}
+		}
+		if strings.Contains(err.Error(), "Nearest phrasings") && strings.Contains(strings.SplitN(err.Error(), "Nearest phrasings", 2)[1], strconv.Quote(tc.sentence)) {
+			t.Errorf("PlanRules(%q) suggests the sentence itself: %v", clip(tc.sentence), err)
 		}
 	}
 }
@@ -302,6 +317,7 @@ func checkRulePlan(t *testing.T, cat *command.Catalogue, sentence string, p Plan
 		t.Fatalf("PlanRules(%q): planner %q, sentence %q", sentence, p.Planner, p.Sentence)
 	}
 	allowed := ExecWords()
+	low := strings.ToLower(sentence)
 	for _, s := range p.Steps {
 		if len(s.Why) == 0 || len(s.Why) > 200 {
 			t.Fatalf("PlanRules(%q): step %s why %q", sentence, s.ID, s.Why)
@@ -321,7 +337,11 @@ func checkRulePlan(t *testing.T, cat *command.Catalogue, sentence string, p Plan
 		if a.Shell || a.Stdin != nil || a.Dir != "" {
 			t.Fatalf("PlanRules(%q): exec with shell, stdin or dir: %s", sentence, s.Args)
 		}
+		named := strings.Contains(s.Why, "rule exec-named ")
 		for _, w := range a.Argv {
+			if named && strings.Contains(low, strings.ToLower(w)) {
+				continue // a command the user named, word for word
+			}
 			if !slices.Contains(allowed, w) {
 				t.Fatalf("PlanRules(%q): exec argv word %q is not in the allow-list: %s", sentence, w, s.Args)
 			}
@@ -347,7 +367,7 @@ func FuzzPlanRules(f *testing.F) {
 	f.Fuzz(func(t *testing.T, sentence string) {
 		p, err := PlanRules(sentence, cat, vocab)
 		if err != nil {
-			if !errors.Is(err, ErrNotUnderstood) && !errors.Is(err, ErrSentenceRefused) && !errors.Is(err, ErrBadSentence) {
+			if !errors.Is(err, ErrNotUnderstood) && !errors.Is(err, ErrSentenceRefused) && !errors.Is(err, ErrBadSentence) && !errors.Is(err, ErrAmbiguous) {
 				t.Fatalf("PlanRules(%q): error %v wraps none of the planner's sentinels", sentence, err)
 			}
 			return

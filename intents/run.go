@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -27,6 +26,14 @@ const DefaultTopN = 3
 // maxNotable bounds the detail lines of one step's summary.
 const maxNotable = 20
 
+// maxListed is how many nodes a step's summary names one per line; a step
+// over more nodes groups the ones whose verdict is good and names
+// maxGroupNamed of them.
+const (
+	maxListed     = 10
+	maxGroupNamed = 5
+)
+
 // Step statuses in a Result.
 const (
 	StepOK      = "ok"      // every node answered ok
@@ -41,6 +48,12 @@ const (
 	EventNode  = "node"  // one node's result settled
 	EventDone  = "done"  // the step finished (or was skipped); Result is set
 )
+
+// ErrApprovalPending is wrapped by an Approve hook's error when it recorded
+// an approval request and did not wait for it: the step's nodes stay
+// denied, the step fails with the error's text as its Reason, and the steps
+// after it are skipped. Run returns no error for it.
+var ErrApprovalPending = errors.New("approval pending")
 
 // ErrRun is wrapped by Run's errors that stop a plan midway (the registry
 // cannot be read, a publish fails); node failures are not errors.
@@ -57,6 +70,12 @@ type RunOptions struct {
 	// without reading the registry or sending anything; the client may be
 	// nil.
 	DryRun bool
+	// Approve, if not nil, is called after a step's gather when some of
+	// its nodes denied the command for want of an approval
+	// (mesh.ApprovalRequired): its result replaces the step's gather. An
+	// error wrapping ErrApprovalPending stops the plan there (see
+	// ErrApprovalPending); any other error stops Run with ErrRun.
+	Approve func(ctx context.Context, req mesh.GatherRequest, res mesh.GatherResult) (mesh.GatherResult, error)
 }
 
 // StepEvent reports a running plan's progress. Calls are serialized.
@@ -82,14 +101,18 @@ type StepResult struct {
 	Selector string            `json:"selector"`
 	Verb     string            `json:"verb"`
 	Status   string            `json:"status"`           // StepOK, StepFailed, StepSkipped or StepPlanned
-	Reason   string            `json:"reason,omitempty"` // why it was skipped
+	Reason   string            `json:"reason,omitempty"` // why it was skipped, or why it did not run (an approval pending)
 	Targets  []string          `json:"targets,omitempty"`
 	Gather   mesh.GatherResult `json:"gather"`
 	Findings []NodeFindings    `json:"findings,omitempty"` // scan: the nodes with findings
 	Top      []TopValue        `json:"top,omitempty"`      // gauge: the highest values
+	Verdicts []Verdict         `json:"verdicts,omitempty"` // one per node of Gather, in its order
 	// Summary is a first line such as "s1 scan on caps=ai: 3 nodes, 2 ok,
-	// 1 error, 1 with findings", then indented lines for what stands out:
-	// nodes that did not answer ok, scan findings, the top gauge values.
+	// 1 error, 1 with findings", then indented lines: the top gauge
+	// values, then each node with its verdict ("rn3 (3.12.7.3): clean"),
+	// or for a step over more than 10 nodes the good ones grouped ("97
+	// clean: rn1, rn2, …") and the others one per line; a node's scan
+	// findings follow it, one per line.
 	Summary string `json:"summary"`
 }
 
@@ -152,17 +175,27 @@ func Run(ctx context.Context, c *mesh.Client, cat *command.Catalogue, p Plan, op
 		}
 		res.Summary = strings.Join(lines, "\n")
 	}
+	stopped := "" // why the steps left are not run
 	for _, i := range order {
 		s := p.Steps[i]
 		var sr StepResult
-		if opts.DryRun {
+		switch {
+		case stopped != "":
+			sr = StepResult{ID: s.ID, Selector: s.Selector, Verb: s.Verb, Status: StepSkipped, Reason: stopped,
+				Gather: mesh.GatherResult{Selector: s.Selector, Verb: s.Verb}}
+			sr.Summary = fmt.Sprintf("%s %s on %s: skipped: %s", s.ID, verbLabel(s.Verb, s.Args), s.Selector, stopped)
+		case opts.DryRun:
 			sr = plannedStep(s)
-		} else {
+		default:
 			if err := ctx.Err(); err != nil {
 				finish()
 				return res, err
 			}
 			sr, err = runStep(ctx, c, s, done, opts, progress)
+			if errors.Is(err, ErrApprovalPending) {
+				stopped = fmt.Sprintf("%s waits for an approval", s.ID)
+				err = nil
+			}
 			if err != nil {
 				finish()
 				return res, fmt.Errorf("%w: step %s: %w", ErrRun, s.ID, err)
@@ -268,13 +301,29 @@ func runStep(ctx context.Context, c *mesh.Client, s Step, done map[string]*StepR
 	if err != nil {
 		return sr, err
 	}
+	var pending error
+	if opts.Approve != nil && len(mesh.ApprovalRequired(g)) > 0 {
+		ag, err := opts.Approve(ctx, req, g)
+		switch {
+		case errors.Is(err, ErrApprovalPending):
+			pending = err
+		case err != nil:
+			return sr, fmt.Errorf("approval: %w", err)
+		}
+		g = ag
+	}
 	sr.Gather = g
 	sr.Status = StepOK
 	if !g.OK() {
 		sr.Status = StepFailed
 	}
-	Summarize(&sr, s.Args, opts.TopN)
-	return sr, nil
+	Summarize(&sr, s.Args, opts.TopN, time.Now())
+	if pending != nil {
+		sr.Status = StepFailed
+		sr.Reason = "not run: " + strings.Join(strings.Fields(pending.Error()), " ")
+		sr.Summary += "\n    " + sr.Reason
+	}
+	return sr, pending
 }
 
 // pickNodes returns the chevrons an earlier step's results give p.
@@ -309,195 +358,6 @@ func pickNodes(results []mesh.NodeResult, p *Pick) map[string]bool {
 		}
 	}
 	return out
-}
-
-// Summarize fills sr's Findings, Top and Summary from its Gather (args are
-// the step's arguments; top is how many values to list per gauge). Run
-// calls it; it is exported for callers that gather themselves.
-func Summarize(sr *StepResult, args json.RawMessage, top int) {
-	if top <= 0 {
-		top = DefaultTopN
-	}
-	g := sr.Gather
-	sum := g.Summary
-	if sum.Total == 0 && len(g.Results) > 0 {
-		for _, r := range g.Results {
-			sum.Total++
-			switch r.Status {
-			case mesh.StatusOK:
-				sum.OK++
-			case mesh.StatusError:
-				sum.Error++
-			case mesh.StatusTimeout:
-				sum.Timeout++
-			case mesh.StatusOffline:
-				sum.Offline++
-			case mesh.StatusDenied:
-				sum.Denied++
-			}
-		}
-	}
-	counts := []string{countWord(sum.Total, "node", "nodes"), fmt.Sprintf("%d ok", sum.OK)}
-	for _, c := range []struct {
-		n    int
-		what string
-	}{{sum.Error, "error"}, {sum.Denied, "denied"}, {sum.Timeout, "timeout"}, {sum.Offline, "offline"}} {
-		if c.n > 0 {
-			counts = append(counts, fmt.Sprintf("%d %s", c.n, c.what))
-		}
-	}
-	var notable []string
-	switch sr.Verb {
-	case "scan":
-		sr.Findings = scanFindings(g.Results)
-		counts = append(counts, fmt.Sprintf("%d with findings", len(sr.Findings)))
-		for _, nf := range sr.Findings {
-			for _, f := range nf.Findings {
-				notable = append(notable, fmt.Sprintf("%s: %s %s: %s", nodeLabel(nf.Chevron, nf.Name), f.Severity, f.Check, f.Message))
-			}
-		}
-	case "gauge":
-		sr.Top = gaugeTop(g.Results, gaugeMetric(args), top)
-		byGauge := map[string][]string{}
-		var names []string
-		for _, tv := range sr.Top {
-			if _, seen := byGauge[tv.Gauge]; !seen {
-				names = append(names, tv.Gauge)
-			}
-			byGauge[tv.Gauge] = append(byGauge[tv.Gauge], fmt.Sprintf("%s %s", nodeLabel(tv.Chevron, tv.Name), runFormatValue(tv)))
-		}
-		for _, n := range names {
-			notable = append(notable, fmt.Sprintf("top %s: %s", n, strings.Join(byGauge[n], ", ")))
-		}
-	}
-	for _, r := range g.Results {
-		if r.Status == mesh.StatusOK {
-			continue
-		}
-		msg := r.Error
-		if msg == "" {
-			msg = r.Code
-		}
-		notable = append(notable, fmt.Sprintf("%s: %s: %s", nodeLabel(r.Chevron, r.Name), r.Status, runOneLine(msg)))
-	}
-	line := fmt.Sprintf("%s %s on %s: %s", sr.ID, verbLabel(sr.Verb, args), sr.Selector, strings.Join(counts, ", "))
-	lines := []string{line}
-	for i, n := range notable {
-		if i == maxNotable {
-			lines = append(lines, fmt.Sprintf("    … and %d more", len(notable)-maxNotable))
-			break
-		}
-		lines = append(lines, "    "+n)
-	}
-	sr.Summary = strings.Join(lines, "\n")
-}
-
-// scanFindings decodes each node's scan report and keeps the nodes that
-// have findings, in result (chevron) order.
-func scanFindings(results []mesh.NodeResult) []NodeFindings {
-	var out []NodeFindings
-	for _, r := range results {
-		if len(r.Output) == 0 {
-			continue
-		}
-		var rep command.ScanReport
-		if json.Unmarshal(r.Output, &rep) != nil || len(rep.Findings) == 0 {
-			continue
-		}
-		out = append(out, NodeFindings{Chevron: r.Chevron, Name: r.Name, Findings: rep.Findings})
-	}
-	return out
-}
-
-func gaugeMetric(args json.RawMessage) string {
-	var a struct {
-		Metric string `json:"metric"`
-	}
-	_ = json.Unmarshal(args, &a)
-	return cmp.Or(a.Metric, "list")
-}
-
-// headlineGauges are the gauges a metric's summary ranks nodes by, and how
-// one node's several readings of a gauge (mounts, interfaces) combine.
-func headlineGauges(metric string) []struct{ name, combine string } {
-	type g = struct{ name, combine string }
-	switch metric {
-	case "cpu":
-		return []g{{"cpu.busy_pct", "max"}}
-	case "mem":
-		return []g{{"mem.used_pct", "max"}}
-	case "disk":
-		return []g{{"disk.used_pct", "max"}}
-	case "net":
-		return []g{{"net.rx_rate", "sum"}, {"net.tx_rate", "sum"}}
-	case "load":
-		return []g{{"load.per_cpu", "max"}}
-	}
-	return []g{{"cpu.busy_pct", "max"}, {"mem.used_pct", "max"}, {"disk.used_pct", "max"}, {"load.per_cpu", "max"}}
-}
-
-// gaugeTop ranks the nodes by each headline gauge and keeps the top n.
-func gaugeTop(results []mesh.NodeResult, metric string, n int) []TopValue {
-	var out []TopValue
-	for _, hg := range headlineGauges(metric) {
-		var vals []TopValue
-		for _, r := range results {
-			if len(r.Output) == 0 {
-				continue
-			}
-			var rep command.GaugeReply
-			if json.Unmarshal(r.Output, &rep) != nil {
-				continue
-			}
-			var tv *TopValue
-			for _, g := range rep.Gauges {
-				if g.Name != hg.name || math.IsNaN(g.Value) || math.IsInf(g.Value, 0) {
-					continue
-				}
-				switch {
-				case tv == nil:
-					tv = &TopValue{Gauge: g.Name, Chevron: r.Chevron, Name: r.Name, Value: g.Value, Unit: g.Unit, Labels: g.Labels}
-				case hg.combine == "sum":
-					tv.Value += g.Value
-					tv.Labels = nil
-				case g.Value > tv.Value:
-					tv.Value, tv.Labels = g.Value, g.Labels
-				}
-			}
-			if tv != nil {
-				vals = append(vals, *tv)
-			}
-		}
-		slices.SortStableFunc(vals, func(a, b TopValue) int { return cmp.Compare(b.Value, a.Value) })
-		out = append(out, vals[:min(n, len(vals))]...)
-	}
-	return out
-}
-
-func runFormatValue(tv TopValue) string {
-	v := ""
-	switch tv.Unit {
-	case command.UnitPercent:
-		v = fmt.Sprintf("%.1f%%", tv.Value)
-	case command.UnitBytesPerSec:
-		v = runHumanRate(tv.Value)
-	default:
-		v = strconv.FormatFloat(tv.Value, 'f', 2, 64)
-	}
-	if m := tv.Labels["mount"]; m != "" {
-		v += " (" + m + ")"
-	}
-	return v
-}
-
-func runHumanRate(v float64) string {
-	units := []string{"B/s", "KiB/s", "MiB/s", "GiB/s", "TiB/s"}
-	i := 0
-	for v >= 1024 && i < len(units)-1 {
-		v /= 1024
-		i++
-	}
-	return fmt.Sprintf("%.1f %s", v, units[i])
 }
 
 func nodeLabel(chevron, name string) string {

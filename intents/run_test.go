@@ -12,11 +12,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/nats-io/nats.go"
 
 	"github.com/robonet-mesh/robonet/command"
 	"github.com/robonet-mesh/robonet/internal/testmesh"
 	"github.com/robonet-mesh/robonet/mesh"
+	"github.com/robonet-mesh/robonet/wire"
 )
 
 func TestPickNodes(t *testing.T) {
@@ -73,11 +75,13 @@ func TestSummarizeScanNamesTheFindings(t *testing.T) {
 		{Chevron: "2", Name: "rn2", Status: mesh.StatusOK, Output: mustJSON(t, bad)},
 		{Chevron: "3", Name: "rn3", Status: mesh.StatusTimeout, Error: "no answer within 10s"},
 	}, Summary: mesh.Summary{Total: 3, OK: 2, Timeout: 1}}}
-	Summarize(&sr, nil, 0)
+	Summarize(&sr, nil, 0, time.Time{})
 	want := strings.Join([]string{
 		"s1 scan on caps=ai: 3 nodes, 2 ok, 1 timeout, 1 with findings",
-		"    rn2 (2): critical disk: space 97.0% used on / (ext4, limit 90%)",
-		"    rn2 (2): info zombies: 2 zombie processes (pids 7, 9)",
+		"    rn1 (1): clean",
+		"    rn2 (2): 2 findings",
+		"        critical disk: space 97.0% used on / (ext4, limit 90%)",
+		"        info zombies: 2 zombie processes (pids 7, 9)",
 		"    rn3 (3): timeout: no answer within 10s",
 	}, "\n")
 	if sr.Summary != want {
@@ -103,8 +107,15 @@ func TestSummarizeGaugeRanksTheTopValues(t *testing.T) {
 	}
 	// The busiest mount of each node counts; the top 3 are listed.
 	sr := StepResult{ID: "s2", Selector: "all", Verb: "gauge", Gather: mesh.GatherResult{Results: results, Summary: mesh.Summary{Total: 4, OK: 4}}}
-	Summarize(&sr, json.RawMessage(`{"metric":"disk"}`), 3)
-	want := "s2 gauge disk on all: 4 nodes, 4 ok\n    top disk.used_pct: rn2 (2) 95.0% (/), rn3 (3) 70.0% (/), rn1 (1) 40.0% (/)"
+	Summarize(&sr, json.RawMessage(`{"metric":"disk"}`), 3, time.Time{})
+	want := strings.Join([]string{
+		"s2 gauge disk on all: 4 nodes, 4 ok",
+		"    top disk.used_pct: rn2 (2) 95.0% (/), rn3 (3) 70.0% (/), rn1 (1) 40.0% (/)",
+		"    rn1 (1): ok: disk.used_pct 40.0% (/)",
+		"    rn2 (2): ok: disk.used_pct 95.0% (/)",
+		"    rn3 (3): ok: disk.used_pct 70.0% (/)",
+		"    rn4 (4): ok: disk.used_pct 10.0% (/)",
+	}, "\n")
 	if sr.Summary != want {
 		t.Errorf("summary:\n%s\nwant:\n%s", sr.Summary, want)
 	}
@@ -115,7 +126,7 @@ func TestSummarizeGaugeRanksTheTopValues(t *testing.T) {
 	sr = StepResult{ID: "s1", Selector: "rn1", Verb: "gauge", Gather: mesh.GatherResult{Results: []mesh.NodeResult{
 		{Chevron: "1", Name: "rn1", Status: mesh.StatusOK, Output: reply(net("eth0", 1024), net("eth1", 2048))},
 	}}}
-	Summarize(&sr, json.RawMessage(`{"metric":"net"}`), 3)
+	Summarize(&sr, json.RawMessage(`{"metric":"net"}`), 3, time.Time{})
 	if len(sr.Top) != 1 || sr.Top[0].Value != 3072 || !strings.Contains(sr.Summary, "rn1 (1) 3.0 KiB/s") {
 		t.Errorf("net: %+v\n%s", sr.Top, sr.Summary)
 	}
@@ -128,7 +139,7 @@ func TestSummarizeBoundsItsLines(t *testing.T) {
 		results = append(results, mesh.NodeResult{Chevron: fmt.Sprint(i + 1), Status: mesh.StatusError, Error: "boom\nsecond line"})
 	}
 	sr := StepResult{ID: "s1", Selector: "all", Verb: "ping", Gather: mesh.GatherResult{Results: results}}
-	Summarize(&sr, nil, 0)
+	Summarize(&sr, nil, 0, time.Time{})
 	lines := strings.Split(sr.Summary, "\n")
 	if len(lines) != 1+maxNotable+1 || lines[0] != "s1 ping on all: 50 nodes, 0 ok, 50 error" ||
 		lines[len(lines)-1] != "    … and 30 more" || lines[1] != "    1: error: boom second line" {
@@ -273,10 +284,21 @@ func TestRunOnRealNodes(t *testing.T) {
 		if len(s2.Top) != 2 || s2.Top[0].Gauge != "cpu.busy_pct" || s2.Top[0].Value < s2.Top[1].Value {
 			t.Errorf("s2 top: %+v", s2.Top)
 		}
+		// Each step names each of its nodes with its verdict.
 		lines := strings.Split(res.Summary, "\n")
-		if lines[0] != "s1 ping on all: 3 nodes, 3 ok" || !strings.HasPrefix(lines[1], "s2 gauge cpu on all: 2 nodes, 2 ok") ||
-			!strings.HasPrefix(lines[2], "    top cpu.busy_pct: ") {
+		if len(lines) != 1+3+1+1+2 || lines[0] != "s1 ping on all: 3 nodes, 3 ok" || !strings.HasPrefix(lines[4], "s2 gauge cpu on all: 2 nodes, 2 ok") ||
+			!strings.HasPrefix(lines[5], "    top cpu.busy_pct: ") {
 			t.Errorf("summary:\n%s", res.Summary)
+		}
+		for i, v := range s1.Verdicts {
+			r := s1.Gather.Results[i]
+			if v.Chevron != r.Chevron || v.Verdict != "ok" || !strings.HasSuffix(v.Detail, " ms") ||
+				!strings.HasPrefix(lines[1+i], "    "+r.Name+" ("+r.Chevron+"): ok: ") {
+				t.Errorf("s1 verdict %d: %+v, line %q", i, v, lines[1+i])
+			}
+		}
+		if len(s2.Verdicts) != 2 || !strings.HasPrefix(s2.Verdicts[0].Detail, "cpu.busy_pct ") {
+			t.Errorf("s2 verdicts: %+v", s2.Verdicts)
 		}
 		// Progress: each step starts, its nodes settle, it ends, in order.
 		var kinds []string
@@ -388,5 +410,175 @@ func TestRunDryRunSendsNothing(t *testing.T) {
 		case <-deadline:
 			t.Fatal("the ping after the dry run was never seen")
 		}
+	}
+}
+
+func TestVerdicts(t *testing.T) {
+	t.Parallel()
+	started := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	now := started.Add(3*time.Hour + 12*time.Minute + 500*time.Millisecond)
+	findings := command.ScanReport{Findings: []command.Finding{
+		{Check: command.CheckDisk, Severity: command.SeverityWarning, Subject: "/", Message: "space 93.0% used on /"},
+		{Check: command.CheckZombies, Severity: command.SeverityInfo, Message: "2 zombie processes"},
+	}}
+	cpu := command.GaugeReply{Metric: "cpu", Gauges: []command.Gauge{{Name: "cpu.busy_pct", Value: 12, Unit: command.UnitPercent}}}
+	for _, tc := range []struct {
+		name, verb string
+		args       string
+		r          mesh.NodeResult
+		want       Verdict
+	}{
+		{"scan clean", "scan", "", mesh.NodeResult{Status: mesh.StatusOK, Output: mustJSON(t, command.ScanReport{Findings: []command.Finding{}})},
+			Verdict{Verdict: "clean", Status: "ok"}},
+		{"scan findings", "scan", "", mesh.NodeResult{Status: mesh.StatusOK, Output: mustJSON(t, findings)},
+			Verdict{Verdict: "findings", Detail: "2 findings: warning disk: space 93.0% used on /; info zombies: 2 zombie processes", Status: "ok"}},
+		{"ping", "ping", "", mesh.NodeResult{Status: mesh.StatusOK, Ms: 3.14, Text: "pong"},
+			Verdict{Verdict: "ok", Detail: "3.1 ms", Status: "ok", Ms: 3}},
+		{"slow ping", "ping", "", mesh.NodeResult{Status: mesh.StatusOK, Ms: 25.6}, Verdict{Verdict: "ok", Detail: "26 ms", Status: "ok", Ms: 26}},
+		{"gauge", "gauge", `{"metric":"cpu"}`, mesh.NodeResult{Status: mesh.StatusOK, Output: mustJSON(t, cpu)},
+			Verdict{Verdict: "ok", Detail: "cpu.busy_pct 12.0%", Status: "ok"}},
+		{"exec exit 0", "exec", "", mesh.NodeResult{Status: mesh.StatusOK, Output: mustJSON(t, command.ExecReply{Stdout: "\nactive\nmore\n"})},
+			Verdict{Verdict: "exit 0", Detail: "active", Status: "ok"}},
+		{"exec exit 3", "exec", "", mesh.NodeResult{Status: mesh.StatusOK, Output: mustJSON(t, command.ExecReply{ExitCode: 3, Stderr: "failing\n"})},
+			Verdict{Verdict: "exit 3", Detail: "failing", Status: "ok"}},
+		{"exec killed", "exec", "", mesh.NodeResult{Status: mesh.StatusOK, Output: mustJSON(t, command.ExecReply{ExitCode: -1, Signal: "KILL"})},
+			Verdict{Verdict: "signal KILL", Status: "ok"}},
+		{"exec timed out", "exec", "", mesh.NodeResult{Status: mesh.StatusOK, Output: mustJSON(t, command.ExecReply{ExitCode: -1, TimedOut: true})},
+			Verdict{Verdict: "timed out", Status: "ok"}},
+		{"status", "status", "", mesh.NodeResult{Chevron: "3", Status: mesh.StatusOK,
+			Output: mustJSON(t, wire.Status{Chevron: "3", State: "alive", Leader: "3", Started: started})},
+			Verdict{Chevron: "3", Verdict: "ok", Detail: "alive, up 3h12m0s, leader", Status: "ok"}},
+		{"info", "info", "", mesh.NodeResult{Status: mesh.StatusOK, Text: "linux 6.1 amd64\n4 cpus\n"},
+			Verdict{Verdict: "ok", Detail: "linux 6.1 amd64", Status: "ok"}},
+		{"offline", "ping", "", mesh.NodeResult{Status: mesh.StatusOffline, Error: "not live in the registry"},
+			Verdict{Verdict: "offline", Detail: "not live in the registry", Status: "offline"}},
+		{"denied", "exec", "", mesh.NodeResult{Status: mesh.StatusDenied, Code: wire.CodeApprovalRequired, Ms: 2},
+			Verdict{Verdict: "denied", Detail: wire.CodeApprovalRequired, Status: "denied", Ms: 2}},
+		{"timeout", "scan", "", mesh.NodeResult{Status: mesh.StatusTimeout, Error: "no answer\nwithin 10s"},
+			Verdict{Verdict: "timeout", Detail: "no answer within 10s", Status: "timeout"}},
+	} {
+		got := Verdicts(tc.verb, json.RawMessage(tc.args), []mesh.NodeResult{tc.r}, now)
+		if diff := cmp.Diff([]Verdict{tc.want}, got); diff != "" {
+			t.Errorf("%s: (-want +got)\n%s", tc.name, diff)
+		}
+	}
+}
+
+// A step over a few nodes names each; over many, it groups the good ones
+// and names the others.
+func TestSummarizeGroupsManyNodes(t *testing.T) {
+	t.Parallel()
+	clean := mustJSON(t, command.ScanReport{Findings: []command.Finding{}})
+	bad := mustJSON(t, command.ScanReport{Findings: []command.Finding{
+		{Check: command.CheckDisk, Severity: command.SeverityWarning, Message: "space 93.0% used on /"}}})
+	results := func(n int) []mesh.NodeResult {
+		var rs []mesh.NodeResult
+		for i := range n {
+			r := mesh.NodeResult{Chevron: fmt.Sprintf("3.%d", i+1), Name: fmt.Sprintf("rn%d", i+1), Status: mesh.StatusOK, Output: clean}
+			switch i {
+			case 1, n - 2:
+				r.Output = bad
+			case n - 1:
+				r = mesh.NodeResult{Chevron: r.Chevron, Name: r.Name, Status: mesh.StatusOffline, Error: "not live"}
+			}
+			rs = append(rs, r)
+		}
+		return rs
+	}
+	for _, tc := range []struct {
+		n    int
+		want []string
+	}{
+		{3, []string{
+			"s1 scan on all: 3 nodes, 2 ok, 1 offline, 1 with findings",
+			"    rn1 (3.1): clean",
+			"    rn2 (3.2): 1 finding",
+			"        warning disk: space 93.0% used on /",
+			"    rn3 (3.3): offline: not live",
+		}},
+		{100, []string{
+			"s1 scan on all: 100 nodes, 99 ok, 1 offline, 2 with findings",
+			"    97 clean: rn1, rn3, rn4, rn5, rn6, …",
+			"    rn2 (3.2): 1 finding",
+			"        warning disk: space 93.0% used on /",
+			"    rn99 (3.99): 1 finding",
+			"        warning disk: space 93.0% used on /",
+			"    rn100 (3.100): offline: not live",
+		}},
+	} {
+		sr := StepResult{ID: "s1", Selector: "all", Verb: "scan", Gather: mesh.GatherResult{Results: results(tc.n)}}
+		Summarize(&sr, nil, 0, time.Time{})
+		if diff := cmp.Diff(strings.Join(tc.want, "\n"), sr.Summary); diff != "" {
+			t.Errorf("%d nodes: (-want +got)\n%s", tc.n, diff)
+		}
+		if len(sr.Verdicts) != tc.n || sr.Verdicts[1].Verdict != "findings" || sr.Verdicts[tc.n-1].Verdict != "offline" {
+			t.Errorf("%d nodes: verdicts %+v", tc.n, sr.Verdicts)
+		}
+	}
+	// Pings of many nodes, all fine: one line for them all.
+	var rs []mesh.NodeResult
+	for i := range 12 {
+		rs = append(rs, mesh.NodeResult{Chevron: fmt.Sprint(i + 1), Name: fmt.Sprintf("rn%d", i+1), Status: mesh.StatusOK, Ms: 1})
+	}
+	sr := StepResult{ID: "s1", Selector: "all", Verb: "ping", Gather: mesh.GatherResult{Results: rs}}
+	Summarize(&sr, nil, 0, time.Time{})
+	if want := "s1 ping on all: 12 nodes, 12 ok\n    12 ok: rn1, rn2, rn3, rn4, rn5, …"; sr.Summary != want {
+		t.Errorf("pings:\n%s\nwant:\n%s", sr.Summary, want)
+	}
+}
+
+// Run hands a step its nodes denied for want of an approval to
+// RunOptions.Approve; what it returns is the step's gather. A pending
+// approval fails the step and skips the rest, without an error.
+func TestRunApproveHook(t *testing.T) {
+	t.Cleanup(func() { testmesh.CheckNoLeaks(t) })
+	s := testmesh.Start(t, 1)
+	c := s.Client(0)
+	cat := ruleCatalogue(t)
+	p := Plan{Steps: []Step{
+		{ID: "s1", Selector: "all", Verb: "exec", Args: json.RawMessage(`{"argv":["systemctl","restart","nginx"]}`)},
+		{ID: "s2", Selector: "all", Verb: "ping", DependsOn: []string{"s1"}},
+	}}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var asked []mesh.GatherRequest
+	opts := RunOptions{Timeout: 10 * time.Second, From: "test", Approve: func(_ context.Context, req mesh.GatherRequest, res mesh.GatherResult) (mesh.GatherResult, error) {
+		asked = append(asked, req)
+		if n := len(mesh.ApprovalRequired(res)); n != 1 {
+			return res, fmt.Errorf("%d nodes need an approval, want 1", n)
+		}
+		out := res
+		out.Results = []mesh.NodeResult{{Chevron: res.Results[0].Chevron, Name: res.Results[0].Name, Status: mesh.StatusOK,
+			Output: mustJSON(t, command.ExecReply{Stdout: "restarted"})}}
+		out.Summary = mesh.Summarize(out.Results)
+		return out, nil
+	}}
+	res, err := Run(ctx, c, cat, p, opts, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(asked) != 1 || asked[0].Verb != "exec" || asked[0].Selector != "all" || asked[0].From != "test" ||
+		res.Steps[0].Status != StepOK || res.Steps[0].Verdicts[0].Verdict != "exit 0" || res.Steps[1].Status != StepOK {
+		t.Fatalf("asked %+v\n%s", asked, res.Summary)
+	}
+
+	opts.Approve = func(_ context.Context, _ mesh.GatherRequest, res mesh.GatherResult) (mesh.GatherResult, error) {
+		return res, fmt.Errorf("approval 0123: %w", ErrApprovalPending)
+	}
+	res, err = Run(ctx, c, cat, p, opts, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s1, s2 := res.Steps[0], res.Steps[1]
+	if s1.Status != StepFailed || s1.Reason != "not run: approval 0123: approval pending" || s1.Verdicts[0].Verdict != "denied" ||
+		s2.Status != StepSkipped || s2.Reason != "s1 waits for an approval" || !strings.Contains(res.Summary, "    not run: approval 0123") {
+		t.Fatalf("pending: %+v\n%s", res.Steps, res.Summary)
+	}
+
+	opts.Approve = func(_ context.Context, _ mesh.GatherRequest, res mesh.GatherResult) (mesh.GatherResult, error) {
+		return res, errors.New("no key")
+	}
+	if _, err := Run(ctx, c, cat, p, opts, nil); !errors.Is(err, ErrRun) || !strings.Contains(err.Error(), "no key") {
+		t.Fatalf("hook error: %v", err)
 	}
 }

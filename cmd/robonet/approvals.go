@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
@@ -12,7 +13,9 @@ import (
 
 	"github.com/nats-io/nkeys"
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
+	"github.com/robonet-mesh/robonet/intents"
 	"github.com/robonet-mesh/robonet/mesh"
 	"github.com/robonet-mesh/robonet/node"
 	"github.com/robonet-mesh/robonet/trust"
@@ -41,37 +44,78 @@ func checkApprovalTTL(ttl time.Duration) error {
 	return nil
 }
 
-// approveAndResend is run's approval flow. When some nodes denied req for
-// want of an approval (res holds their answers), it requests one in
-// rn_approvals for req's verb and arguments, with the swarm's quorum,
-// valid for ttl; tells on stderr how to approve it; waits until it is
-// satisfied; then sends req again, with the approval, to those nodes only,
-// and returns res with their new answers. When the approval expires first,
-// it says so on stderr and returns res with those nodes still denied.
-// Without such nodes it returns res as it is.
+// approveAndResend is run's approval flow (approvalFlow.resend) waiting
+// for a new approval valid for ttl, with a progress line when stderr is a
+// terminal.
 func approveAndResend(ctx context.Context, stderr io.Writer, g *globals, c *mesh.Client, req mesh.GatherRequest, res mesh.GatherResult, ttl time.Duration) (mesh.GatherResult, error) {
+	return newApprovalFlow(stderr, g, c, ttl).resend(ctx, req, res)
+}
+
+// approvalFlow is the approval flow of run and ask.
+type approvalFlow struct {
+	stderr io.Writer
+	tty    bool // stderr is a terminal: show a progress line while waiting
+	g      *globals
+	c      *mesh.Client
+	ttl    time.Duration
+	// noWait: record the approval request, say how to approve it, and
+	// return an error wrapping intents.ErrApprovalPending instead of
+	// waiting; hint follows "approve with: robonet approve <id>" in it.
+	noWait bool
+	hint   string
+	// id: use this approval, requested earlier by the same key for the
+	// same verb and arguments, instead of requesting one.
+	id string
+}
+
+func newApprovalFlow(stderr io.Writer, g *globals, c *mesh.Client, ttl time.Duration) approvalFlow {
+	f, ok := stderr.(*os.File)
+	return approvalFlow{stderr: stderr, tty: ok && term.IsTerminal(int(f.Fd())), g: g, c: c, ttl: ttl}
+}
+
+// resend: when some nodes denied req for want of an approval (res holds
+// their answers), it requests one in rn_approvals for req's verb and
+// arguments, with the swarm's quorum, valid for ttl (or takes f.id); tells
+// on stderr how to approve it; waits until it is satisfied; then sends req
+// again, with the approval, to those nodes only, and returns res with their
+// new answers. When the approval expires first, it says so on stderr and
+// returns res with those nodes still denied. Without such nodes it returns
+// res as it is.
+func (f approvalFlow) resend(ctx context.Context, req mesh.GatherRequest, res mesh.GatherResult) (mesh.GatherResult, error) {
+	stderr := f.stderr
 	waiting := mesh.ApprovalRequired(res)
 	if len(waiting) == 0 {
 		return res, nil
 	}
-	kp, err := g.keyPair()
+	kp, err := f.g.keyPair()
 	if err != nil {
 		return res, err
 	}
-	ap, err := c.Approvals(ctx)
+	ap, err := f.c.Approvals(ctx)
 	if err != nil {
 		return res, err
 	}
-	m, err := ap.Quorum(ctx)
-	if err != nil {
-		return res, err
+	var a trust.Approval
+	if f.id != "" {
+		if a, err = f.existing(ctx, ap, kp, req); err != nil {
+			return res, err
+		}
+	} else {
+		m, err := ap.Quorum(ctx)
+		if err != nil {
+			return res, err
+		}
+		a, err = ap.Request(ctx, kp, req.Verb, req.Args, m, f.ttl, time.Now(), mesh.WithSelector(req.Selector), mesh.WithFrom(req.From))
+		if err != nil {
+			return res, err
+		}
+		fmt.Fprintf(stderr, "approval %s: %s needs %d approval(s); approve with: robonet approve %s\n", a.ID, a.Verb, a.Need, a.ID)
+		if f.noWait {
+			return res, fmt.Errorf("%w: %s did not run on %d node(s); approve with: robonet approve %s%s",
+				intents.ErrApprovalPending, a.Verb, len(waiting), a.ID, strings.ReplaceAll(f.hint, "<id>", a.ID))
+		}
 	}
-	a, err := ap.Request(ctx, kp, req.Verb, req.Args, m, ttl, time.Now(), mesh.WithSelector(req.Selector), mesh.WithFrom(req.From))
-	if err != nil {
-		return res, err
-	}
-	fmt.Fprintf(stderr, "approval %s: %s needs %d approval(s); approve with: robonet approve %s\n", a.ID, a.Verb, a.Need, a.ID)
-	got, err := ap.Wait(ctx, a.ID)
+	got, err := f.wait(ctx, ap, a)
 	if errors.Is(err, trust.ErrApprovalExpired) {
 		fmt.Fprintf(stderr, "approval %s expired with %d of %d approvals: %s did not run on %d node(s)\n", a.ID, got.Count(), a.Need, a.Verb, len(waiting))
 		out := res
@@ -92,7 +136,73 @@ func approveAndResend(ctx context.Context, stderr io.Writer, g *globals, c *mesh
 		return res, fmt.Errorf("approval %s: the record in %s no longer matches the request", a.ID, mesh.ApprovalBucket)
 	}
 	fmt.Fprintf(stderr, "approval %s: %d of %d approvals; sending %s to %d node(s)\n", a.ID, got.Count(), a.Need, a.Verb, len(waiting))
-	return c.GatherApproved(ctx, req, res, a.ID, nil)
+	return f.c.GatherApproved(ctx, req, res, a.ID, nil)
+}
+
+// existing reads approval f.id and checks that it is kp's request for
+// req's verb and arguments.
+func (f approvalFlow) existing(ctx context.Context, ap *mesh.Approvals, kp nkeys.KeyPair, req mesh.GatherRequest) (trust.Approval, error) {
+	a, _, err := ap.Get(ctx, f.id)
+	if err != nil {
+		return a, fmt.Errorf("--approval %s: %w", f.id, err)
+	}
+	pub, err := kp.PublicKey()
+	if err != nil {
+		return a, err
+	}
+	canon, err := mesh.ApprovalArgs(req.Args)
+	if err != nil {
+		return a, err
+	}
+	if a.Verb != req.Verb || a.ArgsDigest != trust.DigestArgs(canon) {
+		return a, fmt.Errorf("--approval %s is for another command than %s %s", f.id, req.Verb, clipDisplay(string(canon), 80))
+	}
+	if a.Requester != pub {
+		return a, fmt.Errorf("--approval %s was requested by another key (%s)", f.id, shortPub(a.Requester))
+	}
+	fmt.Fprintf(f.stderr, "approval %s: %s needs %d approval(s); approve with: robonet approve %s\n", a.ID, a.Verb, a.Need, a.ID)
+	return a, nil
+}
+
+// wait waits for approval a; on a terminal it rewrites a progress line
+// about once a second meanwhile.
+func (f approvalFlow) wait(ctx context.Context, ap *mesh.Approvals, a trust.Approval) (trust.Approval, error) {
+	if !f.tty {
+		return ap.Wait(ctx, a.ID)
+	}
+	pctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		count := 0
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			fmt.Fprintf(f.stderr, "\r%s\033[K", approvalProgressLine(a, count, time.Now()))
+			select {
+			case <-pctx.Done():
+				return
+			case <-tick.C:
+			}
+			rctx, cancel := context.WithTimeout(pctx, time.Second)
+			if r, _, err := ap.Record(rctx, a.ID); err == nil {
+				count = r.Count()
+			}
+			cancel()
+		}
+	}()
+	got, err := ap.Wait(ctx, a.ID)
+	stop()
+	<-done
+	fmt.Fprint(f.stderr, "\r\033[K")
+	return got, err
+}
+
+// approvalProgressLine is "waiting for approval <id>: 0 of 1 approvals,
+// 4m51s left (robonet approve <id>)".
+func approvalProgressLine(a trust.Approval, count int, now time.Time) string {
+	left := max(a.Expires.Sub(now).Truncate(time.Second), 0)
+	return fmt.Sprintf("waiting for approval %s: %d of %d approvals, %s left (robonet approve %s)", a.ID, count, a.Need, left, a.ID)
 }
 
 func newApprovalsCmd(g *globals) *cobra.Command {
