@@ -30,7 +30,18 @@ const (
 // meshError turns an error from the mesh into an API error.
 func meshError(err error) *apiError {
 	var we *wire.Error
+	var amb *intents.AmbiguousError
 	switch {
+	case errors.As(err, &amb):
+		ae := errorf(http.StatusUnprocessableEntity, CodeAmbiguous, "%v", err)
+		ae.Readings = amb.Readings
+		return ae
+	case errors.Is(err, intents.ErrSentenceRefused):
+		return errorf(http.StatusUnprocessableEntity, CodeRefused, "%v", err)
+	case errors.Is(err, intents.ErrNotUnderstood):
+		return errorf(http.StatusUnprocessableEntity, CodeNotUnderstood, "%v", err)
+	case errors.Is(err, intents.ErrBadSentence):
+		return errorf(http.StatusBadRequest, CodeBadRequest, "%v", err)
 	case errors.Is(err, context.DeadlineExceeded):
 		return errorf(http.StatusGatewayTimeout, CodeTimeout, "%v", err)
 	case errors.Is(err, mesh.ErrNoMatch):
@@ -286,7 +297,7 @@ type askRequest struct {
 	Text    string        `json:"text"`
 	Confirm bool          `json:"confirm"`
 	Timeout string        `json:"timeout,omitempty"`
-	Plan    *intents.Plan `json:"plan,omitempty"` // confirm: run this plan (the one shown) instead of planning again
+	Plan    *intents.Plan `json:"plan,omitempty"` // this plan (one shown, or a reading picked) instead of planning the text
 }
 
 // askPlanView is /api/ask's dry-run answer: `ask --dry-run --json` and the
@@ -305,10 +316,6 @@ func (g *Gateway) apiAsk(w http.ResponseWriter, r *http.Request, p *Principal) {
 	}
 	if (ar.Plan == nil && strings.TrimSpace(ar.Text) == "") || len(ar.Text) > maxAskText {
 		writeError(w, errorf(http.StatusBadRequest, CodeBadRequest, "text of %d bytes: want 1 to %d", len(ar.Text), maxAskText))
-		return
-	}
-	if ar.Plan != nil && !ar.Confirm {
-		writeError(w, errorf(http.StatusBadRequest, CodeBadRequest, "a plan is sent back only to run it: add \"confirm\": true"))
 		return
 	}
 	timeout, aerr := parseTimeout(ar.Timeout)

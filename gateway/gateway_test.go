@@ -532,6 +532,26 @@ func TestAskShowsThePlanThenRunsItWhenConfirmed(t *testing.T) {
 	if a := f.do(nil, "POST", "/api/ask", `{"text":""}`, bearer(tok)...); a.status != 400 {
 		t.Fatalf("empty text: %d %s", a.status, a.body)
 	}
+	// A plan sent back without confirm is shown, not run (a reading the
+	// user picked after a 422 ambiguous).
+	a = f.do(nil, "POST", "/api/ask", `{"plan":`+string(plan.Plan)+`}`, bearer(tok)...)
+	if a.status != 200 || json.Unmarshal(a.body, &plan) != nil || !plan.DryRun || plan.Tree == "" {
+		t.Fatalf("a plan without confirm: %d %s", a.status, a.body)
+	}
+	for text, code := range map[string]string{
+		"make me a sandwich":       "not_understood",
+		"reboot the cameras":       "refused",
+		"scan the europe nodes":    "not_understood",
+		"ping all; rm -rf /":       "refused",
+		"ping\u0000all everything": "bad_request",
+	} {
+		body, _ := json.Marshal(map[string]string{"text": text})
+		a := f.do(nil, "POST", "/api/ask", string(body), bearer(tok)...)
+		var e struct{ Error, Code string }
+		if json.Unmarshal(a.body, &e) != nil || e.Code != code || (code != "bad_request" && a.status != 422) || e.Error == "" {
+			t.Errorf("%q: %d %s, want code %s", text, a.status, a.body, code)
+		}
+	}
 	// Streamed: plan, start, node, step, done.
 	a = f.do(nil, "POST", "/api/ask", `{"text":"ping everything","confirm":true}`, append(bearer(tok), "Accept", "application/x-ndjson")...)
 	var kinds []string

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/robonet-mesh/robonet/intents"
 	"github.com/robonet-mesh/robonet/wire"
 )
 
@@ -30,6 +31,9 @@ const (
 	CodeUnavailable      = "unavailable"
 	CodeTimeout          = "timeout"
 	CodeInternal         = "internal"
+	CodeNotUnderstood    = "not_understood" // ask: the planner did not understand the sentence
+	CodeRefused          = "refused"        // ask: the sentence tries shell or a program never planned from words
+	CodeAmbiguous        = "ambiguous"      // ask: several readings, none sure enough; readings lists them
 )
 
 // apiError is an API error answer.
@@ -37,6 +41,10 @@ type apiError struct {
 	Status int    `json:"-"`
 	Msg    string `json:"error"`
 	Code   string `json:"code"`
+	// Readings are the planner's best readings of an ask sentence it was
+	// not sure enough of (code "ambiguous"): send one's plan back with
+	// "confirm": true to run it.
+	Readings []intents.Reading `json:"readings,omitempty"`
 }
 
 func (e *apiError) Error() string { return e.Msg }

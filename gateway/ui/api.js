@@ -3,10 +3,11 @@
 // its message for people, so views can show "denied: …" as the server said it.
 
 export class ApiError extends Error {
-  constructor(status, code, message) {
+  constructor(status, code, message, readings) {
     super(message);
     this.status = status;
     this.code = code;
+    this.readings = Array.isArray(readings) ? readings : []; // ask: code "ambiguous"
   }
   toString() { return this.code ? `${this.code}: ${this.message}` : this.message; }
 }
@@ -14,13 +15,14 @@ export class ApiError extends Error {
 const MAX_LINE = 8 << 20; // a longer NDJSON line is a broken stream, not a result
 
 async function errorFrom(resp) {
-  let code = "http_" + resp.status, msg = resp.statusText || "request failed";
+  let code = "http_" + resp.status, msg = resp.statusText || "request failed", readings = [];
   try {
     const body = await resp.json();
     if (body && typeof body.error === "string") msg = body.error;
     if (body && typeof body.code === "string") code = body.code;
+    if (body && Array.isArray(body.readings)) readings = body.readings;
   } catch (e) { /* not JSON: keep the status line */ }
-  return new ApiError(resp.status, code, msg);
+  return new ApiError(resp.status, code, msg, readings);
 }
 
 // getJSON fetches a GET /api/… route.

@@ -189,9 +189,34 @@ export class AskView {
     clear(this.out);
     if (!text) { this.out.append(errorBox("say what to do first")); return; }
     let ans;
-    try { ans = await postJSON("/api/ask", { text }); } catch (e) { this.out.append(errorBox(e)); return; }
+    try { ans = await postJSON("/api/ask", { text }); } catch (e) {
+      if (e.code === "ambiguous" && e.readings.length) { this.offer(e); return; }
+      this.out.append(errorBox(e)); return;
+    }
+    this.show(ans);
+  }
+
+  // offer lists the planner's readings of a sentence it was not sure of;
+  // picking one shows its plan as if it had been planned.
+  offer(e) {
+    const list = h("ol", { id: "ask-readings" }, e.readings.map((r, i) => {
+      const b = h("button", { type: "button", "data-reading": String(i + 1), text: String(r.label || "") });
+      b.addEventListener("click", async () => {
+        clear(this.out);
+        let ans;
+        try { ans = await postJSON("/api/ask", { plan: r.plan }); } catch (err) { this.out.append(errorBox(err)); return; }
+        this.show(ans);
+      });
+      return h("li", null, b, ` (${Number(r.confidence || 0).toFixed(2)})`);
+    }));
+    this.out.append(h("section", { class: "panel", id: "ask-ambiguous" },
+      h("h2", { text: "Which did you mean?" }), h("p", { class: "hint", text: e.message }), list));
+  }
+
+  show(ans) {
     const mutating = Array.isArray(ans.mutating) ? ans.mutating : [];
-    this.out.append(planView(ans.plan, ans.tree, mutating));
+    const plan = ans.plan;
+    this.out.append(planView(plan, ans.tree, mutating));
     const go = h("button", { type: "button", id: "ask-run", text: mutating.length ? "Run (asks to confirm)" : "Run the plan" });
     go.addEventListener("click", async () => {
       go.disabled = true;
@@ -200,12 +225,14 @@ export class AskView {
         go.disabled = false;
         return;
       }
-      this.execute(text);
+      this.execute(plan);
     });
     this.out.append(h("p", null, go));
   }
 
-  async execute(text) {
+  // execute runs exactly the plan that was shown (never the text again:
+  // a second planning could read it differently).
+  async execute(plan) {
     const box = h("div", { id: "ask-results" });
     const summary = h("p", { id: "ask-summary", class: "hint", role: "status", text: "running…" });
     this.out.append(h("h2", { text: "Results" }), summary, box);
@@ -220,7 +247,7 @@ export class AskView {
       return steps.get(id);
     };
     try {
-      await postStream("/api/ask", { text, confirm: true }, (line) => {
+      await postStream("/api/ask", { plan, confirm: true }, (line) => {
         const id = String(line.step || "");
         if (line.type === "start") stepBox(id);
         else if (line.type === "node" && line.result) stepBox(id).res.add(line.result);
