@@ -29,8 +29,9 @@ func newAskCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   `ask "<sentence>"`,
 		Short: "Turn a sentence into a scatter/gather plan, show it, and run it",
-		Long: `ask plans with the offline rule planner (no network; README "Asking in plain language" lists what it
-understands), or with any OpenAI-compatible model when ROBONET_LLM_URL and ROBONET_LLM_MODEL are set (key in
+		Long: `ask plans with the offline planner (no network: rules for nodes, numbers, paths and keys, and an embedded
+intent classifier for the rest; README "Asking in plain language" says what it understands), or with any
+OpenAI-compatible model when ROBONET_LLM_URL and ROBONET_LLM_MODEL are set (key in
 ROBONET_LLM_KEY or OPENAI_API_KEY). Every plan is validated against the command catalogue before it is shown;
 whether a step changes anything comes from the catalogue, never from the planner. A plan with a mutating step
 runs only with --yes or after you answer yes on a terminal; without a terminal and without --yes it is refused.
