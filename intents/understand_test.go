@@ -327,3 +327,32 @@ func TestLLMPromptHasTheReadMutateSplitAndExamples(t *testing.T) {
 		t.Fatalf("reads %v mutates %v", reads, mutates)
 	}
 }
+
+// The embedded data parses, and every class the planner reads is there.
+func TestEmbeddedWordData(t *testing.T) {
+	t.Parallel()
+	wc, err := parseWords(wordsData)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, class := range []string{"fillers", "node-nouns", "all-words", "refused", "negations", "scheduling", "actions",
+		"strong-verbs", "numbers", "os", "services", "scan-topics", "gauge-metrics", "file-extensions", "intent-words"} {
+		if len(wc.set(class)) == 0 {
+			t.Errorf("words.txt: class [%s] is missing or empty", class)
+		}
+	}
+	if _, err := parsePhrasings(phrasingsData); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"word", "[x]\n[x]", "[x]\na=", "[", "[x]\n=b"} {
+		if _, err := parseWords(bad); err == nil {
+			t.Errorf("parseWords(%q) accepted it", bad)
+		}
+	}
+	for ch, check := range scanTopics() {
+		if !slices.Contains([]string{command.CheckDisk, command.CheckInodes, command.CheckMemory, command.CheckLoad,
+			command.CheckZombies, command.CheckSystemd, command.CheckPorts, command.CheckClock}, check) {
+			t.Errorf("scan topic %q names no scan check: %q", ch, check)
+		}
+	}
+}
