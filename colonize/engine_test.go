@@ -2,6 +2,9 @@ package colonize
 
 import (
 	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -53,6 +56,52 @@ func TestParsePreflightReadsSectionsAndRequiresTheClock(t *testing.T) {
 	}
 	if _, err := parsePreflight("--journal--\n--config--\n--unit--\n"); err == nil {
 		t.Error("output without the clock parsed")
+	}
+}
+
+// A colonize killed while sending its first journal leaves the data dir
+// with nothing but the state dir in it, and no journal: the next run must
+// count both as its own, or uncolonize would leave the node's data behind
+// (seen in e2e TestColonizeKilledAtEachStepConverges). With a journal, or
+// with anything else in the data dir, they existed before.
+func TestPreflightOwnsTheStateDirAKilledRunLeft(t *testing.T) {
+	base := "exists " + DataDir + "\nexists " + StateDir + "\nnow=1700000000\n"
+	for _, tc := range []struct {
+		out     string
+		existed bool
+	}{
+		{base + "only_state=1\n--journal--\n\n--config--\n--unit--\n", false},
+		{base + "only_state=1\n--journal--\n{\"version\":1}\n--config--\n--unit--\n", true},
+		{base + "--journal--\n\n--config--\n--unit--\n", true},
+	} {
+		p, err := parsePreflight(tc.out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.exists[DataDir] != tc.existed || p.exists[StateDir] != tc.existed {
+			t.Errorf("%q: data dir existed %v, state dir %v; want %v", tc.out, p.exists[DataDir], p.exists[StateDir], tc.existed)
+		}
+	}
+}
+
+// The journal is moved into place only when all its bytes arrived.
+func TestJournalScriptChecksTheSize(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		send string
+		n    int
+		ok   bool
+	}{{`{"version":1}`, 13, true}, {`{"vers`, 13, false}, {"", 13, false}} {
+		script := strings.ReplaceAll(writeJournalScript(tc.n), JournalPath, filepath.Join(dir, "journal.json"))
+		script = strings.ReplaceAll(script, PrevDir, filepath.Join(dir, "prev"))
+		os.Remove(filepath.Join(dir, "journal.json"))
+		cmd := exec.Command("sh", "-c", script)
+		cmd.Stdin = strings.NewReader(tc.send)
+		err := cmd.Run()
+		got, rerr := os.ReadFile(filepath.Join(dir, "journal.json"))
+		if tc.ok && (err != nil || string(got) != tc.send) || !tc.ok && (err == nil || rerr == nil) {
+			t.Errorf("send %q of %d: run %v, journal %q (%v)", tc.send, tc.n, err, got, rerr)
+		}
 	}
 }
 

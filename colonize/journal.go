@@ -95,9 +95,15 @@ func prevName(path string) string {
 	return PrevDir + "/" + strings.ReplaceAll(strings.TrimPrefix(path, "/"), "/", "_")
 }
 
-// writeJournalScript writes the journal from stdin atomically; it makes the
-// state dir first (the journal lists it already).
-const writeJournalScript = `set -e; umask 077; mkdir -p ` + PrevDir + `; t=` + JournalPath + `.tmp.$$; cat > "$t"; mv -f "$t" ` + JournalPath
+// writeJournalScript writes a journal of n bytes from stdin atomically,
+// making the state directory first. A client killed while sending leaves
+// a short temporary file and no journal, never a cut one: the size is
+// checked before the move. (The directories it made are then recognised
+// as colonize's by the next preflight: see parsePreflight.)
+func writeJournalScript(n int) string {
+	return fmt.Sprintf(`set -e; umask 077; mkdir -p %s; t=%s.tmp.$$; head -c %d > "$t"; [ "$(wc -c < "$t" | tr -d ' ')" -eq %d ]; mv -f "$t" %s`,
+		PrevDir, JournalPath, n, n, JournalPath)
+}
 
 // saveScript keeps the current version of path for a rollback, once per
 // run: a rerun after a kill keeps what the killed run saved, which is the

@@ -51,6 +51,7 @@ if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
 else
   p=$(cat ` + PidPath + ` 2>/dev/null) && [ -n "$p" ] && kill -0 "$p" 2>/dev/null && tr '\0' ' ' < /proc/$p/cmdline | grep -q 'robonet up' && echo active=1
 fi
+[ -d ` + DataDir + ` ] && [ "$(ls -A ` + DataDir + `)" = colonize ] && echo only_state=1
 echo --journal--; cat ` + JournalPath + ` 2>/dev/null; echo
 echo --config--; cat ` + ConfigPath + ` 2>/dev/null
 echo --unit--; cat ` + UnitPath + ` 2>/dev/null; true
@@ -60,6 +61,7 @@ echo --unit--; cat ` + UnitPath + ` 2>/dev/null; true
 
 func parsePreflight(out string) (preflight, error) {
 	p := preflight{exists: map[string]bool{}}
+	onlyState := false
 	head, rest, ok := strings.Cut(out, "--journal--\n")
 	if !ok {
 		return p, fmt.Errorf("preflight: output cut short")
@@ -95,7 +97,17 @@ func parsePreflight(out string) (preflight, error) {
 			p.active = v == "1"
 		case "enabled":
 			p.enabled = v == "1"
+		case "only_state":
+			onlyState = v == "1"
 		}
+	}
+	// A data dir holding nothing but colonize's state dir, and no journal,
+	// is what a colonize killed while writing its first journal leaves:
+	// it made both, so both count as not there before (uncolonize and a
+	// rollback remove them).
+	if onlyState && p.journal == "" {
+		delete(p.exists, DataDir)
+		delete(p.exists, StateDir)
 	}
 	if p.now == 0 {
 		return p, fmt.Errorf("preflight: the target did not report its clock")

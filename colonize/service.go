@@ -168,8 +168,9 @@ func indent(s string) string {
 func (r *hostRun) commit(ctx context.Context) error {
 	r.j.Run = nil
 	r.j.Pubkey = r.pubkey
-	script := "set -e; rm -f " + TokenPath + "; rm -rf " + PrevDir + "; " + writeJournalScript
-	if err := r.sh.run(ctx, script, bytes.NewReader(r.j.encode(time.Now())), nil); err != nil {
+	data := r.j.encode(time.Now())
+	script := "set -e; rm -f " + TokenPath + "; rm -rf " + PrevDir + "; " + writeJournalScript(len(data))
+	if err := r.sh.run(ctx, script, bytes.NewReader(data), nil); err != nil {
 		return fmt.Errorf("finish the journal: %w", err)
 	}
 	return nil
@@ -240,5 +241,6 @@ func (r *hostRun) undo(ctx context.Context) error {
 	}
 	r.j.Created = slices.DeleteFunc(r.j.Created, func(p string) bool { return slices.Contains(run.Created, p) })
 	r.j.Run = nil
-	return r.sh.run(ctx, "rm -rf "+PrevDir+"; "+writeJournalScript, bytes.NewReader(r.j.encode(time.Now())), nil)
+	data := r.j.encode(time.Now())
+	return r.sh.run(ctx, "rm -rf "+PrevDir+"; "+writeJournalScript(len(data)), bytes.NewReader(data), nil)
 }

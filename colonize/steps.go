@@ -111,7 +111,8 @@ func (r *hostRun) begin(ctx context.Context) error {
 			r.j.note(p)
 		}
 	}
-	if err := r.sh.run(ctx, writeJournalScript, bytes.NewReader(r.j.encode(time.Now())), nil); err != nil {
+	data := r.j.encode(time.Now())
+	if err := r.sh.run(ctx, writeJournalScript(len(data)), bytes.NewReader(data), nil); err != nil {
 		return fmt.Errorf("write journal %s: %w", JournalPath, err)
 	}
 	r.mutated = true
