@@ -422,6 +422,15 @@ func (d *dash) askFromThePage() {
 	b.run("run it again", chromedp.Click(chromedp.ID("ask-run")))
 	b.run("confirm", chromedp.Click(chromedp.ID("confirm-yes")))
 	b.waitJS("the config step ran", 20*time.Second, `document.querySelectorAll('#ask-results tr[data-status]').length >= 1 && !/running/.test(document.getElementById("ask-summary").textContent)`)
+
+	// Unsure of a sentence, the planner offers readings; one picked shows
+	// its plan, which is what runs.
+	b.run("plan an unsure sentence", chromedp.SetValue(chromedp.ID("ask-text"), "nginx on all nodes"),
+		chromedp.Click(chromedp.ID("ask-plan")))
+	b.waitJS("readings offered", 10*time.Second, `document.querySelectorAll('#ask-readings button[data-reading]').length >= 1`)
+	b.shot("ask-readings")
+	b.run("pick the first", chromedp.Click(chromedp.CSS(`#ask-readings button[data-reading="1"]`)))
+	b.waitJS("its plan shown", 10*time.Second, `/is-active/.test(document.getElementById("ask-plan-view").textContent) && /changes things/.test(document.getElementById("ask-plan-view").textContent)`)
 }
 
 // approvalsPending: a dangerous command waiting for a quorum is listed and
