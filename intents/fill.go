@@ -59,8 +59,14 @@ func (c *clause) named() error {
 			continue
 		}
 		first := c.toks[i+1]
-		if first.quoted || first.used || fillers()[first.low] || intentWords()[first.low] || strongVerbs()[first.low] != "" ||
-			c.lx.svc[first.low] != "" || actionWords()[first.low] != "" || !isProgramWord(first.raw) {
+		if first.quoted || first.used || !isProgramWord(first.raw) {
+			continue
+		}
+		// A program the table knows, or any word followed by what only a
+		// command line has: a flag or a path.
+		cmdline := i+2 < len(c.toks) && !c.toks[i+2].quoted && (strings.HasPrefix(c.toks[i+2].raw, "-") || strings.HasPrefix(c.toks[i+2].raw, "/"))
+		if !programWords()[first.low] && (!cmdline || fillers()[first.low] || intentWords()[first.low] || strongVerbs()[first.low] != "" ||
+			c.lx.svc[first.low] != "" || actionWords()[first.low] != "") {
 			continue
 		}
 		end := i + 1

@@ -166,6 +166,7 @@ func TestNamedCommandsAndQuestions(t *testing.T) {
 		{"run df -h on rn2", `s1: rn2 exec {"argv":["df","-h"]}`},
 		{`run "rm -rf /tmp/cache" on rn3`, `s1: rn3 exec {"argv":["rm","-rf","/tmp/cache"]}`},
 		{"run a scan on the ai nodes", "s1: caps=ai scan"},
+		{"run frobnicate --fast on rn1", `s1: rn1 exec {"argv":["frobnicate","--fast"]}`},
 		{"how long has every node been up", "s1: all status"},
 		{"uptime of rn2", "s1: rn2 status"},
 		{"is anything down right now", "s1: all ping"},
@@ -178,6 +179,13 @@ func TestNamedCommandsAndQuestions(t *testing.T) {
 		}
 		if got := BriefPlan(p); got != tc.want {
 			t.Errorf("%q = %s, want %s", tc.sentence, got, tc.want)
+		}
+	}
+	// A word after "run" that is no known program and has no flag or
+	// path after it is not taken for one.
+	for _, s := range []string{"run diagnostics on rn1", "run tests on the gpu nodes", "run ping on rn1"} {
+		if p, err := PlanRules(s, cat, vocab); err == nil && p.Steps[0].Verb == "exec" {
+			t.Errorf("%q planned a program: %s", s, BriefPlan(p))
 		}
 	}
 	// Questions: whatever they plan, never a program.
