@@ -211,8 +211,8 @@ func PlanRules(sentence string, cat *command.Catalogue, live Vocabulary) (Plan, 
 // TestHeldOutAccuracy prints accuracy per confidence), never on the
 // evaluation sets of this package.
 const (
-	minRead   = 0.50 // a read-only step: the best reading's probability…
-	minMargin = 0.20 // …and its lead over the second, unless it is sure
+	minRead   = 0.40 // a read-only step: the best reading's probability…
+	minMargin = 0.15 // …and its lead over the second, unless it is sure
 	sure      = 0.60 // (96% of the held-out readings at 0.6 or more were right)
 	minMutate = 0.90 // a step that changes something is never a guess (98.7% right at 0.9 or more)
 	minOffer  = 0.04 // readings below this are not offered
