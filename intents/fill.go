@@ -38,17 +38,22 @@ func (c *clause) named() error {
 		if !t.quoted || t.used {
 			continue
 		}
-		near := i > 0 && trig[c.toks[i-1].low] || i > 1 && trig[c.toks[i-2].low] && c.toks[i-1].low == "the"
-		if !near {
+		// run "…", run the command "…", execute the following program "…"
+		j := i - 1
+		for j >= 0 && i-j <= 3 && setOf("the a command program following shell")[c.toks[j].low] {
+			j--
+		}
+		if j < 0 || !trig[c.toks[j].low] {
 			continue
 		}
 		argv, err := splitCommand(t.raw)
 		if err != nil {
 			return err
 		}
-		c.toks[i].used = true
+		for k := j; k <= i; k++ {
+			c.toks[k].used = true
+		}
 		c.toks[i].mask = maskQuoted
-		c.toks[i-1].used = true
 		c.cmd = argv
 		return nil
 	}

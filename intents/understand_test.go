@@ -167,6 +167,7 @@ func TestNamedCommandsAndQuestions(t *testing.T) {
 		{`run "rm -rf /tmp/cache" on rn3`, `s1: rn3 exec {"argv":["rm","-rf","/tmp/cache"]}`},
 		{"run a scan on the ai nodes", "s1: caps=ai scan"},
 		{"run frobnicate --fast on rn1", `s1: rn1 exec {"argv":["frobnicate","--fast"]}`},
+		{`please run the command "free -m" on rn2`, `s1: rn2 exec {"argv":["free","-m"]}`},
 		{"how long has every node been up", "s1: all status"},
 		{"uptime of rn2", "s1: rn2 status"},
 		{"is anything down right now", "s1: all ping"},
