@@ -78,7 +78,10 @@ func (c *clause) conflicts(verb string) error {
 			}
 			return fmt.Errorf("%q: not a node, chevron, number, path or key the planner can place", clip(t.raw))
 		}
-		if fillers()[t.low] || c.lx.svc[t.low] != "" || actions[t.low] != "" || intentWords()[t.low] || c.model.Knows(t.low) {
+		// Only curated words pass here, never any word the classifier
+		// knows: "scan the gpu nodes" on a swarm without gpu must not
+		// scan every node.
+		if fillers()[t.low] || c.lx.svc[t.low] != "" || actions[t.low] != "" || intentWords()[t.low] {
 			continue
 		}
 		// An unknown word where nodes are named is refused rather than

@@ -227,6 +227,14 @@ func TestRefusalsNameWhatIsMissing(t *testing.T) {
 		!strings.Contains(err.Error(), "--caps ai") || strings.Contains(err.Error(), "Nearest phrasings") {
 		t.Fatalf("no ai nodes: %v", err)
 	}
+	// Words the classifier knows from its corpus still name nodes where
+	// nodes are named: never dropped, or the plan would reach every node.
+	for _, s := range []string{"scan the gpu nodes", "ping the web servers", "restart nginx on the camera boxes",
+		"how much memory do the db machines use", "look for anything unusual on the ai boxes"} {
+		if p, err := PlanRules(s, cat, Vocabulary{Names: []string{"rn1"}}); !errors.Is(err, ErrNotUnderstood) || !strings.Contains(err.Error(), "no node declares") {
+			t.Errorf("%q on a swarm declaring nothing: %s, %v", s, BriefPlan(p), err)
+		}
+	}
 	for _, s := range []string{"scan AI nodes for anomalies", "ping everything", "restart nginx on web nodes"} {
 		for _, sug := range Suggest(s, 3) {
 			if strings.EqualFold(sug, s) {

@@ -368,3 +368,38 @@ func TestAskApprovalFlagErrors(t *testing.T) {
 		}
 	}
 }
+
+// The real planner, unsure of a sentence, offers its readings on a
+// terminal; the one picked goes on as any plan (a mutating one is
+// confirmed: "n" runs nothing). A refusal names what is missing.
+func TestAskOffersReadingsOnATerminal(t *testing.T) {
+	s, base, _ := askSwarm(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	tty, typeLine, _ := openPty(t)
+	ask := func(sentence, typed string) (string, string, error) {
+		var stdout, stderr bytes.Buffer
+		root := newRoot(&stdout, &stderr)
+		root.SetIn(tty)
+		root.SetArgs(append([]string{"ask", sentence}, base...))
+		if typed != "" {
+			typeLine(typed)
+		}
+		err := root.ExecuteContext(ctx)
+		return stdout.String(), stderr.String(), err
+	}
+	out, stderr, err := ask("nginx on all nodes", "1\nn\n")
+	if err == nil || err.Error() != "not run" || !strings.Contains(stderr, "can be read more than one way") ||
+		!strings.Contains(stderr, "  1) exec systemctl is-active nginx on all  (dangerous, ") ||
+		!strings.Contains(out, "exec {\"argv\":[\"systemctl\",\"is-active\",\"nginx\"]}") || !strings.Contains(stderr, "Run the plan? [y/N]") {
+		t.Fatalf("pick 1 then no: %v\nstdout:\n%s\nstderr:\n%s", err, out, stderr)
+	}
+	if _, stderr, err := ask("nginx on all nodes", "\n"); err == nil || !strings.Contains(err.Error(), "not run: no reading") {
+		t.Fatalf("no pick: %v\n%s", err, stderr)
+	}
+	_ = s
+	if _, _, err := ask("scan the gpu nodes for anomalies", ""); err == nil ||
+		!strings.Contains(err.Error(), "no node declares capability gpu") || !strings.Contains(err.Error(), "--caps gpu") {
+		t.Fatalf("refusal: %v", err)
+	}
+}
