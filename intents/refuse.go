@@ -80,7 +80,13 @@ func (c *clause) conflicts(verb string) error {
 		}
 		// Only curated words pass here, never any word the classifier
 		// knows: "scan the gpu nodes" on a swarm without gpu must not
-		// scan every node.
+		// scan every node. Right before a node noun even an intent word
+		// names nodes ("the storage servers"), unless it only says how
+		// nodes are ("the offline nodes").
+		beforeNoun := i+1 < len(c.toks) && nouns[c.toks[i+1].low] && !c.toks[i+1].used
+		if beforeNoun && !fillers()[t.low] && !nodeStates()[t.low] {
+			return &nodeError{word: t.raw, known: c.lx.known()}
+		}
 		if fillers()[t.low] || c.lx.svc[t.low] != "" || actions[t.low] != "" || intentWords()[t.low] {
 			continue
 		}

@@ -361,8 +361,9 @@ func (c *clause) plan(prev *Step) ([]clauseReading, error) {
 		return nil, errors.New("no action found (ping, info, caps, status, gauge, scan, service actions, named commands, file, config)")
 	}
 	var out []clauseReading
-	var firstErr, topErr error
-	for k, r := range c.model.Classify(masked) {
+	var firstErr, topErr, nodeErr error
+	readings := c.model.Classify(masked)
+	for k, r := range readings {
 		if k > 0 && r.P < minOffer/4 {
 			break
 		}
@@ -385,6 +386,10 @@ func (c *clause) plan(prev *Step) ([]clauseReading, error) {
 			if k == 0 {
 				topErr = err
 			}
+			var ne *nodeError
+			if nodeErr == nil && errors.As(err, &ne) {
+				nodeErr = err
+			}
 			continue
 		}
 		// Labels that give the same step are one reading.
@@ -397,6 +402,9 @@ func (c *clause) plan(prev *Step) ([]clauseReading, error) {
 	// The classifier's best reading could not be planned (out of scope, or
 	// a slot is missing) and nothing else is likely: say why.
 	if topErr != nil && (len(out) == 0 || out[0].p < minRead) {
+		if nodeErr != nil && readings[0].Intent != "none" {
+			return nil, nodeErr // what the nodes are is the first thing to fix
+		}
 		return nil, topErr
 	}
 	if len(out) == 0 {

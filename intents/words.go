@@ -107,6 +107,7 @@ func scanTopics() map[string]string       { return words().value("scan-topics") 
 func gaugeMetricWords() map[string]string { return words().value("gauge-metrics") }
 func fileExtensions() map[string]bool     { return words().set("file-extensions") }
 func intentWords() map[string]bool        { return words().set("intent-words") }
+func nodeStates() map[string]bool         { return words().set("node-states") }
 func programWords() map[string]bool       { return words().set("programs") }
 
 // numberWords maps "three" to 3.
