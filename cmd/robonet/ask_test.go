@@ -105,6 +105,13 @@ func TestAskFindsTheAnomalousAINode(t *testing.T) {
 		if i < 0 || !strings.Contains(out[i:], "sentinel") || !strings.Contains(out[i:], "cpu") {
 			return fmt.Errorf("summary does not name %s with a sentinel cpu finding:\n%s", victim.Name(), out)
 		}
+		// Every node scanned is named with its verdict, not only the
+		// one with findings.
+		for _, nd := range s.Live() {
+			if !regexp.MustCompile(`(?m)^    ` + regexp.QuoteMeta(nd.Name()+" ("+nd.Chevron().String()+"): ") + `(clean|\d+ findings?)`).MatchString(out) {
+				return fmt.Errorf("summary does not give %s a verdict:\n%s", nd.Name(), out)
+			}
+		}
 		return nil
 	})
 	out, _, err := rncli(t, append([]string{"alerts"}, base...)...)
