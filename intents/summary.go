@@ -154,9 +154,38 @@ func verdictLines(vs []Verdict, findings []NodeFindings) []string {
 			text += ": " + v.Detail
 		}
 		out = append(out, nodeLabel(v.Chevron, v.Name)+": "+text)
-		for _, f := range byChev[v.Chevron] {
-			out = append(out, fmt.Sprintf("    %s %s: %s", f.Severity, f.Check, runOneLine(f.Message)))
+		out = append(out, findingLines(byChev[v.Chevron])...)
+	}
+	return out
+}
+
+// findingLines are a node's findings, one line per check and severity (the
+// most severe first): seven new listening ports are one line, so that a
+// node's other checks (a Sentinel's finding) are never cut off by them.
+func findingLines(fs []command.Finding) []string {
+	type group struct {
+		sev, check string
+		first      string
+		n          int
+	}
+	var gs []*group
+	for _, f := range fs {
+		i := slices.IndexFunc(gs, func(g *group) bool { return g.sev == string(f.Severity) && g.check == f.Check })
+		if i < 0 {
+			gs = append(gs, &group{sev: string(f.Severity), check: f.Check, first: f.Message})
+			i = len(gs) - 1
 		}
+		gs[i].n++
+	}
+	rank := map[string]int{string(command.SeverityCritical): 0, string(command.SeverityWarning): 1, string(command.SeverityInfo): 2}
+	slices.SortStableFunc(gs, func(a, b *group) int { return cmp.Compare(rank[a.sev], rank[b.sev]) })
+	out := make([]string, 0, len(gs))
+	for _, g := range gs {
+		line := fmt.Sprintf("    %s %s: %s", g.sev, g.check, runOneLine(g.first))
+		if g.n > 1 {
+			line += fmt.Sprintf(" (and %d more)", g.n-1)
+		}
+		out = append(out, line)
 	}
 	return out
 }

@@ -165,9 +165,14 @@ func TestBinaryCoreAndEdges(t *testing.T) {
 		t.Fatalf("core add: exit %d, %q, %q", code, out, errOut)
 	}
 	t.Logf("edge promoted: core add returned after %v (restart, routes, JetStream)", time.Since(began).Round(100*time.Millisecond))
-	if !strings.Contains(edgeB.output(), "restarted as core") {
-		t.Fatalf("edge B did not say it restarted as core:\n%s", edgeB.output())
-	}
+	// The registry can show the new role before the restarted process
+	// prints its banner: poll for the line.
+	testmesh.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		if !strings.Contains(edgeB.output(), "restarted as core") {
+			return fmt.Errorf("edge B did not say it restarted as core:\n%s", edgeB.output())
+		}
+		return nil
+	})
 	testmesh.CheckFor(t, 60*time.Second, 200*time.Millisecond, func() error {
 		st, err := coreStatus(c0)
 		if err != nil {
