@@ -70,9 +70,13 @@ type evalSet struct {
 	} `json:"entries"`
 }
 
-func loadEval(t testing.TB) (evalSet, Vocabulary) {
+// loadEval reads testdata/eval.json.
+func loadEval(t testing.TB) (evalSet, Vocabulary) { return loadEvalFile(t, "eval.json") }
+
+// loadEvalFile reads an evaluation file of testdata strictly.
+func loadEvalFile(t testing.TB, name string) (evalSet, Vocabulary) {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", "eval.json"))
+	b, err := os.ReadFile(filepath.Join("testdata", name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +84,7 @@ func loadEval(t testing.TB) (evalSet, Vocabulary) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&ev); err != nil {
-		t.Fatalf("eval.json: %v", err)
+		t.Fatalf("%s: %v", name, err)
 	}
 	return ev, Vocabulary{Caps: ev.Vocabulary.Caps, Tags: ev.Vocabulary.Tags, Names: ev.Vocabulary.Names}
 }

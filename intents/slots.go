@@ -130,12 +130,3 @@ func (c *clause) execVerbs() bool {
 	c.hint = fmt.Sprintf("what should happen to %s? say restart, start, stop, reload, \"is %s running\" or \"%s logs\"", svc, svc, svc)
 	return false
 }
-
-func (c *clause) hasService() bool {
-	for _, t := range c.toks {
-		if _, ok := c.lx.svc[t.low]; ok && !t.used {
-			return true
-		}
-	}
-	return false
-}

@@ -101,19 +101,6 @@ func (sc score) report(t *testing.T, name string) {
 	}
 }
 
-func loadEvalFile(t *testing.T, name string) (evalSet, Vocabulary) {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ev evalSet
-	if err := json.Unmarshal(b, &ev); err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
-	return ev, Vocabulary{Caps: ev.Vocabulary.Caps, Tags: ev.Vocabulary.Tags, Names: ev.Vocabulary.Names}
-}
-
 // The held-out phrasings (testdata/heldout.json) were written before the
 // planner was rebuilt on the classifier and are never used to tune it: the
 // whole plan must be right for at least 90% of them (the target),
