@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -212,9 +213,12 @@ func (n *Node) jsPeers() int {
 // behind. Each bucket is checked on its own: a raise that fails partway
 // leaves the later buckets behind, and that must show.
 type replication struct {
-	mu       sync.Mutex     // guards the fields below; never held across I/O
-	have     map[string]int // bucket -> configured replicas; absent: not read yet
-	peers    int            // JetStream servers up at the last read
+	mu    sync.Mutex     // guards the fields below; never held across I/O
+	have  map[string]int // bucket -> configured replicas; absent: not read yet
+	peers int            // JetStream servers up at the last read
+	// lagging maps a bucket whose stream, at the last read, had no leader
+	// or a replica offline or not current to what it lacked.
+	lagging  map[string]string
 	lastWarn map[string]time.Time
 	busy     atomic.Bool // a check is running (membership.go checkReplication)
 }
@@ -248,6 +252,7 @@ func (n *Node) readReplication(ctx context.Context, rep *replication) {
 		want[streamOf(b)] = b
 	}
 	got := map[string]int{}
+	lag := map[string]string{} // bucket -> what it lacks; "" when all current
 	list := n.js.ListStreams(ctx)
 	for si := range list.Info() {
 		if si == nil {
@@ -255,6 +260,7 @@ func (n *Node) readReplication(ctx context.Context, rep *replication) {
 		}
 		if b, ok := want[si.Config.Name]; ok {
 			got[b] = max(si.Config.Replicas, 1)
+			lag[b] = streamLag(si)
 		}
 	}
 	if err := list.Err(); err != nil && len(got) == 0 {
@@ -267,7 +273,78 @@ func (n *Node) readReplication(ctx context.Context, rep *replication) {
 		rep.have = map[string]int{}
 	}
 	maps.Copy(rep.have, got)
+	if rep.lagging == nil {
+		rep.lagging = map[string]string{}
+	}
+	for b, why := range lag {
+		if why == "" {
+			delete(rep.lagging, b)
+		} else {
+			rep.lagging[b] = why
+		}
+	}
 	rep.peers = peers
+}
+
+// streamLag says what keeps a replicated stream from surviving the loss of
+// one server: no leader, a replica offline, or one not caught up ("" when
+// none, or when the stream is not replicated).
+func streamLag(si *jetstream.StreamInfo) string {
+	if si.Config.Replicas < 2 || si.Cluster == nil {
+		return ""
+	}
+	if si.Cluster.Leader == "" {
+		return "no leader"
+	}
+	for _, p := range si.Cluster.Replicas {
+		switch {
+		case p == nil:
+		case p.Offline:
+			return "replica " + p.Name + " offline"
+		case !p.Current:
+			return "replica " + p.Name + " catching up"
+		}
+	}
+	if len(si.Cluster.Replicas)+1 < si.Config.Replicas {
+		return fmt.Sprintf("%d of %d replicas placed", len(si.Cluster.Replicas)+1, si.Config.Replicas)
+	}
+	return ""
+}
+
+// resilience says whether the swarm survives the loss of any one node, as
+// last read: at least three JetStream servers up (the meta group keeps its
+// quorum), and every bucket read, R3 or more, with a leader and every
+// replica current (a replica still catching up cannot take over). why is
+// the sentence status shows either way.
+func (r *replication) resilience() (ok bool, why string) {
+	if r == nil {
+		return false, "buckets not created yet"
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.have) == 0 {
+		return false, "buckets not read yet"
+	}
+	if r.peers < 3 {
+		return false, fmt.Sprintf("CANNOT survive the loss of a node: %d JetStream server(s) up, and the meta group needs 3 to lose one", r.peers)
+	}
+	var low, lag []string
+	for b, c := range r.have {
+		if c < 3 {
+			low = append(low, fmt.Sprintf("%s R%d", b, c))
+		} else if why := r.lagging[b]; why != "" {
+			lag = append(lag, b+": "+why)
+		}
+	}
+	sort.Strings(low)
+	sort.Strings(lag)
+	switch {
+	case len(low) > 0:
+		return false, "CANNOT survive the loss of a node: buckets below R3 (" + strings.Join(low, ", ") + "; the leader raises them)"
+	case len(lag) > 0:
+		return false, "CANNOT survive the loss of a node yet: " + strings.Join(lag, "; ")
+	}
+	return true, fmt.Sprintf("survives the loss of one node (%d JetStream servers up, every bucket R3 and current)", r.peers)
 }
 
 // refreshReplicas reads every bucket's replication again.

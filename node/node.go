@@ -443,6 +443,7 @@ func (n *Node) teardown(graceful bool) {
 		if n.cmds != nil {
 			n.cmds.Stop()
 		}
+
 		n.wg.Wait()
 		if graceful && wasReady {
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
@@ -567,8 +568,10 @@ func (n *Node) Status() wire.Status {
 	st.JetStreamOK, st.Replicas, st.Behind = n.jetStreamHealth()
 	if n.edge {
 		st.CoreLink, st.CoreLinkSince = n.coreLink()
+		st.Resilience = "an edge: the core's resilience shows in a core member's status"
 		return st
 	}
+	st.SurvivesLoss, st.Resilience = n.resilience()
 	if jsz, err := n.srv.Jsz(&server.JSzOptions{}); err == nil {
 		if jsz.Meta != nil {
 			st.MetaLeader = jsz.Meta.Leader
@@ -577,6 +580,28 @@ func (n *Node) Status() wire.Status {
 		}
 	}
 	return st
+}
+
+// resilience is Status's SurvivesLoss and Resilience on a core member.
+func (n *Node) resilience() (bool, string) {
+	if !n.Clustered() {
+		return false, "a single node: nothing to fail over to (start more with --join)"
+	}
+	ok, why := n.kvs.rep.resilience()
+	if ok && !n.srv.JetStreamIsCurrent() {
+		return false, "CANNOT tell: this node's JetStream is not current (no quorum?)"
+	}
+	return ok, why
+}
+
+// SurvivesLoss reports whether the swarm, as this core member last read
+// it, survives the loss of any one node (Status.SurvivesLoss).
+func (n *Node) SurvivesLoss() bool {
+	if n.edge {
+		return false
+	}
+	ok, _ := n.resilience()
+	return ok
 }
 
 // self is the node's own row, built from what it knows directly.

@@ -262,6 +262,12 @@ type Status struct {
 	// JSDomain is the swarm's JetStream domain ("" for a single node):
 	// on an edge, clients reach JetStream only through it.
 	JSDomain string `json:"js_domain,omitempty"`
+	// SurvivesLoss is true while the swarm, as the answering core member
+	// last read it, keeps working when any one node is lost: three
+	// JetStream servers up, every bucket R3 with every replica current.
+	// Resilience says why, or what is missing, in a sentence.
+	SurvivesLoss bool   `json:"survives_loss"`
+	Resilience   string `json:"resilience,omitempty"`
 }
 
 // Lease is the value of the swarm-leader key in rn_leader.

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -16,6 +18,7 @@ import (
 	"time"
 
 	"github.com/robonet-mesh/robonet/internal/testmesh"
+	"github.com/robonet-mesh/robonet/node"
 	"github.com/robonet-mesh/robonet/trust"
 	"github.com/robonet-mesh/robonet/wire"
 )
@@ -203,6 +206,13 @@ func TestBinarySingleNode(t *testing.T) {
 	if err != nil || json.Unmarshal(b, &ctx) != nil || ctx.URL != p.client || ctx.NKey != filepath.Join(data, "operator.nk") {
 		t.Fatalf("context file %s: %v", b, err)
 	}
+	// version --json carries what the toolchain recorded.
+	out, _, code = cli(t, nil, "version", "--json")
+	var bi buildInfo
+	if code != 0 || json.Unmarshal([]byte(out), &bi) != nil || bi.Version != node.Version || bi.Go == "" ||
+		bi.OS != runtime.GOOS || bi.Arch != runtime.GOARCH || bi.Path != "github.com/robonet-mesh/robonet/cmd/robonet" {
+		t.Errorf("version --json = %q", out)
+	}
 	// SIGTERM: clean exit 0.
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -228,9 +238,10 @@ func TestBinarySwarmSurvivesLeaderSIGKILL(t *testing.T) {
 		t.Fatal(err)
 	}
 	var ps []*proc
+	health := testmesh.ReservePorts(t, 3)
 	for i := 0; i < 3; i++ {
 		ps = append(ps, startUp(t, filepath.Join(t.TempDir(), fmt.Sprint("d", i)),
-			"--cluster", routes[i], "--join", join, "--swarm", "proc", "--token", secret))
+			"--cluster", routes[i], "--join", join, "--swarm", "proc", "--token", secret, "--health", health[i]))
 	}
 	for _, p := range ps {
 		p.waitReady(t)
@@ -265,19 +276,23 @@ func TestBinarySwarmSurvivesLeaderSIGKILL(t *testing.T) {
 		}
 		return nil
 	})
-	// Kill only once the buckets are R3, as a settled swarm is.
+	// Kill only once up has said the swarm survives a loss: the buckets
+	// R3 and every replica current, as status and /readyz say too.
 	testmesh.CheckFor(t, 60*time.Second, 100*time.Millisecond, func() error {
 		for i, p := range ps {
-			out, errOut, code := cli(t, nil, "status", "--json", "--server", p.client, "--data", p.data)
-			if code != 0 {
-				return errors.New(errOut)
+			if !strings.Contains(p.output(), `robonet: swarm "proc" ready: survives the loss of one node`) {
+				return fmt.Errorf("node %d: up has not said the swarm is ready", i)
 			}
-			var st wire.Status
-			if err := json.Unmarshal([]byte(out), &st); err != nil {
+			st, err := p.status(t)
+			if err != nil {
 				return err
 			}
-			if st.Replicas != 3 {
-				return fmt.Errorf("node %d: replicas %d", i, st.Replicas)
+			if st.Replicas != 3 || !st.SurvivesLoss || !strings.HasPrefix(st.Resilience, "survives the loss of one node") {
+				return fmt.Errorf("node %d: replicas %d, survives_loss %v (%s)", i, st.Replicas, st.SurvivesLoss, st.Resilience)
+			}
+			code, rep := probe(t, health[i], "/readyz")
+			if code != http.StatusOK || !rep.Ready || rep.State != "ready" || !rep.SurvivesLoss {
+				return fmt.Errorf("node %d: /readyz %d %+v", i, code, rep)
 			}
 		}
 		return nil
@@ -329,6 +344,63 @@ func TestBinarySwarmSurvivesLeaderSIGKILL(t *testing.T) {
 		return nil
 	})
 	t.Logf("after SIGKILL of the leader: offline seen at %v, new leader at %v (figures: bench/)", gone, newLeader)
+	// Two of three left: the survivors say plainly that another loss
+	// would stop the swarm, and stay ready.
+	survivor := (leader + 1) % 3
+	testmesh.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		st, err := ps[survivor].status(t)
+		if err != nil {
+			return err
+		}
+		if st.SurvivesLoss || !strings.HasPrefix(st.Resilience, "CANNOT survive the loss of a node") {
+			return fmt.Errorf("survives_loss %v (%s)", st.SurvivesLoss, st.Resilience)
+		}
+		if code, rep := probe(t, health[survivor], "/readyz"); code != http.StatusOK || rep.SurvivesLoss {
+			return fmt.Errorf("/readyz %d %+v", code, rep)
+		}
+		return nil
+	})
+	// robonet stop: a lame-duck exit 0, found by the data dir's lock.
+	out, errOut, code := cli(t, nil, "stop", "--data", ps[survivor].data)
+	if code != 0 || !strings.Contains(out, "stopped") {
+		t.Fatalf("robonet stop: exit %d: %s%s", code, out, errOut)
+	}
+	select {
+	case <-ps[survivor].done:
+	default:
+		t.Fatal("robonet stop returned before the node exited")
+	}
+	if ps[survivor].err != nil || !strings.Contains(ps[survivor].output(), "stopped cleanly") {
+		t.Fatalf("exit after robonet stop: %v\n%s", ps[survivor].err, ps[survivor].output())
+	}
+	if out, _, code := cli(t, nil, "stop", "--data", ps[survivor].data); code != 0 || !strings.Contains(out, "no node runs") {
+		t.Fatalf("robonet stop with none running: exit %d: %s", code, out)
+	}
+}
+
+func (p *proc) status(t *testing.T) (wire.Status, error) {
+	var st wire.Status
+	out, errOut, code := cli(t, nil, "status", "--json", "--server", p.client, "--data", p.data)
+	if code != 0 {
+		return st, errors.New(errOut)
+	}
+	err := json.Unmarshal([]byte(out), &st)
+	return st, err
+}
+
+// probe GETs path from a node's --health endpoint.
+func probe(t *testing.T, addr, path string) (int, healthReport) {
+	t.Helper()
+	var rep healthReport
+	resp, err := http.Get("http://" + addr + path)
+	if err != nil {
+		return 0, rep
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&rep); err != nil {
+		t.Errorf("%s%s: %v", addr, path, err)
+	}
+	return resp.StatusCode, rep
 }
 
 func selfKey(ms []wire.Member, p *proc) string {
@@ -395,6 +467,9 @@ func TestBinaryBadInput(t *testing.T) {
 		{"core too big", []string{"--core", "8"}, "--core 8: want a core size of 1..7"},
 		{"core zero", []string{"--core", "0"}, "--core 0"},
 		{"bad edge listen", []string{"--cluster", freeAddr(t), "--edge-listen", "nowhere"}, `"nowhere"`},
+		{"health without a port", []string{"--health", "127.0.0.1"}, `--health "127.0.0.1"`},
+		{"health on a name", []string{"--health", "example.com:8222"}, `host "example.com" is not an IP address`},
+		{"health port in use", []string{"--health", busy.Addr().String()}, "--health " + busy.Addr().String()},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append([]string{"up", "--data", filepath.Join(t.TempDir(), "d"), "--listen", freeAddr(t)}, tc.args...)

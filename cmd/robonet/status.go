@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -66,6 +68,9 @@ func newStatusCmd(g *globals) *cobra.Command {
 				fmt.Fprintf(tw, "core\t%s\n", core)
 			}
 			fmt.Fprintf(tw, "jetstream\t%s, meta leader %s, %s\n", js, orDash(st.MetaLeader), fmtReplication(st))
+			if st.Resilience != "" {
+				fmt.Fprintf(tw, "resilience\t%s\n", st.Resilience)
+			}
 			return tw.Flush()
 		},
 	}
@@ -84,14 +89,54 @@ func fmtReplication(st wire.Status) string {
 		st.Replicas, strings.Join(st.Behind, ", "))
 }
 
+// buildInfo is `robonet version --json`: the version and what the Go
+// toolchain recorded in the binary.
+type buildInfo struct {
+	Version  string `json:"version"`
+	Go       string `json:"go"`
+	OS       string `json:"os"`
+	Arch     string `json:"arch"`
+	Path     string `json:"path,omitempty"`     // the main package's import path
+	Revision string `json:"revision,omitempty"` // the VCS commit built, when built in a checkout
+	Time     string `json:"time,omitempty"`     // the commit's time (RFC 3339)
+	Modified bool   `json:"modified"`           // the checkout had uncommitted changes
+	CGO      bool   `json:"cgo"`                // built with cgo (false: a static binary)
+	Race     bool   `json:"race,omitempty"`     // built with the race detector
+}
+
+func readBuildInfo() buildInfo {
+	b := buildInfo{Version: node.Version, Go: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH}
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return b
+	}
+	b.Path = info.Path
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			b.Revision = s.Value
+		case "vcs.time":
+			b.Time = s.Value
+		case "vcs.modified":
+			b.Modified = s.Value == "true"
+		case "CGO_ENABLED":
+			b.CGO = s.Value == "1"
+		case "-race":
+			b.Race = s.Value == "true"
+		}
+	}
+	return b
+}
+
 func newVersionCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
-		Short: "Print robonet's version",
+		Short: "Print robonet's version (--json: with the Go version, platform and commit it was built from)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			bi := readBuildInfo()
 			if g.json {
-				return printJSON(cmd.OutOrStdout(), map[string]string{"version": node.Version})
+				return printJSON(cmd.OutOrStdout(), bi)
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), "robonet", node.Version)
 			return nil

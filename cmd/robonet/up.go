@@ -19,14 +19,15 @@ import (
 
 func newUpCmd(g *globals) *cobra.Command {
 	var (
-		o         node.Options
-		tags      string
-		logLevel  string
-		wait      time.Duration
-		tokenFile string
-		fedFile   string
-		pf        *proxyFlags
-		mf        *mediaFlags
+		o          node.Options
+		tags       string
+		logLevel   string
+		wait       time.Duration
+		tokenFile  string
+		fedFile    string
+		pf         *proxyFlags
+		mf         *mediaFlags
+		healthAddr *string
 	)
 	cmd := &cobra.Command{
 		Use:   "up",
@@ -104,10 +105,18 @@ they are saved in --data, so a restart needs none of them.`,
 			if err := mf.check(); err != nil {
 				return err
 			}
+			hl, err := startHealth(*healthAddr, o.Logger)
+			if err != nil {
+				return err
+			}
+			defer hl.close()
 			r, err := startRunning(ctx, cmd, o, wait, pf, mf)
 			if err != nil {
 				return err
 			}
+			hl.set(r.n)
+			rw := &resilienceWatch{out: cmd.OutOrStdout(), log: o.Logger}
+			go rw.watch(ctx, r.n)
 			if fromFile && strings.HasPrefix(o.Token, trust.TokenPrefix) {
 				forgetTokenFile(cmd, tokenFile)
 			}
@@ -122,18 +131,22 @@ they are saved in --data, so a restart needs none of them.`,
 					was := r.n.Role()
 					fmt.Fprintf(cmd.ErrOrStderr(), "robonet: %s asked to restart in its new role (was %s); restarting in-process…\n", r.n.Name(), was)
 					o.Logger.Warn("restarting in-process in the node's new role", "was", was)
+					hl.set(nil)
 					if err := r.stop(); err != nil {
 						return err
 					}
 					if r, err = startRunning(ctx, cmd, o, wait, pf, mf); err != nil {
 						return fmt.Errorf("restart in the new role: %w", err)
 					}
+					hl.set(r.n)
+					go rw.watch(ctx, r.n)
 					fmt.Fprintf(cmd.ErrOrStderr(), "robonet: restarted as %s\n", r.n.Role())
 					continue
 				}
 				break
 			}
 			fmt.Fprintln(cmd.ErrOrStderr(), "robonet: shutting down (lame duck)…")
+			hl.stop()
 			if err := r.stop(); err != nil {
 				return err
 			}
@@ -166,6 +179,7 @@ they are saved in --data, so a restart needs none of them.`,
 	addGatewayFlags(f)
 	pf = addProxyFlags(f)
 	mf = addMediaFlags(f)
+	healthAddr = addHealthFlags(f)
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error (logs go to stderr)")
 	f.DurationVar(&wait, "wait", 10*time.Minute, "how long to wait for the swarm's JetStream before giving up")
 	return cmd
