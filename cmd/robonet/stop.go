@@ -18,7 +18,10 @@ import (
 const nodeLockFile = "lock"
 
 func newStopCmd(g *globals) *cobra.Command {
-	var timeout time.Duration
+	var (
+		timeout time.Duration
+		wait    bool
+	)
 	cmd := &cobra.Command{
 		Use:   "stop",
 		Short: "Stop the node running on --data: SIGTERM (lame duck), then wait until it has exited",
@@ -26,11 +29,18 @@ func newStopCmd(g *globals) *cobra.Command {
 does: it announces its leave, hands the lease on, drains in lame-duck mode and
 exits. stop waits until the process has exited (--timeout), so it fits a
 Kubernetes preStop hook or a script. It finds the node by the lock the node holds
-on <data>/lock, never by a name, and exits 0 when no node runs there.`,
+on <data>/lock, never by a name, and exits 0 when no node runs there.
+
+--wait=false returns once the signal is sent: a Kubernetes preStop hook whose node
+is the container's main process dies with it, so waiting there would only turn a
+clean stop into a failed hook.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if timeout <= 0 {
+			if wait && timeout <= 0 {
 				return fmt.Errorf("--timeout %s: want a positive duration", timeout)
+			}
+			if !wait {
+				timeout = 0
 			}
 			stopped, pid, err := stopNode(g.data, timeout)
 			if err != nil {
@@ -40,16 +50,22 @@ on <data>/lock, never by a name, and exits 0 when no node runs there.`,
 				fmt.Fprintf(cmd.OutOrStdout(), "no node runs on %s\n", g.data)
 				return nil
 			}
+			if !wait {
+				fmt.Fprintf(cmd.OutOrStdout(), "node (pid %d) on %s: lame duck started\n", pid, g.data)
+				return nil
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "node (pid %d) on %s stopped\n", pid, g.data)
 			return nil
 		},
 	}
 	cmd.Flags().DurationVar(&timeout, "timeout", 45*time.Second, "how long to wait for the node to exit (its lame duck takes up to 30 s)")
+	cmd.Flags().BoolVar(&wait, "wait", true, "wait until the node has exited (--wait=false: return once it is signalled)")
 	return cmd
 }
 
-// stopNode signals the node holding dir's lock and waits until the lock is
-// free and the process gone. stopped is false when no node held the lock.
+// stopNode signals the node holding dir's lock and waits up to timeout
+// until the lock is free and the process gone (timeout 0: no wait). stopped
+// is false when no node held the lock.
 func stopNode(dir string, timeout time.Duration) (stopped bool, pid int, err error) {
 	f, err := os.Open(filepath.Join(dir, nodeLockFile))
 	if errors.Is(err, os.ErrNotExist) {
@@ -77,6 +93,9 @@ func stopNode(dir string, timeout time.Duration) (stopped bool, pid int, err err
 	}
 	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
 		return false, pid, fmt.Errorf("signal the node (pid %d): %w", pid, err)
+	}
+	if timeout == 0 {
+		return true, pid, nil
 	}
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {

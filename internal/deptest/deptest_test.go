@@ -39,6 +39,9 @@ var rules = map[string]struct {
 	"cmd/robonet":                   {local: []string{"*"}, third: []string{"github.com/spf13/", "github.com/nats-io/", "golang.org/x/term", "charm.land/bubbletea/v2"}},
 	"internal/testmesh":             {local: []string{"*"}, third: []string{"github.com/nats-io/"}},
 	"internal/deptest":              {},
+	// deploy holds the images, compose files, systemd unit and Kubernetes
+	// manifests; its Go code is their tests (k8s.io/api, sigs.k8s.io/yaml).
+	"deploy": {},
 }
 
 type pkg struct {
