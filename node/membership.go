@@ -159,7 +159,13 @@ func (n *Node) onLeave(m *nats.Msg) {
 	if _, err := subjects.Parse(e.Chevron); err != nil {
 		return
 	}
-	n.reg.onLeave(e.Chevron, time.Now())
+	// Only a crash report ("lost", by another member's heartbeat timeout)
+	// yields to fresher evidence; a leave said by the node itself, or an
+	// edge's lost link reported by the member it was linked to, is news.
+	reported := e.Reason == "lost" && from.String() != e.Chevron
+	if !n.reg.onLeave(e.Chevron, time.Now(), reported, n.opts.Timing.SuspectAfter) {
+		n.log.Debug("leave report ignored: heard from the member since", "chevron", e.Chevron, "by", from)
+	}
 }
 
 // watchRoutes polls the embedded server's routes. Polling in-process costs
@@ -548,6 +554,7 @@ func (n *Node) monitorLoop() {
 			n.warnCoreBelow(now)
 		}
 		n.checkReplication(leader)
+		n.checkJetStream(now)
 		if leader {
 			n.ls.moveStreamLeader(n.ctx)
 		}

@@ -100,9 +100,14 @@ type Node struct {
 	ready   atomic.Bool
 	stopped atomic.Bool
 	reclaim atomic.Int64 // when another writer replaced this node's registration (unix ns; 0: no): write it back (monitorLoop)
-	stop    sync.Once
-	hbSeq   atomic.Uint64
-	rewatch chan struct{} // restart the KV watches (see watchNodes)
+	// jsOffSince is when this core member found its JetStream disabled
+	// (unix ns; 0: never): jsrecover.go.
+	jsOffSince atomic.Int64
+	// quietRestart: the restart asked for keeps the registration (no leave).
+	quietRestart atomic.Bool
+	stop         sync.Once
+	hbSeq        atomic.Uint64
+	rewatch      chan struct{} // restart the KV watches (see watchNodes)
 	// heardGrace is set once auto-numbering has waited to hear the
 	// heartbeats of nodes that know their chevron (claim runs in Start only).
 	heardGrace bool
@@ -430,7 +435,11 @@ func (n *Node) teardown(graceful bool) {
 	n.stop.Do(func() {
 		n.stopped.Store(true)
 		wasReady := n.ready.Swap(false)
-		if graceful && wasReady {
+		// A node restarting in-process to bring its JetStream back
+		// (jsrecover.go) is back in seconds: it keeps its registration and
+		// says no leave, so members see a short absence, not a departure.
+		leaving := graceful && wasReady && !n.quietRestart.Load()
+		if leaving {
 			n.publishEvent(wire.Event{Kind: subjects.EvtLeave, Chevron: n.chev.String(), Name: n.name,
 				Pubkey: n.pub, Reason: "shutdown"})
 			_ = n.nc.FlushTimeout(time.Second)
@@ -449,7 +458,9 @@ func (n *Node) teardown(graceful bool) {
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 			n.ls.release(ctx)
 			cancel()
-			ctx, cancel = context.WithTimeout(context.Background(), 12*time.Second)
+		}
+		if leaving {
+			ctx, cancel := context.WithTimeout(context.Background(), 12*time.Second)
 			n.deregister(ctx)
 			cancel()
 		}
@@ -572,6 +583,9 @@ func (n *Node) Status() wire.Status {
 		return st
 	}
 	st.SurvivesLoss, st.Resilience = n.resilience()
+	if why := n.jetStreamDisabled(); why != "" {
+		st.SurvivesLoss, st.Resilience = false, "CANNOT survive the loss of a node: "+why
+	}
 	if jsz, err := n.srv.Jsz(&server.JSzOptions{}); err == nil {
 		if jsz.Meta != nil {
 			st.MetaLeader = jsz.Meta.Leader

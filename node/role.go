@@ -60,8 +60,9 @@ type edgeState struct {
 	sizeAt    time.Time
 	swarm     edgeSwarm // an edge's swarm, adopted from the core (fededge.go)
 
-	restart     chan struct{} // closed by requestRestart
+	restart     chan struct{} // closed by restartFor
 	restartOnce sync.Once
+	restartWhy  string // written before restart is closed
 }
 
 // initialRole decides the role from options and saved state; a candidate
@@ -114,8 +115,27 @@ func (n *Node) requestRestart(role string) error {
 	if err := n.dd.saveState(st); err != nil {
 		return err
 	}
-	n.es.restartOnce.Do(func() { close(n.es.restart) })
+	n.restartFor(fmt.Sprintf("its role changed to %s", role))
 	return nil
+}
+
+// restartFor signals RestartRequested once, saying why (RestartReason).
+func (n *Node) restartFor(why string) {
+	n.es.restartOnce.Do(func() {
+		n.es.restartWhy = why
+		close(n.es.restart)
+	})
+}
+
+// RestartReason says why the node asked to be restarted ("" before it
+// did); read it after RestartRequested is closed.
+func (n *Node) RestartReason() string {
+	select {
+	case <-n.es.restart:
+		return n.es.restartWhy
+	default:
+		return ""
+	}
 }
 
 // edgeTLS is an edge's TLS towards the core: its route certificate (the
@@ -739,7 +759,7 @@ func (n *Node) watchEdges() {
 			n.log.Info("edge link lost", "chevron", chev, "server", s)
 			n.publishEvent(wire.Event{Kind: subjects.EvtLeave, Chevron: chev, Name: name, Pubkey: pub,
 				By: n.chev.String(), Reason: "link lost"})
-			n.reg.onLeave(chev, now)
+			n.reg.onLeave(chev, now, false, 0)
 		}
 	}
 }

@@ -129,8 +129,9 @@ they are saved in --data, so a restart needs none of them.`,
 					// saved the new one; a new node with the same options
 					// starts in it.
 					was := r.n.Role()
-					fmt.Fprintf(cmd.ErrOrStderr(), "robonet: %s asked to restart in its new role (was %s); restarting in-process…\n", r.n.Name(), was)
-					o.Logger.Warn("restarting in-process in the node's new role", "was", was)
+					why := r.n.RestartReason()
+					fmt.Fprintf(cmd.ErrOrStderr(), "robonet: %s asked to restart (%s; it was %s); restarting in-process…\n", r.n.Name(), why, was)
+					o.Logger.Warn("restarting in-process", "why", why, "was", was)
 					hl.set(nil)
 					if err := r.stop(); err != nil {
 						return err
