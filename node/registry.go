@@ -108,12 +108,24 @@ func (r *registry) selfBeat() *wire.Heartbeat {
 	return r.self
 }
 
-func (r *registry) onLeave(chev string, now time.Time) {
+// onLeave records a leave of chev at now. A leave reported by another
+// member (a crash it saw) is ignored while this node heard chev itself
+// within fresh: its own evidence of life outranks a report that may be
+// old, or come from a member that was cut off and judged everyone else
+// gone (the chaos suite saw a healed member's reports knock live members
+// offline for half a second). It reports whether the leave was applied.
+func (r *registry) onLeave(chev string, now time.Time, reported bool, fresh time.Duration) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if e := r.live[chev]; e != nil {
-		e.leftAt = now
+	e := r.live[chev]
+	if e == nil {
+		return false
 	}
+	if reported && now.Sub(e.recv) < fresh {
+		return false
+	}
+	e.leftAt = now
+	return true
 }
 
 func (r *registry) setInfo(chev string, info *wire.NodeInfo) {

@@ -40,8 +40,20 @@ func TestRegistryStatesFromHeartbeatsRoutesAndLeaves(t *testing.T) {
 	if got := state("3", t0.Add(5*time.Second)); got != wire.StateOffline {
 		t.Fatalf("late heartbeat revived a node: %s", got)
 	}
+	// Another member's crash report for a member this node heard a moment
+	// ago is ignored: its own evidence of life is fresher.
+	fresh := DefaultTiming().SuspectAfter
+	r.onHeartbeat(wire.Heartbeat{Chevron: "2", Pubkey: "U2", Server: "rn-2", Seq: 9, Started: t0}, t0.Add(400*time.Millisecond))
+	if r.onLeave("2", t0.Add(500*time.Millisecond), true, fresh) {
+		t.Fatal("a crash report overrode a heartbeat heard 100 ms before")
+	}
+	if got := state("2", t0.Add(600*time.Millisecond)); got != wire.StateAlive {
+		t.Fatalf("after an ignored report: %s", got)
+	}
 	// A clean leave: offline at once, and not to be reported lost.
-	r.onLeave("2", t0.Add(500*time.Millisecond))
+	if !r.onLeave("2", t0.Add(500*time.Millisecond), false, 0) {
+		t.Fatal("a member's own leave was not applied")
+	}
 	if got := state("2", t0.Add(600*time.Millisecond)); got != wire.StateOffline || !r.leftCleanly("2") {
 		t.Fatalf("after leave: %s", got)
 	}
