@@ -201,14 +201,28 @@ func (n *Node) claimChevron(ctx context.Context, c subjects.Chevron, claims map[
 		return err
 	}
 	var rev uint64
-	if cl, ok := claims[c]; ok {
-		// Ours from an earlier run (a crash left it): update in place.
-		rev, err = n.kvs.nodes.Update(ctx, c.String(), data, cl.rev)
-	} else {
-		rev, err = n.kvs.nodes.Create(ctx, c.String(), data)
-	}
-	if errors.Is(err, jetstream.ErrKeyExists) || isWrongSeq(err) {
-		return fmt.Errorf("%w: %s was claimed by another node at the same moment", ErrChevronTaken, c)
+	for try := 0; ; try++ {
+		if cl, ok := claims[c]; ok {
+			// Ours from an earlier run (a crash left it): update in place.
+			rev, err = n.kvs.nodes.Update(ctx, c.String(), data, cl.rev)
+		} else {
+			rev, err = n.kvs.nodes.Create(ctx, c.String(), data)
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) && !isWrongSeq(err) {
+			break
+		}
+		// Someone wrote the entry since it was read. It may be this key's
+		// own: a write of the run a SIGKILL cut short, committed after it
+		// died (the chaos suite saw a node killed twice in ten seconds
+		// give up here). Read again; only another key's claim is a loss.
+		fresh, rerr := n.readClaims(ctx)
+		if rerr != nil {
+			return rerr
+		}
+		if cl, ok := fresh[c]; try >= 2 || (ok && cl.info.Pubkey != n.pub) {
+			return fmt.Errorf("%w: %s was claimed by another node at the same moment", ErrChevronTaken, c)
+		}
+		claims = fresh
 	}
 	if err != nil {
 		return fmt.Errorf("claim %s: %w", c, err)
