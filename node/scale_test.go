@@ -386,6 +386,15 @@ func TestScaleEdgeLeavesARevokedCoreMember(t *testing.T) {
 	for s.Node(other) == victim {
 		other++
 	}
+	// Revoke once the core survives a loss: right after it forms, its
+	// buckets are being raised to R3, and a write can wait out a stream's
+	// leader change (the revoke timed out that way under CI's load).
+	testmesh.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		if st := s.Node(other).Status(); !st.SurvivesLoss {
+			return errors.New(st.Resilience)
+		}
+		return nil
+	})
 	admin := s.User(other, "ada", wire.RoleAdmin) // on a member that stays
 	ids, err := admin.Identities(context.Background())
 	if err != nil {
