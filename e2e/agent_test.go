@@ -42,6 +42,11 @@ const (
 	// agentNodeEnv is the public key of the node the agent connects to:
 	// its client port serves TLS with a certificate for that key.
 	agentNodeEnv = "RN_E2E_AGENT_NODE"
+	// agentServerEnv, when set, is the NATS URL list the agent connects to
+	// instead of the loopback client port (the chaos clients connect to
+	// every node from a host of their own); agentNodeEnv then lists every
+	// node's key, comma-separated.
+	agentServerEnv = "RN_E2E_AGENT_SERVER"
 )
 
 // agentOp is one request to an agent.
@@ -65,6 +70,10 @@ type agentOp struct {
 	Rate      int    `json:"rate,omitempty"`    // flood: messages per second
 	Bucket    string `json:"bucket,omitempty"`  // kv
 	Chevron   string `json:"chevron,omitempty"` // fork
+	// File is where load, record and audits write their JSON lines
+	// (chaos_agent_test.go), Client names a load's commands.
+	File   string `json:"file,omitempty"`
+	Client string `json:"client,omitempty"`
 }
 
 // agentOut is one line an agent prints: the answer to request ID, or
@@ -83,6 +92,8 @@ type agentOut struct {
 	Records map[string][]byte `json:"records,omitempty"` // kv: key → value; leaders: stream → leader
 	Seq     uint64            `json:"seq,omitempty"`     // fork: the seq forged
 	Dups    int               `json:"dups,omitempty"`    // stream: messages whose subject and body another had
+	Load    *loadStats        `json:"load,omitempty"`    // unload
+	Stream  string            `json:"stream,omitempty"`  // audits: the stream read
 }
 
 // agentEvent is a message the agent received on a subscription.
@@ -115,7 +126,7 @@ func (f floodStats) busy() int {
 
 // runAgent is the whole program when the test binary runs as an agent.
 func runAgent(seedFile, nodeKey string) int {
-	a, err := newAgentProc(seedFile, nodeKey)
+	a, err := newAgentProc(seedFile, nodeKey, os.Getenv(agentServerEnv))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "agent:", err)
 		return 1
@@ -147,14 +158,18 @@ type agentProc struct {
 	pub string
 	c   *mesh.Client // signs with the key's own chain (Client.Signer)
 	nc  *nats.Conn
+	// connOpts connects again (a load opens its own connections).
+	connOpts mesh.Options
 
 	outMu sync.Mutex // guards out
 	out   *json.Encoder
 
-	mu      sync.Mutex // guards subs, inboxes, flood
+	mu      sync.Mutex // guards subs, inboxes, flood, load, records
 	subs    map[string]*nats.Subscription
 	inboxes map[string]*inbox
 	flood   *flood
+	load    *load
+	records map[string]*recorder // by subject
 
 	seq atomic.Int64 // numbers inboxes
 }
@@ -166,19 +181,24 @@ type inbox struct {
 	more chan struct{} // signalled (without blocking) on every reply
 }
 
-// newAgentProc connects as the key in seedFile to the node on loopback,
-// checking its certificate against nodeKey as robonet's CLI does.
-func newAgentProc(seedFile, nodeKey string) (*agentProc, error) {
+// newAgentProc connects as the key in seedFile to the node on loopback
+// (servers ""), or to the comma-separated servers, checking the
+// certificate against nodeKeys (comma-separated) as robonet's CLI does.
+func newAgentProc(seedFile, nodeKeys, servers string) (*agentProc, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	c, err := mesh.Connect(ctx, mesh.Options{Server: "nats://127.0.0.1:" + clientPort, SeedFile: seedFile,
-		Name: "rn-e2e-agent", NodeKeys: []string{nodeKey}})
+	if servers == "" {
+		servers = "nats://127.0.0.1:" + clientPort
+	}
+	c, err := mesh.Connect(ctx, mesh.Options{Server: servers, SeedFile: seedFile,
+		Name: "rn-e2e-agent", NodeKeys: strings.Split(nodeKeys, ",")})
 	if err != nil {
 		return nil, err
 	}
 	pub, _ := c.KeyPair().PublicKey()
 	return &agentProc{kp: c.KeyPair(), pub: pub, c: c, nc: c.Conn(), out: json.NewEncoder(os.Stdout),
-		subs: map[string]*nats.Subscription{}, inboxes: map[string]*inbox{}}, nil
+		connOpts: mesh.Options{Server: servers, SeedFile: seedFile, Name: "rn-e2e-agent", NodeKeys: strings.Split(nodeKeys, ",")},
+		subs:     map[string]*nats.Subscription{}, inboxes: map[string]*inbox{}, records: map[string]*recorder{}}, nil
 }
 
 func (a *agentProc) emit(o agentOut) {
@@ -229,6 +249,16 @@ func (a *agentProc) do(op agentOp) agentOut {
 		out.Records, err = a.leaders(timeout)
 	case "stream":
 		out.Count, out.Dups, err = a.streamCount(op.Bucket, op.Subject, timeout)
+	case "load":
+		err = a.startLoad(op)
+	case "unload":
+		out.Load, err = a.stopLoad(timeout)
+	case "record":
+		err = a.startRecord(op.Subject, op.File)
+	case "unrecord":
+		out.Count, err = a.stopRecord(op.Subject)
+	case "audits":
+		out.Stream, out.Count, err = a.readAudits(op.Subject, op.File, timeout)
 	default:
 		err = fmt.Errorf("unknown op %q", op.Op)
 	}
@@ -652,19 +682,33 @@ type agent struct {
 // seed, waits until it is connected, and stops it in t.Cleanup.
 func startAgent(t *testing.T, n *node, name, seed string) *agent {
 	t.Helper()
-	h := n.host
-	nk, err := mesh.ReadSeed(filepath.Join(n.data, "node.nk"))
-	if err != nil {
-		t.Fatal(err)
+	return startAgentOn(t, n.host, name, seed, "", n)
+}
+
+// startAgentOn runs an agent in h's namespace as the key in seed,
+// connected to servers (a comma-separated URL list; "" for the node on
+// h's loopback) whose certificates must carry one of the nodes' keys.
+func startAgentOn(t *testing.T, h *host, name, seed, servers string, nodes ...*node) *agent {
+	t.Helper()
+	var keys []string
+	for _, n := range nodes {
+		nk, err := mesh.ReadSeed(filepath.Join(n.data, "node.nk"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		k, _ := nk.PublicKey()
+		keys = append(keys, k)
 	}
-	nodeKey, _ := nk.PublicKey()
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
 	a := &agent{name: name, waiting: map[int]chan agentOut{}, read: make(chan struct{})}
 	cmd := exec.Command(ipBin, "netns", "exec", h.ns, self)
-	cmd.Env = append(childEnv(), agentSeedEnv+"="+seed, agentNodeEnv+"="+nodeKey)
+	cmd.Env = append(childEnv(), agentSeedEnv+"="+seed, agentNodeEnv+"="+strings.Join(keys, ","))
+	if servers != "" {
+		cmd.Env = append(cmd.Env, agentServerEnv+"="+servers)
+	}
 	cmd.Stderr = &a.stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stdin, err := cmd.StdinPipe()
