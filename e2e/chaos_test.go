@@ -359,15 +359,7 @@ func (c *chaosLab) observer() string { return "h3" }
 
 // cli runs a CLI query on n with the observer's copied operator key.
 func (c *chaosLab) cli(ctx context.Context, n *node, v any, args ...string) error {
-	full := append(args, "--json", "--server", "nats://127.0.0.1:"+clientPort, "--data", n.data, "--nkey", c.seeds[c.observer()])
-	out, err := n.host.exec(ctx, full...)
-	if err != nil {
-		return err
-	}
-	if err := json.Unmarshal(out, v); err != nil {
-		return fmt.Errorf("robonet %s on %s: decode %q: %v", args[0], n.name, clip(out), err)
-	}
-	return nil
+	return n.cli(ctx, v, append(slices.Clip(args), "--nkey", c.seeds[c.observer()])...)
 }
 
 // probe observes n until the probes stop, recording every view.

@@ -69,7 +69,7 @@ func newStatusCmd(g *globals) *cobra.Command {
 			}
 			fmt.Fprintf(tw, "jetstream\t%s, meta leader %s, %s\n", js, orDash(st.MetaLeader), fmtReplication(st))
 			if st.Resilience != "" {
-				fmt.Fprintf(tw, "resilience\t%s\n", st.Resilience)
+				fmt.Fprintf(tw, "failover\t%s\n", st.Resilience)
 			}
 			return tw.Flush()
 		},
