@@ -110,9 +110,7 @@ func (c *chaosLab) freezeLeader() error {
 		return err
 	}
 	record(c.t, "freeze leader: fault → all survivors name the same new leader", d, "≤5s")
-	for time.Since(t0) < chaosFreeze {
-		time.Sleep(pollEvery) // the freeze lasts chaosFreeze: nothing to wait for
-	}
+	time.Sleep(time.Until(t0.Add(chaosFreeze))) // the freeze lasts chaosFreeze: a schedule, not a condition
 	target.signal(syscall.SIGCONT)
 	c.hist.undone(f)
 	runs := target.runs
@@ -243,9 +241,7 @@ func (c *chaosLab) diskFull() error {
 	}
 	c.t.Logf("disk full: wrote %d MiB to %s", written>>20, fill)
 	t0 := time.Now()
-	for time.Since(t0) < chaosFreeze {
-		time.Sleep(pollEvery) // the disk stays full this long, under load: nothing to wait for
-	}
+	time.Sleep(time.Until(t0.Add(chaosFreeze))) // the disk stays full this long under load: a schedule
 	c.mu.Lock()
 	v := c.latest[n.name]
 	c.mu.Unlock()
@@ -420,10 +416,7 @@ func (c *chaosLab) fileCmd(n *node, wait time.Duration, target string, args ...s
 
 // killAfter SIGKILLs n after d: the fault lands while a transfer runs.
 func killAfter(n *node, d time.Duration) {
-	t0 := time.Now()
-	for time.Since(t0) < d {
-		time.Sleep(10 * time.Millisecond) // the fault's schedule, not a wait for a condition
-	}
+	time.Sleep(d) // the fault's schedule, not a wait for a condition
 	n.signal(syscall.SIGKILL)
 	n.waitExit(10 * time.Second)
 }

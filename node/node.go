@@ -577,14 +577,10 @@ func (n *Node) Status() wire.Status {
 	cs := n.CoreStatus()
 	st.CoreSize, st.CoreLive, st.CoreBelow = cs.Size, cs.Live(), cs.Below
 	st.JetStreamOK, st.Replicas, st.Behind = n.jetStreamHealth()
+	st.SurvivesLoss, st.Resilience = n.Resilience()
 	if n.edge {
 		st.CoreLink, st.CoreLinkSince = n.coreLink()
-		st.Resilience = "an edge: the core's resilience shows in a core member's status"
 		return st
-	}
-	st.SurvivesLoss, st.Resilience = n.resilience()
-	if why := n.jetStreamDisabled(); why != "" {
-		st.SurvivesLoss, st.Resilience = false, "CANNOT survive the loss of a node: "+why
 	}
 	if jsz, err := n.srv.Jsz(&server.JSzOptions{}); err == nil {
 		if jsz.Meta != nil {
@@ -596,26 +592,24 @@ func (n *Node) Status() wire.Status {
 	return st
 }
 
-// resilience is Status's SurvivesLoss and Resilience on a core member.
-func (n *Node) resilience() (bool, string) {
-	if !n.Clustered() {
+// Resilience says whether the swarm, as this core member last read it,
+// survives the loss of any one node, and why or what is missing
+// (Status.SurvivesLoss and Resilience).
+func (n *Node) Resilience() (bool, string) {
+	switch {
+	case n.edge:
+		return false, "an edge: the core's resilience shows in a core member's status"
+	case !n.Clustered():
 		return false, "a single node: nothing to fail over to (start more with --join)"
+	}
+	if why := n.jetStreamDisabled(); why != "" {
+		return false, "CANNOT survive the loss of a node: " + why
 	}
 	ok, why := n.kvs.rep.resilience()
 	if ok && !n.srv.JetStreamIsCurrent() {
 		return false, "CANNOT tell: this node's JetStream is not current (no quorum?)"
 	}
 	return ok, why
-}
-
-// SurvivesLoss reports whether the swarm, as this core member last read
-// it, survives the loss of any one node (Status.SurvivesLoss).
-func (n *Node) SurvivesLoss() bool {
-	if n.edge {
-		return false
-	}
-	ok, _ := n.resilience()
-	return ok
 }
 
 // self is the node's own row, built from what it knows directly.

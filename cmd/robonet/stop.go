@@ -84,7 +84,7 @@ func stopNode(dir string, timeout time.Duration) (stopped bool, pid int, err err
 	}
 	pid, err = strconv.Atoi(string(bytes.TrimSpace(raw)))
 	if err != nil || pid <= 0 {
-		return false, 0, fmt.Errorf("data dir %s: the lock is held but %s names no pid (%q)", dir, f.Name(), clipText(string(raw), 40))
+		return false, 0, fmt.Errorf("data dir %s: the lock is held but %s names no pid (%q)", dir, f.Name(), clip(string(raw)))
 	}
 	// The pid was written by the lock's holder, which still holds it: the
 	// process is that node (checked again right before the signal).
@@ -131,12 +131,4 @@ func free(f *os.File) bool {
 	}
 	_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 	return true
-}
-
-// clipText shortens s to n bytes for an error message.
-func clipText(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }

@@ -215,6 +215,7 @@ func (rw *resilienceWatch) watch(ctx context.Context, n *node.Node) {
 	if !n.Clustered() || n.Role() == wire.NodeRoleEdge {
 		return
 	}
+	swarm := n.Status().Swarm
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
 	was := false
@@ -226,18 +227,18 @@ func (rw *resilienceWatch) watch(ctx context.Context, n *node.Node) {
 			return
 		case <-tick.C:
 		}
-		st := n.Status()
-		if st.State != wire.StateAlive || st.SurvivesLoss == was {
+		ok, why := n.Resilience()
+		if ok == was {
 			continue
 		}
-		was = st.SurvivesLoss
+		was = ok
 		switch {
-		case was && rw.printed.CompareAndSwap(false, true):
-			fmt.Fprintf(rw.out, "robonet: swarm %q ready: %s\n", st.Swarm, st.Resilience)
-		case was:
-			rw.log.Info("the swarm survives the loss of a node again", "why", st.Resilience)
+		case ok && rw.printed.CompareAndSwap(false, true):
+			fmt.Fprintf(rw.out, "robonet: swarm %q ready: %s\n", swarm, why)
+		case ok:
+			rw.log.Info("the swarm survives the loss of a node again", "why", why)
 		default:
-			rw.log.Warn("the swarm cannot survive the loss of a node now", "why", st.Resilience)
+			rw.log.Warn("the swarm cannot survive the loss of a node now", "why", why)
 		}
 	}
 }
