@@ -745,13 +745,19 @@ func (n *Node) applyAuth() error {
 		// moved. Clients reconnect at once to the node they were given
 		// (servers do not advertise other nodes' client URLs: NoAdvertise),
 		// so a revocation costs connected clients one reconnect.
-		o := *n.so
-		o.Cluster.TLSPinnedCerts = n.memberPins()
-		if err := n.srv.ReloadOptions(&o); err != nil {
+		// Each reload gets its own copy: the server keeps the one it is
+		// given as its current options and reads it without a lock
+		// (isClientAuthorized), while a reload writes into the new one
+		// (reloadOptions copies the custom authenticators in); reusing
+		// the first copy for the second reload was a data race with
+		// every client connecting meanwhile (the race detector saw it).
+		pinned, unpinned := *n.so, *n.so
+		pinned.Cluster.TLSPinnedCerts = n.memberPins()
+		if err := n.srv.ReloadOptions(&pinned); err != nil {
 			return err
 		}
-		o.Cluster.TLSPinnedCerts = nil
-		if err := n.srv.ReloadOptions(&o); err != nil {
+		unpinned.Cluster.TLSPinnedCerts = nil
+		if err := n.srv.ReloadOptions(&unpinned); err != nil {
 			return err
 		}
 		n.log.Warn("closed routes to revoked keys")
