@@ -1,6 +1,7 @@
 package mesh
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -299,10 +300,38 @@ func (ids *Identities) Revoke(ctx context.Context, pub, chevron, reason, by stri
 	if err != nil {
 		return fmt.Errorf("%w %s: %v", ErrRevoked, pub, err)
 	}
-	if _, err := ids.revoked.Put(ctx, pub, data); err != nil {
-		return fmt.Errorf("%w %s: %v", ErrRevoked, pub, err)
+	return ids.putRevocation(ctx, pub, data)
+}
+
+// putRevocation writes a revocation record and makes sure it is stored.
+// Revoking a node key makes every node reload its route pins, which
+// closes every client connection once (DESIGN "Identity and trust"),
+// this one too, sometimes after the write committed and before its
+// acknowledgement arrived: an attempt that fails reads the key back
+// (through the stream's leader) and is done if the record is there, else
+// writes it again, until ctx ends. Writing the same record twice is
+// harmless: every node applies it once.
+func (ids *Identities) putRevocation(ctx context.Context, pub string, data []byte) error {
+	for {
+		actx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		_, err := ids.revoked.Put(actx, pub, data)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		var api *jetstream.APIError
+		if errors.As(err, &api) {
+			return fmt.Errorf("%w %s: %v", ErrRevoked, pub, err) // the server's answer: final
+		}
+		if e, found, rerr := ids.read.Last(ctx, "KV_"+RevokedBucket, "$KV."+RevokedBucket+"."+pub); rerr == nil && found && bytes.Equal(e.Value, data) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w %s: %v", ErrRevoked, pub, err)
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
-	return nil
 }
 
 // RemoveNode revokes the key of the node at chev and its local operator's,
