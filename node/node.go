@@ -405,9 +405,10 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		n.wg.Add(1)
 		go n.edgeLinkLoop()
 	} else {
-		n.wg.Add(2)
+		n.wg.Add(3)
 		go n.ls.run(n.ctx)
 		go n.watchEdges()
+		go n.shedLoop()
 	}
 	if err := n.serveCoreControl(); err != nil {
 		return err

@@ -60,6 +60,11 @@ type edgeState struct {
 	sizeAt    time.Time
 	swarm     edgeSwarm // an edge's swarm, adopted from the core (fededge.go)
 
+	// edgeNames are the server names of the edges this core member
+	// admitted (admitEdge), by when: its leaf links that are edges'
+	// (Leafz does not tell them from a child swarm's links).
+	edgeNames map[string]time.Time
+
 	restart     chan struct{} // closed by restartFor
 	restartOnce sync.Once
 	restartWhy  string // written before restart is closed
@@ -283,6 +288,12 @@ func (n *Node) admitEdge(c server.ClientAuthentication) bool {
 		return false
 	}
 	c.RegisterUser(&server.User{Username: pub, Permissions: leafnode.EdgePermissions(n.coreDomain(), o.Name)})
+	n.es.mu.Lock()
+	if n.es.edgeNames == nil {
+		n.es.edgeNames = map[string]time.Time{}
+	}
+	n.es.edgeNames[o.Name] = time.Now()
+	n.es.mu.Unlock()
 	return true
 }
 
@@ -304,6 +315,9 @@ func (n *Node) checkEdge(c server.ClientAuthentication, pub string, now time.Tim
 	}
 	if n.ids.isRevoked(pub) {
 		return fmt.Errorf("key %s is revoked", pub)
+	}
+	if n.ids.isRevoked(n.pub) {
+		return fmt.Errorf("this core member's own key %s is revoked: link to another member", n.pub)
 	}
 	return n.routes.admit(pc, now)
 }
@@ -760,6 +774,107 @@ func (n *Node) watchEdges() {
 			n.publishEvent(wire.Event{Kind: subjects.EvtLeave, Chevron: chev, Name: name, Pubkey: pub,
 				By: n.chev.String(), Reason: "link lost"})
 			n.reg.onLeave(chev, now, false, 0)
+		}
+	}
+}
+
+// cutOffShed is how long a core member stays cut off from a majority of
+// the core before it drops its edges' links: longer than a route's redial
+// after a blip, short enough that edges are back with the majority within
+// seconds.
+const cutOffShed = 5 * time.Second
+
+// shedLoop drops the leaf links of this core member's edges when the
+// member can no longer serve them: its own key revoked (every link, at
+// once; admitEdge refuses new ones), or cut off from a majority of the
+// core (metaSize) for cutOffShed after it had reached one (a partition,
+// or its routes cut by the other members after a revocation this member
+// never heard).
+// An edge's leaf redials the next core address in its list, so it lands
+// on a member with the majority, learns there what it missed (a
+// revocation: it then refuses this member) and stays alive in the
+// registry. Cut off, the member drops its links once per episode and
+// keeps admitting edges: an edge that reaches no other member comes back
+// rather than staying unlinked. (Its own loop: reading the core's size
+// can wait on JetStream when the member is cut off.)
+func (n *Node) shedLoop() {
+	defer n.wg.Done()
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	var (
+		hadMajority bool      // reached one since it started: a member still joining sheds nothing
+		since       time.Time // cut off since; zero while it reaches a majority
+		shed        bool      // this episode's links were dropped
+		pruned      = time.Now()
+	)
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		}
+		why := ""
+		if n.ids.isRevoked(n.pub) {
+			why = "this member's own key is revoked"
+		} else if reach, size := len(n.RoutedServers())+1, n.metaSize(); reach > size/2 {
+			hadMajority, since, shed = true, time.Time{}, false
+		} else if hadMajority && since.IsZero() {
+			since = time.Now()
+			n.log.Warn("cut off from the core", "reach", reach, "size", size)
+		} else if hadMajority && !shed && time.Since(since) >= cutOffShed {
+			shed = true
+			why = fmt.Sprintf("cut off from the core for %s (this member reaches %d of %d)", cutOffShed, reach, size)
+		}
+		if why == "" && time.Since(pruned) < time.Minute {
+			continue
+		}
+		lz, err := n.srv.Leafz(&server.LeafzOptions{})
+		if err != nil {
+			continue
+		}
+		if why == "" {
+			pruned = time.Now()
+			n.pruneEdgeNames(lz.Leafs)
+			continue
+		}
+		dropped := 0
+		for _, l := range lz.Leafs {
+			n.es.mu.Lock()
+			_, edge := n.es.edgeNames[l.Name]
+			n.es.mu.Unlock()
+			if edge && n.srv.DisconnectClientByID(l.ID) == nil {
+				dropped++
+			}
+		}
+		if dropped > 0 {
+			n.log.Warn("dropped the leaf links of this member's edges, so they link to another core member", "edges", dropped, "why", why)
+		}
+	}
+}
+
+// metaSize is the size of the JetStream meta group as this server knows
+// it (the core's size when it has none: JetStream off, or a single node).
+// It, not the configured core size, says whether a majority is reachable:
+// a core of size 5 with three members survives the loss of one.
+func (n *Node) metaSize() int {
+	if jsz, err := n.srv.Jsz(&server.JSzOptions{}); err == nil && jsz.Meta != nil && jsz.Meta.Size > 0 {
+		return jsz.Meta.Size
+	}
+	return n.coreSize()
+}
+
+// pruneEdgeNames forgets edges admitted over a minute ago that hold no
+// link here now (a relink admits them again).
+func (n *Node) pruneEdgeNames(leafs []*server.LeafInfo) {
+	linked := make(map[string]bool, len(leafs))
+	for _, l := range leafs {
+		linked[l.Name] = true
+	}
+	n.es.mu.Lock()
+	defer n.es.mu.Unlock()
+	for name, at := range n.es.edgeNames {
+		if !linked[name] && time.Since(at) > time.Minute {
+			delete(n.es.edgeNames, name)
 		}
 	}
 }

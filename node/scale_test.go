@@ -432,3 +432,53 @@ func TestScaleEdgeLeavesARevokedCoreMember(t *testing.T) {
 		t.Fatalf("the edge went back to the revoked member %s", l)
 	}
 }
+
+// TestScaleCutOffMemberDropsItsEdgesOnce: a core member left without a
+// majority of the core (here: the two others killed) drops its edges'
+// links once, after cutOffShed, so that they can relink to a member with
+// the majority; with none to reach, the edge comes back to it, and it is
+// not dropped again in the same episode.
+func TestScaleCutOffMemberDropsItsEdgesOnce(t *testing.T) {
+	s := testmesh.StartCore(t, 3)
+	e := s.AddEdge()
+	checkRoles(t, s, 20*time.Second)
+	var link string
+	var since time.Time
+	testmesh.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+		st := e.Status()
+		if link, since = st.CoreLink, st.CoreLinkSince; link == "" {
+			return errors.New("the edge reports no link")
+		}
+		return nil
+	})
+	for i := 0; i < s.Len(); i++ {
+		if nd := s.Node(i); nd != nil && nd.Role() == wire.NodeRoleCore && nd.ServerName() != link {
+			s.Kill(i)
+		}
+	}
+	var again time.Time
+	testmesh.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		st := e.Status()
+		if st.CoreLink != link || !st.CoreLinkSince.After(since) {
+			return fmt.Errorf("the edge's link: %q since %s (was %q since %s)", st.CoreLink, st.CoreLinkSince, link, since)
+		}
+		again = st.CoreLinkSince
+		return nil
+	})
+	if d := again.Sub(since); d < node.CutOffShed {
+		t.Errorf("the link was dropped %s after the others died, before the member was cut off for %s", d, node.CutOffShed)
+	}
+	// Once per episode: the link it came back on stays (observed for
+	// longer than cutOffShed).
+	deadline := time.Now().Add(node.CutOffShed + 2*time.Second)
+	for time.Now().Before(deadline) {
+		if st := e.Status(); st.CoreLink != link || !st.CoreLinkSince.Equal(again) {
+			t.Fatalf("the link was dropped again: %q since %s (came back since %s)", st.CoreLink, st.CoreLinkSince, again)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	// A clean stop without a quorum waits out its deregistration: kill.
+	for i := 0; i < s.Len(); i++ {
+		s.Kill(i)
+	}
+}
